@@ -1,0 +1,53 @@
+"""Shared input checks: one-line ValueErrors, raised at trace time or eagerly."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+def is_concrete(x: Any) -> bool:
+    """True when ``x`` holds values (not a tracer inside jit/vmap/grad)."""
+    return not isinstance(x, jax.core.Tracer)
+
+
+def require_finite(what: str, tree: Any) -> None:
+    """Raise if any concrete floating leaf of ``tree`` holds NaN or inf.
+
+    Tracers are skipped: inside ``jit`` values are unknown, and runtime
+    non-finiteness is reported as a status by the training loop instead.
+    """
+    leaves, _ = jax.tree_util.tree_flatten_with_path(tree)
+    for path, leaf in leaves:
+        if not is_concrete(leaf):
+            continue
+        arr = np.asarray(leaf)
+        if not np.issubdtype(arr.dtype, np.floating) and not np.issubdtype(arr.dtype, np.complexfloating):
+            continue
+        bad = ~np.isfinite(arr)
+        if bad.any():
+            where = jax.tree_util.keystr(path)
+            first = tuple(int(i) for i in np.argwhere(bad)[0]) if arr.ndim else ()
+            kind = "NaN" if np.isnan(arr[first] if arr.ndim else arr) else "inf"
+            raise ValueError(
+                f"{what}{where} holds {int(bad.sum())} non-finite value(s) "
+                f"(first: {kind} at index {first}); all values must be finite"
+            )
+
+
+def require_matrix(what: str, x: Any, width: int, width_name: str) -> None:
+    """Raise unless ``x`` is a 2-D array ``(N, width)`` with ``N >= 1``."""
+    shape = jnp.shape(x)
+    if len(shape) != 2:
+        raise ValueError(
+            f"{what} must be a 2-D array (examples, {width_name}), got shape {tuple(shape)}"
+        )
+    if shape[1] != width:
+        raise ValueError(
+            f"{what} has width {shape[1]} but the network has {width} {width_name}"
+        )
+    if shape[0] < 1:
+        raise ValueError(f"{what} is empty (0 examples); give at least one")

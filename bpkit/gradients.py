@@ -1,0 +1,157 @@
+"""Gradients of a network's loss, two independent ways, same pytree out.
+
+* :func:`autodiff`: ``jax.grad`` of :func:`loss_value`.
+* :func:`backprop`: the hand-written rules, no autodiff anywhere:
+
+  .. code-block:: text
+
+      delta_L = dC/da_L * f_L'(z_L)       (mse; = a_L - y for bce/softmax_ce: f' cancels)
+      delta_l = (delta_{l+1} W_{l+1}^T) * f_l'(z_l)       hidden layers, l = L-1 .. 1
+      dC/dW_l = a_{l-1}^T delta_l
+      dC/db_l = sum over examples of delta_l
+
+  so one weight's update is ``w_new = w_old - lr * dC/da * f'(z) * input``: the
+  chain rule puts ``f'(z)`` there because ``z`` reaches ``C`` only through ``f``.
+
+``rule`` selects what stands in for ``f'(z)`` (the ablations are deliberately
+*not* gradients; :func:`bpkit.check_gradient` says so):
+
+* ``"exact"``: ``f'(z)`` from the pre-activation, written to stay accurate in saturation;
+* ``"output_form"``: ``f'`` from the output ``a`` (``a(1-a)``, ``1-a^2``), as classic code does;
+* ``"no_derivative"``: ``f'(z)`` omitted (taken as 1): ``delta = dC/da`` only;
+* ``"constant_derivative"``: ``f'(z)`` replaced by a constant, ``f'(0)`` unless given.
+
+Example:
+    >>> import jax, jax.numpy as jnp
+    >>> from bpkit import MLP, backprop, autodiff
+    >>> net = MLP((2, 3, 1), hidden="tanh", output="sigmoid")
+    >>> p = net.init(jax.random.key(0))
+    >>> x, y = jnp.ones((4, 2)), jnp.zeros((4, 1))
+    >>> g1 = backprop(net, p, x, y, loss="bce")
+    >>> g2 = autodiff(net, p, x, y, loss="bce")
+    >>> bool(jnp.allclose(g1[0]["w"], g2[0]["w"], atol=1e-6))
+    True
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+
+from bpkit import _validate
+from bpkit import activations as acts
+from bpkit import losses as losses_
+from bpkit.network import MLP, Cache, Params
+
+Array = jax.Array
+
+RULES: dict[str, str] = {
+    "exact": "f'(z), the true gradient",
+    "output_form": "f' computed from the output a, the true gradient up to rounding",
+    "no_derivative": "ablation: f'(z) omitted (taken as 1); not a gradient",
+    "constant_derivative": "ablation: f'(z) replaced by f'(0) (or a given constant); not a gradient",
+}
+GRADIENT_RULES = ("exact", "output_form")  # the rules that are true gradients
+
+
+def _pullback(rule: str, constant: float | None) -> Callable[[acts.Activation, Array, Array, Array], Array]:
+    """``(act, z, a, g) -> dC/dz`` for one rule: what multiplies ``g = dC/da``."""
+    if rule == "exact":
+        return lambda act, z, a, g: act.vjp(z, a, g)
+    if rule == "output_form":
+        return lambda act, z, a, g: act.vjp_from_output(a, g)
+    if rule == "no_derivative":
+        return lambda act, z, a, g: g
+    if rule == "constant_derivative":
+        def pull(act, z, a, g):
+            c = act.deriv_at_zero() if constant is None else constant
+            return g * jnp.asarray(c, g.dtype)
+
+        return pull
+    raise ValueError(f"unknown rule {rule!r}; valid: {', '.join(RULES)}")
+
+
+def check_targets(net: MLP, x: Array, y: Array, loss: str | losses_.Loss) -> losses_.Loss:
+    """Validate a (net, x, y, loss) combination; return the loss object."""
+    loss_obj = losses_.get(loss)
+    loss_obj.check_output_activation(net.output)
+    _validate.require_matrix("input x", x, net.sizes[0], "inputs")
+    _validate.require_matrix("targets y", y, net.sizes[-1], "outputs")
+    if jnp.shape(x)[0] != jnp.shape(y)[0]:
+        raise ValueError(
+            f"input x has {jnp.shape(x)[0]} examples but targets y has {jnp.shape(y)[0]}; they must match"
+        )
+    _validate.require_finite("input x", x)
+    _validate.require_finite("targets y", y)
+    return loss_obj
+
+
+def loss_value(net: MLP, params: Params, x: Array, y: Array, loss: str = "mse") -> Array:
+    """The scalar loss ``C(params)`` on the batch ``(x, y)``."""
+    loss_obj = check_targets(net, x, y, loss)
+    out, cache = net.forward(params, x)
+    return loss_obj.value(cache.zs[-1], out, jnp.asarray(y, out.dtype))
+
+
+def autodiff(net: MLP, params: Params, x: Array, y: Array, loss: str = "mse") -> Params:
+    """``jax.grad`` of :func:`loss_value` with respect to ``params``."""
+    return jax.grad(loss_value, argnums=1)(net, params, x, y, loss)
+
+
+def backward(
+    net: MLP,
+    params: Params,
+    cache: Cache,
+    y: Array,
+    loss: str = "mse",
+    rule: str = "exact",
+    constant: float | None = None,
+) -> Params:
+    """Hand-written backward pass from a forward ``cache``; see the module docstring."""
+    loss_obj = losses_.get(loss)
+    pull = _pullback(rule, constant)
+    layer_acts = net.activations
+    zs, outs = cache.zs, cache.activations
+    y = jnp.asarray(y, outs[-1].dtype)
+
+    delta = loss_obj.delta(zs[-1], outs[-1], y, lambda z, a, g: pull(layer_acts[-1], z, a, g))
+    grads: list[dict[str, Array]] = [None] * net.num_layers  # type: ignore[list-item]
+    for l in range(net.num_layers - 1, -1, -1):
+        # outs[l] is this layer's input a_{l-1} (outs[0] = x).
+        grads[l] = {"w": outs[l].T @ delta, "b": jnp.sum(delta, axis=0)}
+        if l > 0:
+            g = delta @ params[l]["w"].T  # dC/da_{l-1}
+            delta = pull(layer_acts[l - 1], zs[l - 1], outs[l], g)
+    return grads
+
+
+def value_and_backprop(
+    net: MLP,
+    params: Params,
+    x: Array,
+    y: Array,
+    loss: str = "mse",
+    rule: str = "exact",
+    constant: float | None = None,
+) -> tuple[Array, Params]:
+    """Loss and hand-written gradients from one forward pass."""
+    loss_obj = check_targets(net, x, y, loss)
+    _pullback(rule, constant)  # validate the rule name before tracing further
+    out, cache = net.forward(params, x)
+    value = loss_obj.value(cache.zs[-1], out, jnp.asarray(y, out.dtype))
+    return value, backward(net, params, cache, y, loss_obj, rule, constant)
+
+
+def backprop(
+    net: MLP,
+    params: Params,
+    x: Array,
+    y: Array,
+    loss: str = "mse",
+    rule: str = "exact",
+    constant: float | None = None,
+) -> Params:
+    """Hand-written gradients ``dC/dparams`` (same pytree as ``jax.grad``'s)."""
+    return value_and_backprop(net, params, x, y, loss, rule, constant)[1]

@@ -1,0 +1,131 @@
+"""Losses, each beside its hand-written output delta ``dC/dz_L``.
+
+With ``N`` examples (rows), output pre-activations ``z`` and outputs ``a = f(z)``:
+
+* ``mse`` (half mean squared error): ``C = 1/(2N) sum_i ||a_i - y_i||^2``,
+  ``dC/da = (a - y) / N`` and ``delta_L = (a - y) / N * f'(z)``.  Works with any
+  output activation; the factor ``f'(z)`` stays.
+* ``bce`` (binary cross-entropy on a sigmoid output):
+  ``C = -1/N sum_i sum_k [y log a + (1 - y) log(1 - a)]``, computed from the
+  logits ``z`` as ``softplus(z) - y z`` so it never takes ``log(0)``.
+  ``delta_L = (a - y) / N``: the sigmoid's ``s'(z) = a(1 - a)`` cancels against
+  ``dC/da = (a - y) / (a(1 - a))``.
+* ``softmax_ce`` (softmax cross-entropy): ``C = -1/N sum_i sum_k y log softmax(z)``,
+  from logits via log-sum-exp; ``delta_L = (a - y) / N`` (the softmax Jacobian
+  cancels the same way).
+
+The cross-entropies require their canonical output activation (sigmoid,
+softmax); ``mse`` takes any.
+
+Example:
+    >>> import jax.numpy as jnp
+    >>> from bpkit import losses
+    >>> float(losses.get("mse").value(None, jnp.array([[1.0]]), jnp.array([[0.0]])))
+    0.5
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from bpkit import activations as acts
+
+Array = jax.Array
+Pullback = Callable[[Array, Array, Array], Array]  # (z, a, g=dC/da) -> dC/dz
+
+
+@dataclasses.dataclass(frozen=True)
+class Loss:
+    """A loss over a batch, with its value and its hand-written output delta.
+
+    Attributes:
+        name: registry name.
+        output_activation: the output activation this loss needs, or None for any.
+        description: one line for tables.
+    """
+
+    name: str
+    output_activation: str | None
+    description: str
+
+    def value(self, z: Array, a: Array, y: Array) -> Array:
+        """The scalar loss from output pre-activations ``z``, outputs ``a``, targets ``y``."""
+        raise NotImplementedError
+
+    def delta(self, z: Array, a: Array, y: Array, pullback: Pullback) -> Array:
+        """``dC/dz_L``; ``pullback`` carries ``dC/da`` through the output activation."""
+        raise NotImplementedError
+
+    def check_output_activation(self, name: str) -> None:
+        """Raise a one-line ValueError if this loss cannot sit on ``name``."""
+        if self.output_activation is not None and acts.get(name).name != self.output_activation:
+            raise ValueError(
+                f"loss {self.name!r} needs output activation {self.output_activation!r}, "
+                f"got {name!r} (use 'mse' for any other output activation)"
+            )
+
+
+def _n(y: Array) -> int:
+    return y.shape[0]
+
+
+class _HalfMSE(Loss):
+    def value(self, z, a, y):
+        return jnp.sum(optax.l2_loss(a, y)) / _n(y)
+
+    def delta(self, z, a, y, pullback):
+        return pullback(z, a, (a - y) / _n(y))
+
+
+class _BinaryCrossEntropy(Loss):
+    def value(self, z, a, y):
+        return jnp.sum(optax.sigmoid_binary_cross_entropy(z, y)) / _n(y)
+
+    def delta(self, z, a, y, pullback):
+        del z, pullback  # s'(z) cancels: the delta holds no activation derivative.
+        return (a - y) / _n(y)
+
+
+class _SoftmaxCrossEntropy(Loss):
+    def value(self, z, a, y):
+        return jnp.sum(optax.softmax_cross_entropy(z, y)) / _n(y)
+
+    def delta(self, z, a, y, pullback):
+        del z, pullback  # The softmax Jacobian cancels: delta = a - y per example.
+        return (a - y) / _n(y)
+
+
+REGISTRY: dict[str, Loss] = {
+    "mse": _HalfMSE("mse", None, "half mean squared error 1/(2N) sum ||a - y||^2"),
+    "bce": _BinaryCrossEntropy("bce", "sigmoid", "binary cross-entropy on a sigmoid output"),
+    "softmax_ce": _SoftmaxCrossEntropy(
+        "softmax_ce", "softmax", "softmax cross-entropy on one-hot (or soft) targets"
+    ),
+}
+
+ALIASES = {
+    "squared_error": "mse",
+    "binary_cross_entropy": "bce",
+    "cross_entropy": "softmax_ce",
+}
+
+
+def names() -> tuple[str, ...]:
+    return tuple(REGISTRY)
+
+
+def get(name: str | Loss) -> Loss:
+    """Look up a loss by name (or pass one through); unknown names list the valid ones."""
+    if isinstance(name, Loss):
+        return name
+    key = ALIASES.get(name, name) if isinstance(name, str) else name
+    if key not in REGISTRY:
+        raise ValueError(
+            f"unknown loss {name!r}; valid: {', '.join(REGISTRY)} (aliases: {', '.join(ALIASES)})"
+        )
+    return REGISTRY[key]

@@ -1,0 +1,178 @@
+"""A multilayer perceptron as a frozen spec with pure ``init``/``apply`` functions.
+
+Layer ``l = 1..L`` computes ``z_l = a_{l-1} W_l + b_l`` and ``a_l = f_l(z_l)``,
+with ``a_0 = x`` (rows are examples).  Params are a plain pytree: a list with
+one ``{"w": W_l, "b": b_l}`` dict per layer, ``W_l`` of shape ``(n_{l-1}, n_l)``.
+
+The spec is hashable, so it can be a static argument of ``jax.jit``: it fixes
+the compiled program (sizes, activations).  Everything numeric (params, init
+scale) is data.
+
+Example:
+    >>> import jax
+    >>> from bpkit import MLP
+    >>> net = MLP((2, 2, 1), hidden="tanh", output="sigmoid")
+    >>> params = net.init(jax.random.key(0))
+    >>> net.apply(params, jax.numpy.zeros((4, 2))).shape
+    (4, 1)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, NamedTuple, Sequence
+
+import jax
+import jax.numpy as jnp
+
+from bpkit import _validate
+from bpkit import activations as acts
+
+Array = jax.Array
+Params = list[dict[str, Array]]
+
+_init = jax.nn.initializers
+INIT_SCHEMES: dict[str, str] = {
+    "lecun_normal": "weights ~ N(0, 1/fan_in) (truncated), biases 0; LeCun 1998",
+    "glorot_uniform": "weights ~ U(-r, r), r = sqrt(6/(fan_in+fan_out)), biases 0",
+    "he_normal": "weights ~ N(0, 2/fan_in) (truncated), biases 0; for ReLU",
+    "uniform": "weights and biases ~ U(-scale, scale); classic backprop",
+}
+_VARIANCE_INIT = {
+    "lecun_normal": _init.lecun_normal(),
+    "glorot_uniform": _init.glorot_uniform(),
+    "he_normal": _init.he_normal(),
+}
+
+
+class Cache(NamedTuple):
+    """What the forward pass keeps for backprop.
+
+    ``zs[l]`` is layer ``l+1``'s pre-activation, ``activations[0]`` the input
+    and ``activations[l+1]`` layer ``l+1``'s output.
+    """
+
+    zs: tuple[Array, ...]
+    activations: tuple[Array, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class MLP:
+    """Spec of a fully connected network.
+
+    Args:
+        sizes: layer widths, inputs first, e.g. ``(2, 2, 1)`` for XOR's 2-2-1.
+        hidden: one activation name for all hidden layers, or one per hidden layer.
+        output: the output layer's activation.
+    """
+
+    sizes: tuple[int, ...]
+    hidden: str | tuple[str, ...] = "sigmoid"
+    output: str = "sigmoid"
+
+    def __post_init__(self):
+        sizes = tuple(self.sizes) if isinstance(self.sizes, Sequence) else None
+        if (
+            sizes is None
+            or len(sizes) < 2
+            or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in sizes)
+        ):
+            raise ValueError(
+                f"sizes must be at least two positive integers (inputs, ..., outputs), got {self.sizes!r}"
+            )
+        n_hidden = len(sizes) - 2
+        hidden = (self.hidden,) * n_hidden if isinstance(self.hidden, str) else tuple(self.hidden)
+        if len(hidden) != n_hidden:
+            raise ValueError(
+                f"hidden names {len(hidden)} activation(s) but sizes {sizes} has "
+                f"{n_hidden} hidden layer(s); give one name or one per hidden layer"
+            )
+        for name in hidden + (self.output,):
+            acts.get(name)  # raises on an unknown name, listing the valid ones
+        object.__setattr__(self, "sizes", sizes)
+        object.__setattr__(self, "hidden", hidden)
+
+    # -- structure ---------------------------------------------------------------
+
+    @property
+    def num_layers(self) -> int:
+        """Number of weight layers L."""
+        return len(self.sizes) - 1
+
+    @property
+    def activations(self) -> tuple[acts.Activation, ...]:
+        """The activation of each weight layer, output last."""
+        return tuple(acts.get(n) for n in self.hidden + (self.output,))
+
+    @property
+    def num_params(self) -> int:
+        return sum((m + 1) * n for m, n in zip(self.sizes[:-1], self.sizes[1:]))
+
+    def __str__(self) -> str:
+        names = "/".join(dict.fromkeys(self.hidden)) or "-"
+        return f"{'-'.join(map(str, self.sizes))} {names}->{self.output}"
+
+    # -- pure functions ------------------------------------------------------------
+
+    def init(
+        self,
+        key: Array,
+        scheme: str = "lecun_normal",
+        scale: float | Array = 1.0,
+        dtype: Any = jnp.float32,
+    ) -> Params:
+        """Fresh params.  ``scale`` multiplies the weights (for ``"uniform"``
+        it is the half-width ``r`` of ``U(-r, r)``); it is data, so it can be vmapped.
+        """
+        if scheme not in INIT_SCHEMES:
+            raise ValueError(f"unknown init scheme {scheme!r}; valid: {', '.join(INIT_SCHEMES)}")
+        params = []
+        for k, (m, n) in zip(jax.random.split(key, self.num_layers), zip(self.sizes[:-1], self.sizes[1:])):
+            kw, kb = jax.random.split(k)
+            if scheme == "uniform":
+                w = jax.random.uniform(kw, (m, n), dtype, -1.0, 1.0) * scale
+                b = jax.random.uniform(kb, (n,), dtype, -1.0, 1.0) * scale
+            else:
+                w = _VARIANCE_INIT[scheme](kw, (m, n), dtype) * scale
+                b = jnp.zeros((n,), dtype)
+            params.append({"w": w.astype(dtype), "b": b.astype(dtype)})
+        return params
+
+    def forward(self, params: Params, x: Array) -> tuple[Array, Cache]:
+        """Output and the cache of pre-activations and activations per layer.
+
+        ``x`` is cast to the params' dtype.
+        """
+        self.check_params(params)
+        _validate.require_matrix("input x", x, self.sizes[0], "inputs")
+        a = jnp.asarray(x, params[0]["w"].dtype)
+        zs, outs = [], [a]
+        for layer, act in zip(params, self.activations):
+            z = a @ layer["w"] + layer["b"][None, :]
+            a = act.fn(z)
+            zs.append(z)
+            outs.append(a)
+        return a, Cache(tuple(zs), tuple(outs))
+
+    def apply(self, params: Params, x: Array) -> Array:
+        """The network's output ``a_L`` for inputs ``x`` of shape ``(N, sizes[0])``."""
+        return self.forward(params, x)[0]
+
+    # -- checks ------------------------------------------------------------------------
+
+    def check_params(self, params: Params) -> None:
+        """Raise a one-line ValueError unless ``params`` fits this spec."""
+        if not isinstance(params, (list, tuple)) or len(params) != self.num_layers:
+            got = len(params) if isinstance(params, (list, tuple)) else type(params).__name__
+            raise ValueError(
+                f"params must be a list of {self.num_layers} layer dicts for sizes {self.sizes}, got {got}"
+            )
+        for i, (layer, m, n) in enumerate(zip(params, self.sizes[:-1], self.sizes[1:])):
+            if not isinstance(layer, dict) or set(layer) != {"w", "b"}:
+                raise ValueError(f"params[{i}] must be a dict with keys 'w' and 'b'")
+            for leaf, want in (("w", (m, n)), ("b", (n,))):
+                got = tuple(jnp.shape(layer[leaf]))
+                if got != want:
+                    raise ValueError(
+                        f"params[{i}]['{leaf}'] has shape {got}, the spec {self.sizes} needs {want}"
+                    )
