@@ -1,0 +1,158 @@
+"""The ``bpkit`` command line: thin, it parses, calls the library and prints.
+
+Exit codes: 0 all as expected, 1 a check came out other than expected,
+2 bad arguments or input (one line on stderr, no traceback unless ``--debug``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from typing import Sequence
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but errors are one line: ``bpkit: error: ...``, exit code 2."""
+
+    def error(self, message: str):  # type: ignore[override]
+        print(f"{self.prog}: error: {message}", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def _csv(kind: type):
+    def parse(text: str):
+        items = [t.strip() for t in text.split(",") if t.strip()]
+        if not items:
+            raise argparse.ArgumentTypeError("expected a comma-separated list")
+        try:
+            return [kind(t) for t in items]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected comma-separated {kind.__name__} values, got {text!r}")
+
+    return parse
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    import jax
+
+    jax.config.update("jax_enable_x64", True)  # the matrix checks float64 too
+    from bpkit import matrix
+
+    t0 = time.perf_counter()
+    all_cases = matrix.cases(
+        activations=args.activations,
+        losses=args.losses,
+        depths=args.depths,
+        dtypes=args.dtypes,
+        ablations=not args.no_ablations,
+        flax=not args.no_flax,
+    )
+    results = matrix.run(all_cases)
+    act_reports = matrix.check_activations(args.activations, args.dtypes)
+    elapsed = time.perf_counter() - t0
+
+    unexpected = [r for r in results if not r.as_expected]
+    bad_acts = [r for r in act_reports if not r.passed]
+    ok = not unexpected and not bad_acts
+    n_not_grad = sum(not r.expected for r in results)
+
+    if args.json:
+        out = {
+            "passed": ok,
+            "seconds": round(elapsed, 2),
+            "cases": [
+                {
+                    "label": r.case.label,
+                    "sizes": list(r.case.net.sizes),
+                    "hidden": list(r.case.net.hidden),
+                    "output": r.case.net.output,
+                    "loss": r.case.loss,
+                    "dtype": r.case.dtype,
+                    "rule": r.case.rule,
+                    "flax": r.case.flax,
+                    "expected_gradient": r.expected,
+                    "passed": r.passed,
+                    "as_expected": r.as_expected,
+                    "max_rel_error_vs_jax_grad": r.max_rel_ad,
+                    "max_rel_error_vs_finite_diff": r.max_rel_fd,
+                    **({"report": r.report.to_dict()} if not r.as_expected else {}),
+                }
+                for r in results
+            ],
+            "activations": [
+                {
+                    "name": a.name, "dtype": a.dtype, "passed": a.passed,
+                    "max_abs_error": a.max_abs_error, "worst_z": a.worst_z,
+                    "output_form_zero_from": a.output_form_zero_from,
+                }
+                for a in act_reports
+            ],
+        }
+        json.dump(out, sys.stdout, indent=1)
+        print()
+    else:
+        print("Hand-written backprop vs jax.grad vs finite differences (worst relative error over depths)")
+        print(matrix.summary_table(results))
+        print()
+        print("Activation derivatives vs jax.grad on a dense grid (|z| <= 40, every kink)")
+        for a in act_reports:
+            print(" ", a)
+        for r in unexpected:
+            why = "the true gradient is identically 0 here, so the check proves nothing" if r.vacuous else (
+                f"expected {'a gradient' if r.expected else 'not a gradient'}")
+            print(f"\nUNEXPECTED: {r.case.label}: {why}")
+            print(r.report)
+        print(
+            f"\n{len(results)} gradient checks ({n_not_grad} ablations expected to fail), "
+            f"{len(act_reports)} derivative checks, {elapsed:.0f}s: "
+            + ("all as expected" if ok else f"{len(unexpected) + len(bad_acts)} NOT as expected")
+        )
+    return 0 if ok else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="bpkit", description="Backpropagation, written by hand and checked.")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    sub = parser.add_subparsers(dest="verb", metavar="VERB", parser_class=_Parser)
+
+    check = sub.add_parser(
+        "check",
+        help="check hand-written backprop against jax.grad and finite differences",
+        description="Run every activation x loss x depth x dtype (and the ablations, "
+        "as expected failures, and the Flax model) through the gradient checker.",
+    )
+    check.add_argument("--activations", type=_csv(str), help="comma-separated subset (default: all)")
+    check.add_argument("--losses", type=_csv(str), help="comma-separated subset of mse,bce,softmax_ce")
+    check.add_argument("--depths", type=_csv(int), default=[1, 2, 3, 4], help="weight layers (default 1,2,3,4)")
+    check.add_argument("--dtypes", type=_csv(str), default=["float32", "float64"], help="float32,float64")
+    check.add_argument("--no-ablations", action="store_true", help="skip the ablated rules")
+    check.add_argument("--no-flax", action="store_true", help="skip the Flax model")
+    check.add_argument("--json", action="store_true", help="print a machine-readable report")
+    check.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
+    check.set_defaults(func=_cmd_check)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "verb", None):
+        verbs = ", ".join(parser._subparsers._group_actions[0].choices)  # type: ignore[union-attr]
+        parser.error(f"missing verb; valid: {verbs} (see bpkit --help)")
+    try:
+        return args.func(args)
+    except (ValueError, OSError) as e:
+        if args.debug:
+            raise
+        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        print(f"bpkit: error: {msg}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("bpkit: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
