@@ -1,0 +1,5 @@
+import sys
+
+from bpkit.cli import main
+
+sys.exit(main())

@@ -1,0 +1,20 @@
+"""Strict JAX settings and a deterministic hypothesis profile for the whole suite."""
+
+import os
+
+import jax
+from hypothesis import HealthCheck, settings
+
+jax.config.update("jax_enable_x64", True)  # float64 checks; float32 arrays stay float32
+jax.config.update("jax_numpy_rank_promotion", "raise")  # no silent broadcasting in bpkit
+
+# Derandomised: the same examples every run, so a failure reproduces. CI can
+# ask for more with BPKIT_HYPOTHESIS_EXAMPLES.
+settings.register_profile(
+    "bpkit",
+    derandomize=True,
+    deadline=None,
+    max_examples=int(os.environ.get("BPKIT_HYPOTHESIS_EXAMPLES", "40")),
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.load_profile("bpkit")

@@ -1,0 +1,74 @@
+"""`bpkit check`: exit 0 when all is as expected, 1 when not, 2 on bad arguments."""
+
+import dataclasses
+import json
+import subprocess
+import sys
+
+import jax.numpy as jnp
+import pytest
+
+from bpkit import activations
+from bpkit.cli import main
+
+SUBSET = ["check", "--activations", "tanh,relu,step,identity", "--depths", "1,2"]
+
+
+def test_check_subset_passes_and_prints_a_table(capsys):
+    assert main(SUBSET) == 0
+    out = capsys.readouterr().out
+    assert "all as expected" in out
+    assert "no_derivative" in out and "not a gradient" in out
+    assert "exact flax" in out
+
+
+def test_check_json_is_machine_readable(capsys):
+    assert main(SUBSET + ["--dtypes", "float64", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["passed"] is True
+    rules = {c["rule"] for c in report["cases"]}
+    assert rules == {"exact", "no_derivative", "constant_derivative"}
+    ablated = [c for c in report["cases"] if c["rule"] == "no_derivative" and c["hidden"] == ["tanh"]]
+    assert ablated and all(not c["passed"] and c["as_expected"] for c in ablated)
+    exact = [c for c in report["cases"] if c["rule"] == "exact"]
+    assert max(c["max_rel_error_vs_jax_grad"] for c in exact) < 1e-10
+
+
+def test_check_fails_with_exit_1_on_a_wrong_derivative(monkeypatch, capsys):
+    tanh = activations.REGISTRY["tanh"]
+    wrong = dataclasses.replace(tanh, deriv=lambda z: 1.0 - jnp.tanh(z))  # forgot the square
+    monkeypatch.setitem(activations.REGISTRY, "tanh", wrong)
+    assert main(["check", "--activations", "tanh", "--depths", "2", "--dtypes", "float64", "--no-flax"]) == 1
+    out = capsys.readouterr().out
+    assert "UNEXPECTED: 3-4-3 tanh->tanh mse float64 exact" in out
+    assert "<-- WRONG" in out and "NOT as expected" in out
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        ([], "bpkit: error: missing verb; valid: check"),
+        (["frobnicate"], "bpkit: error: argument VERB: invalid choice: 'frobnicate'"),
+        (["check", "--depths", "two"], "bpkit check: error: argument --depths: expected comma-separated int values"),
+        (["check", "--activations", "nope"], "bpkit: error: unknown activation 'nope'; valid:"),
+        (["check", "--dtypes", "float16"], "bpkit: error: unknown dtype 'float16'; valid: float32, float64"),
+        (["check", "--depths", "0"], "bpkit: error: depths must be positive integers, got 0"),
+    ],
+)
+def test_bad_arguments_exit_2_with_one_line(argv, message, capsys):
+    with pytest.raises(SystemExit) as info:
+        code = main(argv)
+        raise SystemExit(code)
+    assert info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(message), err
+    assert len(err.splitlines()) == 1
+
+
+def test_no_traceback_from_the_real_command():
+    proc = subprocess.run(
+        [sys.executable, "-m", "bpkit", "check", "--losses", "hinge"], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == "bpkit: error: unknown loss 'hinge'; valid: mse, bce, softmax_ce"
+    assert "Traceback" not in proc.stderr + proc.stdout

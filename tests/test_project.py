@@ -1,0 +1,31 @@
+"""The README's two commands stay true: CI runs the test one, verbatim."""
+
+import pathlib
+import re
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def readme_commands():
+    block = re.search(r"```bash\n(.*?)```", (ROOT / "README.md").read_text(), re.S).group(1)
+    return [line.split("#")[0].strip() for line in block.strip().splitlines()]
+
+
+def test_readme_opens_with_install_plus_main_job_and_install_plus_tests():
+    main_job, tests = readme_commands()[:2]
+    assert main_job.startswith("python3 -m pip install -e .") and "bpkit check" in main_job
+    assert tests.startswith('python3 -m pip install -e ".[test]"') and "pytest" in tests
+
+
+def test_ci_runs_the_readme_test_command():
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert readme_commands()[1] in ci.splitlines()
+
+
+def test_runtime_dependencies_have_lower_bounds_and_no_peers():
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    for dep in project["dependencies"]:
+        assert ">=" in dep, dep
+        assert not dep.startswith(("torch", "scipy", "optimistix")), dep
