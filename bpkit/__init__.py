@@ -1,5 +1,33 @@
-"""bpkit: backpropagation, written by hand, checked against autodiff."""
+"""bpkit: backpropagation written by hand, checked against autodiff, measured.
+
+The public API at a glance (data flows top to bottom)::
+
+    activations, losses              each with its hand-written derivative / output delta
+    MLP                              the network spec: init, forward, apply
+    backprop, backward,              hand-written gradients (rules: exact, output_form,
+      value_and_backprop             and the ablations no_derivative, constant_derivative)
+    autodiff, loss_value             jax.grad of the same loss
+    check_gradient, check_activation the checker: which leaf, which entry is wrong
+"""
+
 from bpkit import activations, losses
-from bpkit.network import MLP
-from bpkit.gradients import autodiff, backprop, backward, loss_value, value_and_backprop
 from bpkit.gradcheck import check_activation, check_gradient, finite_difference_grad
+from bpkit.gradients import RULES, autodiff, backprop, backward, loss_value, value_and_backprop
+from bpkit.network import MLP
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "MLP",
+    "RULES",
+    "activations",
+    "autodiff",
+    "backprop",
+    "backward",
+    "check_activation",
+    "check_gradient",
+    "finite_difference_grad",
+    "loss_value",
+    "losses",
+    "value_and_backprop",
+]

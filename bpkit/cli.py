@@ -29,7 +29,7 @@ def _csv(kind: type):
         try:
             return [kind(t) for t in items]
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected comma-separated {kind.__name__} values, got {text!r}")
+            raise argparse.ArgumentTypeError(f"expected comma-separated {kind.__name__} values, got {text!r}") from None
 
     return parse
 

@@ -14,7 +14,8 @@ Per leaf, the error is measured against the leaf's own scale
 ``max_rel = max_abs / max(s, atol / rtol)``, and the leaf passes when
 ``max_abs <= atol + rtol * s``.
 
-Default tolerances (measured on bpkit's own matrix, see ``bpkit check``):
+Default tolerances (the worst errors measured over ``bpkit check``'s 598
+cases were, in the same order: 1.3e-14, 2.1e-9; 1.7e-6, 2.1e-6):
 
 ============  ======================  ===================================
 params dtype  vs jax.grad (rtol/atol)  vs finite differences (rtol/atol)

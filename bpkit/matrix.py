@@ -27,7 +27,7 @@ import numpy as np
 from bpkit import activations as acts
 from bpkit import gradcheck
 from bpkit import losses as losses_
-from bpkit.gradients import GRADIENT_RULES, RULES, backprop, loss_value
+from bpkit.gradients import GRADIENT_RULES, backprop, loss_value
 from bpkit.network import MLP
 
 LOSS_OUTPUTS = {"mse": None, "bce": "sigmoid", "softmax_ce": "softmax"}  # None: output = hidden
