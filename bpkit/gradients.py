@@ -73,8 +73,10 @@ def _pullback(rule: str, constant: float | None) -> Callable[[acts.Activation, A
     raise ValueError(f"unknown rule {rule!r}; valid: {', '.join(RULES)}")
 
 
-def check_targets(net: MLP, x: Array, y: Array, loss: str | losses_.Loss) -> losses_.Loss:
-    """Validate a (net, x, y, loss) combination; return the loss object."""
+def check_targets(
+    net: MLP, x: Array, y: Array, loss: str | losses_.Loss, weights: Array | None = None
+) -> losses_.Loss:
+    """Validate a (net, x, y, loss, weights) combination; return the loss object."""
     loss_obj = losses_.get(loss)
     loss_obj.check_output_activation(net.output)
     _validate.require_matrix("input x", x, net.sizes[0], "inputs")
@@ -83,21 +85,29 @@ def check_targets(net: MLP, x: Array, y: Array, loss: str | losses_.Loss) -> los
         raise ValueError(
             f"input x has {jnp.shape(x)[0]} examples but targets y has {jnp.shape(y)[0]}; they must match"
         )
+    if weights is not None and jnp.shape(weights) != (jnp.shape(x)[0],):
+        raise ValueError(
+            f"weights must have shape ({jnp.shape(x)[0]},), one per example, got {tuple(jnp.shape(weights))}"
+        )
     _validate.require_finite("input x", x)
     _validate.require_finite("targets y", y)
     return loss_obj
 
 
-def loss_value(net: MLP, params: Params, x: Array, y: Array, loss: str = "mse") -> Array:
-    """The scalar loss ``C(params)`` on the batch ``(x, y)``."""
-    loss_obj = check_targets(net, x, y, loss)
+def loss_value(
+    net: MLP, params: Params, x: Array, y: Array, loss: str = "mse", weights: Array | None = None
+) -> Array:
+    """The scalar loss ``C(params)`` on the batch ``(x, y)`` (examples weighted 1/N unless given)."""
+    loss_obj = check_targets(net, x, y, loss, weights)
     out, cache = net.forward(params, x)
-    return loss_obj.value(cache.zs[-1], out, jnp.asarray(y, out.dtype))
+    return loss_obj.value(cache.zs[-1], out, jnp.asarray(y, out.dtype), weights)
 
 
-def autodiff(net: MLP, params: Params, x: Array, y: Array, loss: str = "mse") -> Params:
+def autodiff(
+    net: MLP, params: Params, x: Array, y: Array, loss: str = "mse", weights: Array | None = None
+) -> Params:
     """``jax.grad`` of :func:`loss_value` with respect to ``params``."""
-    return jax.grad(loss_value, argnums=1)(net, params, x, y, loss)
+    return jax.grad(loss_value, argnums=1)(net, params, x, y, loss, weights)
 
 
 def backward(
@@ -108,6 +118,7 @@ def backward(
     loss: str = "mse",
     rule: str = "exact",
     constant: float | None = None,
+    weights: Array | None = None,
 ) -> Params:
     """Hand-written backward pass from a forward ``cache``; see the module docstring."""
     loss_obj = losses_.get(loss)
@@ -116,7 +127,7 @@ def backward(
     zs, outs = cache.zs, cache.activations
     y = jnp.asarray(y, outs[-1].dtype)
 
-    delta = loss_obj.delta(zs[-1], outs[-1], y, lambda z, a, g: pull(layer_acts[-1], z, a, g))
+    delta = loss_obj.delta(zs[-1], outs[-1], y, lambda z, a, g: pull(layer_acts[-1], z, a, g), weights)
     grads: list[dict[str, Array]] = [None] * net.num_layers  # type: ignore[list-item]
     for l in range(net.num_layers - 1, -1, -1):
         # outs[l] is this layer's input a_{l-1} (outs[0] = x).
@@ -135,13 +146,14 @@ def value_and_backprop(
     loss: str = "mse",
     rule: str = "exact",
     constant: float | None = None,
+    weights: Array | None = None,
 ) -> tuple[Array, Params]:
     """Loss and hand-written gradients from one forward pass."""
-    loss_obj = check_targets(net, x, y, loss)
+    loss_obj = check_targets(net, x, y, loss, weights)
     _pullback(rule, constant)  # validate the rule name before tracing further
     out, cache = net.forward(params, x)
-    value = loss_obj.value(cache.zs[-1], out, jnp.asarray(y, out.dtype))
-    return value, backward(net, params, cache, y, loss_obj, rule, constant)
+    value = loss_obj.value(cache.zs[-1], out, jnp.asarray(y, out.dtype), weights)
+    return value, backward(net, params, cache, y, loss_obj, rule, constant, weights)
 
 
 def backprop(
@@ -152,6 +164,49 @@ def backprop(
     loss: str = "mse",
     rule: str = "exact",
     constant: float | None = None,
+    weights: Array | None = None,
 ) -> Params:
     """Hand-written gradients ``dC/dparams`` (same pytree as ``jax.grad``'s)."""
-    return value_and_backprop(net, params, x, y, loss, rule, constant)[1]
+    return value_and_backprop(net, params, x, y, loss, rule, constant, weights)[1]
+
+
+SOURCES = ("autodiff",) + tuple(RULES)
+
+
+def objective(
+    net: MLP, loss: str = "mse", source: str = "autodiff", constant: float | None = None
+) -> Callable[[Params, Array, Array, Array | None], Array]:
+    """The loss ``f(params, x, y, weights)`` whose ``jax.grad`` is the chosen gradient source.
+
+    ``source="autodiff"`` is :func:`loss_value` itself.  Any rule name gives a
+    ``jax.custom_vjp`` function whose backward pass *is* the hand-written rule,
+    so everything that differentiates it (a training step, optax's line
+    search) trains with that rule, ablations included.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> from bpkit import MLP
+        >>> net = MLP((2, 1), output="sigmoid")
+        >>> f = objective(net, "mse", "no_derivative")
+        >>> g = jax.grad(f)(net.init(jax.random.key(0)), jnp.ones((3, 2)), jnp.zeros((3, 1)), None)
+    """
+    if source not in SOURCES:
+        raise ValueError(f"unknown gradient source {source!r}; valid: {', '.join(SOURCES)}")
+    if source == "autodiff":
+        return lambda p, x, y, w=None: loss_value(net, p, x, y, loss, w)
+
+    @jax.custom_vjp
+    def f(p, x, y, w):
+        return loss_value(net, p, x, y, loss, w)
+
+    def fwd(p, x, y, w):
+        value, grads = value_and_backprop(net, p, x, y, loss, source, constant, w)
+        return value, (grads, x, y, w)
+
+    def bwd(res, g):
+        grads, x, y, w = res
+        zeros = jax.tree_util.tree_map(jnp.zeros_like, (x, y, w))
+        return (jax.tree_util.tree_map(lambda t: g * t, grads),) + zeros
+
+    f.defvjp(fwd, bwd)
+    return lambda p, x, y, w=None: f(p, x, y, w)

@@ -1,6 +1,8 @@
 """Losses, each beside its hand-written output delta ``dC/dz_L``.
 
-With ``N`` examples (rows), output pre-activations ``z`` and outputs ``a = f(z)``:
+With ``N`` examples (rows), output pre-activations ``z`` and outputs ``a = f(z)``
+(every loss also takes per-example weights ``w`` summing to 1, default ``1/N``,
+so a padded mini-batch averages over its real examples only):
 
 * ``mse`` (half mean squared error): ``C = 1/(2N) sum_i ||a_i - y_i||^2``,
   ``dC/da = (a - y) / N`` and ``delta_L = (a - y) / N * f'(z)``.  Works with any
@@ -53,11 +55,11 @@ class Loss:
     output_activation: str | None
     description: str
 
-    def value(self, z: Array, a: Array, y: Array) -> Array:
+    def value(self, z: Array, a: Array, y: Array, w: Array | None = None) -> Array:
         """The scalar loss from output pre-activations ``z``, outputs ``a``, targets ``y``."""
         raise NotImplementedError
 
-    def delta(self, z: Array, a: Array, y: Array, pullback: Pullback) -> Array:
+    def delta(self, z: Array, a: Array, y: Array, pullback: Pullback, w: Array | None = None) -> Array:
         """``dC/dz_L``; ``pullback`` carries ``dC/da`` through the output activation."""
         raise NotImplementedError
 
@@ -70,34 +72,37 @@ class Loss:
             )
 
 
-def _n(y: Array) -> int:
-    return y.shape[0]
+def _weights(y: Array, w: Array | None) -> Array:
+    """Per-example weights as a column ``(N, 1)``: ``1/N`` unless given."""
+    if w is None:
+        return jnp.full((y.shape[0], 1), 1.0 / y.shape[0], y.dtype)
+    return jnp.asarray(w, y.dtype)[:, None]
 
 
 class _HalfMSE(Loss):
-    def value(self, z, a, y):
-        return jnp.sum(optax.l2_loss(a, y)) / _n(y)
+    def value(self, z, a, y, w=None):
+        return jnp.sum(_weights(y, w) * optax.l2_loss(a, y))
 
-    def delta(self, z, a, y, pullback):
-        return pullback(z, a, (a - y) / _n(y))
+    def delta(self, z, a, y, pullback, w=None):
+        return pullback(z, a, (a - y) * _weights(y, w))
 
 
 class _BinaryCrossEntropy(Loss):
-    def value(self, z, a, y):
-        return jnp.sum(optax.sigmoid_binary_cross_entropy(z, y)) / _n(y)
+    def value(self, z, a, y, w=None):
+        return jnp.sum(_weights(y, w) * optax.sigmoid_binary_cross_entropy(z, y))
 
-    def delta(self, z, a, y, pullback):
+    def delta(self, z, a, y, pullback, w=None):
         del z, pullback  # s'(z) cancels: the delta holds no activation derivative.
-        return (a - y) / _n(y)
+        return (a - y) * _weights(y, w)
 
 
 class _SoftmaxCrossEntropy(Loss):
-    def value(self, z, a, y):
-        return jnp.sum(optax.softmax_cross_entropy(z, y)) / _n(y)
+    def value(self, z, a, y, w=None):
+        return jnp.sum(_weights(y, w)[:, 0] * optax.softmax_cross_entropy(z, y))
 
-    def delta(self, z, a, y, pullback):
+    def delta(self, z, a, y, pullback, w=None):
         del z, pullback  # The softmax Jacobian cancels: delta = a - y per example.
-        return (a - y) / _n(y)
+        return (a - y) * _weights(y, w)
 
 
 REGISTRY: dict[str, Loss] = {
