@@ -1,0 +1,218 @@
+"""The one training loop: batch sizes, sources, stopping, determinism, compile count."""
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from bpkit import MLP, autodiff, optim
+from bpkit.gradients import objective
+from bpkit.stopping import StopRules
+from bpkit.training import make_trainer, train
+
+XOR_X = jnp.array([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]])
+XOR_Y = jnp.array([[0.0], [1.0], [1.0], [0.0]])
+NET = MLP((2, 2, 1), hidden="tanh", output="sigmoid")
+P0 = NET.init(jax.random.key(0))
+KEY = jax.random.key(1)
+
+
+def data(n=10, seed=0, dtype=jnp.float64):
+    kx, ky = jax.random.split(jax.random.key(seed))
+    x = jax.random.normal(kx, (n, 3), dtype)
+    y = (jax.random.uniform(ky, (n, 2), dtype) > 0.5).astype(dtype)
+    return x, y
+
+
+NET3 = MLP((3, 4, 2), hidden="tanh", output="sigmoid")
+P3 = NET3.init(jax.random.key(2), dtype=jnp.float64)
+
+
+@pytest.mark.parametrize(
+    "name, opt, batch_size",
+    [
+        ("online", optax.sgd(0.5), 1),
+        ("minibatch", optax.sgd(1.0, momentum=0.9), 3),
+        ("batch", optax.sgd(2.0), None),
+        ("rprop", optax.rprop(0.1), None),
+        ("quickprop", optim.quickprop(0.5), None),
+        ("lbfgs", optax.lbfgs(), None),
+        ("scg", optim.scg(), None),
+        ("scg-fd", optim.scg(hvp="finite_difference"), None),
+    ]
+    + [(f"cg-{b}", optim.nonlinear_cg(b), None) for b in optim.BETAS]
+    + [("cg-powell-beale", optim.nonlinear_cg("pr+", powell_beale=True), None)],
+)
+def test_every_optimizer_trains_xor(name, opt, batch_size):
+    r = train(NET, opt, P0, XOR_X, XOR_Y, key=KEY, batch_size=batch_size,
+              rules=StopRules(max_epochs=3000, criterion_40_20_40=True))
+    assert r.reason == "40-20-40", (name, r.reason, float(r.final_loss))
+    out = NET.apply(r.params, XOR_X)
+    assert bool(jnp.all((out > 0.6) == (XOR_Y > 0.5))) and bool(jnp.all((out < 0.4) == (XOR_Y < 0.5)))
+
+
+def test_batch_size_n_is_batch_gradient_descent_step_for_step():
+    x, y = data()
+    lr, epochs = 0.3, 7
+    r = train(NET3, optax.sgd(lr), P3, x, y, key=KEY, batch_size=x.shape[0], rules=StopRules(max_epochs=epochs, stall_epochs=None))
+    p = P3
+    for _ in range(epochs):
+        p = jax.tree.map(lambda w, g: w - lr * g, p, autodiff(NET3, p, x, y))
+    chex.assert_trees_all_close(r.params, p, rtol=1e-13, atol=1e-15)
+    assert int(r.epochs) == epochs and r.reason == "max_epochs"
+
+
+def test_one_online_epoch_equals_one_batch_step_to_first_order():
+    # Online: w -= eta grad l_i, i = 1..N, in fixed order; batch: w -= N eta grad C.
+    # They agree up to O(eta^2): relative to the step (O(eta)) the gap is O(eta),
+    # so ten times smaller eta gives a ten times smaller relative gap.
+    x, y = data()
+    n = x.shape[0]
+    gaps = []
+    for eta in (1e-2, 1e-3):
+        rules = StopRules(max_epochs=1, stall_epochs=None)
+        online = train(NET3, optax.sgd(eta), P3, x, y, key=KEY, batch_size=1, shuffle=False, rules=rules)
+        batch = train(NET3, optax.sgd(n * eta), P3, x, y, key=KEY, rules=rules)
+        step = optax.tree.norm(optax.tree.sub(batch.params, P3))
+        gaps.append(float(optax.tree.norm(optax.tree.sub(online.params, batch.params)) / step))
+    assert gaps[0] < 0.01
+    assert 8 < gaps[0] / gaps[1] < 12, gaps  # measured 10.0
+
+
+def test_minibatch_with_remainder_averages_real_examples_only():
+    # 10 examples in batches of 4: the last batch holds 2 real + 2 padded examples.
+    x, y = data()
+    r = train(NET3, optax.sgd(0.1), P3, x, y, key=KEY, batch_size=4, shuffle=False, rules=StopRules(max_epochs=1, stall_epochs=None))
+    p = P3
+    for lo in (0, 4, 8):
+        xb, yb = x[lo:lo + 4], y[lo:lo + 4]
+        p = jax.tree.map(lambda w, g: w - 0.1 * g, p, autodiff(NET3, p, xb, yb))
+    chex.assert_trees_all_close(r.params, p, rtol=1e-13, atol=1e-15)
+    assert float(r.history.grad_evals[0]) == pytest.approx(1.0)  # 4/10 + 4/10 + 2/10
+
+
+def test_same_seed_is_bitwise_identical_and_other_seed_differs():
+    x, y = data()
+    kw = dict(key=KEY, batch_size=2, rules=StopRules(max_epochs=20))
+    a = train(NET3, optax.sgd(0.2), P3, x, y, **kw)
+    b = train(NET3, optax.sgd(0.2), P3, x, y, **kw)
+    for u, v in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+        np.testing.assert_array_equal(np.asarray(u), np.asarray(v))
+    c = train(NET3, optax.sgd(0.2), P3, x, y, **{**kw, "key": jax.random.key(99)})
+    assert not np.array_equal(np.asarray(a.params[0]["w"]), np.asarray(c.params[0]["w"]))
+
+
+def test_compiles_once_per_static_configuration():
+    x, y = data()
+    run = jax.jit(chex.assert_max_traces(
+        make_trainer(NET3, optax.sgd(0.1), batch_size=2, rules=StopRules(max_epochs=3)), n=1))
+    for seed in range(3):
+        xs, ys = data(seed=seed)
+        run(NET3.init(jax.random.key(seed), dtype=jnp.float64), xs, ys, jax.random.key(seed))
+
+
+def test_vmapped_over_seeds_equals_one_by_one():
+    x, y = data()
+    run = make_trainer(NET3, optax.sgd(0.2), batch_size=2, rules=StopRules(max_epochs=5))
+    keys = jax.random.split(jax.random.key(5), 3)
+    params = jax.vmap(lambda k: NET3.init(k, dtype=jnp.float64))(keys)
+    batched = jax.jit(jax.vmap(run, in_axes=(0, None, None, 0)))(params, x, y, keys)
+    for i in range(3):
+        one = jax.jit(run)(jax.tree.map(lambda a: a[i], params), x, y, keys[i])
+        chex.assert_trees_all_close(jax.tree.map(lambda a: a[i], batched.params), one.params, rtol=1e-12)
+
+
+def test_gradient_source_selects_the_rule():
+    x, y = data()
+    rules = StopRules(max_epochs=10, stall_epochs=None)
+    auto = train(NET3, optax.sgd(0.5), P3, x, y, key=KEY, rules=rules)
+    hand = train(NET3, optax.sgd(0.5), P3, x, y, key=KEY, rules=rules, source="exact")
+    ablated = train(NET3, optax.sgd(0.5), P3, x, y, key=KEY, rules=rules, source="no_derivative")
+    chex.assert_trees_all_close(auto.params, hand.params, rtol=1e-10)
+    assert float(optax.tree.norm(optax.tree.sub(auto.params, ablated.params))) > 1e-3
+    # Hand-written rules also drive a line search (optax's zoom differentiates the custom_vjp).
+    cg = train(NET3, optim.nonlinear_cg(), P3, x, y, key=KEY, rules=rules, source="exact")
+    cg_auto = train(NET3, optim.nonlinear_cg(), P3, x, y, key=KEY, rules=rules)
+    chex.assert_trees_all_close(cg.params, cg_auto.params, rtol=1e-8)
+
+
+def test_divergence_is_a_status_not_an_exception():
+    # A linear net has no saturation to stop it: far above 2/lambda_max it blows up.
+    net = MLP((3, 4, 2), hidden="identity", output="identity")
+    r = train(net, optax.sgd(50.0), net.init(jax.random.key(0), dtype=jnp.float64), *data(), key=KEY,
+              rules=StopRules(max_epochs=50))
+    assert r.reason == "diverged"
+    assert int(r.epochs) < 50
+    assert not np.isfinite(float(r.history.loss[int(r.epochs) - 1]))
+
+
+def test_saturated_net_stalls_instead_of_diverging():
+    r = train(NET3, optax.sgd(1e6), P3, *data(), key=KEY, rules=StopRules(max_epochs=50, stall_epochs=3))
+    assert r.reason == "stalled" and np.isfinite(float(r.final_loss))
+
+
+def test_stopping_rules_goal_min_grad_patience():
+    x, y = data()
+    goal = train(NET3, optim.nonlinear_cg(), P3, x, y, key=KEY, rules=StopRules(max_epochs=500, goal=0.05))
+    assert goal.reason == "goal" and float(goal.final_loss) <= 0.05
+    assert float(goal.history.loss[int(goal.epochs) - 2]) > 0.05  # it stopped at the first epoch below
+    mg = train(NET3, optim.nonlinear_cg(), P3, x, y, key=KEY, rules=StopRules(max_epochs=500, min_grad_norm=1e-3))
+    assert mg.reason == "min_grad" and float(mg.history.grad_norm[int(mg.epochs) - 1]) <= 1e-3
+    xv, yv = data(seed=7)
+    pat = train(NET3, optax.sgd(2.0), P3, x, y, key=KEY, x_val=xv, y_val=yv, rules=StopRules(max_epochs=2000, patience=5))
+    assert pat.reason == "patience"
+    h = np.asarray(pat.history.val_loss[: int(pat.epochs)])
+    assert np.argmin(h) == int(pat.epochs) - 6  # best 5 epochs before the stop
+    chex.assert_trees_all_close(NET3.apply(pat.best_params, xv).shape, (10, 2))
+
+
+def test_evaluation_counts():
+    x, y = data()
+    rules = StopRules(max_epochs=5, stall_epochs=None)
+    bgd = train(NET3, optax.sgd(0.1), P3, x, y, key=KEY, rules=rules)
+    np.testing.assert_allclose(bgd.history.grad_evals[:5], np.arange(1, 6))
+    online = train(NET3, optax.sgd(0.1), P3, x, y, key=KEY, batch_size=1, rules=rules)
+    np.testing.assert_allclose(online.history.grad_evals[:5], np.arange(1, 6), rtol=1e-12)
+    s = train(NET3, optim.scg(hvp="finite_difference"), P3, x, y, key=KEY, rules=rules)
+    # per iteration: 1 gradient at w, 1 more for the finite-difference Hessian product
+    # (none after a rejected step), 1 loss at w + alpha p.
+    assert 5 < float(s.history.grad_evals[4]) <= 10 and float(s.history.loss_evals[4]) == 10
+    cg = train(NET3, optim.nonlinear_cg(), P3, x, y, key=KEY, rules=rules)
+    assert float(cg.history.grad_evals[4]) >= 5  # at least one line-search evaluation per iteration
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(batch_size=0), r"batch_size must be an integer in 1..10 \(the number of examples\) or None, got 0"),
+        (dict(batch_size=11), r"batch_size must be an integer in 1..10"),
+        (dict(source="guess"), "unknown gradient source 'guess'; valid: autodiff, exact, output_form"),
+        (dict(rules=StopRules(patience=3)), r"the patience rule needs a validation set \(x_val, y_val\)"),
+        (dict(x_val=jnp.zeros((2, 3))), "give both x_val and y_val, or neither"),
+        (dict(loss="bce", x_val=jnp.zeros((2, 5)), y_val=jnp.zeros((2, 2))), "input x has width 5 but the network has 3 inputs"),
+    ],
+)
+def test_bad_training_arguments(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        train(NET3, optax.sgd(0.1), P3, *data(), key=KEY, **kwargs)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(max_epochs=0), "max_epochs must be a positive integer, got 0"),
+        (dict(patience=0), "patience must be a positive integer or None, got 0"),
+        (dict(goal=-1.0), r"goal must be >= 0 or None, got -1.0"),
+    ],
+)
+def test_bad_stop_rules(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        StopRules(**kwargs)
+
+
+def test_objective_hand_written_gradient_is_the_rule():
+    x, y = data()
+    f = objective(NET3, "mse", "exact")
+    chex.assert_trees_all_close(jax.grad(f)(P3, x, y), autodiff(NET3, P3, x, y), rtol=1e-12)
