@@ -20,8 +20,8 @@ With ``y = g_k - g_{k-1}``:
 It restarts (``d = -g``) every ``restart_every`` steps (default: the number of
 parameters), on Powell-Beale's test ``|g_k.g_{k-1}| >= 0.2 |g_k|^2`` (successive
 gradients far from orthogonal, as MATLAB's traincgb), and whenever ``d`` is not
-a descent direction.  The first trial step follows scipy's CG:
-``alpha_0 = min(1, 2.02 (f_{k-1} - f_k) / -g_k.d_k)``.
+a descent direction.  The first trial step is the quadratic-interpolation
+guess ``alpha_0 = 2.02 (f_{k-1} - f_k) / -g_k.d_k`` (scipy's, without its cap at 1).
 
 **Scaled conjugate gradient** (:func:`scg`, Moeller 1993): no line search.
 Each step estimates the curvature along ``p`` with a Hessian-vector product
@@ -112,7 +112,7 @@ class NonlinearCGState(NamedTuple):
 def scale_by_nonlinear_cg(
     beta: str = "pr+", restart_every: int | None = None, powell_beale: bool = False, nu: float = 0.2
 ) -> optax.GradientTransformationExtraArgs:
-    """The CG direction, scaled so that a unit step is scipy's first trial step.
+    """The CG direction, scaled so that a unit step is the first trial step.
 
     Chain it with a line search (see :func:`nonlinear_cg`); it needs ``value=``.
     """
@@ -145,10 +145,15 @@ def scale_by_nonlinear_cg(
         d = tree.where(not_descent, tree.scale(-1.0, grads), d)
         slope = jnp.where(not_descent, -gg, slope)
         restart |= not_descent
-        # scipy's initial step: on the first step f_{k-1} = f_k + |g|/2.
+        # First trial step: the minimiser of the quadratic through f_{k-1}, f_k and
+        # the slope, 2 (f_{k-1} - f_k) / -g.d (Nocedal & Wright eq. 3.60), with
+        # f_{k-1} = f_k + |g|/2 on the first step as scipy has it. Unlike scipy we
+        # do not cap it at 1: a CG direction has no natural unit step (on digits
+        # the accepted steps were 4-46x the capped guess, costing ~13 evaluations
+        # per iteration instead of ~3).
         prev_value = jnp.where(jnp.isfinite(state.prev_value), state.prev_value, value + jnp.sqrt(gg) / 2)
-        alpha0 = jnp.minimum(1.0, _safe_div(2.02 * (prev_value - value), -slope))
-        alpha0 = jnp.where(alpha0 > 0, alpha0, jnp.minimum(1.0, _safe_div(1.0, jnp.sqrt(gg))))
+        alpha0 = _safe_div(2.02 * (prev_value - value), -slope)
+        alpha0 = jnp.where(alpha0 > 0, alpha0, _safe_div(1.0, jnp.sqrt(gg)))
         new_state = NonlinearCGState(
             prev_grad=grads,
             prev_direction=d,

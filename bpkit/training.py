@@ -44,6 +44,7 @@ import jax.numpy as jnp
 import optax
 
 from bpkit import _validate
+from bpkit import losses as losses_
 from bpkit import stopping
 from bpkit.gradients import SOURCES, check_targets, objective
 from bpkit.network import MLP, Params
@@ -106,8 +107,18 @@ def make_trainer(
     """
     f = objective(net, loss, source)
     value_and_grad = jax.value_and_grad(f)
-    true_value_and_grad = jax.value_and_grad(objective(net, loss, "autodiff"))
+    loss_obj = losses_.get(loss)
+
+    def loss_and_outputs(p, x, y):
+        out, cache = net.forward(p, x)
+        return loss_obj.value(cache.zs[-1], out, y), out
+
+    # The epoch-end measurement: true loss and gradient (jax.grad), and the outputs.
+    measure_vg = jax.value_and_grad(loss_and_outputs, has_aux=True)
     optimizer = optax.with_extra_args_support(optimizer)
+    # In batch mode the measurement at the end of one epoch is the value and
+    # gradient the next epoch's step needs: reuse it instead of recomputing.
+    reuse_measurement = batch_size is None and source == "autodiff"
 
     def run(params, x, y, key, x_val=None, y_val=None) -> TrainResult:
         n = x.shape[0]
@@ -120,10 +131,15 @@ def make_trainer(
         lo, hi = jnp.min(y), jnp.max(y)
         mask = (jnp.arange(n_batches * b) < n).reshape(n_batches, b).astype(dt)
 
-        def batch_step(carry, batch):
+        def batch_step(carry, batch, measured=None):
             params, opt_state, evals = carry
             idx, m = batch
-            xb, yb, wb = x[idx], y[idx], m / jnp.sum(m)
+            # Full batch: the data in their own order, weights 1/N, as loss_value has them.
+            # Without padding, every batch is a plain mean (weights 1/b): no weights needed.
+            if full:
+                xb, yb, wb = x, y, None
+            else:
+                xb, yb, wb = x[idx], y[idx], (m / jnp.sum(m) if pad else None)
             fresh = jnp.ones((), jnp.int32)
             cached = optax.tree.get(opt_state, "value") if full else None
             if cached is not None:  # the line search already evaluated this point
@@ -134,6 +150,8 @@ def make_trainer(
                     lambda p: (cached.astype(dt), optax.tree.get(opt_state, "grad")),
                     params,
                 )
+            elif reuse_measurement:
+                value, grads = measured
             else:
                 value, grads = value_and_grad(params, xb, yb, wb)
             updates, opt_state = optimizer.update(
@@ -146,19 +164,23 @@ def make_trainer(
             return (params, opt_state, evals), None
 
         def measure(p):
-            value, grads = true_value_and_grad(p, x, y)
+            (value, out), grads = measure_vg(p, x, y)
             gnorm = optax.tree.norm(grads)
-            right = stopping.fraction_right_40_20_40(net.apply(p, x), y, lo, hi)
+            right = stopping.fraction_right_40_20_40(out, y, lo, hi)
             val = f(p, x_val, jnp.asarray(y_val, dt)) if x_val is not None else jnp.asarray(jnp.nan, dt)
-            return value, gnorm, right, val
+            return (value, grads), gnorm, right, val
 
         def epoch(state):
-            params, opt_state, key, ep, evals, hist, best_val, best_params, since_best, unchanged, _ = state
+            params, opt_state, key, ep, evals, hist, best_val, best_params, since_best, unchanged, measured, _ = state
             key, sub = jax.random.split(key)
             order = jax.random.permutation(sub, n) if (shuffle and not full) else jnp.arange(n)
             idx = jnp.concatenate([order, order[:pad]]).reshape(n_batches, b)
-            (new_params, opt_state, evals), _ = jax.lax.scan(batch_step, (params, opt_state, evals), (idx, mask))
-            value, gnorm, right, val = measure(new_params)
+            if reuse_measurement:  # one full batch: no scan, and the step reuses the measurement
+                (new_params, opt_state, evals), _ = batch_step((params, opt_state, evals), (idx[0], mask[0]), measured)
+            else:
+                (new_params, opt_state, evals), _ = jax.lax.scan(batch_step, (params, opt_state, evals), (idx, mask))
+            measured, gnorm, right, val = measure(new_params)
+            value = measured[0]
             same = jnp.all(jnp.stack([jnp.all(u == v) for u, v in zip(
                 jax.tree_util.tree_leaves(new_params), jax.tree_util.tree_leaves(params))]))
             unchanged = jnp.where(same, unchanged + 1, 0)
@@ -171,17 +193,19 @@ def make_trainer(
             ))
             ep = ep + 1
             reason = stopping.stop_reason(rules, ep, value, gnorm, right, since_best, unchanged)
-            return (new_params, opt_state, key, ep, evals, hist, best_val, best_params, since_best, unchanged, reason)
+            return (new_params, opt_state, key, ep, evals, hist, best_val, best_params, since_best, unchanged,
+                    measured, reason)
 
         nan = jnp.full((rules.max_epochs,), jnp.nan, dt)
+        measured = measure(params)[0]
         init = (
             params, optimizer.init(params), key, jnp.zeros((), jnp.int32), jnp.zeros((2,), dt),
             History(nan, nan, nan, nan, nan, nan), jnp.asarray(jnp.inf, dt), params,
-            jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32), jnp.int32(stopping.RUNNING),
+            jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32), measured, jnp.int32(stopping.RUNNING),
         )
-        initial_loss = true_value_and_grad(params, x, y)[0]
         out = jax.lax.while_loop(lambda s: s[-1] == stopping.RUNNING, epoch, init)
-        params, _, _, ep, _, hist, _, best_params, _, _, reason = out
+        params, _, _, ep, _, hist, _, best_params, _, _, _, reason = out
+        initial_loss = measured[0]
         return TrainResult(params, best_params, hist, ep, reason, initial_loss)
 
     return run

@@ -12,6 +12,23 @@ Benchmarks:
         accurate in saturation, one more exp per unit than jax.grad) and
         "output_form" (f' = a(1-a) from the cached output, jax.grad's own algebra).
 
+  online    one epoch of online learning on digits (64-64-10 sigmoid, half MSE,
+            one update per example, lr 0.1): bpkit's compiled loop vs a PyTorch
+            eager per-example loop and a plain NumPy loop.  Target >= 100x PyTorch.
+  batch     batch gradient descent epochs per second, same net and data, vs
+            PyTorch (one full-batch step per epoch).  Target >= 2x.
+  cg        PR+ CG on digits 64-32-10 (half MSE, float32, same initial params)
+            vs scipy.optimize.minimize(method="CG") driven by jitted JAX
+            value-and-grad: wall time to reach scipy's loss after 200
+            iterations (target >= 5x faster), and the loss after 200 iterations
+            vs optimistix.NonlinearCG (target: lower).
+  scg       SCG vs PR+ CG on the same problem: gradient evaluations to reach
+            the loss PR+ CG has after 100 iterations.
+
+Peers that are not installed are skipped with a line saying so.  PyTorch is
+not in the `bench` extra (a plain requirement pulls a multi-GB CUDA build):
+install a CPU build yourself.
+
 Usage:
   python scripts/bench.py [--rounds 15] [--dtype float32] [--json PATH]
 """
@@ -102,11 +119,216 @@ def bench_grad(rounds: int, dtype) -> dict:
     return out
 
 
+def _torch():
+    try:
+        import torch
+    except ImportError:
+        return None
+    return torch
+
+
+def _numpy_params(params):
+    return [(np.array(l["w"], np.float64), np.array(l["b"], np.float64)) for l in params]
+
+
+def bench_online(rounds: int, dtype) -> dict:
+    """One online epoch (1797 updates) on digits, 64-64-10 sigmoid, lr 0.1, fixed order."""
+    import optax
+
+    from bpkit.stopping import StopRules
+    from bpkit.training import make_trainer
+
+    x, y, source = digits(dtype)
+    net = MLP((64, 64, 10), hidden="sigmoid", output="sigmoid")
+    params = net.init(jax.random.key(0), dtype=dtype)
+    lr = 0.1
+    run = jax.jit(make_trainer(net, optax.sgd(lr), batch_size=1, shuffle=False,
+                               rules=StopRules(max_epochs=1, stall_epochs=None)))
+    key = jax.random.key(0)
+    fns = {"bpkit": lambda: run(params, x, y, key).params}
+    xn, yn = np.asarray(x, np.float64), np.asarray(y, np.float64)
+
+    def numpy_epoch():
+        (w1, b1), (w2, b2) = _numpy_params(params)
+        for i in range(xn.shape[0]):
+            a0 = xn[i:i + 1]
+            a1 = 1 / (1 + np.exp(-(a0 @ w1 + b1)))
+            a2 = 1 / (1 + np.exp(-(a1 @ w2 + b2)))
+            d2 = (a2 - yn[i:i + 1]) * a2 * (1 - a2)
+            d1 = (d2 @ w2.T) * a1 * (1 - a1)
+            w2 -= lr * a1.T @ d2; b2 -= lr * d2[0]
+            w1 -= lr * a0.T @ d1; b1 -= lr * d1[0]
+        return w1
+
+    fns["numpy"] = numpy_epoch
+    torch = _torch()
+    if torch is not None:
+        tdt = torch.float32 if jnp.dtype(dtype) == jnp.float32 else torch.float64
+        xt, yt = torch.tensor(np.asarray(x)), torch.tensor(np.asarray(y))
+
+        def torch_epoch():
+            layers = [torch.tensor(np.asarray(l[k]), dtype=tdt, requires_grad=True) for l in params for k in ("w", "b")]
+            opt = torch.optim.SGD(layers, lr=lr)
+            w1, b1, w2, b2 = layers
+            for i in range(xt.shape[0]):
+                opt.zero_grad()
+                out = torch.sigmoid(torch.sigmoid(xt[i:i + 1] @ w1 + b1) @ w2 + b2)
+                (0.5 * ((out - yt[i:i + 1]) ** 2).sum()).backward()
+                opt.step()
+            return w1
+
+        fns["torch"] = torch_epoch
+    # Same numbers first: the NumPy loop is the reference update sequence.
+    ref = numpy_epoch()
+    got = np.asarray(fns["bpkit"]()[0]["w"], np.float64)
+    diff = float(np.max(np.abs(got - ref)) / np.max(np.abs(ref)))
+    t = interleaved(fns, max(3, rounds // 3), inner=1)
+    out = {"name": "online", "problem": f"one online epoch ({x.shape[0]} updates), 64-64-10 sigmoid, "
+           f"{jnp.dtype(dtype).name}, {source}", "max_rel_diff_vs_numpy": diff,
+           "ms": {k: 1e3 * statistics.median(v) for k, v in t.items()}}
+    out["speedup_vs_numpy"] = out["ms"]["numpy"] / out["ms"]["bpkit"]
+    if torch is not None:
+        out["speedup_vs_torch"] = out["ms"]["torch"] / out["ms"]["bpkit"]
+        out["met"] = out["speedup_vs_torch"] >= 100
+    out["target"] = ">= 100x the PyTorch eager loop"
+    return out
+
+
+def bench_batch(rounds: int, dtype) -> dict:
+    """Batch gradient descent epochs per second, 64-64-10 sigmoid on digits."""
+    import optax
+
+    from bpkit.stopping import StopRules
+    from bpkit.training import make_trainer
+
+    x, y, source = digits(dtype)
+    net = MLP((64, 64, 10), hidden="sigmoid", output="sigmoid")
+    params = net.init(jax.random.key(0), dtype=dtype)
+    epochs, lr = 100, 0.5
+    run = jax.jit(make_trainer(net, optax.sgd(lr), rules=StopRules(max_epochs=epochs, stall_epochs=None)))
+    key = jax.random.key(0)
+    fns = {"bpkit": lambda: run(params, x, y, key).params}
+    torch = _torch()
+    if torch is not None:
+        tdt = torch.float32 if jnp.dtype(dtype) == jnp.float32 else torch.float64
+        xt, yt = torch.tensor(np.asarray(x)), torch.tensor(np.asarray(y))
+
+        def torch_run():
+            layers = [torch.tensor(np.asarray(l[k]), dtype=tdt, requires_grad=True) for l in params for k in ("w", "b")]
+            opt = torch.optim.SGD(layers, lr=lr)
+            w1, b1, w2, b2 = layers
+            for _ in range(epochs):
+                opt.zero_grad()
+                out = torch.sigmoid(torch.sigmoid(xt @ w1 + b1) @ w2 + b2)
+                (0.5 * ((out - yt) ** 2).sum() / xt.shape[0]).backward()
+                opt.step()
+            return w1
+
+        fns["torch"] = torch_run
+    t = interleaved(fns, max(3, rounds // 3), inner=1)
+    out = {"name": "batch", "problem": f"batch GD, {epochs} epochs, 64-64-10 sigmoid, {jnp.dtype(dtype).name}, {source}",
+           "epochs_per_s": {k: epochs / statistics.median(v) for k, v in t.items()},
+           "target": ">= 2x PyTorch epochs per second"}
+    if torch is not None:
+        out["speedup_vs_torch"] = out["epochs_per_s"]["bpkit"] / out["epochs_per_s"]["torch"]
+        out["met"] = out["speedup_vs_torch"] >= 2
+    return out
+
+
+def _cg_problem(dtype):
+    x, y, source = digits(dtype)
+    net = MLP((64, 32, 10), hidden="sigmoid", output="sigmoid")
+    return net, net.init(jax.random.key(0), dtype=dtype), x, y, source
+
+
+def _train_until(net, opt, params, x, y, rules):
+    from bpkit.training import make_trainer
+
+    run = jax.jit(make_trainer(net, opt, rules=rules))
+    key = jax.random.key(0)
+    jax.block_until_ready(run(params, x, y, key))  # compile
+    t = time.perf_counter()
+    r = jax.block_until_ready(run(params, x, y, key))
+    return r, time.perf_counter() - t
+
+
+def bench_cg(rounds: int, dtype) -> dict:
+    from bpkit import optim
+    from bpkit.gradients import objective
+    from bpkit.stopping import StopRules
+
+    net, params, x, y, source = _cg_problem(dtype)
+    iters = 200
+    out = {"name": "cg", "problem": f"PR+ CG, 64-32-10 sigmoid, half MSE, {jnp.dtype(dtype).name}, {source}"}
+    ours200, t200 = _train_until(net, optim.nonlinear_cg("pr+"), params, x, y, StopRules(max_epochs=iters, stall_epochs=None))
+    out["bpkit_loss_200"] = float(ours200.final_loss)
+    out["bpkit_s_200"] = t200
+    out["bpkit_grad_evals_200"] = float(ours200.history.grad_evals[iters - 1])
+    f = objective(net, "mse")
+    try:
+        import scipy.optimize as so
+        from jax.flatten_util import ravel_pytree
+    except ImportError:
+        out["scipy"] = "skipped: scipy not installed (pip install -e '.[bench]')"
+    else:
+        flat0, unravel = ravel_pytree(params)
+        vg = jax.jit(lambda v: jax.value_and_grad(lambda u: f(unravel(u), x, y))(v))
+        vg(flat0)
+
+        def fun(v):
+            val, g = vg(jnp.asarray(v, dtype))
+            return float(val), np.asarray(g, np.float64)
+
+        t = time.perf_counter()
+        res = so.minimize(fun, np.asarray(flat0, np.float64), jac=True, method="CG", options={"maxiter": iters, "gtol": 0})
+        t_scipy = time.perf_counter() - t
+        goal = float(res.fun)
+        ours, t_ours = _train_until(net, optim.nonlinear_cg("pr+"), params, x, y,
+                                    StopRules(max_epochs=20 * iters, goal=goal, stall_epochs=None))
+        out.update({
+            "scipy_loss_200": goal, "scipy_s": t_scipy, "scipy_nfev": int(res.nfev),
+            "bpkit_reason": ours.reason, "bpkit_epochs_to_scipy_loss": int(ours.epochs),
+            "bpkit_s_to_scipy_loss": t_ours, "speedup_vs_scipy": t_scipy / t_ours,
+            "target_scipy": ">= 5x faster to scipy's loss after 200 iterations",
+        })
+        out["met_scipy"] = ours.reason == "goal" and out["speedup_vs_scipy"] >= 5
+    try:
+        import optimistix as optx
+    except ImportError:
+        out["optimistix"] = "skipped: optimistix not installed (pip install -e '.[bench]')"
+    else:
+        solver = optx.NonlinearCG(rtol=0.0, atol=0.0, method=optx.polak_ribiere)
+        sol = optx.minimise(lambda p, _: f(p, x, y), solver, params, max_steps=iters, throw=False)
+        out["optimistix_loss_200"] = float(f(sol.value, x, y))
+        out["met_optimistix"] = out["bpkit_loss_200"] < out["optimistix_loss_200"]
+        out["target_optimistix"] = "lower loss than optimistix.NonlinearCG after 200 iterations"
+    return out
+
+
+def bench_scg(rounds: int, dtype) -> dict:
+    from bpkit import optim
+    from bpkit.stopping import StopRules
+
+    net, params, x, y, source = _cg_problem(dtype)
+    cg, _ = _train_until(net, optim.nonlinear_cg("pr+"), params, x, y, StopRules(max_epochs=100, stall_epochs=None))
+    goal = float(cg.final_loss)
+    out = {"name": "scg", "problem": f"64-32-10 sigmoid, half MSE, {jnp.dtype(dtype).name}, {source}; "
+           f"goal = PR+ CG's loss after 100 iterations ({goal:.4g})",
+           "cg_grad_evals": float(cg.history.grad_evals[99]), "cg_loss_evals": float(cg.history.loss_evals[99])}
+    for hvp in ("exact", "finite_difference"):
+        r, secs = _train_until(net, optim.scg(hvp=hvp), params, x, y, StopRules(max_epochs=2000, goal=goal, stall_epochs=None))
+        e = int(r.epochs)
+        out[f"scg_{hvp}"] = {"reason": r.reason, "iterations": e, "grad_evals": float(r.history.grad_evals[e - 1]),
+                             "loss_evals": float(r.history.loss_evals[e - 1]), "seconds": secs}
+    return out
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rounds", type=int, default=15)
     ap.add_argument("--dtype", choices=["float32", "float64"], default="float32")
     ap.add_argument("--json", help="also write the results to this JSON file")
+    ap.add_argument("--only", help="comma-separated subset of: grad,online,batch,cg,scg")
     args = ap.parse_args(argv)
     if args.rounds < 1:
         ap.error("--rounds must be at least 1")
@@ -121,19 +343,69 @@ def main(argv=None) -> int:
         "python": platform.python_version(),
     }
     print(f"bpkit bench on {env['backend']} ({env['device']}), jax {env['jax']}")
-    results = [bench_grad(args.rounds, dtype)]
-    for r in results:
-        print(f"[{r['name']}] {r['problem']}; jax.grad {r['jax_grad_ms']:.3f} ms per gradient")
-        for rule, m in r["rules"].items():
-            print(
-                f"  hand-written ({rule:<11}) {m['ms']:.3f} ms: {m['ratio']:.3f}x jax.grad "
-                f"(IQR {m['ratio_iqr'][0]:.3f}-{m['ratio_iqr'][1]:.3f}); target {r['target']}: "
-                f"{'met' if m['met'] else 'NOT met'}; max rel diff {m['max_rel_diff']:.1e}"
-            )
+    benches = {"grad": bench_grad, "online": bench_online, "batch": bench_batch, "cg": bench_cg, "scg": bench_scg}
+    chosen = args.only.split(",") if args.only else list(benches)
+    for c in chosen:
+        if c not in benches:
+            ap.error(f"unknown benchmark {c!r}; valid: {', '.join(benches)}")
+    if _torch() is None:
+        print("PyTorch not installed: its comparisons are skipped")
+    results = []
+    for c in chosen:
+        r = benches[c](args.rounds, dtype)
+        results.append(r)
+        _print(r)
+        sys.stdout.flush()
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"env": env, "results": results}, f, indent=1)
     return 0
+
+
+def _met(flag) -> str:
+    return "met" if flag else "NOT met"
+
+
+def _print(r: dict) -> None:
+    print(f"[{r['name']}] {r['problem']}")
+    if r["name"] == "grad":
+        print(f"  jax.grad {r['jax_grad_ms']:.3f} ms per gradient")
+        for rule, m in r["rules"].items():
+            print(
+                f"  hand-written ({rule:<11}) {m['ms']:.3f} ms: {m['ratio']:.3f}x jax.grad "
+                f"(IQR {m['ratio_iqr'][0]:.3f}-{m['ratio_iqr'][1]:.3f}); target {r['target']}: "
+                f"{_met(m['met'])}; max rel diff {m['max_rel_diff']:.1e}"
+            )
+    elif r["name"] == "online":
+        print("  " + ", ".join(f"{k} {v:.1f} ms" for k, v in r["ms"].items()) + " per epoch")
+        print(f"  bpkit = numpy loop to {r['max_rel_diff_vs_numpy']:.1e}; {r['speedup_vs_numpy']:.1f}x the NumPy loop")
+        if "speedup_vs_torch" in r:
+            print(f"  {r['speedup_vs_torch']:.1f}x the PyTorch loop; target {r['target']}: {_met(r['met'])}")
+    elif r["name"] == "batch":
+        print("  " + ", ".join(f"{k} {v:.0f} epochs/s" for k, v in r["epochs_per_s"].items()))
+        if "speedup_vs_torch" in r:
+            print(f"  {r['speedup_vs_torch']:.2f}x PyTorch; target {r['target']}: {_met(r['met'])}")
+    elif r["name"] == "cg":
+        print(f"  bpkit: loss {r['bpkit_loss_200']:.5g} after 200 iterations ({r['bpkit_s_200']:.2f} s, "
+              f"{r['bpkit_grad_evals_200']:.0f} gradient evaluations)")
+        if "scipy_loss_200" in r:
+            print(f"  scipy CG: loss {r['scipy_loss_200']:.5g} after 200 iterations in {r['scipy_s']:.2f} s "
+                  f"({r['scipy_nfev']} evaluations); bpkit reached it ({r['bpkit_reason']}) in "
+                  f"{r['bpkit_epochs_to_scipy_loss']} iterations, {r['bpkit_s_to_scipy_loss']:.3f} s: "
+                  f"{r['speedup_vs_scipy']:.1f}x faster; target {r['target_scipy']}: {_met(r['met_scipy'])}")
+        else:
+            print("  " + r["scipy"])
+        if "optimistix_loss_200" in r:
+            print(f"  optimistix NonlinearCG (PR): loss {r['optimistix_loss_200']:.5g} after 200 steps; "
+                  f"target {r['target_optimistix']}: {_met(r['met_optimistix'])}")
+        else:
+            print("  " + r["optimistix"])
+    elif r["name"] == "scg":
+        print(f"  PR+ CG: {r['cg_grad_evals']:.0f} gradient / {r['cg_loss_evals']:.0f} loss evaluations in 100 iterations")
+        for hvp in ("exact", "finite_difference"):
+            m = r[f"scg_{hvp}"]
+            print(f"  SCG ({hvp}): {m['reason']} after {m['iterations']} iterations, "
+                  f"{m['grad_evals']:.0f} gradient / {m['loss_evals']:.0f} loss evaluations, {m['seconds']:.2f} s")
 
 
 if __name__ == "__main__":
