@@ -77,7 +77,7 @@ def test_converges_on_rosenbrock(opt):
 
 def test_beta_formulas_by_hand():
     g, g0, d0 = jnp.array([1.0, 2.0]), jnp.array([2.0, 0.0]), jnp.array([-2.0, 1.0])
-    y = g - g0  # [-1, 2]
+    # y = g - g0 = [-1, 2]: g.y = 3, g0.g0 = 4, d0.y = 4, g.g = 5
     assert float(optim.beta_fr(g, g0, d0)) == pytest.approx(5 / 4)
     assert float(optim.beta_pr(g, g0, d0)) == pytest.approx(3 / 4)
     g_back = jnp.array([1.0, 0.0])  # pr = g.(g - g0) / g0.g0 = -1/4 < 0: pr+ clips it to 0
