@@ -56,6 +56,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from bpkit import _validate
+
 tree = optax.tree
 Params = Any
 
@@ -345,7 +347,8 @@ def quickprop(
     if ``dw' > 0``: ``dw = lr S [if S > 0] + (mu dw' if S > mu/(1+mu) S' else dw' S / (S' - S))``
     (mirrored for ``dw' < 0``); if ``dw' == 0``: ``dw = lr S``.
     """
-    if not (learning_rate > 0 and mu > 0):
+    # Checked when concrete; a sweep passes traced (vmapped) learning rates, validated beforehand.
+    if _validate.is_concrete(learning_rate) and _validate.is_concrete(mu) and not (learning_rate > 0 and mu > 0):
         raise ValueError(f"learning_rate and mu must be positive, got {learning_rate!r}, {mu!r}")
     shrink = mu / (1.0 + mu)
 

@@ -1,0 +1,218 @@
+"""Experiment configs: TOML files mapped onto a typed, frozen :class:`RunConfig`.
+
+A config file has top-level keys and the tables ``[data]``, ``[network]``,
+``[optimizer]`` and ``[training]``; every key and its default is in
+:data:`SCHEMA`.  Unknown keys, wrong types and out-of-range values are
+rejected with a one-line message naming the key.  ``--set key=value``
+(dotted key, TOML value) overrides a field from the command line.
+
+A *sweep* makes any field a list: the grid is the product of all listed
+fields (for a field that is itself a list, such as ``network.hidden``, a list
+of lists).  ``seeds`` is always a list: the seeds of every grid point.
+
+Example (``experiments/xor.toml``)::
+
+    name = "xor"
+    seeds = [0, 1, 2, 3]
+    [data]
+    name = "xor"
+    [network]
+    hidden = [2]
+    activation = ["sigmoid", "tanh"]     # a grid over two activations
+    [optimizer]
+    name = "sgd"
+    learning_rate = [0.5, 1.0]           # vmapped, not recompiled
+    [training]
+    batch_size = 1
+    max_epochs = 2000
+    criterion_40_20_40 = true
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from bpkit import activations as acts
+from bpkit import losses as losses_
+from bpkit.gradients import SOURCES
+from bpkit.network import INIT_SCHEMES
+from bpkit.optim import OPTIMIZERS
+
+_OPT = {"", "sgd", *OPTIMIZERS}
+
+
+def _pos(v):
+    return v > 0
+
+
+def _nonneg(v):
+    return v >= 0
+
+
+# dotted key: (types, default, check or choices, description)
+SCHEMA: dict[str, tuple[tuple[type, ...], Any, Any, str]] = {
+    "name": ((str,), "experiment", None, "experiment name"),
+    "seeds": ((list,), [0], "seeds", "seeds, one run each (vmapped)"),
+    "dtype": ((str,), "float32", ("float32", "float64"), "float32 or float64"),
+    "loss": ((str,), "mse", tuple(losses_.REGISTRY), "loss"),
+    "source": ((str,), "autodiff", SOURCES, "gradient source"),
+    "data.name": ((str,), "xor", None, "data set name (see bpkit datasets), or a file's name"),
+    "data.path": ((str,), "", None, "a CSV or FANN file instead of a named set"),
+    "data.targets": ((int,), 1, _pos, "CSV: how many trailing columns are targets"),
+    "data.split_seed": ((int,), 0, _nonneg, "seed of the train/validation/test split"),
+    "data.target_range": ((list,), [], "range", "map 0/1 targets to [lo, hi], e.g. [-1, 1]"),
+    "network.hidden": ((list,), [], "sizes", "hidden layer sizes"),
+    "network.activation": ((str,), "sigmoid", tuple(acts.REGISTRY) + tuple(acts.ALIASES), "hidden activation"),
+    "network.output": ((str,), "sigmoid", tuple(acts.REGISTRY) + tuple(acts.ALIASES), "output activation"),
+    "network.init": ((str,), "lecun_normal", tuple(INIT_SCHEMES), "init scheme"),
+    "network.init_scale": ((float, int), 1.0, _pos, "init scale (vmapped)"),
+    "optimizer.name": ((str,), "sgd", tuple(OPTIMIZERS), "optimizer"),
+    "optimizer.learning_rate": ((float, int), 0.1, _pos, "learning rate (vmapped)"),
+    "optimizer.momentum": ((float, int), 0.0, lambda v: 0 <= v < 1, "momentum in [0, 1) (vmapped)"),
+    "optimizer.beta": ((str,), "pr+", ("fr", "pr", "pr+", "hs", "dy"), "CG beta"),
+    "optimizer.powell_beale": ((bool,), False, None, "CG: Powell-Beale restarts"),
+    "optimizer.hvp": ((str,), "exact", ("exact", "finite_difference"), "SCG Hessian-vector product"),
+    "optimizer.mu": ((float, int), 1.75, _pos, "quickprop maximum growth factor"),
+    "training.batch_size": ((int, str), "full", "batch", "examples per update: 1 online, 'full' batch"),
+    "training.shuffle": ((bool,), True, None, "draw each epoch's order from the key"),
+    "training.max_epochs": ((int,), 1000, _pos, "epoch budget"),
+    "training.goal": ((float, int), -1.0, None, "stop at this training loss (negative: off)"),
+    "training.min_grad_norm": ((float, int), -1.0, None, "stop at this gradient norm (negative: off)"),
+    "training.criterion_40_20_40": ((bool,), False, None, "stop when every output is right by 40-20-40"),
+    "training.patience": ((int,), 0, _nonneg, "validation patience in epochs (0: off)"),
+    "training.stall_epochs": ((int,), 10, _nonneg, "stop after this many epochs without change (0: off)"),
+}
+LIST_FIELDS = {k for k, (t, *_) in SCHEMA.items() if t == (list,)}
+VMAPPED = ("seed", "optimizer.learning_rate", "optimizer.momentum", "network.init_scale")
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+    """One run: every schema field (dots as underscores) plus its seed."""
+
+    values: tuple[tuple[str, Any], ...]
+
+    def __getitem__(self, key: str) -> Any:
+        return dict(self.values)[key]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.values}
+
+    def static_key(self) -> tuple:
+        """What shapes the compiled program: everything but the vmapped fields."""
+        return tuple((k, v) for k, v in self.values if k not in VMAPPED)
+
+
+def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out = {}
+    for k, v in tree.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            if key not in {"data", "network", "optimizer", "training"}:
+                raise ValueError(f"unknown table [{key}]; valid tables: data, network, optimizer, training")
+            out.update(_flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def _type_name(types) -> str:
+    return " or ".join({"str": "a string", "int": "an integer", "float": "a number", "bool": "true/false",
+                        "list": "a list"}[t.__name__] for t in types)
+
+
+def _check_value(key: str, v: Any) -> None:
+    types, _, check, _ = SCHEMA[key]
+    if isinstance(v, bool) and bool not in types or not isinstance(v, types):
+        raise ValueError(f"{key} must be {_type_name(types)}, got {v!r}")
+    if check is None:
+        return
+    if isinstance(check, tuple):
+        if v not in check:
+            raise ValueError(f"{key} = {v!r} is not valid; valid: {', '.join(map(str, check))}")
+    elif check == "seeds":
+        if not v or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in v):
+            raise ValueError(f"seeds must be a non-empty list of integers >= 0, got {v!r}")
+    elif check == "sizes":
+        if not all(isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in v):
+            raise ValueError(f"network.hidden must be a list of positive integers, got {v!r}")
+    elif check == "range":
+        if v and not (len(v) == 2 and all(isinstance(s, (int, float)) for s in v) and v[0] < v[1]):
+            raise ValueError(f"data.target_range must be [lo, hi] with lo < hi, got {v!r}")
+    elif check == "batch":
+        if v != "full" and not (isinstance(v, int) and not isinstance(v, bool) and v >= 1):
+            raise ValueError(f"training.batch_size must be a positive integer or 'full', got {v!r}")
+    elif not check(v):
+        raise ValueError(f"{key} = {v!r} is out of range: {SCHEMA[key][3]}")
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """``key=value`` with a TOML value (bare words are strings)."""
+    if "=" not in text:
+        raise ValueError(f"--set needs key=value, got {text!r}")
+    key, raw = (s.strip() for s in text.split("=", 1))
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw
+    return key, value
+
+
+def load(path: str | Path, overrides: list[str] = ()) -> dict[str, Any]:
+    """Read and validate a config file; returns the flat dict, grids still as lists."""
+    path = Path(path)
+    if not path.exists():
+        raise ValueError(f"{path}: no such config file")
+    if path.is_dir():
+        raise ValueError(f"{path}: is a folder, not a config file")
+    raw = path.read_bytes()
+    if b"\x00" in raw[:4096]:
+        raise ValueError(f"{path}: a binary file, not a TOML config")
+    try:
+        tree = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ValueError(f"{path}: not UTF-8 text, not a TOML config") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ValueError(f"{path}: malformed TOML: {e}") from None
+    flat = _flatten(tree)
+    for text in overrides:
+        key, value = parse_override(text)
+        flat[key] = value
+    return validate(flat)
+
+
+def validate(flat: dict[str, Any]) -> dict[str, Any]:
+    """Check every key, type and range (each grid value too); fill defaults."""
+    for key in flat:
+        if key not in SCHEMA:
+            raise ValueError(f"unknown config key {key!r}; valid keys: {', '.join(SCHEMA)}")
+    out = {k: d for k, (_, d, _, _) in SCHEMA.items()}
+    for key, v in flat.items():
+        grid = isinstance(v, list) and (key not in LIST_FIELDS or (key != "seeds" and v and isinstance(v[0], list)))
+        for item in (v if grid else [v]):
+            _check_value(key, item)
+        if grid and not v:
+            raise ValueError(f"{key} is an empty list; give at least one value")
+        out[key] = v
+    return out
+
+
+def expand(flat: dict[str, Any]) -> list[RunConfig]:
+    """The grid's runs: one RunConfig per grid point and seed."""
+    axes = []
+    for key in SCHEMA:
+        v = flat[key]
+        if key == "seeds":
+            continue
+        grid = isinstance(v, list) and (key not in LIST_FIELDS or (v and isinstance(v[0], list)))
+        axes.append([(key, x) for x in v] if grid else [(key, v)])
+    runs = []
+    for point in itertools.product(*axes):
+        for seed in flat["seeds"]:
+            values = tuple((k, tuple(v) if isinstance(v, list) else v) for k, v in point) + (("seed", seed),)
+            runs.append(RunConfig(values))
+    return runs

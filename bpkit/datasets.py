@@ -1,0 +1,256 @@
+"""Data sets, all offline: classic benchmarks, scikit-learn's bundled sets, CSV and FANN files.
+
+Every loader returns a :class:`Dataset` of float arrays with targets shaped
+``(N, outputs)``: one 0/1 column for two classes, one-hot columns for more,
+real values for regression.
+
+* Classic problems (CMU benchmark definitions) are defined by their full
+  pattern set, so they have no split: ``xor``, ``parity<N>`` (all ``2^N``
+  patterns, target 1 for an odd count of ones), ``encoder<N>`` (the ``N``
+  one-hot patterns, reproduced at the output), ``two_spirals`` (2 x 97
+  points: ``angle = i pi / 16``, ``radius = 6.5 (104 - i) / 104``, point
+  ``(r sin a, r cos a)`` class 1 and its negation class 0).
+* ``sine`` (regression, ``y = sin(x)`` on ``[-pi, pi]`` plus noise) and the
+  sets scikit-learn ships (``digits``, ``iris``, ``wine``, ``breast_cancer``)
+  get a seeded train/validation/test split (60/20/20) and inputs standardised
+  with the training part's mean and standard deviation.
+
+Example:
+    >>> from bpkit import datasets
+    >>> d = datasets.load("parity3")
+    >>> d.x_train.shape, d.y_train.shape
+    ((8, 3), (8, 1))
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import math
+import re
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+
+@dataclasses.dataclass(frozen=True)
+class Dataset:
+    """A data set with its split; ``x_val`` etc. are None where there is no split."""
+
+    name: str
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray | None = None
+    y_val: np.ndarray | None = None
+    x_test: np.ndarray | None = None
+    y_test: np.ndarray | None = None
+    task: str = "classification"
+
+    @property
+    def inputs(self) -> int:
+        return self.x_train.shape[1]
+
+    @property
+    def outputs(self) -> int:
+        return self.y_train.shape[1]
+
+    def summary(self) -> str:
+        parts = [f"train {len(self.x_train)}"]
+        if self.x_val is not None:
+            parts.append(f"val {len(self.x_val)}")
+        if self.x_test is not None:
+            parts.append(f"test {len(self.x_test)}")
+        return f"{self.name}: {self.inputs} inputs, {self.outputs} outputs, {self.task}, " + ", ".join(parts)
+
+
+def _check(name: str, x: np.ndarray, y: np.ndarray) -> None:
+    if len(x) == 0:
+        raise ValueError(f"data set {name!r} is empty; it needs at least one example")
+    if len(x) != len(y):
+        raise ValueError(f"data set {name!r} has {len(x)} inputs but {len(y)} targets")
+    for what, a in (("inputs", x), ("targets", y)):
+        bad = ~np.isfinite(a)
+        if bad.any():
+            row = int(np.argwhere(bad)[0][0])
+            raise ValueError(f"data set {name!r} has a non-finite value in its {what}, row {row + 1}")
+
+
+def one_hot(labels: np.ndarray, classes: int | None = None) -> np.ndarray:
+    """0/1 column for two classes, one-hot columns for more."""
+    labels = np.asarray(labels)
+    classes = int(labels.max()) + 1 if classes is None else classes
+    if labels.min() < 0 or labels.max() >= classes:
+        raise ValueError(f"labels must lie in 0..{classes - 1}, got {labels.min()}..{labels.max()}")
+    if classes == 2:
+        return labels.astype(np.float64)[:, None]
+    return np.eye(classes)[labels]
+
+
+def xor() -> Dataset:
+    x = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], np.float64)
+    return Dataset("xor", x, np.array([[0], [1], [1], [0]], np.float64))
+
+
+def parity(n: int) -> Dataset:
+    if not 1 <= n <= 16:
+        raise ValueError(f"parity needs 1..16 bits, got {n}")
+    x = np.array([[(i >> b) & 1 for b in range(n)] for i in range(2**n)], np.float64)
+    return Dataset(f"parity{n}", x, (x.sum(1) % 2)[:, None])
+
+
+def encoder(n: int) -> Dataset:
+    if not 2 <= n <= 256:
+        raise ValueError(f"encoder needs 2..256 patterns, got {n}")
+    eye = np.eye(n)
+    return Dataset(f"encoder{n}", eye, eye.copy())
+
+
+def two_spirals() -> Dataset:
+    i = np.arange(97)
+    a = i * math.pi / 16
+    r = 6.5 * (104 - i) / 104
+    p = np.stack([r * np.sin(a), r * np.cos(a)], 1)
+    x = np.concatenate([p, -p])
+    y = np.concatenate([np.ones(97), np.zeros(97)])[:, None]
+    return Dataset("two_spirals", x, y)
+
+
+def split(
+    name: str, x: np.ndarray, y: np.ndarray, seed: int, task: str, fractions=(0.6, 0.2, 0.2), standardize=True
+) -> Dataset:
+    """Seeded shuffle into train/validation/test, inputs standardised on the training part."""
+    _check(name, x, y)
+    order = np.random.default_rng(seed).permutation(len(x))
+    n_tr = int(round(fractions[0] * len(x)))
+    n_va = int(round(fractions[1] * len(x)))
+    tr, va, te = order[:n_tr], order[n_tr:n_tr + n_va], order[n_tr + n_va:]
+    x = np.asarray(x, np.float64)
+    if standardize:
+        mu, sd = x[tr].mean(0), x[tr].std(0)
+        x = (x - mu) / np.where(sd > 0, sd, 1.0)
+    return Dataset(name, x[tr], y[tr], x[va], y[va], x[te], y[te], task)
+
+
+def sine(seed: int = 0, n: int = 200, noise: float = 0.05) -> Dataset:
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(-math.pi, math.pi, (n, 1))
+    y = np.sin(x) + noise * rng.standard_normal((n, 1))
+    return split("sine", x, y, seed, "regression")
+
+
+def _sklearn(name: str, seed: int) -> Dataset:
+    from sklearn import datasets as skd  # ships these sets inside the package: no download
+
+    loader = {"digits": skd.load_digits, "iris": skd.load_iris, "wine": skd.load_wine,
+              "breast_cancer": skd.load_breast_cancer}[name]
+    d = loader()
+    return split(name, d.data.astype(np.float64), one_hot(d.target), seed, "classification")
+
+
+_NAMED: dict[str, tuple[Callable[[int], Dataset], str]] = {
+    "xor": (lambda seed: xor(), "XOR, 4 patterns, 2-2-1"),
+    "two_spirals": (lambda seed: two_spirals(), "two spirals, 194 patterns (CMU)"),
+    "sine": (sine, "y = sin(x) + noise, 200 points, regression"),
+    "digits": (lambda seed: _sklearn("digits", seed), "8x8 digits, 1797 x 64, 10 classes (scikit-learn)"),
+    "iris": (lambda seed: _sklearn("iris", seed), "iris, 150 x 4, 3 classes (scikit-learn)"),
+    "wine": (lambda seed: _sklearn("wine", seed), "wine, 178 x 13, 3 classes (scikit-learn)"),
+    "breast_cancer": (lambda seed: _sklearn("breast_cancer", seed), "569 x 30, 2 classes (scikit-learn)"),
+}
+_PATTERNED = {
+    "parity": (parity, "parity<N>: all 2^N patterns of N bits, e.g. parity3"),
+    "encoder": (encoder, "encoder<N>: N one-hot patterns reproduced, e.g. encoder8 (for 8-3-8)"),
+}
+
+
+def names() -> dict[str, str]:
+    """Name (or pattern) -> one-line description, for ``bpkit datasets``."""
+    return {**{k: v[1] for k, v in _NAMED.items()}, **{f"{k}<N>": v[1] for k, v in _PATTERNED.items()}}
+
+
+def load(name: str, seed: int = 0) -> Dataset:
+    """A data set by name; ``seed`` fixes the split (and the noise of ``sine``)."""
+    if name in _NAMED:
+        return _NAMED[name][0](seed)
+    m = re.fullmatch(r"([a-z_]+?)(\d+)", name)
+    if m and m.group(1) in _PATTERNED:
+        return _PATTERNED[m.group(1)][0](int(m.group(2)))
+    raise ValueError(f"unknown data set {name!r}; valid: {', '.join(names())}")
+
+
+# -- user files --------------------------------------------------------------------------------
+
+
+def load_csv(path: str | Path, targets: int = 1, seed: int = 0, task: str = "classification") -> Dataset:
+    """A CSV file with a header row; the last ``targets`` columns are the targets.
+
+    With ``task="classification"`` and one target column of integer labels,
+    the labels become 0/1 or one-hot columns.
+    """
+    path = Path(path)
+    rows = []
+    with _open_text(path) as f:
+        reader = csv.reader(f)
+        header = next(reader, None)
+        if not header:
+            raise ValueError(f"{path}: empty file; a CSV needs a header line and data rows")
+        for line, row in enumerate(reader, start=2):
+            if not row:
+                continue
+            if len(row) != len(header):
+                raise ValueError(f"{path}: line {line} has {len(row)} fields, the header has {len(header)}")
+            try:
+                rows.append([float(v) for v in row])
+            except ValueError:
+                raise ValueError(f"{path}: line {line} has a field that is not a number") from None
+    if not rows:
+        raise ValueError(f"{path}: no data rows after the header")
+    if not 1 <= targets < len(header):
+        raise ValueError(f"targets must be 1..{len(header) - 1} columns for {len(header)} columns, got {targets}")
+    a = np.array(rows)
+    x, y = a[:, :-targets], a[:, -targets:]
+    if task == "classification" and targets == 1:
+        if not np.all(y == np.round(y)):
+            raise ValueError(f"{path}: classification labels must be integers 0..K-1")
+        y = one_hot(y[:, 0].astype(int))
+    return split(path.stem, x, y, seed, task)
+
+
+def load_fann(path: str | Path, seed: int = 0) -> Dataset:
+    """A FANN ``.data`` file: a header ``num_pairs num_inputs num_outputs``, then
+    alternating input and output lines.  Used as given, without a split."""
+    path = Path(path)
+    with _open_text(path) as f:
+        lines = [(i, ln.split()) for i, ln in enumerate(f, start=1) if ln.strip()]
+    if not lines:
+        raise ValueError(f"{path}: empty file; a FANN file starts with 'num_pairs num_inputs num_outputs'")
+    (hl, head), body = lines[0], lines[1:]
+    try:
+        n, n_in, n_out = (int(v) for v in head)
+    except ValueError:
+        raise ValueError(f"{path}: line {hl} must be three integers 'num_pairs num_inputs num_outputs'") from None
+    if len(body) != 2 * n:
+        raise ValueError(f"{path}: the header promises {n} pairs ({2 * n} lines), the file has {len(body)} data lines")
+    xs, ys = [], []
+    for k, (line, fields) in enumerate(body):
+        want = n_in if k % 2 == 0 else n_out
+        if len(fields) != want:
+            kind = "input" if k % 2 == 0 else "output"
+            raise ValueError(f"{path}: line {line} has {len(fields)} values, an {kind} line needs {want}")
+        try:
+            vals = [float(v) for v in fields]
+        except ValueError:
+            raise ValueError(f"{path}: line {line} has a value that is not a number") from None
+        (xs if k % 2 == 0 else ys).append(vals)
+    x, y = np.array(xs), np.array(ys)
+    _check(path.name, x, y)
+    return Dataset(path.stem, x, y)
+
+
+def _open_text(path: Path):
+    if not path.exists():
+        raise ValueError(f"{path}: no such file")
+    data = path.read_bytes()[:4096]
+    if b"\x00" in data:
+        raise ValueError(f"{path}: a binary file, not text")
+    return open(path, newline="", encoding="utf-8")

@@ -1,0 +1,182 @@
+"""The results store: one SQLite file, one row per run, written in atomic transactions.
+
+A run's id is ``<config hash>-<seed>``, where the hash is SHA-256 over the
+run's config as canonical JSON (sorted keys) without its seed.  Rows are only
+ever inserted, never updated, each batch in one transaction (SQLite's journal
+makes a commit all-or-nothing), so a sweep killed at any moment leaves the
+runs committed before it, intact; re-running it skips them (``INSERT OR
+IGNORE`` on the primary key, so no run is stored twice).
+
+Per run: the full config (JSON), hash, seed, status and stop reason, epochs,
+final train/validation/test loss and accuracy, loss and gradient
+evaluations, cu (Moeller's forward-pass equivalents: a loss evaluation 1 cu,
+a gradient 3 cu), wall time, the per-epoch curves (JSON), and the bpkit and
+jax versions and the device kind.  Plain data only: nothing is pickled.
+
+Example:
+    >>> import tempfile, os
+    >>> from bpkit.store import Store
+    >>> s = Store(os.path.join(tempfile.mkdtemp(), "r.sqlite"))
+    >>> len(s.run_ids())
+    0
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import math
+import sqlite3
+from pathlib import Path
+from typing import Any, Iterable
+
+FORMAT = "bpkit-results"
+SCHEMA_VERSION = 1
+COLUMNS = (
+    ("run_id", "TEXT PRIMARY KEY"), ("config_hash", "TEXT NOT NULL"), ("seed", "INTEGER NOT NULL"),
+    ("config", "TEXT NOT NULL"), ("status", "TEXT NOT NULL"), ("stop_reason", "TEXT"), ("epochs", "INTEGER"),
+    ("train_loss", "REAL"), ("val_loss", "REAL"), ("test_loss", "REAL"),
+    ("train_acc", "REAL"), ("val_acc", "REAL"), ("test_acc", "REAL"),
+    ("loss_evals", "REAL"), ("grad_evals", "REAL"), ("cu", "REAL"), ("wall_time", "REAL"),
+    ("curves", "TEXT"), ("bpkit_version", "TEXT"), ("jax_version", "TEXT"), ("device", "TEXT"),
+)
+NAMES = tuple(c for c, _ in COLUMNS)
+
+
+def config_hash(config: dict[str, Any]) -> str:
+    """SHA-256 (first 16 hex digits) of a config without its seed, as canonical JSON."""
+    body = {k: v for k, v in config.items() if k != "seed"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:16]
+
+
+def run_id(config: dict[str, Any]) -> str:
+    return f"{config_hash(config)}-{int(config['seed'])}"
+
+
+def _json_safe(v: Any) -> Any:
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    if isinstance(v, dict):
+        return {k: _json_safe(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_json_safe(x) for x in v]
+    return v
+
+
+class Store:
+    """A bpkit results store at ``path`` (created if missing).
+
+    Raises:
+        ValueError: the path is not writable, the file is not a bpkit store,
+            or it was written by an incompatible version.
+    """
+
+    def __init__(self, path: str | Path, create: bool = True):
+        self.path = Path(path)
+        if not self.path.exists():
+            if not create:
+                raise ValueError(f"{self.path}: no such results store")
+            parent = self.path.parent if str(self.path.parent) else Path(".")
+            if not parent.is_dir():
+                raise ValueError(f"{self.path}: cannot create the store, folder {parent} does not exist")
+        elif self.path.is_dir():
+            raise ValueError(f"{self.path}: is a folder; give a file path for the results store")
+        try:
+            self._db = sqlite3.connect(self.path, timeout=30)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            tables = {r[0] for r in self._db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        except sqlite3.DatabaseError as e:
+            raise ValueError(f"{self.path}: not a bpkit results store ({e})") from None
+        if not tables:
+            self._create()
+        elif "meta" not in tables or "runs" not in tables:
+            raise ValueError(f"{self.path}: an SQLite file, but not a bpkit results store")
+        meta = dict(self._db.execute("SELECT key, value FROM meta"))
+        if meta.get("format") != FORMAT:
+            raise ValueError(f"{self.path}: an SQLite file, but not a bpkit results store")
+        version = int(meta.get("schema_version", -1))
+        if version != SCHEMA_VERSION:
+            raise ValueError(
+                f"{self.path}: store schema version {version}, this bpkit reads version {SCHEMA_VERSION}"
+            )
+
+    def _create(self) -> None:
+        try:
+            with self._db:
+                self._db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+                self._db.executemany(
+                    "INSERT INTO meta VALUES (?, ?)", [("format", FORMAT), ("schema_version", str(SCHEMA_VERSION))]
+                )
+                self._db.execute(f"CREATE TABLE runs ({', '.join(f'{c} {t}' for c, t in COLUMNS)})")
+        except sqlite3.OperationalError as e:
+            raise ValueError(f"{self.path}: cannot write the results store ({e})") from None
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def run_ids(self) -> set[str]:
+        return {r[0] for r in self._db.execute("SELECT run_id FROM runs")}
+
+    def add(self, records: Iterable[dict[str, Any]]) -> int:
+        """Insert runs in one transaction; runs already stored are skipped.  Returns rows added."""
+        rows = []
+        for rec in records:
+            r = dict(rec)
+            r["config"] = json.dumps(_json_safe(r["config"]), sort_keys=True)
+            r["curves"] = json.dumps(_json_safe(r.get("curves", {})))
+            r.setdefault("run_id", run_id(json.loads(r["config"])))
+            r.setdefault("config_hash", config_hash(json.loads(r["config"])))
+            for k, v in r.items():
+                if isinstance(v, float) and not math.isfinite(v):
+                    r[k] = None
+            rows.append(tuple(r.get(c) for c in NAMES))
+        try:
+            with self._db:  # one transaction: all rows or none
+                cur = self._db.executemany(
+                    f"INSERT OR IGNORE INTO runs ({', '.join(NAMES)}) VALUES ({', '.join('?' * len(NAMES))})", rows
+                )
+        except sqlite3.OperationalError as e:
+            raise ValueError(f"{self.path}: cannot write the results store ({e})") from None
+        return cur.rowcount
+
+    def runs(self) -> tuple[list[dict[str, Any]], list[str]]:
+        """All runs as dicts (config and curves parsed), and a message per corrupt row (by run id)."""
+        out, errors = [], []
+        for row in self._db.execute(f"SELECT {', '.join(NAMES)} FROM runs ORDER BY run_id"):
+            rec = dict(zip(NAMES, row))
+            try:
+                rec["config"] = json.loads(rec["config"])
+                rec["curves"] = json.loads(rec["curves"]) if rec["curves"] else {}
+            except (TypeError, json.JSONDecodeError) as e:
+                errors.append(f"run {rec['run_id']}: unreadable stored JSON ({e})")
+                continue
+            out.append(rec)
+        return out, errors
+
+    def integrity_ok(self) -> bool:
+        return self._db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+    def to_dataframe(self):
+        """The runs as a pandas DataFrame (pandas is optional)."""
+        import pandas as pd
+
+        return pd.DataFrame(self.runs()[0])
+
+    def export_csv(self, path: str | Path) -> int:
+        """Write the scalar columns (and the config as JSON) to a CSV file; returns rows written."""
+        runs, _ = self.runs()
+        cols = [c for c in NAMES if c != "curves"]
+        with open(path, "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(cols)
+            for r in runs:
+                w.writerow([json.dumps(r[c], sort_keys=True) if c == "config" else r[c] for c in cols])
+        return len(runs)

@@ -1,0 +1,203 @@
+"""Sweeps: grouped by compiled program, vmapped inside a group, sharded over devices.
+
+Runs are grouped by everything that shapes the compiled program (data set,
+sizes, activations, loss, source, optimizer kind and its static settings,
+batch size, stopping rules).  Inside a group the seed, learning rate,
+momentum and init scale are data: one ``jax.vmap`` runs many of them in one
+compiled program.  The vmapped axis is cut into chunks of ``chunk_size`` runs
+(the last one padded, so every chunk reuses the same program), bounding peak
+memory however large the sweep, and each chunk is laid out over all visible
+devices with ``jax.sharding`` (``NamedSharding`` on a 1-D mesh).  Multi-host:
+call ``jax.distributed.initialize()`` first in every process; ``jax.devices()``
+then spans all hosts and the same sharding splits each chunk across them.
+
+Each finished chunk is committed to the store in one transaction, and runs
+already stored are skipped, so a sweep killed at any point and re-run ends
+with exactly the runs of an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+import bpkit
+from bpkit import config as cfg
+from bpkit import datasets, optim, stopping
+from bpkit.network import MLP
+from bpkit.store import Store, run_id
+from bpkit.training import make_trainer
+
+
+def _data(run: cfg.RunConfig) -> datasets.Dataset:
+    if run["data.path"]:
+        p = run["data.path"]
+        if p.endswith(".data"):
+            return datasets.load_fann(p)
+        return datasets.load_csv(p, targets=run["data.targets"], seed=run["data.split_seed"])
+    return datasets.load(run["data.name"], seed=run["data.split_seed"])
+
+
+def _targets(y: np.ndarray | None, run: cfg.RunConfig, task: str) -> np.ndarray | None:
+    rng = run["data.target_range"]
+    if y is None or not rng or task != "classification":
+        return y
+    lo, hi = rng
+    return lo + (hi - lo) * y
+
+
+def _rules(run: cfg.RunConfig) -> stopping.StopRules:
+    return stopping.StopRules(
+        max_epochs=run["training.max_epochs"],
+        goal=run["training.goal"] if run["training.goal"] >= 0 else None,
+        min_grad_norm=run["training.min_grad_norm"] if run["training.min_grad_norm"] >= 0 else None,
+        criterion_40_20_40=run["training.criterion_40_20_40"],
+        patience=run["training.patience"] or None,
+        stall_epochs=run["training.stall_epochs"] or None,
+    )
+
+
+def _optimizer(run: cfg.RunConfig, lr, momentum) -> optax.GradientTransformation:
+    name = run["optimizer.name"]
+    if name == "sgd":
+        return optax.sgd(lr, momentum=momentum)  # momentum 0 is plain GD: v = g
+    if name == "rprop":
+        return optax.rprop(lr)
+    if name == "adam":
+        return optax.adam(lr)
+    if name == "lbfgs":
+        return optax.lbfgs()
+    if name == "cg":
+        return optim.nonlinear_cg(run["optimizer.beta"], powell_beale=run["optimizer.powell_beale"])
+    if name == "scg":
+        return optim.scg(hvp=run["optimizer.hvp"])
+    if name == "quickprop":
+        return optim.quickprop(lr, mu=run["optimizer.mu"])
+    raise ValueError(f"unknown optimizer {name!r}; valid: {', '.join(optim.OPTIMIZERS)}")
+
+
+def _accuracy(out, y, lo, hi):
+    if y.shape[1] == 1:
+        return jnp.mean(((out > (lo + hi) / 2) == (y > (lo + hi) / 2)).astype(out.dtype))
+    return jnp.mean((jnp.argmax(out, 1) == jnp.argmax(y, 1)).astype(out.dtype))
+
+
+def group_program(run: cfg.RunConfig, data: datasets.Dataset) -> tuple[Callable, MLP]:
+    """The vmapped, jitted program for a group: ``(seeds, lrs, momenta, scales) -> results``."""
+    dtype = jnp.dtype(run["dtype"])
+    sizes = (data.inputs, *run["network.hidden"], data.outputs)
+    net = MLP(sizes, hidden=run["network.activation"], output=run["network.output"])
+    bs = run["training.batch_size"]
+    batch_size = None if bs == "full" or bs >= len(data.x_train) else bs
+    y_tr = _targets(data.y_train, run, data.task)
+    lo, hi = float(np.min(y_tr)), float(np.max(y_tr))
+    arrays = {k: (None if v is None else jnp.asarray(v, dtype)) for k, v in {
+        "x": data.x_train, "y": y_tr, "xv": data.x_val, "yv": _targets(data.y_val, run, data.task),
+        "xt": data.x_test, "yt": _targets(data.y_test, run, data.task)}.items()}
+    loss_obj = bpkit.losses.get(run["loss"])
+    loss_obj.check_output_activation(net.output)
+    rules = _rules(run)
+
+    def evaluate(p, x, y):
+        if x is None:
+            return jnp.asarray(jnp.nan, dtype), jnp.asarray(jnp.nan, dtype)
+        out, cache = net.forward(p, x)
+        return loss_obj.value(cache.zs[-1], out, y), _accuracy(out, y, lo, hi)
+
+    def one(seed, lr, momentum, scale):
+        kinit, ktrain = jax.random.split(jax.random.key(seed))
+        params = net.init(kinit, scheme=run["network.init"], scale=scale, dtype=dtype)
+        trainer = make_trainer(net, _optimizer(run, lr, momentum), loss=run["loss"], source=run["source"],
+                               batch_size=batch_size, shuffle=run["training.shuffle"], rules=rules)
+        r = trainer(params, arrays["x"], arrays["y"], ktrain, arrays["xv"], arrays["yv"])
+        metrics = {}
+        for split, (x, y) in {"train": ("x", "y"), "val": ("xv", "yv"), "test": ("xt", "yt")}.items():
+            metrics[f"{split}_loss"], metrics[f"{split}_acc"] = evaluate(r.params, arrays[x], arrays[y])
+        return r.history, r.epochs, r.stop_reason, metrics
+
+    return jax.jit(jax.vmap(one)), net
+
+
+def _shard(a: np.ndarray) -> jax.Array:
+    devices = jax.devices()
+    if len(devices) == 1:
+        return jnp.asarray(a)
+    mesh = jax.sharding.Mesh(np.array(devices), ("runs",))
+    return jax.device_put(a, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("runs")))
+
+
+def run_sweep(
+    flat: dict[str, Any],
+    store: Store,
+    chunk_size: int = 64,
+    progress: bool = True,
+    after_chunk: Callable[[int], None] | None = None,
+) -> dict[str, int]:
+    """Run every run of the (validated) config not yet in ``store``; returns counts."""
+    runs = cfg.expand(flat)
+    done = store.run_ids()
+    todo = [r for r in runs if run_id(r.as_dict()) not in done]
+    groups: dict[tuple, list[cfg.RunConfig]] = {}
+    for r in todo:
+        groups.setdefault(r.static_key(), []).append(r)
+    n_dev = len(jax.devices())
+    chunk = max(n_dev, math.ceil(chunk_size / n_dev) * n_dev)  # a multiple of the device count
+    bar = _progress(len(todo), progress)
+    written = 0
+    for members in groups.values():
+        data = _data(members[0])
+        program, _ = group_program(members[0], data)
+        for start in range(0, len(members), chunk):
+            part = members[start:start + chunk]
+            padded = part + [part[-1]] * (chunk - len(part))  # same shape: no recompile
+            cols = [np.array([r[k] for r in padded]) for k in cfg.VMAPPED]
+            t0 = time.perf_counter()
+            hist, epochs, reasons, metrics = jax.block_until_ready(program(
+                _shard(cols[0].astype(np.uint32)), *(_shard(c.astype(np.float64 if jax.config.jax_enable_x64 else np.float32)) for c in cols[1:])))
+            wall = (time.perf_counter() - t0) / len(part)
+            records = [_record(r, i, hist, epochs, reasons, metrics, wall) for i, r in enumerate(part)]
+            written += store.add(records)
+            bar.update(len(part))
+            if after_chunk:
+                after_chunk(written)
+    bar.close()
+    return {"runs": len(runs), "skipped": len(runs) - len(todo), "written": written, "groups": len(groups)}
+
+
+def _record(run, i, hist, epochs, reasons, metrics, wall) -> dict[str, Any]:
+    e = int(epochs[i])
+    curves = {k: np.asarray(getattr(hist, k)[i][:e], np.float64).tolist()
+              for k in ("loss", "grad_norm", "val_loss", "fraction_right", "loss_evals", "grad_evals")}
+    le = float(hist.loss_evals[i][e - 1]) if e else 0.0
+    ge = float(hist.grad_evals[i][e - 1]) if e else 0.0
+    reason = stopping.reason_name(int(reasons[i]))
+    return {
+        "config": run.as_dict(), "seed": int(run["seed"]),
+        "status": "diverged" if reason == "diverged" else "finished", "stop_reason": reason, "epochs": e,
+        **{k: float(v[i]) for k, v in metrics.items()},
+        "loss_evals": le, "grad_evals": ge, "cu": le + 3 * ge, "wall_time": wall, "curves": curves,
+        "bpkit_version": bpkit.__version__, "jax_version": jax.__version__,
+        "device": jax.devices()[0].device_kind,
+    }
+
+
+class _NoBar:
+    def update(self, n):
+        pass
+
+    def close(self):
+        pass
+
+
+def _progress(total: int, enabled: bool):
+    if not enabled:
+        return _NoBar()
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="run", desc="sweep", dynamic_ncols=True)
