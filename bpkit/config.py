@@ -121,8 +121,10 @@ def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def _type_name(types) -> str:
-    return " or ".join({"str": "a string", "int": "an integer", "float": "a number", "bool": "true/false",
-                        "list": "a list"}[t.__name__] for t in types)
+    words = {"str": "a string", "int": "an integer", "float": "a number", "bool": "true/false", "list": "a list"}
+    if float in types:  # an int is a number too
+        types = tuple(t for t in types if t is not int)
+    return " or ".join(words[t.__name__] for t in types)
 
 
 def _check_value(key: str, v: Any) -> None:

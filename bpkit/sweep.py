@@ -11,6 +11,10 @@ devices with ``jax.sharding`` (``NamedSharding`` on a 1-D mesh).  Multi-host:
 call ``jax.distributed.initialize()`` first in every process; ``jax.devices()``
 then spans all hosts and the same sharding splits each chunk across them.
 
+On CPU a run's numbers are bitwise the same whichever runs share its chunk
+(each is padded to the same compiled program); a different ``chunk_size``
+compiles a different program and may change the last bits.
+
 Each finished chunk is committed to the store in one transaction, and runs
 already stored are skipped, so a sweep killed at any point and re-run ends
 with exactly the runs of an uninterrupted one.
@@ -158,8 +162,10 @@ def run_sweep(
             padded = part + [part[-1]] * (chunk - len(part))  # same shape: no recompile
             cols = [np.array([r[k] for r in padded]) for k in cfg.VMAPPED]
             t0 = time.perf_counter()
+            # Hyperparameters in the run's own dtype (a float64 momentum would promote float32 state).
+            dt = np.dtype(part[0]["dtype"])
             hist, epochs, reasons, metrics = jax.block_until_ready(program(
-                _shard(cols[0].astype(np.uint32)), *(_shard(c.astype(np.float64 if jax.config.jax_enable_x64 else np.float32)) for c in cols[1:])))
+                _shard(cols[0].astype(np.uint32)), *(_shard(c.astype(dt)) for c in cols[1:])))
             wall = (time.perf_counter() - t0) / len(part)
             records = [_record(r, i, hist, epochs, reasons, metrics, wall) for i, r in enumerate(part)]
             written += store.add(records)

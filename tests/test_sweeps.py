@@ -1,0 +1,250 @@
+"""Datasets, configs, the results store and vmapped sweeps (issue 4, in progress)."""
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from bpkit import config as cfg
+from bpkit import datasets
+from bpkit.store import Store
+from bpkit.sweep import run_sweep
+
+CONFIG = textwrap.dedent("""
+    name = "t"
+    seeds = [0, 1, 2]
+    [data]
+    name = "xor"
+    [network]
+    hidden = [2]
+    activation = ["tanh", "sigmoid"]
+    [optimizer]
+    name = "sgd"
+    learning_rate = [0.5, 1.0]
+    [training]
+    batch_size = 2
+    max_epochs = 40
+""")
+
+
+@pytest.fixture
+def config_file(tmp_path):
+    p = tmp_path / "c.toml"
+    p.write_text(CONFIG)
+    return p
+
+
+# -- datasets -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name, shape_x, shape_y", [
+    ("xor", (4, 2), (4, 1)), ("parity3", (8, 3), (8, 1)), ("parity4", (16, 4), (16, 1)),
+    ("encoder8", (8, 8), (8, 8)), ("two_spirals", (194, 2), (194, 1)), ("iris", (90, 4), (90, 3)),
+])
+def test_dataset_shapes(name, shape_x, shape_y):
+    d = datasets.load(name)
+    assert d.x_train.shape == shape_x and d.y_train.shape == shape_y
+
+
+def test_classic_definitions():
+    p = datasets.load("parity3")
+    assert np.array_equal(p.y_train[:, 0], p.x_train.sum(1) % 2)
+    s = datasets.two_spirals()
+    np.testing.assert_allclose(s.x_train[0], [0.0, 6.5])  # i = 0: angle 0, radius 6.5
+    np.testing.assert_allclose(s.x_train[97], -s.x_train[0])  # the negation is class 0
+    assert s.y_train[:97].all() and not s.y_train[97:].any()
+
+
+def test_split_is_seeded_and_standardised_on_train():
+    a, b, c = datasets.load("digits", seed=1), datasets.load("digits", seed=1), datasets.load("digits", seed=2)
+    np.testing.assert_array_equal(a.x_train, b.x_train)
+    assert not np.array_equal(a.x_train, c.x_train)
+    np.testing.assert_allclose(a.x_train.mean(0), 0, atol=1e-12)
+    assert len(a.x_train) + len(a.x_val) + len(a.x_test) == 1797
+
+
+def test_csv_and_fann_files(tmp_path):
+    (tmp_path / "d.csv").write_text("a,b,label\n0,1,1\n1,1,0\n2,0,1\n3,1,0\n4,0,1\n")
+    d = datasets.load_csv(tmp_path / "d.csv")
+    assert d.inputs == 2 and d.outputs == 1
+    (tmp_path / "x.data").write_text("2 2 1\n0 1\n1\n1 1\n0\n")
+    f = datasets.load_fann(tmp_path / "x.data")
+    np.testing.assert_array_equal(f.x_train, [[0, 1], [1, 1]])
+    np.testing.assert_array_equal(f.y_train, [[1], [0]])
+
+
+@pytest.mark.parametrize("loader, text, message", [
+    (datasets.load_csv, "a,b,label\n0,1,1\n1,1\n", r"line 3 has 2 fields, the header has 3"),
+    (datasets.load_csv, "a,b,label\n0,x,1\n", r"line 2 has a field that is not a number"),
+    (datasets.load_csv, "a,b,label\n0,nan,1\n", r"non-finite value in its inputs, row 1"),
+    (datasets.load_csv, "", r"empty file"),
+    (datasets.load_fann, "2 2 1\n0 1\n1\n1 1 1\n0\n", r"line 4 has 3 values, an input line needs 2"),
+    (datasets.load_fann, "3 2 1\n0 1\n1\n", r"promises 3 pairs \(6 lines\), the file has 2"),
+])
+def test_bad_data_files_name_the_line(tmp_path, loader, text, message):
+    p = tmp_path / ("f.csv" if loader is datasets.load_csv else "f.data")
+    p.write_text(text)
+    with pytest.raises(ValueError, match=message):
+        loader(p)
+
+
+def test_unknown_dataset_lists_valid():
+    with pytest.raises(ValueError, match=r"unknown data set 'mnist'; valid: xor, two_spirals"):
+        datasets.load("mnist")
+
+
+# -- configs --------------------------------------------------------------------------------
+
+
+def test_config_grid_expands(config_file):
+    runs = cfg.expand(cfg.load(config_file))
+    assert len(runs) == 2 * 2 * 3
+    assert len({r.static_key() for r in runs}) == 2  # learning rate and seed are vmapped data
+
+
+def test_set_overrides(config_file):
+    flat = cfg.load(config_file, ["optimizer.learning_rate=0.25", "training.max_epochs=7", "network.activation=relu"])
+    assert flat["optimizer.learning_rate"] == 0.25 and flat["training.max_epochs"] == 7
+    assert flat["network.activation"] == "relu"
+
+
+@pytest.mark.parametrize("text, message", [
+    ("[network]\nsizes = [2]\n", r"unknown config key 'network.sizes'; valid keys:"),
+    ("[model]\nx = 1\n", r"unknown table \[model\]"),
+    ("[optimizer]\nlearning_rate = 'fast'\n", r"optimizer.learning_rate must be a number, got 'fast'"),
+    ("[optimizer]\nlearning_rate = -0.1\n", r"optimizer.learning_rate = -0.1 is out of range"),
+    ("[training]\nmax_epochs = 0\n", r"training.max_epochs = 0 is out of range"),
+    ("[training]\nbatch_size = 0\n", r"training.batch_size must be a positive integer or 'full', got 0"),
+    ("[network]\nactivation = 'sigmoidd'\n", r"network.activation = 'sigmoidd' is not valid; valid: identity"),
+    ("[optimizer]\nname = 'newton'\n", r"optimizer.name = 'newton' is not valid; valid: sgd"),
+    ("loss = 'hinge'\n", r"loss = 'hinge' is not valid; valid: mse, bce, softmax_ce"),
+    ("seeds = []\n", r"seeds must be a non-empty list"),
+    ("[network]\nhidden = [0]\n", r"network.hidden must be a list of positive integers"),
+    ("[training\n", r"malformed TOML"),
+])
+def test_bad_configs_name_the_key(tmp_path, text, message):
+    p = tmp_path / "bad.toml"
+    p.write_text(text)
+    with pytest.raises(ValueError, match=message):
+        cfg.load(p)
+
+
+def test_binary_and_missing_config(tmp_path):
+    (tmp_path / "b.toml").write_bytes(b"\x00\x01\x02binary")
+    with pytest.raises(ValueError, match="a binary file, not a TOML config"):
+        cfg.load(tmp_path / "b.toml")
+    with pytest.raises(ValueError, match="no such config file"):
+        cfg.load(tmp_path / "nope.toml")
+
+
+# -- store ----------------------------------------------------------------------------------
+
+
+def test_store_rejects_foreign_files(tmp_path):
+    (tmp_path / "t.txt").write_text("hello")
+    with pytest.raises(ValueError, match="not a bpkit results store"):
+        Store(tmp_path / "t.txt")
+    db = sqlite3.connect(tmp_path / "other.sqlite")
+    db.execute("CREATE TABLE x (a)")
+    db.commit()
+    db.close()
+    with pytest.raises(ValueError, match="an SQLite file, but not a bpkit results store"):
+        Store(tmp_path / "other.sqlite")
+    with pytest.raises(ValueError, match="folder .* does not exist"):
+        Store(tmp_path / "missing" / "r.sqlite")
+
+
+def test_store_version_check(tmp_path):
+    s = Store(tmp_path / "r.sqlite")
+    s._db.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
+    s._db.commit()
+    s.close()
+    with pytest.raises(ValueError, match="store schema version 99, this bpkit reads version 1"):
+        Store(tmp_path / "r.sqlite")
+
+
+def test_corrupt_row_is_reported_by_id_and_hides_nothing_else(tmp_path, config_file):
+    s = Store(tmp_path / "r.sqlite")
+    run_sweep(cfg.load(config_file, ["seeds=[0]", "network.activation=tanh", "optimizer.learning_rate=0.5"]), s, progress=False)
+    run_sweep(cfg.load(config_file, ["seeds=[1]", "network.activation=tanh", "optimizer.learning_rate=0.5"]), s, progress=False)
+    (bad_id,) = [r for r in s.run_ids() if r.endswith("-0")]
+    s._db.execute("UPDATE runs SET config = '{not json' WHERE run_id = ?", (bad_id,))
+    s._db.commit()
+    runs, errors = s.runs()
+    assert len(runs) == 1 and errors == [errors[0]] and bad_id in errors[0]
+
+
+# -- sweeps ---------------------------------------------------------------------------------
+
+
+def _table(store):
+    runs, errors = store.runs()
+    assert not errors
+    return {r["run_id"]: (r["epochs"], r["train_loss"], r["curves"]["loss"]) for r in runs}
+
+
+def test_vmapped_sweep_equals_runs_one_by_one(tmp_path, config_file):
+    flat = cfg.load(config_file)
+    together = Store(tmp_path / "a.sqlite")
+    stats = run_sweep(flat, together, chunk_size=64, progress=False)
+    assert stats == {"runs": 12, "skipped": 0, "written": 12, "groups": 2}
+    alone = Store(tmp_path / "b.sqlite")
+    for r in cfg.expand(flat):
+        d = r.as_dict()
+        one = {**flat, **{k: d[k] for k in ("network.activation", "optimizer.learning_rate")}, "seeds": [d["seed"]]}
+        run_sweep(one, alone, chunk_size=64, progress=False)  # alone, padded to the same program shape
+    # Bitwise on CPU: a run's numbers do not depend on which runs share its chunk
+    # (what makes a resumed sweep, which regroups runs, reproduce the uninterrupted one).
+    assert _table(together) == _table(alone)
+
+
+def test_resumed_sweep_equals_uninterrupted(tmp_path, config_file):
+    flat = cfg.load(config_file)
+    full = Store(tmp_path / "full.sqlite")
+    run_sweep(flat, full, chunk_size=4, progress=False)
+
+    class Killed(Exception):
+        pass
+
+    def kill_after_first_chunk(written):
+        raise Killed
+
+    part = Store(tmp_path / "part.sqlite")
+    with pytest.raises(Killed):
+        run_sweep(flat, part, chunk_size=4, progress=False, after_chunk=kill_after_first_chunk)
+    assert 0 < len(part.run_ids()) < 12
+    stats = run_sweep(flat, part, chunk_size=4, progress=False)
+    assert stats["skipped"] == 4 and stats["written"] == 8
+    assert _table(part) == _table(full)
+    assert part.integrity_ok()
+
+
+def test_sharded_over_four_cpu_devices_equals_unsharded(tmp_path, config_file):
+    flat = cfg.load(config_file)
+    run_sweep(flat, Store(tmp_path / "one.sqlite"), chunk_size=8, progress=False)
+    code = textwrap.dedent(f"""
+        import jax
+        assert len(jax.devices()) == 4, jax.devices()
+        from bpkit import config as cfg
+        from bpkit.store import Store
+        from bpkit.sweep import run_sweep
+        run_sweep(cfg.load({str(config_file)!r}), Store({str(tmp_path / 'four.sqlite')!r}), chunk_size=8, progress=False)
+    """)
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert _table(Store(tmp_path / "four.sqlite")) == _table(Store(tmp_path / "one.sqlite"))
+
+
+def test_export_csv(tmp_path, config_file):
+    s = Store(tmp_path / "r.sqlite")
+    run_sweep(cfg.load(config_file, ["seeds=[0]"]), s, progress=False)
+    assert s.export_csv(tmp_path / "r.csv") == 4
+    lines = (tmp_path / "r.csv").read_text().splitlines()
+    assert lines[0].startswith("run_id,config_hash,seed,config,status")
+    assert json.loads(next(iter(__import__("csv").reader([lines[1]])))[3])["data.name"] == "xor"
