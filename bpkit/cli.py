@@ -112,6 +112,59 @@ def _cmd_check(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+def _cmd_datasets(args: argparse.Namespace) -> int:
+    from bpkit import datasets
+
+    for name, text in datasets.names().items():
+        print(f"{name:<16} {text}")
+    return 0
+
+
+def _grid_keys(flat: dict) -> list[str]:
+    from bpkit import config as cfg
+
+    return [k for k, v in flat.items() if k != "seeds" and isinstance(v, list)
+            and (k not in cfg.LIST_FIELDS or (v and isinstance(v[0], list)))]
+
+
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from bpkit import config as cfg
+    from bpkit.store import Store
+    from bpkit.sweep import run_sweep
+
+    flat = cfg.load(args.config, args.set or [])
+    if args.verb == "run" and _grid_keys(flat):
+        raise ValueError(f"{args.config} has a grid ({', '.join(_grid_keys(flat))}); use bpkit sweep")
+    if args.chunk_size < 1:
+        raise ValueError(f"--chunk-size must be a positive integer, got {args.chunk_size}")
+    path = Path(args.store) if args.store else Path("results") / f"{flat['name']}.sqlite"
+    if not args.store:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    store = Store(path)
+    try:
+        stats = run_sweep(flat, store, chunk_size=args.chunk_size, progress=not args.no_progress)
+    except KeyboardInterrupt:
+        print(f"\nbpkit: interrupted; {len(store.run_ids())} finished runs are kept in {path}. "
+              f"Run the same command again to resume.", file=sys.stderr)
+        return 130
+    print(f"{stats['runs']} runs in {stats['groups']} compiled group(s): {stats['written']} new, "
+          f"{stats['skipped']} already in {path}")
+    runs, errors = store.runs()
+    for e in errors:
+        print(f"bpkit: warning: {e}", file=sys.stderr)
+    if args.verb == "run":
+        from bpkit.store import run_id
+
+        mine = {run_id(r.as_dict()) for r in cfg.expand(flat)}
+        for r in runs:
+            if r["run_id"] in mine:
+                print(f"  seed {r['seed']:>3}  {r['stop_reason']:<10} epochs {r['epochs']:>5}  "
+                      f"train loss {r['train_loss']:.4g}  train acc {r['train_acc']:.3f}  cu {r['cu']:.0f}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="bpkit", description="Backpropagation, written by hand and checked.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
@@ -132,6 +185,21 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--json", action="store_true", help="print a machine-readable report")
     check.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
     check.set_defaults(func=_cmd_check)
+
+    ds = sub.add_parser("datasets", help="list the built-in data sets", description="List the built-in data sets.")
+    ds.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
+    ds.set_defaults(func=_cmd_datasets)
+
+    for verb, text in (("run", "train one experiment config (all its seeds)"),
+                       ("sweep", "run a sweep config: a grid, vmapped and sharded, into a results store")):
+        p = sub.add_parser(verb, help=text, description=text[0].upper() + text[1:] + ". Re-running resumes.")
+        p.add_argument("config", help="TOML config file")
+        p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config field (repeatable)")
+        p.add_argument("--store", help="results store (default: results/<name>.sqlite)")
+        p.add_argument("--chunk-size", type=int, default=64, help="runs per compiled chunk (bounds memory)")
+        p.add_argument("--no-progress", action="store_true", help="no progress bar")
+        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
+        p.set_defaults(func=_cmd_sweep)
     return parser
 
 

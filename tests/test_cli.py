@@ -47,7 +47,7 @@ def test_check_fails_with_exit_1_on_a_wrong_derivative(monkeypatch, capsys):
 @pytest.mark.parametrize(
     "argv, message",
     [
-        ([], "bpkit: error: missing verb; valid: check"),
+        ([], "bpkit: error: missing verb; valid: check, datasets, run, sweep"),
         (["frobnicate"], "bpkit: error: argument VERB: invalid choice: 'frobnicate'"),
         (["check", "--depths", "two"], "bpkit check: error: argument --depths: expected comma-separated int values"),
         (["check", "--activations", "nope"], "bpkit: error: unknown activation 'nope'; valid:"),
@@ -72,3 +72,21 @@ def test_no_traceback_from_the_real_command():
     assert proc.returncode == 2
     assert proc.stderr.strip() == "bpkit: error: unknown loss 'hinge'; valid: mse, bce, softmax_ce"
     assert "Traceback" not in proc.stderr + proc.stdout
+
+
+def test_run_sweep_and_datasets_verbs(tmp_path, capsys):
+    cfg_file = tmp_path / "x.toml"
+    cfg_file.write_text('name = "x"\nseeds = [0, 1]\n[network]\nhidden = [2]\nactivation = "tanh"\n'
+                        '[optimizer]\nlearning_rate = 2.0\n[training]\nbatch_size = 1\nmax_epochs = 300\n'
+                        'criterion_40_20_40 = true\n')
+    store = str(tmp_path / "r.sqlite")
+    assert main(["run", str(cfg_file), "--store", store, "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "2 runs in 1 compiled group(s): 2 new, 0 already" in out and "seed   0  40-20-40" in out
+    assert main(["sweep", str(cfg_file), "--store", store, "--no-progress", "--set", "seeds=[0,1,2]"]) == 0
+    assert "3 runs in 1 compiled group(s): 1 new, 2 already" in capsys.readouterr().out
+    assert main(["datasets"]) == 0
+    assert "two_spirals" in capsys.readouterr().out
+    grid = ["run", str(cfg_file), "--store", store, "--set", "optimizer.learning_rate=[1.0, 2.0]"]
+    assert main(grid) == 2
+    assert "has a grid (optimizer.learning_rate); use bpkit sweep" in capsys.readouterr().err
