@@ -42,9 +42,6 @@ from bpkit.gradients import SOURCES
 from bpkit.network import INIT_SCHEMES
 from bpkit.optim import OPTIMIZERS
 
-_OPT = {"", "sgd", *OPTIMIZERS}
-
-
 def _pos(v):
     return v > 0
 

@@ -11,7 +11,7 @@ Per run: the full config (JSON), hash, seed, status and stop reason, epochs,
 final train/validation/test loss and accuracy, loss and gradient
 evaluations, cu (Moeller's forward-pass equivalents: a loss evaluation 1 cu,
 a gradient 3 cu), wall time, the per-epoch curves (JSON), and the bpkit and
-jax versions and the device kind.  Plain data only: nothing is pickled.
+jax versions and the device kind.  Plain data only: SQL columns and JSON text.
 
 Example:
     >>> import tempfile, os

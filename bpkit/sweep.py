@@ -92,7 +92,7 @@ def _accuracy(out, y, lo, hi):
     return jnp.mean((jnp.argmax(out, 1) == jnp.argmax(y, 1)).astype(out.dtype))
 
 
-def group_program(run: cfg.RunConfig, data: datasets.Dataset) -> tuple[Callable, MLP]:
+def group_program(run: cfg.RunConfig, data: datasets.Dataset) -> Callable:
     """The vmapped, jitted program for a group: ``(seeds, lrs, momenta, scales) -> results``."""
     dtype = jnp.dtype(run["dtype"])
     sizes = (data.inputs, *run["network.hidden"], data.outputs)
@@ -125,7 +125,7 @@ def group_program(run: cfg.RunConfig, data: datasets.Dataset) -> tuple[Callable,
             metrics[f"{split}_loss"], metrics[f"{split}_acc"] = evaluate(r.params, arrays[x], arrays[y])
         return r.history, r.epochs, r.stop_reason, metrics
 
-    return jax.jit(jax.vmap(one)), net
+    return jax.jit(jax.vmap(one))
 
 
 def _shard(a: np.ndarray) -> jax.Array:
@@ -156,7 +156,7 @@ def run_sweep(
     written = 0
     for members in groups.values():
         data = _data(members[0])
-        program, _ = group_program(members[0], data)
+        program = group_program(members[0], data)
         for start in range(0, len(members), chunk):
             part = members[start:start + chunk]
             padded = part + [part[-1]] * (chunk - len(part))  # same shape: no recompile
