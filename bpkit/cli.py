@@ -165,6 +165,16 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_report(args: argparse.Namespace) -> int:
+    from bpkit import report
+
+    path, figs, errors = report.write(args.store, args.out)
+    for e in errors:
+        print(f"bpkit: warning: {e}", file=sys.stderr)
+    print(f"wrote {path} and {len(figs)} figures in {path.parent}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="bpkit", description="Backpropagation, written by hand and checked.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
@@ -185,6 +195,14 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--json", action="store_true", help="print a machine-readable report")
     check.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
     check.set_defaults(func=_cmd_check)
+
+    rep = sub.add_parser("report", help="write a markdown report and figures from a results store",
+                         description="Write report.md (success rates, epochs and cu to the goal, final losses) "
+                         "and figures (PNG and SVG) from a results store.")
+    rep.add_argument("store", help="results store (.sqlite)")
+    rep.add_argument("--out", help="output folder (default: <store>-report next to the store)")
+    rep.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
+    rep.set_defaults(func=_cmd_report)
 
     ds = sub.add_parser("datasets", help="list the built-in data sets", description="List the built-in data sets.")
     ds.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")

@@ -10,6 +10,12 @@ A *sweep* makes any field a list: the grid is the product of all listed
 fields (for a field that is itself a list, such as ``network.hidden``, a list
 of lists).  ``seeds`` is always a list: the seeds of every grid point.
 
+Fields that must change *together* go in an axis: each ``[[axis.<name>]]``
+table is one point of that axis, a set of overrides applied together (say,
+online = sgd with batch size 1, CG = cg with the full batch).  The sweep is
+the product of all axes and all listed fields; an axis entry may use lists
+too.  ``label`` names an entry in reports.
+
 Example (``experiments/xor.toml``)::
 
     name = "xor"
@@ -101,13 +107,16 @@ class RunConfig:
 
     def static_key(self) -> tuple:
         """What shapes the compiled program: everything but the vmapped fields."""
-        return tuple((k, v) for k, v in self.values if k not in VMAPPED)
+        return tuple((k, v) for k, v in self.values if k not in VMAPPED and k != "label")
 
 
 def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     out = {}
     for k, v in tree.items():
         key = f"{prefix}{k}"
+        if key == "axis":
+            out["axis"] = _axes(v)
+            continue
         if isinstance(v, dict):
             if key not in {"data", "network", "optimizer", "training"}:
                 raise ValueError(f"unknown table [{key}]; valid tables: data, network, optimizer, training")
@@ -115,6 +124,32 @@ def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
         else:
             out[key] = v
     return out
+
+
+def _axes(tree: Any) -> dict[str, list[dict[str, Any]]]:
+    """``[[axis.<name>]]`` tables -> {name: [flat overrides, ...]}, each checked."""
+    if not isinstance(tree, dict) or not all(isinstance(v, list) and v for v in tree.values()):
+        raise ValueError("axis must be tables [[axis.<name>]], each axis with at least one entry")
+    axes = {}
+    for name, entries in tree.items():
+        flat_entries = []
+        for i, entry in enumerate(entries):
+            if not isinstance(entry, dict):
+                raise ValueError(f"axis.{name} entry {i + 1} must be a table of overrides")
+            label = entry.pop("label", None)
+            flat = _flatten(entry)
+            if "axis" in flat or "seeds" in flat:
+                raise ValueError(f"axis.{name} entry {i + 1}: axes cannot nest or set seeds")
+            for key, v in flat.items():
+                if key not in SCHEMA:
+                    raise ValueError(f"unknown config key {key!r} in axis.{name} entry {i + 1}; valid keys: {', '.join(SCHEMA)}")
+                grid = isinstance(v, list) and (key not in LIST_FIELDS or (v and isinstance(v[0], list)))
+                for item in (v if grid else [v]):
+                    _check_value(key, item)
+            flat["label"] = str(label) if label is not None else f"{name}{i + 1}"
+            flat_entries.append(flat)
+        axes[name] = flat_entries
+    return axes
 
 
 def _type_name(types) -> str:
@@ -187,10 +222,13 @@ def load(path: str | Path, overrides: list[str] = ()) -> dict[str, Any]:
 def validate(flat: dict[str, Any]) -> dict[str, Any]:
     """Check every key, type and range (each grid value too); fill defaults."""
     for key in flat:
-        if key not in SCHEMA:
+        if key not in SCHEMA and key != "axis":
             raise ValueError(f"unknown config key {key!r}; valid keys: {', '.join(SCHEMA)}")
     out = {k: d for k, (_, d, _, _) in SCHEMA.items()}
+    out["axis"] = flat.get("axis", {})
     for key, v in flat.items():
+        if key == "axis":
+            continue
         grid = isinstance(v, list) and (key not in LIST_FIELDS or (key != "seeds" and v and isinstance(v[0], list)))
         for item in (v if grid else [v]):
             _check_value(key, item)
@@ -200,18 +238,30 @@ def validate(flat: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def expand(flat: dict[str, Any]) -> list[RunConfig]:
-    """The grid's runs: one RunConfig per grid point and seed."""
-    axes = []
-    for key in SCHEMA:
-        v = flat[key]
-        if key == "seeds":
+def _grid(flat: dict[str, Any]) -> list[dict[str, Any]]:
+    """The product of the listed fields of one flat config (no axes, no seeds)."""
+    lists = []
+    for key, v in flat.items():
+        if key in ("seeds", "axis", "label"):
             continue
         grid = isinstance(v, list) and (key not in LIST_FIELDS or (v and isinstance(v[0], list)))
-        axes.append([(key, x) for x in v] if grid else [(key, v)])
+        lists.append([(key, x) for x in v] if grid else [(key, v)])
+    return [dict(point) for point in itertools.product(*lists)]
+
+
+def expand(flat: dict[str, Any]) -> list[RunConfig]:
+    """The sweep's runs: one RunConfig per point of (axes x grid) and seed, axes' labels kept."""
+    axes = flat.get("axis", {})
     runs = []
-    for point in itertools.product(*axes):
-        for seed in flat["seeds"]:
-            values = tuple((k, tuple(v) if isinstance(v, list) else v) for k, v in point) + (("seed", seed),)
-            runs.append(RunConfig(values))
+    for choice in itertools.product(*axes.values()):
+        merged = {k: v for k, v in flat.items() if k != "axis"}
+        labels = []
+        for entry in choice:
+            merged.update({k: v for k, v in entry.items() if k != "label"})
+            labels.append(entry["label"])
+        for point in _grid(merged):
+            point["label"] = "/".join(labels)
+            for seed in flat["seeds"]:
+                values = tuple((k, tuple(v) if isinstance(v, list) else v) for k, v in point.items())
+                runs.append(RunConfig(values + (("seed", seed),)))
     return runs

@@ -45,8 +45,8 @@ NAMES = tuple(c for c, _ in COLUMNS)
 
 
 def config_hash(config: dict[str, Any]) -> str:
-    """SHA-256 (first 16 hex digits) of a config without its seed, as canonical JSON."""
-    body = {k: v for k, v in config.items() if k != "seed"}
+    """SHA-256 (first 16 hex digits) of a config without its seed and label, as canonical JSON."""
+    body = {k: v for k, v in config.items() if k not in ("seed", "label")}
     return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:16]
 
 

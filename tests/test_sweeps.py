@@ -248,3 +248,75 @@ def test_export_csv(tmp_path, config_file):
     lines = (tmp_path / "r.csv").read_text().splitlines()
     assert lines[0].startswith("run_id,config_hash,seed,config,status")
     assert json.loads(next(iter(__import__("csv").reader([lines[1]])))[3])["data.name"] == "xor"
+
+
+# -- axes and reports ---------------------------------------------------------------------------
+
+AXES = textwrap.dedent("""
+    name = "axes"
+    seeds = [0, 1]
+    [network]
+    hidden = [2]
+    activation = ["tanh", "sigmoid"]
+    [training]
+    max_epochs = 30
+    criterion_40_20_40 = true
+    [[axis.method]]
+    label = "online"
+    optimizer.name = "sgd"
+    optimizer.learning_rate = 2.0
+    training.batch_size = 1
+    [[axis.method]]
+    label = "CG"
+    optimizer.name = "cg"
+    training.batch_size = "full"
+""")
+
+
+def test_axes_zip_their_fields(tmp_path):
+    p = tmp_path / "a.toml"
+    p.write_text(AXES)
+    runs = cfg.expand(cfg.load(p))
+    assert len(runs) == 2 * 2 * 2
+    combos = {(r["label"], r["optimizer.name"], r["training.batch_size"]) for r in runs}
+    assert combos == {("online", "sgd", 1), ("CG", "cg", "full")}  # never cg with batch size 1
+
+
+def test_bad_axis_entry_names_the_key(tmp_path):
+    p = tmp_path / "a.toml"
+    p.write_text(AXES + '[[axis.method]]\noptimizer.nme = "sgd"\n')
+    with pytest.raises(ValueError, match=r"unknown config key 'optimizer.nme' in axis.method entry 3"):
+        cfg.load(p)
+
+
+def test_report_from_a_small_store(tmp_path):
+    from bpkit import report
+
+    p = tmp_path / "a.toml"
+    p.write_text(AXES)
+    store = Store(tmp_path / "r.sqlite")
+    run_sweep(cfg.load(p), store, progress=False)
+    runs, _ = store.runs()
+    store.close()
+    path, figs, errors = report.write(tmp_path / "r.sqlite")
+    text = path.read_text()
+    assert not errors and len(figs) == 4 and all(f.stat().st_size > 1000 for f in figs)
+    rows = [ln for ln in text.splitlines() if ln.startswith("| ") and not ln.startswith("| cell")]
+    assert len(rows) == 4  # 2 methods x 2 activations
+    # Each row's success count is recomputed here from the stored runs, independently.
+    for row in rows:
+        name, n, success = (c.strip() for c in row.strip("|").split("|")[:3])
+        label, act = name.split()
+        mine = [r for r in runs if r["config"]["label"] == label and r["config"]["network.activation"] == act]
+        ok = sum(r["stop_reason"] in ("goal", "40-20-40") for r in mine)
+        assert (n, success) == (str(len(mine)), f"{ok}/{len(mine)}")
+
+
+def test_report_of_a_missing_or_empty_store(tmp_path):
+    from bpkit import report
+
+    with pytest.raises(ValueError, match="no such results store"):
+        report.write(tmp_path / "none.sqlite")
+    Store(tmp_path / "empty.sqlite").close()
+    with pytest.raises(ValueError, match="holds no readable runs"):
+        report.write(tmp_path / "empty.sqlite")
