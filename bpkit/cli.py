@@ -137,14 +137,17 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     flat = cfg.load(args.config, args.set or [])
     if args.verb == "run" and _grid_keys(flat):
         raise ValueError(f"{args.config} has a grid ({', '.join(_grid_keys(flat))}); use bpkit sweep")
-    if args.chunk_size < 1:
+    if args.chunk_size is not None and args.chunk_size < 1:
         raise ValueError(f"--chunk-size must be a positive integer, got {args.chunk_size}")
+    if not args.memory_budget > 0:
+        raise ValueError(f"--memory-budget must be a positive number of megabytes, got {args.memory_budget}")
     path = Path(args.store) if args.store else Path("results") / f"{flat['name']}.sqlite"
     if not args.store:
         path.parent.mkdir(parents=True, exist_ok=True)
     store = Store(path)
     try:
-        stats = run_sweep(flat, store, chunk_size=args.chunk_size, progress=not args.no_progress)
+        stats = run_sweep(flat, store, chunk_size=args.chunk_size, progress=not args.no_progress,
+                          memory_budget_mb=args.memory_budget)
     except KeyboardInterrupt:
         print(f"\nbpkit: interrupted; {len(store.run_ids())} finished runs are kept in {path}. "
               f"Run the same command again to resume.", file=sys.stderr)
@@ -214,7 +217,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("config", help="TOML config file")
         p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config field (repeatable)")
         p.add_argument("--store", help="results store (default: results/<name>.sqlite)")
-        p.add_argument("--chunk-size", type=int, default=64, help="runs per compiled chunk (bounds memory)")
+        p.add_argument("--chunk-size", type=int, default=None, help="runs per compiled chunk (caps the budget's)")
+        p.add_argument("--memory-budget", type=float, default=1024.0, metavar="MB",
+                       help="estimated memory for one chunk of runs, in megabytes (default 1024)")
         p.add_argument("--no-progress", action="store_true", help="no progress bar")
         p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
         p.set_defaults(func=_cmd_sweep)

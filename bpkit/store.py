@@ -170,6 +170,21 @@ class Store:
 
         return pd.DataFrame(self.runs()[0])
 
+    def export_parquet(self, path: str | Path) -> int:
+        """Write the runs (config and curves as JSON text) to Parquet; needs pandas and pyarrow."""
+        try:
+            import pandas as pd
+        except ImportError:
+            raise ValueError("Parquet export needs pandas and pyarrow: pip install pandas pyarrow") from None
+        runs, _ = self.runs()
+        df = pd.DataFrame([{**r, "config": json.dumps(r["config"], sort_keys=True),
+                            "curves": json.dumps(r["curves"])} for r in runs])
+        try:
+            df.to_parquet(path, index=False)
+        except ImportError:
+            raise ValueError("Parquet export needs pyarrow: pip install pyarrow") from None
+        return len(runs)
+
     def export_csv(self, path: str | Path) -> int:
         """Write the scalar columns (and the config as JSON) to a CSV file; returns rows written."""
         runs, _ = self.runs()

@@ -128,6 +128,31 @@ def group_program(run: cfg.RunConfig, data: datasets.Dataset) -> Callable:
     return jax.jit(jax.vmap(one))
 
 
+def run_bytes(run: cfg.RunConfig, data: datasets.Dataset) -> int:
+    """An upper estimate of one run's live memory inside the vmapped program.
+
+    Params-sized buffers (params, candidate params, gradients, optimizer
+    state, best params, the line search's copies: 12 of them), the history
+    (6 x max_epochs), and activations for a batch and for the full-data
+    measurement (z, a and delta per unit), doubled for XLA's temporaries.
+    """
+    itemsize = np.dtype(run["dtype"]).itemsize
+    sizes = (data.inputs, *run["network.hidden"], data.outputs)
+    n_params = sum((m + 1) * n for m, n in zip(sizes[:-1], sizes[1:]))
+    units = sum(sizes)
+    n = len(data.x_train)
+    bs = n if run["training.batch_size"] == "full" else min(run["training.batch_size"], n)
+    floats = 12 * n_params + 6 * run["training.max_epochs"] + 3 * units * (bs + n)
+    return 2 * floats * itemsize
+
+
+def chunk_for_budget(run: cfg.RunConfig, data: datasets.Dataset, budget_mb: float) -> int:
+    """How many runs of this group fit in ``budget_mb`` megabytes at once (at least 1)."""
+    if not budget_mb > 0:
+        raise ValueError(f"the memory budget must be positive (megabytes), got {budget_mb!r}")
+    return max(1, int(budget_mb * 2**20 // run_bytes(run, data)))
+
+
 def _shard(a: np.ndarray) -> jax.Array:
     devices = jax.devices()
     if len(devices) == 1:
@@ -139,23 +164,35 @@ def _shard(a: np.ndarray) -> jax.Array:
 def run_sweep(
     flat: dict[str, Any],
     store: Store,
-    chunk_size: int = 64,
+    chunk_size: int | None = 64,
     progress: bool = True,
     after_chunk: Callable[[int], None] | None = None,
+    memory_budget_mb: float | None = None,
 ) -> dict[str, int]:
-    """Run every run of the (validated) config not yet in ``store``; returns counts."""
+    """Run every run of the (validated) config not yet in ``store``; returns counts.
+
+    ``chunk_size`` runs go through the compiled program at once; with
+    ``memory_budget_mb`` the chunk is the most runs whose estimated memory
+    (:func:`run_bytes`) fits, capped by ``chunk_size`` when that is given.
+    """
     runs = cfg.expand(flat)
     done = store.run_ids()
     todo = [r for r in runs if run_id(r.as_dict()) not in done]
     groups: dict[tuple, list[cfg.RunConfig]] = {}
     for r in todo:
         groups.setdefault(r.static_key(), []).append(r)
+    if chunk_size is None and memory_budget_mb is None:
+        raise ValueError("give a chunk size, a memory budget, or both")
     n_dev = len(jax.devices())
-    chunk = max(n_dev, math.ceil(chunk_size / n_dev) * n_dev)  # a multiple of the device count
     bar = _progress(len(todo), progress)
     written = 0
     for members in groups.values():
         data = _data(members[0])
+        want = chunk_size or len(members)
+        if memory_budget_mb is not None:
+            want = min(want, chunk_for_budget(members[0], data, memory_budget_mb))
+        want = min(want, len(members))
+        chunk = max(n_dev, math.ceil(want / n_dev) * n_dev)  # a multiple of the device count
         program = group_program(members[0], data)
         for start in range(0, len(members), chunk):
             part = members[start:start + chunk]

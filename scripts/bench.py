@@ -25,6 +25,12 @@ Benchmarks:
   scg       SCG vs PR+ CG on the same problem: gradient evaluations to reach
             the loss PR+ CG has after 100 iterations.
 
+  sweep     a 64-seed vmapped sweep vs the same 64 runs one after another (each
+            compiled once): parity-3 3-3-1 tanh, online SGD, 300 epochs.  Target >= 10x.
+  memory    peak memory (max RSS of a fresh process) of a 2,000-run sweep in one
+            chunk vs with the default 1024 MB chunk budget... and with a 16 MB one.
+  flagship  wall time of the README's main command (sweep + report), from scratch.
+
 Peers that are not installed are skipped with a line saying so.  PyTorch is
 not in the `bench` extra (a plain requirement pulls a multi-GB CUDA build):
 install a CPU build yourself.
@@ -323,12 +329,87 @@ def bench_scg(rounds: int, dtype) -> dict:
     return out
 
 
+def bench_sweep(rounds: int, dtype) -> dict:
+    import optax
+
+    from bpkit import datasets
+    from bpkit.stopping import StopRules
+    from bpkit.training import make_trainer
+
+    d = datasets.load("parity3")
+    x, y = jnp.asarray(d.x_train, dtype), jnp.asarray(d.y_train, dtype)
+    net = MLP((3, 3, 1), hidden="tanh", output="sigmoid")
+    run = make_trainer(net, optax.sgd(0.5), batch_size=1, rules=StopRules(max_epochs=300, stall_epochs=None))
+
+    def one(seed):
+        k1, k2 = jax.random.split(jax.random.key(seed))
+        return run(net.init(k1, dtype=dtype), x, y, k2).params
+
+    single = jax.jit(one)
+    many = jax.jit(jax.vmap(one))
+    seeds = jnp.arange(64)
+    t = interleaved({
+        "sequential": lambda: [single(s) for s in seeds][-1],
+        "vmapped": lambda: many(seeds),
+    }, max(3, rounds // 5), inner=1)
+    seq, vm = statistics.median(t["sequential"]), statistics.median(t["vmapped"])
+    return {"name": "sweep", "problem": "64 seeds, parity-3 3-3-1 tanh, online SGD, 300 epochs",
+            "sequential_s": seq, "vmapped_s": vm, "speedup": seq / vm, "target": ">= 10x", "met": seq / vm >= 10}
+
+
+_MEMORY_SCRIPT = """
+import resource, sys, tempfile, os
+from bpkit import config as cfg
+from bpkit.store import Store
+from bpkit.sweep import run_sweep
+flat = cfg.validate({"seeds": list(range(2000)), "data.name": "digits", "network.hidden": [32],
+                     "optimizer.learning_rate": 0.5, "training.batch_size": 64, "training.max_epochs": 2,
+                     "training.stall_epochs": 0})
+budget = None if sys.argv[1] == "none" else float(sys.argv[1])
+store = Store(os.path.join(tempfile.mkdtemp(), "m.sqlite"))
+run_sweep(flat, store, chunk_size=2000 if budget is None else None, memory_budget_mb=budget, progress=False)
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+"""
+
+
+def bench_memory(rounds: int, dtype) -> dict:
+    import subprocess
+
+    out = {"name": "memory", "problem": "2,000 runs, digits 64-32-10, batch 64, 2 epochs; max RSS of the process"}
+    for label, arg in (("one chunk of 2000", "none"), ("budget 1024 MB", "1024"), ("budget 16 MB", "16")):
+        t = time.perf_counter()
+        proc = subprocess.run([sys.executable, "-c", _MEMORY_SCRIPT, arg], capture_output=True, text=True)
+        if proc.returncode != 0:
+            out[label] = {"error": proc.stderr.strip().splitlines()[-1]}
+        else:
+            out[label] = {"peak_mb": float(proc.stdout.strip().splitlines()[-1]), "seconds": time.perf_counter() - t}
+    return out
+
+
+def bench_flagship(rounds: int, dtype) -> dict:
+    import os
+    import subprocess
+    import tempfile
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    work = tempfile.mkdtemp()
+    t = time.perf_counter()
+    for cmd in (["sweep", os.path.join(root, "experiments", "flagship.toml"), "--no-progress"],
+                ["report", os.path.join("results", "flagship.sqlite")]):
+        proc = subprocess.run([sys.executable, "-m", "bpkit", *cmd], cwd=work, capture_output=True, text=True)
+        if proc.returncode != 0:
+            return {"name": "flagship", "problem": "README main command", "error": proc.stderr.strip()[-300:]}
+    secs = time.perf_counter() - t
+    return {"name": "flagship", "problem": "README main command (sweep + report, 300 runs) from scratch",
+            "seconds": secs, "target": "< 300 s on a 2-core CPU", "met": secs < 300}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rounds", type=int, default=15)
     ap.add_argument("--dtype", choices=["float32", "float64"], default="float32")
     ap.add_argument("--json", help="also write the results to this JSON file")
-    ap.add_argument("--only", help="comma-separated subset of: grad,online,batch,cg,scg")
+    ap.add_argument("--only", help="comma-separated subset of: grad,online,batch,cg,scg,sweep,memory,flagship")
     args = ap.parse_args(argv)
     if args.rounds < 1:
         ap.error("--rounds must be at least 1")
@@ -343,7 +424,8 @@ def main(argv=None) -> int:
         "python": platform.python_version(),
     }
     print(f"bpkit bench on {env['backend']} ({env['device']}), jax {env['jax']}")
-    benches = {"grad": bench_grad, "online": bench_online, "batch": bench_batch, "cg": bench_cg, "scg": bench_scg}
+    benches = {"grad": bench_grad, "online": bench_online, "batch": bench_batch, "cg": bench_cg, "scg": bench_scg,
+               "sweep": bench_sweep, "memory": bench_memory, "flagship": bench_flagship}
     chosen = args.only.split(",") if args.only else list(benches)
     for c in chosen:
         if c not in benches:
@@ -400,6 +482,15 @@ def _print(r: dict) -> None:
                   f"target {r['target_optimistix']}: {_met(r['met_optimistix'])}")
         else:
             print("  " + r["optimistix"])
+    elif r["name"] == "sweep":
+        print(f"  one after another {r['sequential_s']:.2f} s, vmapped {r['vmapped_s']:.3f} s: "
+              f"{r['speedup']:.1f}x throughput; target {r['target']}: {_met(r['met'])}")
+    elif r["name"] == "memory":
+        for k, v in r.items():
+            if isinstance(v, dict):
+                print(f"  {k}: " + (f"peak {v['peak_mb']:.0f} MB in {v['seconds']:.0f} s" if "peak_mb" in v else v["error"]))
+    elif r["name"] == "flagship":
+        print(f"  {r['seconds']:.0f} s; target {r['target']}: {_met(r['met'])}" if "seconds" in r else "  " + r["error"])
     elif r["name"] == "scg":
         print(f"  PR+ CG: {r['cg_grad_evals']:.0f} gradient / {r['cg_loss_evals']:.0f} loss evaluations in 100 iterations")
         for hvp in ("exact", "finite_difference"):

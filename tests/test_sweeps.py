@@ -320,3 +320,20 @@ def test_report_of_a_missing_or_empty_store(tmp_path):
     Store(tmp_path / "empty.sqlite").close()
     with pytest.raises(ValueError, match="holds no readable runs"):
         report.write(tmp_path / "empty.sqlite")
+
+
+def test_memory_budget_sets_the_chunk(tmp_path, config_file):
+    from bpkit.sweep import _data, chunk_for_budget, run_bytes
+
+    run = cfg.expand(cfg.load(config_file))[0]
+    data = _data(run)
+    per_run = run_bytes(run, data)
+    assert chunk_for_budget(run, data, 10 * per_run / 2**20) == 10
+    assert chunk_for_budget(run, data, 1e-9) == 1
+    with pytest.raises(ValueError, match="memory budget must be positive"):
+        chunk_for_budget(run, data, 0)
+    # Budgeted chunks give the same runs, bitwise, as one big chunk.
+    a, b = Store(tmp_path / "a.sqlite"), Store(tmp_path / "b.sqlite")
+    run_sweep(cfg.load(config_file), a, chunk_size=None, memory_budget_mb=2 * per_run / 2**20, progress=False)
+    run_sweep(cfg.load(config_file), b, chunk_size=2, progress=False)
+    assert _table(a) == _table(b)
