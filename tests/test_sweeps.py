@@ -337,3 +337,19 @@ def test_memory_budget_sets_the_chunk(tmp_path, config_file):
     run_sweep(cfg.load(config_file), a, chunk_size=None, memory_budget_mb=2 * per_run / 2**20, progress=False)
     run_sweep(cfg.load(config_file), b, chunk_size=2, progress=False)
     assert _table(a) == _table(b)
+
+
+def test_one_compile_per_static_group(tmp_path, config_file, monkeypatch):
+    from bpkit import sweep
+
+    programs = []
+    real = sweep.group_program
+
+    def recording(run, data):
+        programs.append(real(run, data))
+        return programs[-1]
+
+    monkeypatch.setattr(sweep, "group_program", recording)
+    stats = run_sweep(cfg.load(config_file), Store(tmp_path / "r.sqlite"), chunk_size=2, progress=False)
+    assert stats["groups"] == 2 and len(programs) == 2  # one program per group...
+    assert [p._cache_size() for p in programs] == [1, 1]  # ...compiled once for its 3 chunks
