@@ -171,9 +171,12 @@ def run_sweep(
 ) -> dict[str, int]:
     """Run every run of the (validated) config not yet in ``store``; returns counts.
 
-    ``chunk_size`` runs go through the compiled program at once; with
-    ``memory_budget_mb`` the chunk is the most runs whose estimated memory
-    (:func:`run_bytes`) fits, capped by ``chunk_size`` when that is given.
+    ``chunk_size`` runs go through the compiled program at once (the last
+    chunk padded).  Without it, the chunk is the most runs whose estimated
+    memory (:func:`run_bytes`) fits ``memory_budget_mb``, capped at the group's
+    size in the whole sweep.  With both, the smaller.  The chunk depends only
+    on the config, never on which runs are still to do, so a resumed sweep
+    compiles the same programs and reproduces an uninterrupted one bitwise.
     """
     runs = cfg.expand(flat)
     done = store.run_ids()
@@ -181,17 +184,19 @@ def run_sweep(
     groups: dict[tuple, list[cfg.RunConfig]] = {}
     for r in todo:
         groups.setdefault(r.static_key(), []).append(r)
+    full_size: dict[tuple, int] = {}
+    for r in runs:
+        full_size[r.static_key()] = full_size.get(r.static_key(), 0) + 1
     if chunk_size is None and memory_budget_mb is None:
         raise ValueError("give a chunk size, a memory budget, or both")
     n_dev = len(jax.devices())
     bar = _progress(len(todo), progress)
     written = 0
-    for members in groups.values():
+    for key, members in groups.items():
         data = _data(members[0])
-        want = chunk_size or len(members)
+        want = chunk_size if chunk_size is not None else full_size[key]
         if memory_budget_mb is not None:
             want = min(want, chunk_for_budget(members[0], data, memory_budget_mb))
-        want = min(want, len(members))
         chunk = max(n_dev, math.ceil(want / n_dev) * n_dev)  # a multiple of the device count
         program = group_program(members[0], data)
         for start in range(0, len(members), chunk):

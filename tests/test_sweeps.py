@@ -353,3 +353,29 @@ def test_one_compile_per_static_group(tmp_path, config_file, monkeypatch):
     stats = run_sweep(cfg.load(config_file), Store(tmp_path / "r.sqlite"), chunk_size=2, progress=False)
     assert stats["groups"] == 2 and len(programs) == 2  # one program per group...
     assert [p._cache_size() for p in programs] == [1, 1]  # ...compiled once for its 3 chunks
+
+
+def test_budgeted_sweep_killed_and_resumed_is_bitwise_the_same(tmp_path, config_file):
+    # Without an explicit chunk size the chunk comes from the budget and the group's size
+    # in the whole sweep, never from the runs still to do: the resumed sweep compiles the
+    # same shapes. A budget of ~4 runs makes 2 chunks per group (4 + 2 padded).
+    from bpkit.sweep import _data, run_bytes
+
+    flat = cfg.load(config_file)
+    first = cfg.expand(flat)[0]
+    budget = 4.5 * run_bytes(first, _data(first)) / 2**20
+    full = Store(tmp_path / "full.sqlite")
+    run_sweep(flat, full, chunk_size=None, memory_budget_mb=budget, progress=False)
+
+    class Killed(Exception):
+        pass
+
+    def kill(written):
+        raise Killed
+
+    part = Store(tmp_path / "part.sqlite")
+    with pytest.raises(Killed):
+        run_sweep(flat, part, chunk_size=None, memory_budget_mb=budget, progress=False, after_chunk=kill)
+    assert len(part.run_ids()) == 4
+    run_sweep(flat, part, chunk_size=None, memory_budget_mb=budget, progress=False)
+    assert _table(part) == _table(full)
