@@ -379,3 +379,16 @@ def test_budgeted_sweep_killed_and_resumed_is_bitwise_the_same(tmp_path, config_
     assert len(part.run_ids()) == 4
     run_sweep(flat, part, chunk_size=None, memory_budget_mb=budget, progress=False)
     assert _table(part) == _table(full)
+
+
+def test_parquet_and_dataframe(tmp_path, config_file):
+    pd = pytest.importorskip("pandas", reason="pandas is optional (Store.to_dataframe, export_parquet)")
+    pytest.importorskip("pyarrow", reason="pyarrow is optional (export_parquet)")
+    s = Store(tmp_path / "r.sqlite")
+    run_sweep(cfg.load(config_file, ["seeds=[0]"]), s, progress=False)
+    df = s.to_dataframe()
+    assert len(df) == 4 and set(df["stop_reason"]) <= {"max_epochs", "40-20-40", "stalled", "goal"}
+    assert s.export_parquet(tmp_path / "r.parquet") == 4
+    back = pd.read_parquet(tmp_path / "r.parquet")
+    assert sorted(back["run_id"]) == sorted(df["run_id"])
+    assert json.loads(back["config"][0])["data.name"] == "xor"
