@@ -27,7 +27,9 @@ import csv
 import hashlib
 import json
 import math
+import os
 import sqlite3
+import time
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -82,6 +84,15 @@ class Store:
                 raise ValueError(f"{self.path}: cannot create the store, folder {parent} does not exist")
         elif self.path.is_dir():
             raise ValueError(f"{self.path}: is a folder; give a file path for the results store")
+        elif self.path.stat().st_size > 0:
+            # Never initialise a file with content: SQLite would turn a short text file
+            # into an empty database, overwriting what the user saved there. (An empty
+            # file holds nothing: a sweep killed before its first commit leaves one.)
+            with open(self.path, "rb") as f:
+                header = f.read(16)
+            if header != b"SQLite format 3\x00":
+                raise ValueError(f"{self.path}: not a bpkit results store (not an SQLite file); nothing was changed")
+        existed = self.path.exists() and self.path.stat().st_size > 0
         try:
             self._db = sqlite3.connect(self.path, timeout=30)
             self._db.execute("PRAGMA journal_mode=WAL")
@@ -89,8 +100,10 @@ class Store:
             tables = {r[0] for r in self._db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         except sqlite3.DatabaseError as e:
             raise ValueError(f"{self.path}: not a bpkit results store ({e})") from None
-        if not tables:
+        if not tables and not existed:
             self._create()
+        elif not tables:
+            raise ValueError(f"{self.path}: an SQLite file, but not a bpkit results store")
         elif "meta" not in tables or "runs" not in tables:
             raise ValueError(f"{self.path}: an SQLite file, but not a bpkit results store")
         meta = dict(self._db.execute("SELECT key, value FROM meta"))
@@ -143,6 +156,10 @@ class Store:
                 cur = self._db.executemany(
                     f"INSERT OR IGNORE INTO runs ({', '.join(NAMES)}) VALUES ({', '.join('?' * len(NAMES))})", rows
                 )
+                pause = os.environ.get("BPKIT_TEST_PAUSE_IN_COMMIT")  # test hook: kill -9 lands mid-write
+                if pause:
+                    Path(os.environ["BPKIT_TEST_PAUSE_IN_COMMIT_FLAG"]).touch()
+                    time.sleep(float(pause))
         except sqlite3.OperationalError as e:
             raise ValueError(f"{self.path}: cannot write the results store ({e})") from None
         return cur.rowcount

@@ -98,12 +98,19 @@ def group_program(run: cfg.RunConfig, data: datasets.Dataset) -> Callable:
     sizes = (data.inputs, *run["network.hidden"], data.outputs)
     net = MLP(sizes, hidden=run["network.activation"], output=run["network.output"])
     bs = run["training.batch_size"]
-    batch_size = None if bs == "full" or bs >= len(data.x_train) else bs
+    if bs != "full" and bs > len(data.x_train):
+        raise ValueError(
+            f"training.batch_size = {bs} is larger than the {len(data.x_train)} training examples of "
+            f"{data.name}; use 1..{len(data.x_train)} or 'full'"
+        )
+    batch_size = None if bs == "full" or bs == len(data.x_train) else bs
     y_tr = _targets(data.y_train, run, data.task)
     lo, hi = float(np.min(y_tr)), float(np.max(y_tr))
     arrays = {k: (None if v is None else jnp.asarray(v, dtype)) for k, v in {
         "x": data.x_train, "y": y_tr, "xv": data.x_val, "yv": _targets(data.y_val, run, data.task),
         "xt": data.x_test, "yt": _targets(data.y_test, run, data.task)}.items()}
+    if data.task == "classification" and run["loss"] != "mse" and not np.all((data.y_train == 0) | (data.y_train == 1)):
+        raise ValueError(f"loss {run['loss']!r} needs 0/1 targets; {data.name} has other values (use loss = 'mse')")
     loss_obj = bpkit.losses.get(run["loss"])
     loss_obj.check_output_activation(net.output)
     rules = _rules(run)
@@ -190,15 +197,19 @@ def run_sweep(
     if chunk_size is None and memory_budget_mb is None:
         raise ValueError("give a chunk size, a memory budget, or both")
     n_dev = len(jax.devices())
-    bar = _progress(len(todo), progress)
-    written = 0
+    # Check every group (data files, sizes, losses) before any work: bad input fails fast.
+    prepared = {}
     for key, members in groups.items():
         data = _data(members[0])
         want = chunk_size if chunk_size is not None else full_size[key]
         if memory_budget_mb is not None:
             want = min(want, chunk_for_budget(members[0], data, memory_budget_mb))
         chunk = max(n_dev, math.ceil(want / n_dev) * n_dev)  # a multiple of the device count
-        program = group_program(members[0], data)
+        prepared[key] = (group_program(members[0], data), chunk)
+    bar = _progress(len(todo), progress)
+    written = 0
+    for key, members in groups.items():
+        program, chunk = prepared[key]
         for start in range(0, len(members), chunk):
             part = members[start:start + chunk]
             padded = part + [part[-1]] * (chunk - len(part))  # same shape: no recompile
