@@ -1,6 +1,5 @@
 """Reliability: bad input, divergence, kill -9 and Ctrl-C mid-sweep, determinism across processes."""
 
-import hashlib
 import os
 import signal
 import sqlite3
