@@ -133,6 +133,19 @@ def _torch():
     return torch
 
 
+def _torch_net(torch, params, x, y, dtype):
+    """The same 2-layer sigmoid net in PyTorch: its leaf tensors, data, and forward pass."""
+    tdt = torch.float32 if jnp.dtype(dtype) == jnp.float32 else torch.float64
+    xt, yt = torch.tensor(np.asarray(x)), torch.tensor(np.asarray(y))
+    layers = [torch.tensor(np.asarray(l[k]), dtype=tdt, requires_grad=True) for l in params for k in ("w", "b")]
+    w1, b1, w2, b2 = layers
+
+    def forward(xb):
+        return torch.sigmoid(torch.sigmoid(xb @ w1 + b1) @ w2 + b2)
+
+    return layers, xt, yt, forward
+
+
 def _numpy_params(params):
     return [(np.array(l["w"], np.float64), np.array(l["b"], np.float64)) for l in params]
 
@@ -169,19 +182,15 @@ def bench_online(rounds: int, dtype) -> dict:
     fns["numpy"] = numpy_epoch
     torch = _torch()
     if torch is not None:
-        tdt = torch.float32 if jnp.dtype(dtype) == jnp.float32 else torch.float64
-        xt, yt = torch.tensor(np.asarray(x)), torch.tensor(np.asarray(y))
 
         def torch_epoch():
-            layers = [torch.tensor(np.asarray(l[k]), dtype=tdt, requires_grad=True) for l in params for k in ("w", "b")]
+            layers, xt, yt, forward = _torch_net(torch, params, x, y, dtype)
             opt = torch.optim.SGD(layers, lr=lr)
-            w1, b1, w2, b2 = layers
             for i in range(xt.shape[0]):
                 opt.zero_grad()
-                out = torch.sigmoid(torch.sigmoid(xt[i:i + 1] @ w1 + b1) @ w2 + b2)
-                (0.5 * ((out - yt[i:i + 1]) ** 2).sum()).backward()
+                (0.5 * ((forward(xt[i:i + 1]) - yt[i:i + 1]) ** 2).sum()).backward()
                 opt.step()
-            return w1
+            return layers[0]
 
         fns["torch"] = torch_epoch
     # Same numbers first: the NumPy loop is the reference update sequence.
@@ -216,19 +225,15 @@ def bench_batch(rounds: int, dtype) -> dict:
     fns = {"bpkit": lambda: run(params, x, y, key).params}
     torch = _torch()
     if torch is not None:
-        tdt = torch.float32 if jnp.dtype(dtype) == jnp.float32 else torch.float64
-        xt, yt = torch.tensor(np.asarray(x)), torch.tensor(np.asarray(y))
 
         def torch_run():
-            layers = [torch.tensor(np.asarray(l[k]), dtype=tdt, requires_grad=True) for l in params for k in ("w", "b")]
+            layers, xt, yt, forward = _torch_net(torch, params, x, y, dtype)
             opt = torch.optim.SGD(layers, lr=lr)
-            w1, b1, w2, b2 = layers
             for _ in range(epochs):
                 opt.zero_grad()
-                out = torch.sigmoid(torch.sigmoid(xt @ w1 + b1) @ w2 + b2)
-                (0.5 * ((out - yt) ** 2).sum() / xt.shape[0]).backward()
+                (0.5 * ((forward(xt) - yt) ** 2).sum() / xt.shape[0]).backward()
                 opt.step()
-            return w1
+            return layers[0]
 
         fns["torch"] = torch_run
     t = interleaved(fns, max(3, rounds // 3), inner=1)

@@ -203,20 +203,26 @@ def test_vmapped_sweep_equals_runs_one_by_one(tmp_path, config_file):
     assert _table(together) == _table(alone)
 
 
+class Killed(Exception):
+    pass
+
+
+def _killed_after_first_chunk(flat, store, **kw):
+    """Run a sweep that dies right after its first chunk is committed."""
+
+    def kill(written):
+        raise Killed
+
+    with pytest.raises(Killed):
+        run_sweep(flat, store, progress=False, after_chunk=kill, **kw)
+
+
 def test_resumed_sweep_equals_uninterrupted(tmp_path, config_file):
     flat = cfg.load(config_file)
     full = Store(tmp_path / "full.sqlite")
     run_sweep(flat, full, chunk_size=4, progress=False)
-
-    class Killed(Exception):
-        pass
-
-    def kill_after_first_chunk(written):
-        raise Killed
-
     part = Store(tmp_path / "part.sqlite")
-    with pytest.raises(Killed):
-        run_sweep(flat, part, chunk_size=4, progress=False, after_chunk=kill_after_first_chunk)
+    _killed_after_first_chunk(flat, part, chunk_size=4)
     assert 0 < len(part.run_ids()) < 12
     stats = run_sweep(flat, part, chunk_size=4, progress=False)
     assert stats["skipped"] == 4 and stats["written"] == 8
@@ -366,16 +372,8 @@ def test_budgeted_sweep_killed_and_resumed_is_bitwise_the_same(tmp_path, config_
     budget = 4.5 * run_bytes(first, _data(first)) / 2**20
     full = Store(tmp_path / "full.sqlite")
     run_sweep(flat, full, chunk_size=None, memory_budget_mb=budget, progress=False)
-
-    class Killed(Exception):
-        pass
-
-    def kill(written):
-        raise Killed
-
     part = Store(tmp_path / "part.sqlite")
-    with pytest.raises(Killed):
-        run_sweep(flat, part, chunk_size=None, memory_budget_mb=budget, progress=False, after_chunk=kill)
+    _killed_after_first_chunk(flat, part, chunk_size=None, memory_budget_mb=budget)
     assert len(part.run_ids()) == 4
     run_sweep(flat, part, chunk_size=None, memory_budget_mb=budget, progress=False)
     assert _table(part) == _table(full)
