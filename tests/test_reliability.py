@@ -168,6 +168,10 @@ def test_kill_9_then_resume_gives_exactly_the_uninterrupted_runs(tmp_path, refer
     flag = tmp_path / "in-commit"
     if when == "inside a store transaction":
         env.update(BPKIT_TEST_PAUSE_IN_COMMIT="60", BPKIT_TEST_PAUSE_IN_COMMIT_FLAG=str(flag))
+    if when == "after two chunks":
+        # Each commit waits 1 s inside its transaction, so the kill lands before a third
+        # chunk is committed (the compiled chunks alone can finish within one poll).
+        env.update(BPKIT_TEST_PAUSE_IN_COMMIT="1", BPKIT_TEST_PAUSE_IN_COMMIT_FLAG=str(flag))
     proc = subprocess.Popen(_sweep_cmd(config, store), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
     while time.time() < deadline and proc.poll() is None:
@@ -184,6 +188,8 @@ def test_kill_9_then_resume_gives_exactly_the_uninterrupted_runs(tmp_path, refer
     killed_with = _count(store)
     if when == "inside a store transaction":
         assert killed_with == 0  # the first chunk's rows were never committed
+    if when == "after two chunks":
+        assert killed_with == 4  # two committed chunks of 2, the third rolled back
     assert killed_with < len(want)
     subprocess.run(_sweep_cmd(config, store), check=True, capture_output=True, timeout=300)
     assert _table(store) == want  # none lost, none twice, the same numbers
