@@ -123,8 +123,7 @@ def _cmd_datasets(args: argparse.Namespace) -> int:
 def _grid_keys(flat: dict) -> list[str]:
     from bpkit import config as cfg
 
-    return [k for k, v in flat.items() if k != "seeds" and isinstance(v, list)
-            and (k not in cfg.LIST_FIELDS or (v and isinstance(v[0], list)))]
+    return [k for k, v in flat.items() if k in cfg.SCHEMA and cfg.is_grid(k, v)]
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:

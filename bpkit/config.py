@@ -110,6 +110,12 @@ class RunConfig:
         return tuple((k, v) for k, v in self.values if k not in VMAPPED and k != "label")
 
 
+def is_grid(key: str, value: Any) -> bool:
+    """Whether a config value lists several grid points (a list of lists for list fields)."""
+    return (key != "seeds" and isinstance(value, list)
+            and (key not in LIST_FIELDS or (bool(value) and isinstance(value[0], list))))
+
+
 def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     out = {}
     for k, v in tree.items():
@@ -143,7 +149,7 @@ def _axes(tree: Any) -> dict[str, list[dict[str, Any]]]:
             for key, v in flat.items():
                 if key not in SCHEMA:
                     raise ValueError(f"unknown config key {key!r} in axis.{name} entry {i + 1}; valid keys: {', '.join(SCHEMA)}")
-                grid = isinstance(v, list) and (key not in LIST_FIELDS or (v and isinstance(v[0], list)))
+                grid = is_grid(key, v)
                 for item in (v if grid else [v]):
                     _check_value(key, item)
             flat["label"] = str(label) if label is not None else f"{name}{i + 1}"
@@ -229,7 +235,7 @@ def validate(flat: dict[str, Any]) -> dict[str, Any]:
     for key, v in flat.items():
         if key == "axis":
             continue
-        grid = isinstance(v, list) and (key not in LIST_FIELDS or (key != "seeds" and v and isinstance(v[0], list)))
+        grid = is_grid(key, v)
         for item in (v if grid else [v]):
             _check_value(key, item)
         if grid and not v:
@@ -244,7 +250,7 @@ def _grid(flat: dict[str, Any]) -> list[dict[str, Any]]:
     for key, v in flat.items():
         if key in ("seeds", "axis", "label"):
             continue
-        grid = isinstance(v, list) and (key not in LIST_FIELDS or (v and isinstance(v[0], list)))
+        grid = is_grid(key, v)
         lists.append([(key, x) for x in v] if grid else [(key, v)])
     return [dict(point) for point in itertools.product(*lists)]
 

@@ -18,6 +18,7 @@ there the constant-derivative ablation *is* the gradient).
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any, Callable, Iterable, Sequence
 
 import jax
@@ -95,6 +96,7 @@ def _data(net: MLP, loss: str, dtype: str, key: jax.Array, n: int = 16) -> tuple
     return x, y
 
 
+@functools.lru_cache(maxsize=None)
 def _flat(act: acts.Activation) -> bool:
     """f' == 0 everywhere (the step): an output layer of it has no gradient at all."""
     return not np.any(np.asarray(act.deriv(jnp.asarray(gradcheck.activation_grid(act, n=401)))))

@@ -379,7 +379,10 @@ def quickprop(
 
 
 def _sgd(learning_rate: float = 0.1, momentum: float = 0.0, nesterov: bool = False):
-    return optax.sgd(learning_rate, momentum=momentum or None, nesterov=nesterov)
+    # A concrete 0 means plain GD (no trace state); a traced (vmapped) momentum keeps
+    # the trace, which with momentum 0 computes v = g: the same step.
+    plain = _validate.is_concrete(momentum) and not momentum
+    return optax.sgd(learning_rate, momentum=None if plain else momentum, nesterov=nesterov)
 
 
 OPTIMIZERS: dict[str, Callable[..., optax.GradientTransformation]] = {
@@ -390,6 +393,16 @@ OPTIMIZERS: dict[str, Callable[..., optax.GradientTransformation]] = {
     "cg": nonlinear_cg,
     "scg": scg,
     "quickprop": quickprop,
+}
+# The hyperparameters each optimizer takes from a config's [optimizer] table.
+HYPERPARAMETERS: dict[str, tuple[str, ...]] = {
+    "sgd": ("learning_rate", "momentum"),
+    "rprop": ("learning_rate",),
+    "adam": ("learning_rate",),
+    "lbfgs": (),
+    "cg": ("beta", "powell_beale"),
+    "scg": ("hvp",),
+    "quickprop": ("learning_rate", "mu"),
 }
 LINE_SEARCH = {"cg", "lbfgs", "scg"}  # batch methods: they evaluate the loss themselves
 

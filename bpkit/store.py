@@ -143,10 +143,11 @@ class Store:
         rows = []
         for rec in records:
             r = dict(rec)
-            r["config"] = json.dumps(_json_safe(r["config"]), sort_keys=True)
+            config = _json_safe(r["config"])
+            r["config"] = json.dumps(config, sort_keys=True)
             r["curves"] = json.dumps(_json_safe(r.get("curves", {})))
-            r.setdefault("run_id", run_id(json.loads(r["config"])))
-            r.setdefault("config_hash", config_hash(json.loads(r["config"])))
+            r.setdefault("run_id", run_id(config))
+            r.setdefault("config_hash", config_hash(config))
             for k, v in r.items():
                 if isinstance(v, float) and not math.isfinite(v):
                     r[k] = None

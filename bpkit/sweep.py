@@ -68,22 +68,11 @@ def _rules(run: cfg.RunConfig) -> stopping.StopRules:
 
 
 def _optimizer(run: cfg.RunConfig, lr, momentum) -> optax.GradientTransformation:
+    """The run's optimizer from bpkit's one registry; lr and momentum may be traced (vmapped)."""
     name = run["optimizer.name"]
-    if name == "sgd":
-        return optax.sgd(lr, momentum=momentum)  # momentum 0 is plain GD: v = g
-    if name == "rprop":
-        return optax.rprop(lr)
-    if name == "adam":
-        return optax.adam(lr)
-    if name == "lbfgs":
-        return optax.lbfgs()
-    if name == "cg":
-        return optim.nonlinear_cg(run["optimizer.beta"], powell_beale=run["optimizer.powell_beale"])
-    if name == "scg":
-        return optim.scg(hvp=run["optimizer.hvp"])
-    if name == "quickprop":
-        return optim.quickprop(lr, mu=run["optimizer.mu"])
-    raise ValueError(f"unknown optimizer {name!r}; valid: {', '.join(optim.OPTIMIZERS)}")
+    traced = {"learning_rate": lr, "momentum": momentum}
+    hyper = {k: traced[k] if k in traced else run[f"optimizer.{k}"] for k in optim.HYPERPARAMETERS[name]}
+    return optim.make(name, **hyper)
 
 
 def _accuracy(out, y, lo, hi):

@@ -46,7 +46,7 @@ import optax
 from bpkit import _validate
 from bpkit import losses as losses_
 from bpkit import stopping
-from bpkit.gradients import SOURCES, check_targets, objective
+from bpkit.gradients import check_targets, objective
 from bpkit.network import MLP, Params
 
 Array = jax.Array
@@ -245,9 +245,8 @@ def train(
         ValueError: on bad shapes, names or ranges (one line each).
     """
     check_targets(net, x, y, loss)
+    objective(net, loss, source)  # rejects an unknown source, before anything compiles
     net.check_params(params)
-    if source not in SOURCES:
-        raise ValueError(f"unknown gradient source {source!r}; valid: {', '.join(SOURCES)}")
     n = x.shape[0]
     if batch_size is not None and not (isinstance(batch_size, int) and 1 <= batch_size <= n):
         raise ValueError(f"batch_size must be an integer in 1..{n} (the number of examples) or None, got {batch_size!r}")
