@@ -19,7 +19,12 @@
 * ``"exact"``: ``f'(z)`` from the pre-activation, written to stay accurate in saturation;
 * ``"output_form"``: ``f'`` from the output ``a`` (``a(1-a)``, ``1-a^2``), as classic code does;
 * ``"no_derivative"``: ``f'(z)`` omitted (taken as 1): ``delta = dC/da`` only;
-* ``"constant_derivative"``: ``f'(z)`` replaced by a constant, ``f'(0)`` unless given.
+* ``"constant_derivative"``: ``f'(z)`` replaced by a constant, ``f'(0)`` unless given;
+* ``"fann_clipped"``: the output form with FANN's clipping: ``a`` is clipped to
+  ``[0.01, 0.99]`` for the sigmoid and ``[-0.98, 0.98]`` for tanh before
+  ``a(1-a)`` or ``1-a^2`` (:data:`FANN_CLIP`); other activations as
+  ``"output_form"``.  Equal to the gradient inside the clip range, a floor on
+  ``f'`` outside it (FANN keeps saturated units learning this way).
 
 Example:
     >>> import jax, jax.numpy as jnp
@@ -52,7 +57,11 @@ RULES: dict[str, str] = {
     "output_form": "f' computed from the output a, the true gradient up to rounding",
     "no_derivative": "ablation: f'(z) omitted (taken as 1); not a gradient",
     "constant_derivative": "ablation: f'(z) replaced by f'(0) (or a given constant); not a gradient",
+    "fann_clipped": "f' from the output clipped as FANN does (sigmoid [0.01, 0.99], tanh [-0.98, 0.98]); "
+                    "not the gradient in saturation",
 }
+# FANN's fann_activation_derived clips the output before the output-form derivative.
+FANN_CLIP: dict[str, tuple[float, float]] = {"sigmoid": (0.01, 0.99), "tanh": (-0.98, 0.98)}
 GRADIENT_RULES = ("exact", "output_form")  # the rules that are true gradients
 
 
@@ -64,6 +73,12 @@ def _pullback(rule: str, constant: float | None) -> Callable[[acts.Activation, A
         return lambda act, z, a, g: act.vjp_from_output(a, g)
     if rule == "no_derivative":
         return lambda act, z, a, g: g
+    if rule == "fann_clipped":
+        def pull_clipped(act, z, a, g):
+            lo, hi = FANN_CLIP.get(act.name, (None, None))
+            return act.vjp_from_output(a if lo is None else jnp.clip(a, lo, hi), g)
+
+        return pull_clipped
     if rule == "constant_derivative":
         def pull(act, z, a, g):
             c = act.deriv_at_zero() if constant is None else constant

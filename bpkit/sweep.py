@@ -39,7 +39,8 @@ from bpkit.store import Store, run_id
 from bpkit.training import make_trainer
 
 
-def _data(run: cfg.RunConfig) -> datasets.Dataset:
+def load_data(run: cfg.RunConfig) -> datasets.Dataset:
+    """The data set a run names: a CSV or FANN file, or a named set."""
     if run["data.path"]:
         p = run["data.path"]
         if p.endswith(".data"):
@@ -157,6 +158,21 @@ def _shard(a: np.ndarray) -> jax.Array:
     return jax.device_put(a, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("runs")))
 
 
+def run_chunk(program: Callable, part: list[cfg.RunConfig], chunk: int) -> tuple:
+    """Run ``part`` (runs of one group) through its compiled ``program`` at shape ``chunk``.
+
+    The runs are padded to ``chunk`` (same shape: no recompile) and sharded
+    over the devices; returns ``(history, epochs, stop_reasons, metrics)``
+    as host arrays, one row per padded run.
+    """
+    padded = part + [part[-1]] * (chunk - len(part))
+    cols = [np.array([r[k] for r in padded]) for k in cfg.VMAPPED]
+    # Hyperparameters in the run's own dtype (a float64 momentum would promote float32 state).
+    dt = np.dtype(part[0]["dtype"])
+    out = program(_shard(cols[0].astype(np.uint32)), *(_shard(c.astype(dt)) for c in cols[1:]))
+    return jax.device_get(jax.block_until_ready(out))
+
+
 def run_sweep(
     flat: dict[str, Any],
     store: Store,
@@ -189,7 +205,7 @@ def run_sweep(
     # Check every group (data files, sizes, losses) before any work: bad input fails fast.
     prepared = {}
     for key, members in groups.items():
-        data = _data(members[0])
+        data = load_data(members[0])
         want = chunk_size if chunk_size is not None else full_size[key]
         if memory_budget_mb is not None:
             want = min(want, chunk_for_budget(members[0], data, memory_budget_mb))
@@ -201,13 +217,8 @@ def run_sweep(
         program, chunk = prepared[key]
         for start in range(0, len(members), chunk):
             part = members[start:start + chunk]
-            padded = part + [part[-1]] * (chunk - len(part))  # same shape: no recompile
-            cols = [np.array([r[k] for r in padded]) for k in cfg.VMAPPED]
             t0 = time.perf_counter()
-            # Hyperparameters in the run's own dtype (a float64 momentum would promote float32 state).
-            dt = np.dtype(part[0]["dtype"])
-            hist, epochs, reasons, metrics = jax.block_until_ready(program(
-                _shard(cols[0].astype(np.uint32)), *(_shard(c.astype(dt)) for c in cols[1:])))
+            hist, epochs, reasons, metrics = run_chunk(program, part, chunk)
             wall = (time.perf_counter() - t0) / len(part)
             records = [_record(r, i, hist, epochs, reasons, metrics, wall) for i, r in enumerate(part)]
             written += store.add(records)

@@ -126,6 +126,30 @@ def test_ablation_is_harmless_at_a_sigmoid_output_with_cross_entropy():
     assert not np.allclose(backprop(net, p, x, y, "mse", "no_derivative")[0]["w"], autodiff(net, p, x, y, "mse")[0]["w"])
 
 
+def test_fann_clipped_rule_floors_the_derivative_in_saturation():
+    # One sigmoid unit, mse: delta = (a - y) * f'(...), so the weight gradient shows which f' was used.
+    net = MLP((1, 1), output="sigmoid")
+    x = jnp.array([[1.0]], jnp.float64)
+    y = jnp.array([[0.0]], jnp.float64)
+    for w, clipped in ((0.5, False), (12.0, True)):  # sigmoid(0.5) = 0.62 is inside [0.01, 0.99]; sigmoid(12) is not
+        p = [{"w": jnp.array([[w]], jnp.float64), "b": jnp.zeros(1, jnp.float64)}]
+        a = float(jax.nn.sigmoid(w))
+        g = float(backprop(net, p, x, y, "mse", "fann_clipped")[0]["w"][0, 0])
+        ac = min(max(a, 0.01), 0.99)
+        np.testing.assert_allclose(g, a * ac * (1 - ac), rtol=1e-13)
+        exact = float(autodiff(net, p, x, y, "mse")[0]["w"][0, 0])
+        assert (abs(g - exact) > 1e-3 * abs(exact)) == clipped
+    # tanh hidden: clipped to [-0.98, 0.98]; identity output: no clipping, same as the output form.
+    net = MLP((2, 3, 1), hidden="tanh", output="identity")
+    p = net.init(jax.random.key(0), dtype=jnp.float64)
+    x = 0.3 * jax.random.normal(jax.random.key(1), (6, 2), jnp.float64)
+    y = jnp.ones((6, 1), jnp.float64)
+    assert float(jnp.max(jnp.abs(net.forward(p, x)[1].activations[1]))) < 0.98  # every unit inside the clip range
+    chex.assert_trees_all_close(backprop(net, p, x, y, rule="fann_clipped"), autodiff(net, p, x, y), rtol=1e-12)
+    big = [{"w": 20 * p[0]["w"], "b": p[0]["b"]}, p[1]]
+    assert not np.allclose(backprop(net, big, x, y, rule="fann_clipped")[0]["w"], autodiff(net, big, x, y)[0]["w"])
+
+
 def test_value_and_backprop_returns_the_loss():
     net, params, x, y = _xor_net()
     value, grads = value_and_backprop(net, params, x, y)

@@ -35,3 +35,75 @@ def test_least_squares_on_xor_is_mse_a_quarter():
     half_mse, coef = lc.least_squares_half_mse(x, y)
     assert abs(half_mse - 0.125) < 1e-15  # MSE 0.25: the best any linear map does on XOR
     np.testing.assert_allclose(coef[:, 0], [0.0, 0.0, 0.5], atol=1e-15)  # predicts 0.5 everywhere
+
+
+def test_study_sections_are_replaced_in_place_and_inserted_in_order(tmp_path, monkeypatch):
+    study = load("_study")
+    monkeypatch.setattr(study, "README", tmp_path / "README.md")
+    study.write_section("cg_family", "six")
+    study.write_section("gradient_equivalence", "one")
+    study.write_section("saturation", "four")
+    study.write_section("saturation", "four again")
+    study.write_timing("took 1 min")
+    text = (tmp_path / "README.md").read_text()
+    assert text.startswith("# bpkit experiments\n\n<!-- reproduce_all -->\ntook 1 min")
+    assert text.index("one") < text.index("four again") < text.index("six")
+    assert "four\n" not in text and text.count("<!-- study:saturation -->") == 1
+
+
+def test_first_epoch_and_best_learning_rate_cells():
+    cg = load("cg_family")
+    assert cg.first_epoch(np.array([False, False, True, True])) == 3
+    assert cg.first_epoch(np.array([False, False])) is None
+    rows = []
+    for lr, cus in (("0.5", ["", "", "40"]), ("2.0", ["10", "20", ""])):  # 2.0: more successes
+        for seed, cu in enumerate(cus):
+            rows.append({"problem": "xor", "activation": "tanh", "method": "BP batch", "learning_rate": lr,
+                         "seed": seed, "stop_reason": "goal", "loose_cu": cu, "loose_epochs": cu and "1",
+                         "tight_cu": "", "tight_epochs": ""})
+    (cell,) = cg.cells(rows)
+    assert cell["learning_rate"] == "2.0" and cell["loose_success"] == 2 / 3 and cell["loose_cu"] == 15.0
+    assert cell["tight_success"] == 0 and cell["tight_cu"] is None
+
+
+def test_cross_entropy_sigmoid_output_layer_ignores_the_ablation():
+    # The study's claim, checked on a net with hidden layers: the output layer's update is the
+    # gradient under bce for both ablations, and is not under mse.
+    from bpkit import backprop
+
+    wd = load("why_derivative")
+    net = MLP((3, 4, 4, 2), hidden="sigmoid", output="sigmoid")
+    p = net.init(jax.random.key(0), dtype=jnp.float64)
+    x = jax.random.normal(jax.random.key(1), (9, 3), jnp.float64)
+    y = (jax.random.uniform(jax.random.key(2), (9, 2)) > 0.5).astype(jnp.float64)
+    for rule in ("no_derivative", "constant_derivative"):
+        bce = wd.cosines(backprop(net, p, x, y, "bce"), backprop(net, p, x, y, "bce", rule))
+        mse = wd.cosines(backprop(net, p, x, y, "mse"), backprop(net, p, x, y, "mse", rule))
+        assert abs(bce[-1] - 1.0) < 1e-14 and min(bce[:-1]) < 1 - 1e-6
+        assert mse[-1] < 1 - 1e-6
+
+
+def test_power_iteration_finds_the_top_hessian_eigenvalue():
+    from jax.flatten_util import ravel_pytree
+
+    from bpkit import loss_value
+
+    ob = load("online_batch")
+    net = MLP((3, 4, 1), hidden="tanh", output="sigmoid")
+    p = net.init(jax.random.key(0), dtype=jnp.float64)
+    x = jax.random.normal(jax.random.key(1), (8, 3), jnp.float64)
+    y = jnp.ones((8, 1), jnp.float64)
+    flat, unravel = ravel_pytree(p)
+    dense = np.linalg.eigvalsh(np.asarray(jax.hessian(lambda v: loss_value(net, unravel(v), x, y))(flat)))
+    lam = ob.top_eigenvalue(lambda q: loss_value(net, q, x, y), p, iters=300)
+    top = dense[np.argmax(np.abs(dense))]
+    assert abs(lam - top) < 1e-6 * abs(top)
+
+
+def test_saturated_fraction_counts_units_with_a_vanishing_derivative():
+    sat = load("saturation")
+    net = MLP((1, 2, 1), hidden="sigmoid", output="sigmoid")
+    p = [{"w": jnp.array([[1.0, 50.0]]), "b": jnp.zeros(2)}, {"w": jnp.zeros((2, 1)), "b": jnp.zeros(1)}]
+    x = jnp.array([[1.0], [-1.0]])
+    hidden, out = sat.saturated_fraction(net, p, x)
+    assert hidden == 0.5 and out == 0.0  # the 50x unit is saturated on both examples, the other on neither

@@ -1,0 +1,214 @@
+"""What every study script shares: where results go, its README section, running a grid.
+
+A study writes its numbers to ``experiments/results/<name>.*`` (JSON or CSV:
+plain data), its figures to ``experiments/figures/<name>*.png`` and its
+section of ``experiments/README.md`` between ``<!-- study:<name> -->``
+markers, generated from those results (no hand-typed numbers).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results"
+FIGURES = HERE / "figures"
+README = HERE / "README.md"
+# Order of the sections in experiments/README.md.
+ORDER = ("gradient_equivalence", "why_derivative", "linear_collapse", "saturation", "online_batch", "cg_family")
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def save_json(name: str, obj: Any) -> Path:
+    path = RESULTS / f"{name}.json"
+    _atomic_write(path, json.dumps(obj, indent=1))
+    return path
+
+
+def load_json(name: str) -> Any:
+    return json.loads((RESULTS / f"{name}.json").read_text())
+
+
+def save_csv(name: str, rows: list[dict[str, Any]]) -> Path:
+    """One row per run, the union of the rows' keys as columns."""
+    keys: dict[str, None] = {}
+    for r in rows:
+        keys.update(dict.fromkeys(r))
+    path = RESULTS / f"{name}.csv"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(keys))
+        w.writeheader()
+        w.writerows(rows)
+    os.replace(tmp, path)
+    return path
+
+
+def load_csv(name: str) -> list[dict[str, str]]:
+    with open(RESULTS / f"{name}.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def save_figure(fig, name: str) -> Path:
+    FIGURES.mkdir(parents=True, exist_ok=True)
+    path = FIGURES / f"{name}.png"
+    tmp = path.with_name(path.stem + ".tmp.png")
+    fig.savefig(tmp, dpi=110)
+    os.replace(tmp, path)
+    return path
+
+
+def pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def write_section(name: str, body: str) -> None:
+    """Replace (or insert, in :data:`ORDER`) the README section ``name``."""
+    text = README.read_text() if README.exists() else "# bpkit experiments\n"
+    start, end = f"<!-- study:{name} -->", f"<!-- /study:{name} -->"
+    block = f"{start}\n{body.strip()}\n{end}"
+    if start in text:
+        text = text[: text.index(start)] + block + text[text.index(end) + len(end):]
+    else:
+        later = [n for n in ORDER[ORDER.index(name) + 1:] if f"<!-- study:{n} -->" in text] if name in ORDER else []
+        if later:
+            at = text.index(f"<!-- study:{later[0]} -->")
+            text = text[:at] + block + "\n\n" + text[at:]
+        else:
+            text = text.rstrip() + "\n\n" + block + "\n"
+    _atomic_write(README, text)
+
+
+def write_timing(line: str) -> None:
+    """The wall-time line of ``scripts/reproduce_all``, kept under the README's title."""
+    text = README.read_text() if README.exists() else "# bpkit experiments\n"
+    start, end = "<!-- reproduce_all -->", "<!-- /reproduce_all -->"
+    block = f"{start}\n{line}\n{end}"
+    if start in text:
+        text = text[: text.index(start)] + block + text[text.index(end) + len(end):]
+    else:
+        head, _, rest = text.partition("\n")
+        text = f"{head}\n\n{block}\n{rest}"
+    _atomic_write(README, text)
+
+
+def section_text(name: str) -> str:
+    text = README.read_text()
+    return text.split(f"<!-- study:{name} -->")[1].split(f"<!-- /study:{name} -->")[0]
+
+
+def span(values: Iterable[float], fmt: str = "{}") -> str:
+    vals = list(values)
+    lo, hi = min(vals), max(vals)
+    return fmt.format(lo) if lo == hi else f"{fmt.format(lo)}-{fmt.format(hi)}"
+
+
+def median_or_dash(values: list[float], fmt: str = "{:.0f}") -> str:
+    return fmt.format(float(np.median(values))) if values else "-"
+
+
+def run_grid(
+    flat: dict[str, Any],
+    summarise: Callable[[Any, dict[str, np.ndarray], Any], dict[str, Any]],
+    max_chunk: int = 256,
+    progress: bool = True,
+) -> list[dict[str, Any]]:
+    """Run every run of a (validated, flat) sweep config and keep one summary row per run.
+
+    Uses the sweep's own compiled programs (one per static group, seeds and
+    vmapped hyperparameters in one call).  ``summarise(run, out, data)`` gets
+    the run's config, ``out`` = its history curves cut at its last epoch plus
+    ``epochs``, ``stop_reason`` and the final metrics, and returns a row;
+    curves are not kept, so big grids stay small.
+    """
+    from bpkit import config as cfg
+    from bpkit import stopping
+    from bpkit import sweep
+
+    runs = cfg.expand(flat)
+    groups: dict[tuple, list] = {}
+    for r in runs:
+        groups.setdefault(r.static_key(), []).append(r)
+    rows = []
+    t0 = time.perf_counter()
+    for gi, members in enumerate(groups.values()):
+        data = sweep.load_data(members[0])
+        program = sweep.group_program(members[0], data)
+        n_dev = len(__import__("jax").devices())
+        chunk = max(n_dev, math.ceil(min(len(members), max_chunk) / n_dev) * n_dev)
+        for start in range(0, len(members), chunk):
+            part = members[start:start + chunk]
+            hist, epochs, reasons, metrics = sweep.run_chunk(program, part, chunk)
+            for i, run in enumerate(part):
+                e = int(epochs[i])
+                out = {k: np.asarray(getattr(hist, k)[i][:e]) for k in hist._fields}
+                out.update(epochs=e, stop_reason=stopping.reason_name(int(reasons[i])),
+                           **{k: float(v[i]) for k, v in metrics.items()})
+                rows.append(summarise(run, out, data))
+        if progress:
+            print(f"  group {gi + 1}/{len(groups)} ({len(members)} runs) done, {time.perf_counter() - t0:.0f} s",
+                  flush=True)
+    return rows
+
+
+def load_config(path: Path, **overrides: Any) -> dict[str, Any]:
+    """A study's TOML config, validated and flattened, with dotted-key overrides."""
+    from bpkit import config as cfg
+
+    flat = cfg.load(path)
+    flat.update(overrides)
+    return cfg.validate(flat)
+
+
+def train_many(net, make_optimizer, x, y, seeds, lrs, *, loss="mse", batch_size=None, rules=None,
+               scale=1.0, dtype="float32", x_val=None, y_val=None):
+    """Train ``net`` for every (seed, lr) pair in one compiled, vmapped program.
+
+    ``make_optimizer(lr)`` builds the optax transform from a traced learning
+    rate.  Returns the vmapped :class:`bpkit.training.TrainResult` (leading axis:
+    the pairs, in ``itertools.product(seeds, lrs)`` order) as host arrays.
+    """
+    import itertools
+
+    import jax
+    import jax.numpy as jnp
+
+    from bpkit.stopping import StopRules
+    from bpkit.training import make_trainer
+
+    rules = rules or StopRules()
+    pairs = list(itertools.product(seeds, lrs))
+    dt = jnp.dtype(dtype)
+    x, y = jnp.asarray(x, dt), jnp.asarray(y, dt)
+    xv = None if x_val is None else jnp.asarray(x_val, dt)
+    yv = None if y_val is None else jnp.asarray(y_val, dt)
+
+    def one(seed, lr):
+        kinit, ktrain = jax.random.split(jax.random.key(seed))
+        params = net.init(kinit, scale=scale, dtype=dt)
+        run = make_trainer(net, make_optimizer(lr), loss=loss, batch_size=batch_size, rules=rules)
+        return run(params, x, y, ktrain, xv, yv)
+
+    seeds_a = jnp.asarray([p[0] for p in pairs], jnp.uint32)
+    lrs_a = jnp.asarray([p[1] for p in pairs], dt)
+    return jax.device_get(jax.jit(jax.vmap(one))(seeds_a, lrs_a))
