@@ -98,8 +98,12 @@ class Activation:
         return self.output_deriv is not None
 
     def deriv_at_zero(self) -> float:
-        """``f'(0)``: the constant the 'constant derivative' ablation uses."""
-        return float(self.deriv(jnp.zeros(())))
+        """``f'(0)``: the constant the 'constant derivative' ablation uses.
+
+        Evaluated at trace time even inside ``jit``/``scan`` (a Python float, not a tracer).
+        """
+        with jax.ensure_compile_time_eval():
+            return float(self.deriv(jnp.zeros(())))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -187,3 +187,11 @@ def test_mlp_shapes_and_init_schemes():
     big = MLP((400, 300, 1)).init(jax.random.key(0))
     assert float(jnp.std(big[0]["w"])) == pytest.approx(400 ** -0.5, rel=0.05)  # LeCun: std fan_in^-1/2
     assert net.num_params == 4 * 7 + 7 + 7 * 3 + 3
+
+
+@pytest.mark.parametrize("rule", ["constant_derivative", "fann_clipped", "no_derivative"])
+def test_every_rule_runs_under_jit(rule):
+    # The constant f'(0) is a Python float even inside a trace (regression: it was a tracer under jit).
+    net, params, x, y = _xor_net()
+    eager = backprop(net, params, x, y, rule=rule)
+    chex.assert_trees_all_close(jax.jit(lambda p: backprop(net, p, x, y, rule=rule))(params), eager, rtol=1e-6)
