@@ -96,14 +96,63 @@ def best(rows: list[dict]) -> dict:
     return stats[0]
 
 
+def stream_to_goal(x1, y1, replicas: int, batch_size: int, lr: float, seed: int, max_passes: float) -> float | None:
+    """Passes over the original examples until the half MSE on them is <= GOAL, or None.
+
+    The replicated set is shuffled once per epoch and fed to the training loop
+    in consecutive pieces of about one original pass each (a whole number of
+    mini-batches, in the shuffled order), so progress is measured every pass
+    even when one epoch of the replicated set is ``replicas`` passes long.  The
+    loss on the replicated set equals the loss on the originals.
+    """
+    import jax
+    import jax.numpy as jnp
+    import optax
+
+    from bpkit import loss_value
+    from bpkit.stopping import StopRules
+    from bpkit.training import train
+
+    net = _net()
+    x1, y1 = jnp.asarray(x1, jnp.float32), jnp.asarray(y1, jnp.float32)
+    x, y = jnp.tile(x1, (replicas, 1)), jnp.tile(y1, (replicas, 1))
+    n, n1 = x.shape[0], x1.shape[0]
+    kinit, ktrain = jax.random.split(jax.random.key(seed))
+    params = net.init(kinit)
+    opt = optax.sgd(lr)
+    piece = max(batch_size, (n1 // batch_size) * batch_size)
+    one = StopRules(max_epochs=1, stall_epochs=None)
+    consumed = 0
+    for epoch in range(int(np.ceil(max_passes / replicas))):
+        order = np.asarray(jax.random.permutation(jax.random.fold_in(ktrain, epoch), n))
+        for start in range(0, n, piece):
+            idx = order[start:start + piece]
+            params = train(net, opt, params, x[idx], y[idx], key=ktrain, batch_size=min(batch_size, len(idx)),
+                           shuffle=False, rules=one).params
+            consumed += len(idx)
+            loss = float(loss_value(net, params, x1, y1))
+            if not np.isfinite(loss):
+                return None
+            if loss <= GOAL:
+                return consumed / n1
+    return None
+
+
 def redundancy() -> list[dict]:
     d = _digits()
     out = []
     for replicas in (1, 10):
         x, y = np.tile(d.x_train, (replicas, 1)), np.tile(d.y_train, (replicas, 1))
         for label, (bs, lrs, budget) in METHODS.items():
-            # The same number of passes over the original data for both sets.
-            rows = runs_to_goal(x, y, bs, lrs, max(2, budget // replicas), replicas)
+            if bs is None:  # batch: one epoch is exactly `replicas` passes; the same budget in passes
+                rows = runs_to_goal(x, y, bs, lrs, max(2, budget // replicas), replicas)
+            else:  # online and mini-batch: measured every pass (an epoch of x10 is 10 passes)
+                rows = []
+                for seed in SEEDS:
+                    for lr in lrs:
+                        passes = stream_to_goal(d.x_train, d.y_train, replicas, bs, lr, seed, budget)
+                        rows.append({"seed": seed, "lr": lr, "epochs": None if passes is None else passes / replicas,
+                                     "passes": passes})
             out.append({"data": "digits" if replicas == 1 else "digits x10", "method": label, "runs": rows, **best(rows)})
     return out
 
@@ -153,7 +202,8 @@ def lms_example(seed: int = 0) -> dict:
 
 
 def top_eigenvalue(f, params, iters: int = 100, seed: int = 0) -> float:
-    """Largest Hessian eigenvalue of ``f`` at ``params`` by power iteration on jvp-of-grad products."""
+    """The Hessian eigenvalue of largest magnitude of ``f`` at ``params`` (power iteration on jvp-of-grad
+    products); away from a minimum it may be negative."""
     import jax
     import jax.numpy as jnp
     from jax.flatten_util import ravel_pytree
@@ -192,13 +242,14 @@ def mlp_stability() -> dict:
                 eta = mult * 2.0 / lam0
                 r = train(net, optax.sgd(eta), p0, x, y, key=jax.random.key(seed),
                           rules=StopRules(max_epochs=500, stall_epochs=None))
-                loss = np.asarray(r.history.loss)[: int(r.epochs)]
+                loss = np.concatenate([[float(r.initial_loss)], np.asarray(r.history.loss)[: int(r.epochs)]])
                 lam_end = top_eigenvalue(lambda p: loss_value(net, p, x, y), r.params) if r.reason != "diverged" else None
+                out_end = np.asarray(net.apply(r.params, x))
                 out["runs"].append({
                     "seed": seed, "lambda_max_init": lam0, "eta": eta, "multiple_of_eta_max": mult, "stop": r.reason,
-                    "loss_init": float(r.initial_loss), "loss_end": float(loss[-1]),
+                    "loss_init": float(r.initial_loss), "loss_epoch1": float(loss[1]), "loss_end": float(loss[-1]),
                     "rises": int(np.sum(np.diff(loss) > 0)), "lambda_max_end": lam_end,
-                    "two_over_lambda_end": None if not lam_end else 2.0 / lam_end,
+                    "outputs_saturated_end": float(np.mean((out_end < 1e-3) | (out_end > 1 - 1e-3))),
                 })
     return out
 
@@ -294,8 +345,8 @@ def write_readme(res: dict, fig: str) -> None:
         b = next(c for c in red if c["data"] == "digits x10" and c["method"] == m)
         ratio = b["passes"] / a["passes"] if a["passes"] and b["passes"] else None
         ratios[m] = ratio
-        r_lines.append(f"| {m} | {a['lr']} | {a['reached']}/{a['runs']} | {_f(a['passes'])} | {b['lr']} "
-                       f"| {b['reached']}/{b['runs']} | {_f(b['passes'])} | {_f(ratio, '{:.2f}')} |")
+        r_lines.append(f"| {m} | {a['lr']} | {a['reached']}/{a['runs']} | {_f(a['passes'], '{:.1f}')} | {b['lr']} "
+                       f"| {b['reached']}/{b['runs']} | {_f(b['passes'], '{:.1f}')} | {_f(ratio, '{:.2f}')} |")
     sw = res["batch_sizes"]
     s_lines = ["| batch size | best lr | reached goal | epochs (median) | updates |", "|---|---|---|---|---|"]
     for c in sw:
@@ -308,15 +359,18 @@ def write_readme(res: dict, fig: str) -> None:
         l_lines.append(f"| {r['eta']:.3f} | {r['eta_over_eta_max']:.2f} | {outcome} ({r['stop']}) | {r['loss_first']:.3g} "
                        f"| {r['loss_last']:.3g} |")
     st = res["mlp_stability"]["runs"]
-    m_lines = ["| multiple of 2/lambda_max(init) | diverged | final loss (median) | epochs with a rise (median) | "
-               "2/lambda_max at the end over eta (median) |", "|---|---|---|---|---|"]
+    m_lines = ["| multiple of 2/lambda_max(init) | diverged | loss at init / after 1 epoch / after 500 (median) | "
+               "epochs with a rise (median) | largest-magnitude Hessian eigenvalue at the end (median) | "
+               "outputs within 1e-3 of 0 or 1 at the end |", "|---|---|---|---|---|---|"]
     for mult in dict.fromkeys(r["multiple_of_eta_max"] for r in st):
         rs = [r for r in st if r["multiple_of_eta_max"] == mult]
         ok = [r for r in rs if r["stop"] != "diverged"]
+        med = {k: (float(np.median([r[k] for r in ok])) if ok else None)
+               for k in ("loss_init", "loss_epoch1", "loss_end", "rises", "lambda_max_end", "outputs_saturated_end")}
         m_lines.append(
-            f"| {mult} | {len(rs) - len(ok)}/{len(rs)} | {_f(np.median([r['loss_end'] for r in ok]) if ok else None, '{:.3g}')} "
-            f"| {_f(np.median([r['rises'] for r in ok]) if ok else None)} "
-            f"| {_f(np.median([r['two_over_lambda_end'] / r['eta'] for r in ok if r['two_over_lambda_end']]) if ok else None, '{:.2f}')} |")
+            f"| {mult} | {len(rs) - len(ok)}/{len(rs)} | {_f(med['loss_init'], '{:.3g}')} / {_f(med['loss_epoch1'], '{:.3g}')} "
+            f"/ {_f(med['loss_end'], '{:.3g}')} | {_f(med['rises'])} | {_f(med['lambda_max_end'], '{:.3g}')} "
+            f"| {_f(None if med['outputs_saturated_end'] is None else 100 * med['outputs_saturated_end'], '{:.0f}%')} |")
     pe = res["per_example"]
     p_lines = ["| epoch | norm of mean gradient | mean per-example norm | ratio | median cos(g_i, mean) | "
                "examples against the mean |", "|---|---|---|---|---|---|"]
@@ -354,7 +408,9 @@ example: eigenvalues 0.84 and 0.036, eta_max = 2.38, eta = 1.5 converges, 2.5 di
 **LMS example** (linear unit, 2 inputs + bias, 100 points, class sd {lms['class_sd']}, targets -1/+1; Hessian
 computed exactly): eigenvalues of the input covariance {", ".join(f"{v:.3f}" for v in lms['eigenvalues_inputs_only'])}
 (published 0.036, 0.84); with the bias input, {", ".join(f"{v:.3f}" for v in lms['eigenvalues_with_bias'])}, so
-eta_max = 2/lambda_max = {lms['eta_max']:.3f}.
+eta_max = 2/lambda_max = {lms['eta_max']:.3f}. The published 2.38 = 2/0.84 leaves out the bias input's eigenvalue
+(about 1 for inputs of mean near 0, here {lms['eigenvalues_with_bias'][-1]:.3f}); eta = 1.5 and 2.5 fall on the same
+sides of either threshold.
 
 {chr(10).join(l_lines)}
 
@@ -372,7 +428,41 @@ between checkpoints):
 
 {{conclusion}}
 """
-    _study.write_section(NAME, body)
+    on1 = next(c for c in red if c["data"] == "digits" and c["method"] == "online")
+    b1 = next(c for c in red if c["data"] == "digits" and c["method"] == "batch")
+    first, last = sw[0], sw[-1]
+    pe0 = float(np.median([r["ratio"] for r in pe if r["epoch"] == 0]))
+    pe_late = float(np.median([r["ratio"] for r in pe if r["epoch"] == max(r["epoch"] for r in pe)]))
+    against = float(np.median([r["fraction_cos_negative"] for r in pe if r["epoch"] == 10]))
+    lms_ok = {round(r["eta"], 3): (r["loss_last"] < r["loss_first"]) for r in lms["runs"]}
+    no_div = all(r["stop"] != "diverged" for r in st)
+    finals = {m: float(np.median([r["loss_end"] for r in st if r["multiple_of_eta_max"] == m]))
+              for m in dict.fromkeys(r["multiple_of_eta_max"] for r in st)}
+    best_mult = min(finals, key=finals.get) if finals else None
+    conclusion = (
+        f"Conclusion: on redundant data online learning wins, exactly as LeCun's argument says: replicating digits 10x "
+        f"left online and mini-batch-10 learning at the same passes ({_f(on1['passes'], '{:.1f}')} for online; ratios "
+        f"{_f(ratios['online'], '{:.2f}')} and {_f(ratios['mini-batch 10'], '{:.2f}')}) and made batch learning "
+        f"{_f(ratios['batch'], '{:.1f}')}x slower. Even on plain digits batch GD needed {_f(b1['passes'])} passes where "
+        f"online needed {_f(on1['passes'], '{:.0f}')}; past a batch of about 16, the epochs to the goal grow roughly in "
+        f"proportion to the batch size ({_f(first['epochs'])} epochs at batch {first['batch_size']}, "
+        f"{_f(last['epochs'])} at {last['batch_size']}) because the number of updates needed stays about the same "
+        "(Wilson & Martinez). The per-example gradients say why: at init they agree (norm of the mean / mean norm "
+        f"{pe0:.2f}), so each example's step is nearly the batch step and online makes N of them per pass; after "
+        f"training they mostly disagree ({pe_late:.3f}; {100 * against:.0f}% of examples point against the mean at "
+        "epoch 10), which is when small steps or larger batches start to pay. The quadratic theory holds where it "
+        f"applies: the LMS example converges at eta = 1.5 and diverges at 2.5 "
+        f"({'as published' if lms_ok.get(1.5) and not lms_ok.get(2.5) else 'NOT as published'}), and the switch "
+        "sits at 2/lambda_max to within 5% either side. For the MLP, 2/lambda_max at init is "
+        + ("no divergence threshold: no run diverged even at 16x, because large steps drive the sigmoid units into "
+           "saturation, where the loss plateaus instead of blowing up."
+           if no_div else "a divergence threshold only roughly: see the table.")
+        + (f" Below that, the curvature falls as training goes on (largest eigenvalue {lam0:.2f} at init, "
+           f"{_study.span([round(float(np.median([r['lambda_max_end'] for r in st if r['multiple_of_eta_max'] == m])), 3) for m in (0.5, 0.9, 1.1, 2.0)])} "
+           f"after 500 epochs at 0.5-2x), so the step from the init's curvature is conservative: the lowest final loss "
+           f"came at {best_mult}x." if best_mult is not None else "")
+    )
+    _study.write_section(NAME, body.replace("{conclusion}", conclusion))
 
 
 def main(argv=None) -> int:

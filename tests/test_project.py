@@ -25,6 +25,20 @@ def test_shipped_configs_are_valid():
         assert cfg.expand(cfg.load(path)), path
 
 
+def test_every_study_is_reproduced_and_has_its_readme_section_and_figures():
+    scripts = sorted(p.stem for p in (ROOT / "experiments").glob("*.py") if not p.stem.startswith("_"))
+    reproduce = (ROOT / "scripts" / "reproduce_all").read_text()
+    readme = (ROOT / "experiments" / "README.md").read_text()
+    for name in scripts:
+        assert name in reproduce, f"scripts/reproduce_all does not run {name}"
+        assert f"<!-- study:{name} -->" in readme, f"experiments/README.md lacks the section of {name}"
+        section = readme.split(f"<!-- study:{name} -->")[1].split(f"<!-- /study:{name} -->")[0]
+        assert f"python3 experiments/{name}.py" in section  # each section names its command
+        for fig in re.findall(r"\(figures/([^)]+)\)", section):
+            assert (ROOT / "experiments" / "figures" / fig).exists(), fig
+        assert "{conclusion}" not in section and "Conclusion" in section
+
+
 def test_ci_runs_the_readme_test_command():
     ci = (ROOT / ".ci" / "run").read_text()
     assert readme_commands()[1] in ci.splitlines()
