@@ -329,10 +329,10 @@ def test_report_of_a_missing_or_empty_store(tmp_path):
 
 
 def test_memory_budget_sets_the_chunk(tmp_path, config_file):
-    from bpkit.sweep import _data, chunk_for_budget, run_bytes
+    from bpkit.sweep import load_data, chunk_for_budget, run_bytes
 
     run = cfg.expand(cfg.load(config_file))[0]
-    data = _data(run)
+    data = load_data(run)
     per_run = run_bytes(run, data)
     assert chunk_for_budget(run, data, 10 * per_run / 2**20) == 10
     assert chunk_for_budget(run, data, 1e-9) == 1
@@ -365,11 +365,11 @@ def test_budgeted_sweep_killed_and_resumed_is_bitwise_the_same(tmp_path, config_
     # Without an explicit chunk size the chunk comes from the budget and the group's size
     # in the whole sweep, never from the runs still to do: the resumed sweep compiles the
     # same shapes. A budget of ~4 runs makes 2 chunks per group (4 + 2 padded).
-    from bpkit.sweep import _data, run_bytes
+    from bpkit.sweep import load_data, run_bytes
 
     flat = cfg.load(config_file)
     first = cfg.expand(flat)[0]
-    budget = 4.5 * run_bytes(first, _data(first)) / 2**20
+    budget = 4.5 * run_bytes(first, load_data(first)) / 2**20
     full = Store(tmp_path / "full.sqlite")
     run_sweep(flat, full, chunk_size=None, memory_budget_mb=budget, progress=False)
     part = Store(tmp_path / "part.sqlite")
