@@ -22,7 +22,7 @@ figure ``experiments/figures/linear_collapse.png`` and, in
 
 from __future__ import annotations
 
-import json
+import argparse
 import sys
 from pathlib import Path
 
@@ -34,10 +34,12 @@ import optax
 jax.config.update("jax_enable_x64", True)
 
 from bpkit import MLP, datasets, loss_value, optim  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _study  # noqa: E402
 from bpkit.stopping import StopRules  # noqa: E402
 from bpkit.training import train  # noqa: E402
 
-HERE = Path(__file__).resolve().parent
 SEEDS = (0, 1, 2)
 
 
@@ -147,23 +149,11 @@ def write_readme(results: dict) -> None:
         "",
         "Conclusion: depth in a linear network changes how it learns, not what it can learn.",
     ])
-    path = HERE / "README.md"
-    text = path.read_text() if path.exists() else "# bpkit experiments\n"
-    start, end = "<!-- study:linear_collapse -->", "<!-- /study:linear_collapse -->"
-    block = f"{start}\n{body}\n{end}"
-    if start in text:
-        text = text[: text.index(start)] + block + text[text.index(end) + len(end):]
-    else:
-        text = text.rstrip() + "\n\n" + block + "\n"
-    path.write_text(text)
+    _study.write_section("linear_collapse", body)
 
 
 def figure(results: dict) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _study.pyplot()
     fig, ax = plt.subplots(figsize=(6, 3.5))
     for scale, color in (("0.05", "tab:red"), ("1.0", "tab:blue")):
         for i, c in enumerate(results["dynamics"][scale]):
@@ -176,20 +166,24 @@ def figure(results: dict) -> None:
     ax.set_title("3-layer linear net on sine, batch GD")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    (HERE / "figures").mkdir(exist_ok=True)
-    fig.savefig(HERE / "figures" / "linear_collapse.png", dpi=110)
+    _study.save_figure(fig, "linear_collapse")
     plt.close(fig)
 
 
-def main() -> int:
-    results = {"depth": depth_rows(), "dynamics": dynamics()}
-    sine = datasets.load("sine")
-    results["sine_least_squares_half_mse"] = least_squares_half_mse(np.asarray(sine.x_train), np.asarray(sine.y_train))[0]
-    (HERE / "results").mkdir(exist_ok=True)
-    (HERE / "results" / "linear_collapse.json").write_text(json.dumps(results, indent=1))
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--report-only", action="store_true", help="rebuild figure and README section from stored results")
+    args = ap.parse_args(argv)
+    if not args.report_only:
+        results = {"depth": depth_rows(), "dynamics": dynamics()}
+        sine = datasets.load("sine")
+        results["sine_least_squares_half_mse"] = least_squares_half_mse(
+            np.asarray(sine.x_train), np.asarray(sine.y_train))[0]
+        _study.save_json("linear_collapse", results)
+    results = _study.load_json("linear_collapse")
     figure(results)
     write_readme(results)
-    print((HERE / "README.md").read_text().split("<!-- study:linear_collapse -->")[1].split("<!--")[0])
+    print(_study.section_text("linear_collapse"))
     return 0
 
 
