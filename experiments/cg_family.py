@@ -226,7 +226,7 @@ def write_readme(rows: list[dict], cell_rows: list[dict], wall: float, figures: 
 
 Command: `python3 experiments/cg_family.py` (the grid is `experiments/cg_family.toml`; every number below comes from
 `experiments/results/cg_family.csv`, one row per run, and `cg_family_cells.csv`, written by that run; {len(rows)} runs,
-{wall / 60:.0f} min on this machine's 2 cores, sharing them with other work).
+{wall / 60:.0f} min on this machine's 2 cores).
 
 Setup: half MSE on a sigmoid output with 0/1 targets, float32, LeCun-normal init, {seeds} seeds per cell, hidden
 activations {", ".join(activations)}. Loose criterion: 40-20-40 (every output of every pattern on the right side).
