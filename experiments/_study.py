@@ -8,6 +8,7 @@ markers, generated from those results (no hand-typed numbers).
 
 from __future__ import annotations
 
+import argparse
 import csv
 import json
 import math
@@ -169,6 +170,49 @@ def run_grid(
             print(f"  group {gi + 1}/{len(groups)} ({len(members)} runs) done, {time.perf_counter() - t0:.0f} s",
                   flush=True)
     return rows
+
+
+def along(net, optimizer, params, x, y, checkpoints, key_for, **train_kw):
+    """Train through bpkit's one loop and yield ``(epoch, params)`` at each checkpoint epoch.
+
+    ``checkpoints`` are increasing epoch counts (0: the params as given);
+    between two of them the loop runs ``epoch - previous`` epochs with the key
+    ``key_for(epoch)``; ``train_kw`` goes to :func:`bpkit.training.train`.
+    """
+    from bpkit.stopping import StopRules
+    from bpkit.training import train
+
+    at = 0
+    for ep in checkpoints:
+        if ep > at:
+            params = train(net, optimizer, params, x, y, key=key_for(ep),
+                           rules=StopRules(max_epochs=ep - at, stall_epochs=None), **train_kw).params
+            at = ep
+        yield ep, params
+
+
+def cli(
+    name: str,
+    doc: str,
+    argv: list[str] | None,
+    run: Callable[[argparse.Namespace], bool | None],
+    report: Callable[[], None],
+    options: Callable[[argparse.ArgumentParser], None] | None = None,
+) -> int:
+    """A study's command line.  ``run(args)`` computes and stores the results (skipped
+    with ``--report-only``; returning False stops there, writing nothing more);
+    ``report()`` rebuilds the figures and README section from the stored results,
+    and the section is printed.  ``options`` adds a study's own arguments."""
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
+    ap.add_argument("--report-only", action="store_true", help="rebuild figures and README section from stored results")
+    if options:
+        options(ap)
+    args = ap.parse_args(argv)
+    if not args.report_only and run(args) is False:
+        return 0
+    report()
+    print(section_text(name))
+    return 0
 
 
 def load_config(path: Path, **overrides: Any) -> dict[str, Any]:

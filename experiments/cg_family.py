@@ -16,7 +16,6 @@ learning rates (most successes, then fewest cu), which flatters BP.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -321,37 +320,37 @@ loss goal / median epochs and cu to the goal (over the activations where some ru
     _study.write_section(NAME, body.replace("{conclusion}", conclusion))
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def options(ap) -> None:
     ap.add_argument("--seeds", type=int, default=None, help="use only the first N seeds (a quick look)")
     ap.add_argument("--problems", default="", help="comma-separated substrings of problem labels to keep")
     ap.add_argument("--no-write", action="store_true", help="print the cell table, write nothing")
-    ap.add_argument("--report-only", action="store_true",
-                    help="rebuild the figures and README section from the stored results, run nothing")
-    args = ap.parse_args(argv)
-    if not args.report_only:
-        import time
 
-        from bpkit import config as cfg
 
-        flat = cfg.load(CONFIG)
-        if args.seeds:
-            flat["seeds"] = flat["seeds"][: args.seeds]
-        if args.problems:
-            keep = args.problems.split(",")
-            flat["axis"]["problem"] = [p for p in flat["axis"]["problem"] if any(k in p["label"] for k in keep)]
-        t0 = time.perf_counter()
-        rows = _study.run_grid(flat, summarise)
-        wall = time.perf_counter() - t0
-        if args.no_write:
-            for c in cells(rows):
-                print(c)
-            return 0
-        _study.save_csv(NAME, rows)
-        _study.save_json(NAME + "_meta", {"wall_s": wall, "runs": len(rows), "seeds": len(flat["seeds"])})
-    report()
-    print(_study.section_text(NAME)[:3000])
-    return 0
+def run(args) -> bool:
+    import time
+
+    from bpkit import config as cfg
+
+    flat = cfg.load(CONFIG)
+    if args.seeds:
+        flat["seeds"] = flat["seeds"][: args.seeds]
+    if args.problems:
+        keep = args.problems.split(",")
+        flat["axis"]["problem"] = [p for p in flat["axis"]["problem"] if any(k in p["label"] for k in keep)]
+    t0 = time.perf_counter()
+    rows = _study.run_grid(flat, summarise)
+    wall = time.perf_counter() - t0
+    if args.no_write:
+        for c in cells(rows):
+            print(c)
+        return False
+    _study.save_csv(NAME, rows)
+    _study.save_json(NAME + "_meta", {"wall_s": wall, "runs": len(rows), "seeds": len(flat["seeds"])})
+    return True
+
+
+def main(argv=None) -> int:
+    return _study.cli(NAME, __doc__, argv, run, report, options)
 
 
 def report() -> None:

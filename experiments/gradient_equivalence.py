@@ -22,7 +22,6 @@ Writes ``experiments/results/gradient_equivalence.json`` and
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -357,27 +356,25 @@ output of every pattern), driven by each convention:
     _study.write_section(NAME, body.replace("{conclusion}", conclusion))
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--report-only", action="store_true", help="rebuild figure and README section from stored results")
-    args = ap.parse_args(argv)
-    if not args.report_only:
-        import jax
+def run(args) -> None:
+    import jax
 
-        jax.config.update("jax_enable_x64", True)  # the matrix checks float64 and float32 cases
-        res = matrix_results()
-        res["conventions"] = conventions()
-        res["rounding_check"] = rounding_check()
-        jax.config.update("jax_enable_x64", False)
-        _study.save_json(NAME, res)
-        flat = _study.load_config(CONFIG)
-        _study.save_csv(NAME + "_training", _study.run_grid(flat, summarise))
+    jax.config.update("jax_enable_x64", True)  # the matrix checks float64 and float32 cases
+    res = matrix_results()
+    res["conventions"] = conventions()
+    res["rounding_check"] = rounding_check()
+    jax.config.update("jax_enable_x64", False)
+    _study.save_json(NAME, res)
+    _study.save_csv(NAME + "_training", _study.run_grid(_study.load_config(CONFIG), summarise))
+
+
+def report() -> None:
     res = _study.load_json(NAME)
-    training = _study.load_csv(NAME + "_training")
-    fig = figure(res["conventions"])
-    write_readme(res, training, fig)
-    print(_study.section_text(NAME))
-    return 0
+    write_readme(res, _study.load_csv(NAME + "_training"), figure(res["conventions"]))
+
+
+def main(argv=None) -> int:
+    return _study.cli(NAME, __doc__, argv, run, report)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,6 @@ figure ``experiments/figures/linear_collapse.png`` and, in
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -40,6 +39,7 @@ import _study  # noqa: E402
 from bpkit.stopping import StopRules  # noqa: E402
 from bpkit.training import train  # noqa: E402
 
+NAME = "linear_collapse"
 SEEDS = (0, 1, 2)
 
 
@@ -105,11 +105,6 @@ def plateau_epochs(curve, final, frac=0.5):
     return int(np.argmax(c <= target)) + 1
 
 
-def _span(values) -> str:
-    lo, hi = min(values), max(values)
-    return f"{lo}" if lo == hi else f"{lo}-{hi}"
-
-
 def write_readme(results: dict) -> None:
     rows = results["depth"]
     lines = ["| data | depth | half MSE (mean over seeds) | least squares | max abs(net - product map) | stop reasons |",
@@ -142,14 +137,14 @@ def write_readme(results: dict) -> None:
         f"- **Deep = one matrix**: the trained net's outputs equal its multiplied-out affine map to rounding, and on "
         f"sine no depth beats closed-form least squares (largest excess half MSE {sine_gap:.1e}).",
         f"- **Plateau, then drop**: depth 3 on sine, batch GD (lr 0.05). From small init (scale 0.05) the loss needs "
-        f"{_span(half['0.05'])} epochs to cover half its way to the least-squares optimum; from "
-        f"LeCun init (scale 1), {_span(half['1.0'])}. See the figure.",
+        f"{_study.span(half['0.05'])} epochs to cover half its way to the least-squares optimum; from "
+        f"LeCun init (scale 1), {_study.span(half['1.0'])}. See the figure.",
         "",
         "![linear collapse](figures/linear_collapse.png)",
         "",
         "Conclusion: depth in a linear network changes how it learns, not what it can learn.",
     ])
-    _study.write_section("linear_collapse", body)
+    _study.write_section(NAME, body)
 
 
 def figure(results: dict) -> None:
@@ -166,25 +161,26 @@ def figure(results: dict) -> None:
     ax.set_title("3-layer linear net on sine, batch GD")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    _study.save_figure(fig, "linear_collapse")
+    _study.save_figure(fig, NAME)
     plt.close(fig)
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--report-only", action="store_true", help="rebuild figure and README section from stored results")
-    args = ap.parse_args(argv)
-    if not args.report_only:
-        results = {"depth": depth_rows(), "dynamics": dynamics()}
-        sine = datasets.load("sine")
-        results["sine_least_squares_half_mse"] = least_squares_half_mse(
-            np.asarray(sine.x_train), np.asarray(sine.y_train))[0]
-        _study.save_json("linear_collapse", results)
-    results = _study.load_json("linear_collapse")
+def run(args) -> None:
+    sine = datasets.load("sine")
+    _study.save_json(NAME, {
+        "depth": depth_rows(), "dynamics": dynamics(),
+        "sine_least_squares_half_mse": least_squares_half_mse(np.asarray(sine.x_train), np.asarray(sine.y_train))[0],
+    })
+
+
+def report() -> None:
+    results = _study.load_json(NAME)
     figure(results)
     write_readme(results)
-    print(_study.section_text("linear_collapse"))
-    return 0
+
+
+def main(argv=None) -> int:
+    return _study.cli(NAME, __doc__, argv, run, report)
 
 
 if __name__ == "__main__":

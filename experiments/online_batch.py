@@ -23,7 +23,6 @@ and its README section.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -260,8 +259,6 @@ def per_example_gradients() -> list[dict]:
     import optax
 
     from bpkit import loss_value
-    from bpkit.stopping import StopRules
-    from bpkit.training import train
     from jax.flatten_util import ravel_pytree
 
     d = _digits()
@@ -273,14 +270,10 @@ def per_example_gradients() -> list[dict]:
 
     per_ex = jax.jit(jax.vmap(one, in_axes=(None, 0, 0)))
     rows = []
+    opt = optax.sgd(0.5)
     for seed in SEEDS:
-        p = net.init(jax.random.key(seed))
-        at = 0
-        for ep in (0, 10, 100):
-            if ep > at:
-                p = train(net, optax.sgd(0.5), p, x, y, key=jax.random.key(seed), batch_size=10,
-                          rules=StopRules(max_epochs=ep - at, stall_epochs=None)).params
-                at = ep
+        key = jax.random.key(seed)
+        for ep, p in _study.along(net, opt, net.init(key), x, y, (0, 10, 100), lambda ep, key=key: key, batch_size=10):
             g = np.asarray(per_ex(p, x, y), np.float64)
             mean = g.mean(0)
             norms = np.linalg.norm(g, axis=1)
@@ -465,18 +458,18 @@ between checkpoints):
     _study.write_section(NAME, body.replace("{conclusion}", conclusion))
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--report-only", action="store_true", help="rebuild figure and README section from stored results")
-    args = ap.parse_args(argv)
-    if not args.report_only:
-        res = {"lms": lms_example(), "per_example": per_example_gradients(), "mlp_stability": mlp_stability(),
-               "redundancy": redundancy(), "batch_sizes": batch_size_sweep()}
-        _study.save_json(NAME, res)
+def run(args) -> None:
+    _study.save_json(NAME, {"lms": lms_example(), "per_example": per_example_gradients(), "mlp_stability": mlp_stability(),
+                            "redundancy": redundancy(), "batch_sizes": batch_size_sweep()})
+
+
+def report() -> None:
     res = _study.load_json(NAME)
     write_readme(res, figure(res))
-    print(_study.section_text(NAME))
-    return 0
+
+
+def main(argv=None) -> int:
+    return _study.cli(NAME, __doc__, argv, run, report)
 
 
 if __name__ == "__main__":

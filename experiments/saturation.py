@@ -20,7 +20,6 @@ its README section.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -63,8 +62,6 @@ def depth_norms() -> list[dict]:
     import optax
 
     from bpkit import MLP, datasets
-    from bpkit.stopping import StopRules
-    from bpkit.training import train
 
     data = datasets.load("digits")
     x, y = jnp.asarray(data.x_train, jnp.float32), jnp.asarray(data.y_train, jnp.float32)
@@ -73,13 +70,9 @@ def depth_norms() -> list[dict]:
     for act in ACTIVATIONS:
         net = MLP(SIZES, hidden=act, output="sigmoid")
         for seed in SEEDS:
-            p = net.init(jax.random.key(seed))
-            at = 0
-            for ep in CHECKPOINTS:
-                if ep > at:
-                    p = train(net, opt, p, x, y, key=jax.random.fold_in(jax.random.key(seed), ep), batch_size=10,
-                              loss=LOSS, rules=StopRules(max_epochs=ep - at, stall_epochs=None)).params
-                    at = ep
+            key = jax.random.key(seed)
+            for ep, p in _study.along(net, opt, net.init(key), x, y, CHECKPOINTS,
+                                      lambda ep, key=key: jax.random.fold_in(key, ep), batch_size=10, loss=LOSS):
                 n = layer_norms(net, p, x, y, LOSS)
                 out = np.asarray(net.apply(p, x))
                 rows.append({"activation": act, "seed": seed, "epoch": ep, "bias_grad_norms": n["b"],
@@ -315,16 +308,17 @@ Inputs, same net and training, three learning rates:
     _study.write_section(NAME, body.replace("{conclusion}", conclusion))
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--report-only", action="store_true", help="rebuild figure and README section from stored results")
-    args = ap.parse_args(argv)
-    if not args.report_only:
-        _study.save_json(NAME, {"depth": depth_norms(), "targets": targets_study(), "inputs": standardisation_study()})
+def run(args) -> None:
+    _study.save_json(NAME, {"depth": depth_norms(), "targets": targets_study(), "inputs": standardisation_study()})
+
+
+def report() -> None:
     res = _study.load_json(NAME)
     write_readme(res, figure(res))
-    print(_study.section_text(NAME))
-    return 0
+
+
+def main(argv=None) -> int:
+    return _study.cli(NAME, __doc__, argv, run, report)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,6 @@ its README section.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -81,8 +80,6 @@ def _angles_one(problem: dict, flat: dict, seeds) -> list[dict]:
     import optax
 
     from bpkit import MLP, backprop, config as cfg, sweep
-    from bpkit.stopping import StopRules
-    from bpkit.training import train
 
     data = sweep.load_data(cfg.expand({**flat, "axis": {"problem": [problem]}})[0])
     x, y = jnp.asarray(data.x_train, jnp.float64), jnp.asarray(data.y_train, jnp.float64)
@@ -91,13 +88,9 @@ def _angles_one(problem: dict, flat: dict, seeds) -> list[dict]:
     rows = []
     for loss in ("mse", "bce"):
         for seed in seeds:
-            p = net.init(jax.random.key(seed), dtype=jnp.float64)
-            at = 0
-            for ep in CHECKPOINTS:
-                if ep > at:
-                    p = train(net, opt, p, x, y, key=jax.random.key(seed), loss=loss,
-                              rules=StopRules(max_epochs=ep - at, stall_epochs=None)).params
-                    at = ep
+            key = jax.random.key(seed)
+            for ep, p in _study.along(net, opt, net.init(key, dtype=jnp.float64), x, y, CHECKPOINTS,
+                                      lambda ep, key=key: key, loss=loss):
                 g = backprop(net, p, x, y, loss, "exact")
                 for rule in ABLATIONS:
                     ga = backprop(net, p, x, y, loss, rule)
@@ -279,18 +272,18 @@ Angle between the ablated update and the true gradient at init (median over 5 se
     _study.write_section(NAME, body.replace("{conclusion}", conclusion))
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--report-only", action="store_true", help="rebuild figure and README section from stored results")
-    args = ap.parse_args(argv)
-    if not args.report_only:
-        _study.save_json(NAME + "_angles", angles())
-        _study.save_csv(NAME, _study.run_grid(_study.load_config(CONFIG), summarise))
-    rows = _study.load_csv(NAME)
+def run(args) -> None:
+    _study.save_json(NAME + "_angles", angles())
+    _study.save_csv(NAME, _study.run_grid(_study.load_config(CONFIG), summarise))
+
+
+def report() -> None:
     ang = _study.load_json(NAME + "_angles")
-    write_readme(rows, ang, figure(ang))
-    print(_study.section_text(NAME))
-    return 0
+    write_readme(_study.load_csv(NAME), ang, figure(ang))
+
+
+def main(argv=None) -> int:
+    return _study.cli(NAME, __doc__, argv, run, report)
 
 
 if __name__ == "__main__":
