@@ -82,11 +82,7 @@ def table(runs: list[dict[str, Any]]) -> str:
 
 def figures(runs: list[dict[str, Any]], out: Path) -> list[Path]:
     """Learning curves and epochs-to-goal distributions, each as PNG and SVG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     keys = varying_keys(runs)
     grouped = cells(runs)
     panels: dict[tuple, list[list[dict[str, Any]]]] = {}
@@ -123,7 +119,7 @@ def figures(runs: list[dict[str, Any]], out: Path) -> list[Path]:
     fig.supxlabel("epoch")
     fig.supylabel("median training loss over seeds")
     fig.tight_layout(rect=(0, 0, 1, 0.95))
-    paths += _save(fig, out / "learning_curves")
+    paths += save_figure(fig, out / "learning_curves")
     plt.close(fig)
 
     fig, ax = plt.subplots(figsize=(max(6, 0.35 * len(grouped)), 4))
@@ -137,20 +133,39 @@ def figures(runs: list[dict[str, Any]], out: Path) -> list[Path]:
     ax.set_yscale("log")
     ax.set_ylabel("epochs to goal (successful runs)")
     fig.tight_layout()
-    paths += _save(fig, out / "epochs_to_goal")
+    paths += save_figure(fig, out / "epochs_to_goal")
     plt.close(fig)
     return paths
 
 
-def _save(fig, stem: Path) -> list[Path]:
+def pyplot():
+    """matplotlib.pyplot on the non-interactive Agg backend (no display needed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_figure(fig, stem: Path, formats: tuple[str, ...] = ("png", "svg")) -> list[Path]:
+    """Save ``fig`` as ``stem.<format>`` for each format, atomically: a killed run never leaves half a figure."""
     paths = []
-    for ext in ("png", "svg"):
+    for ext in formats:
         p = stem.with_suffix(f".{ext}")
         tmp = p.with_suffix(f".tmp.{ext}")
         fig.savefig(tmp, dpi=110)
-        tmp.replace(p)  # atomic: a killed report never leaves half a figure
+        tmp.replace(p)
         paths.append(p)
     return paths
+
+
+def write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` atomically (through a temporary file and a rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
 
 
 def write(store_path: str | Path, out_dir: str | Path | None = None) -> tuple[Path, list[Path], list[str]]:
@@ -172,7 +187,5 @@ def write(store_path: str | Path, out_dir: str | Path | None = None) -> tuple[Pa
     if errors:
         md += ["Unreadable rows:", ""] + [f"- {e}" for e in errors]
     path = out / "report.md"
-    tmp = path.with_suffix(".md.tmp")
-    tmp.write_text("\n".join(md))
-    tmp.replace(path)
+    write_text(path, "\n".join(md))
     return path, figs, errors

@@ -158,6 +158,20 @@ def _shard(a: np.ndarray) -> jax.Array:
     return jax.device_put(a, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("runs")))
 
 
+def group_runs(runs: list[cfg.RunConfig]) -> dict[tuple, list[cfg.RunConfig]]:
+    """Runs by compiled program: one group per static key (all but the vmapped fields), in order."""
+    groups: dict[tuple, list[cfg.RunConfig]] = {}
+    for r in runs:
+        groups.setdefault(r.static_key(), []).append(r)
+    return groups
+
+
+def device_chunk(want: int) -> int:
+    """A chunk of at least ``want`` runs, rounded up to a multiple of the device count."""
+    n_dev = len(jax.devices())
+    return max(n_dev, math.ceil(want / n_dev) * n_dev)
+
+
 def run_chunk(program: Callable, part: list[cfg.RunConfig], chunk: int) -> tuple:
     """Run ``part`` (runs of one group) through its compiled ``program`` at shape ``chunk``.
 
@@ -193,15 +207,10 @@ def run_sweep(
     runs = cfg.expand(flat)
     done = store.run_ids()
     todo = [r for r in runs if run_id(r.as_dict()) not in done]
-    groups: dict[tuple, list[cfg.RunConfig]] = {}
-    for r in todo:
-        groups.setdefault(r.static_key(), []).append(r)
-    full_size: dict[tuple, int] = {}
-    for r in runs:
-        full_size[r.static_key()] = full_size.get(r.static_key(), 0) + 1
+    groups = group_runs(todo)
+    full_size = {key: len(members) for key, members in group_runs(runs).items()}
     if chunk_size is None and memory_budget_mb is None:
         raise ValueError("give a chunk size, a memory budget, or both")
-    n_dev = len(jax.devices())
     # Check every group (data files, sizes, losses) before any work: bad input fails fast.
     prepared = {}
     for key, members in groups.items():
@@ -209,8 +218,7 @@ def run_sweep(
         want = chunk_size if chunk_size is not None else full_size[key]
         if memory_budget_mb is not None:
             want = min(want, chunk_for_budget(members[0], data, memory_budget_mb))
-        chunk = max(n_dev, math.ceil(want / n_dev) * n_dev)  # a multiple of the device count
-        prepared[key] = (group_program(members[0], data), chunk)
+        prepared[key] = (group_program(members[0], data), device_chunk(want))
     bar = _progress(len(todo), progress)
     written = 0
     for key, members in groups.items():

@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import json
-import math
-import os
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
 import numpy as np
+
+from bpkit import report
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
@@ -27,16 +28,9 @@ README = HERE / "README.md"
 ORDER = ("gradient_equivalence", "why_derivative", "linear_collapse", "saturation", "online_batch", "cg_family")
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def save_json(name: str, obj: Any) -> Path:
     path = RESULTS / f"{name}.json"
-    _atomic_write(path, json.dumps(obj, indent=1))
+    report.write_text(path, json.dumps(obj, indent=1))
     return path
 
 
@@ -49,14 +43,12 @@ def save_csv(name: str, rows: list[dict[str, Any]]) -> Path:
     keys: dict[str, None] = {}
     for r in rows:
         keys.update(dict.fromkeys(r))
+    buf = io.StringIO(newline="")
+    w = csv.DictWriter(buf, fieldnames=list(keys))
+    w.writeheader()
+    w.writerows(rows)
     path = RESULTS / f"{name}.csv"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(keys))
-        w.writeheader()
-        w.writerows(rows)
-    os.replace(tmp, path)
+    report.write_text(path, buf.getvalue())
     return path
 
 
@@ -67,20 +59,10 @@ def load_csv(name: str) -> list[dict[str, str]]:
 
 def save_figure(fig, name: str) -> Path:
     FIGURES.mkdir(parents=True, exist_ok=True)
-    path = FIGURES / f"{name}.png"
-    tmp = path.with_name(path.stem + ".tmp.png")
-    fig.savefig(tmp, dpi=110)
-    os.replace(tmp, path)
-    return path
+    return report.save_figure(fig, FIGURES / name, formats=("png",))[0]
 
 
-def pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+pyplot = report.pyplot
 
 
 def write_section(name: str, body: str) -> None:
@@ -97,7 +79,7 @@ def write_section(name: str, body: str) -> None:
             text = text[:at] + block + "\n\n" + text[at:]
         else:
             text = text.rstrip() + "\n\n" + block + "\n"
-    _atomic_write(README, text)
+    report.write_text(README, text)
 
 
 def write_timing(line: str) -> None:
@@ -110,7 +92,7 @@ def write_timing(line: str) -> None:
     else:
         head, _, rest = text.partition("\n")
         text = f"{head}\n\n{block}\n{rest}"
-    _atomic_write(README, text)
+    report.write_text(README, text)
 
 
 def section_text(name: str) -> str:
@@ -146,17 +128,13 @@ def run_grid(
     from bpkit import stopping
     from bpkit import sweep
 
-    runs = cfg.expand(flat)
-    groups: dict[tuple, list] = {}
-    for r in runs:
-        groups.setdefault(r.static_key(), []).append(r)
+    groups = sweep.group_runs(cfg.expand(flat))
     rows = []
     t0 = time.perf_counter()
     for gi, members in enumerate(groups.values()):
         data = sweep.load_data(members[0])
         program = sweep.group_program(members[0], data)
-        n_dev = len(__import__("jax").devices())
-        chunk = max(n_dev, math.ceil(min(len(members), max_chunk) / n_dev) * n_dev)
+        chunk = sweep.device_chunk(min(len(members), max_chunk))
         for start in range(0, len(members), chunk):
             part = members[start:start + chunk]
             hist, epochs, reasons, metrics = sweep.run_chunk(program, part, chunk)

@@ -107,3 +107,25 @@ def test_saturated_fraction_counts_units_with_a_vanishing_derivative():
     x = jnp.array([[1.0], [-1.0]])
     hidden, out = sat.saturated_fraction(net, p, x)
     assert hidden == 0.5 and out == 0.0  # the 50x unit is saturated on both examples, the other on neither
+
+
+def test_run_grid_summaries_equal_the_sweep_store(tmp_path):
+    # The studies' grid runner and bpkit's sweep share one program per group: same runs, same numbers.
+    from bpkit import config as cfg
+    from bpkit.store import Store
+    from bpkit.sweep import run_sweep
+
+    study = load("_study")
+    flat = cfg.load(ROOT / "experiments" / "xor.toml", ["seeds=[0, 1, 2]", "training.max_epochs=300"])
+    rows = study.run_grid(flat, lambda run, out, data: {
+        "key": (run["network.activation"], run["optimizer.learning_rate"], run["seed"]),
+        "epochs": out["epochs"], "stop": out["stop_reason"], "loss": float(out["loss"][-1])}, progress=False)
+    store = Store(tmp_path / "s.sqlite")
+    run_sweep(flat, store, chunk_size=6, progress=False)  # run_grid's chunk: one group's 6 runs, same program shape
+    stored = {(r["config"]["network.activation"], r["config"]["optimizer.learning_rate"], r["seed"]): r
+              for r in store.runs()[0]}
+    assert len(rows) == len(stored) == 12
+    for row in rows:
+        r = stored[row["key"]]
+        assert (row["epochs"], row["stop"]) == (r["epochs"], r["stop_reason"])
+        assert row["loss"] == r["curves"]["loss"][-1]
