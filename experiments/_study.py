@@ -106,6 +106,11 @@ def span(values: Iterable[float], fmt: str = "{}") -> str:
     return fmt.format(lo) if lo == hi else f"{fmt.format(lo)}-{fmt.format(hi)}"
 
 
+def fmt(v: float | None, spec: str = "{:.0f}") -> str:
+    """``spec.format(v)``, or "-" for a missing or non-finite value."""
+    return "-" if v is None or not np.isfinite(v) else spec.format(v)
+
+
 def median_or_dash(values: list[float], fmt: str = "{:.0f}") -> str:
     return fmt.format(float(np.median(values))) if values else "-"
 

@@ -132,10 +132,6 @@ def _pct(x):
     return "-" if x is None else f"{100 * x:.0f}%"
 
 
-def _cu(x):
-    return "-" if x is None else f"{x:.0f}"
-
-
 def nested_problems(rows: list[dict]) -> list[str]:
     """Problems where the tight criterion implies the loose one in every run (few patterns: a half MSE of
     1e-3 leaves no output 0.4 off).  On the others, the two criteria measure different things."""
@@ -170,7 +166,7 @@ def write_readme(rows: list[dict], cell_rows: list[dict], wall: float, figures: 
 
     lines = ["| method | " + " | ".join(small) + " | all five |", "|---" * (len(small) + 2) + "|"]
     for m in methods:
-        cellstr = [f"{_pct(pooled(m, p)[0])} / {_cu(pooled(m, p)[1])}" for p in small]
+        cellstr = [f"{_pct(pooled(m, p)[0])} / {_study.fmt(pooled(m, p)[1])}" for p in small]
         lines.append(f"| {m} | " + " | ".join(cellstr) + f" | {_pct(pooled(m)[0])} |")
     act_lines = ["| method | " + " | ".join(activations) + " |", "|---" * (len(activations) + 1) + "|"]
     for m in methods:
@@ -180,7 +176,7 @@ def write_readme(rows: list[dict], cell_rows: list[dict], wall: float, figures: 
     for m in methods:
         lr, lc = pooled(m)
         tr, tc = pooled(m, crit="tight")
-        tight_lines.append(f"| {m} | {_pct(lr)} / {_cu(lc)} | {_pct(tr)} / {_cu(tc)} "
+        tight_lines.append(f"| {m} | {_pct(lr)} / {_study.fmt(lc)} | {_pct(tr)} / {_study.fmt(tc)} "
                            f"| {'-' if not (lc and tc) else f'{tc / lc:.2f}'} |")
     large_lines = ["| method | " + " | ".join(f"{p}: 40-20-40 / goal / median epochs, cu to the goal" for p in large) + " |",
                    "|---" * (len(large) + 1) + "|"]
@@ -188,15 +184,15 @@ def write_readme(rows: list[dict], cell_rows: list[dict], wall: float, figures: 
         cellstr = []
         for p in large:
             ep, cu = median_over(m, p, "tight_epochs"), median_over(m, p, "tight_cu")
-            cellstr.append(f"{_pct(pooled(m, p)[0])} / {_pct(pooled(m, p, crit='tight')[0])} / {_cu(ep)}, {_cu(cu)}")
+            cellstr.append(f"{_pct(pooled(m, p)[0])} / {_pct(pooled(m, p, crit='tight')[0])} / {_study.fmt(ep)}, {_study.fmt(cu)}")
         large_lines.append(f"| {m} | " + " | ".join(cellstr) + " |")
 
     full = ["| problem | activation | method | lr | loose success | epochs | cu | tight success | epochs | cu | diverged |",
             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for c in cell_rows:
         full.append(f"| {c['problem']} | {c['activation']} | {c['method']} | {c['learning_rate']} | {_pct(c['loose_success'])} "
-                    f"| {_cu(c['loose_epochs'])} | {_cu(c['loose_cu'])} | {_pct(c['tight_success'])} | {_cu(c['tight_epochs'])} "
-                    f"| {_cu(c['tight_cu'])} | {_pct(c['diverged'])} |")
+                    f"| {_study.fmt(c['loose_epochs'])} | {_study.fmt(c['loose_cu'])} | {_pct(c['tight_success'])} | {_study.fmt(c['tight_epochs'])} "
+                    f"| {_study.fmt(c['tight_cu'])} | {_pct(c['diverged'])} |")
 
     # Cell-by-cell cost ratios (both methods met the criterion in the cell), medians over cells.
     def ratio(a, b, crit="loose", among=None):
@@ -263,7 +259,7 @@ loss goal / median epochs and cu to the goal (over the activations where some ru
 
 - Most reliable on the small problems: by the loose criterion {", ".join(f"{m} ({_pct(pooled(m)[0])})" for m in best_loose)};
   by the tight one {", ".join(f"{m} ({_pct(pooled(m, crit='tight')[0])})" for m in best_tight)}. Cheapest when they
-  succeed (median cu, loose): {", ".join(f"{m} ({_cu(pooled(m)[1])})" for m in cheapest)}.
+  succeed (median cu, loose): {", ".join(f"{m} ({_study.fmt(pooled(m)[1])})" for m in cheapest)}.
 - Moeller's claim, cell by cell on the small problems (median over the cells where both met the criterion): BP batch
   needs {x(bp_scg['loose'][0])} SCG's cu at the loose criterion ({bp_scg['loose'][1]} cells) and {x(bp_scg['tight'][0])}
   at the tight one ({bp_scg['tight'][1]} cells); against CG PR+ {x(bp_cg['loose'][0])} and {x(bp_cg['tight'][0])}.

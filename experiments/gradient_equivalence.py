@@ -180,14 +180,6 @@ def figure(conv: list[dict]) -> str:
     return name
 
 
-def _e(v):
-    return "-" if v is None else f"{v:.1e}"
-
-
-def _g(v):
-    return "-" if v is None or not np.isfinite(v) else f"{v:.3g}"
-
-
 def _z(v):
     return "never" if v is None else f"{v:.3g}"
 
@@ -200,7 +192,6 @@ def write_readme(res: dict, training: list[dict], fig: str) -> None:
         vals = [r[key] for r in rows if r["dtype"] == dt]
         return max(vals) if vals else None
 
-    grad_cases = [c for c in cases if c["expected_gradient"] and c["rule"] in ("exact", "output_form")]
     grad_cases = [c for c in cases if c["rule"] == "exact"]
     lines = ["| hidden activation | cases | f64 vs jax.grad | f64 vs FD | f32 vs jax.grad | f32 vs FD | "
              "derivative check f64 / f32 (max abs err) | all as expected |", "|---|---|---|---|---|---|---|---|"]
@@ -210,9 +201,9 @@ def write_readme(res: dict, training: list[dict], fig: str) -> None:
         allrs = [c for c in cases if c["hidden"] == h]
         d64, d32 = derivs.get((h, "float64")), derivs.get((h, "float32"))
         lines.append(
-            f"| {h} | {len(allrs)} | {_e(worst(rs, 'float64', 'max_rel_vs_grad'))} | {_e(worst(rs, 'float64', 'max_rel_vs_fd'))} "
-            f"| {_e(worst(rs, 'float32', 'max_rel_vs_grad'))} | {_e(worst(rs, 'float32', 'max_rel_vs_fd'))} "
-            f"| {_e(d64['max_abs_error'] if d64 else None)} / {_e(d32['max_abs_error'] if d32 else None)} "
+            f"| {h} | {len(allrs)} | {_study.fmt(worst(rs, 'float64', 'max_rel_vs_grad'), '{:.1e}')} | {_study.fmt(worst(rs, 'float64', 'max_rel_vs_fd'), '{:.1e}')} "
+            f"| {_study.fmt(worst(rs, 'float32', 'max_rel_vs_grad'), '{:.1e}')} | {_study.fmt(worst(rs, 'float32', 'max_rel_vs_fd'), '{:.1e}')} "
+            f"| {_study.fmt(d64['max_abs_error'] if d64 else None, '{:.1e}')} / {_study.fmt(d32['max_abs_error'] if d32 else None, '{:.1e}')} "
             f"| {'yes' if all(c['as_expected'] for c in allrs) else 'NO'} |")
     by_rule = ["| rule | loss | cases | expected | as expected |", "|---|---|---|---|---|"]
     for rule in dict.fromkeys(c["rule"] for c in cases):
@@ -229,10 +220,10 @@ def write_readme(res: dict, training: list[dict], fig: str) -> None:
                   "|---|---|---|---|---|---|---|---|---|---|"]
     for c in conv:
         conv_lines.append(
-            f"| {c['activation']} | {c['dtype']} | {_e(c['exact_max_rel_error'])} | {_e(c['output_form_max_rel_error'])} "
+            f"| {c['activation']} | {c['dtype']} | {_study.fmt(c['exact_max_rel_error'], '{:.1e}')} | {_study.fmt(c['output_form_max_rel_error'], '{:.1e}')} "
             f"| {_z(c['output_form_zero_from'])} | {_z(c['exact_zero_from'])} "
             f"| {c['fann_clip'] if c['fann_clip'] else 'none'} | {_z(c['fann_differs_from'])} "
-            f"| {_e(c['fann_floor']) if c['fann_floor'] is not None else '-'} | {_g(c['fann_at_z10_over_exact'])} |")
+            f"| {_study.fmt(c['fann_floor'], '{:.1e}') if c['fann_floor'] is not None else '-'} | {_study.fmt(c['fann_at_z10_over_exact'], '{:.3g}')} |")
 
     # Training: one row per (problem, activation, init scale, source).
     cells: dict[tuple, list[dict]] = {}
@@ -294,9 +285,9 @@ before the exact derivative does; FANN deliberately clips outputs to [0.01, 0.99
 finite differences).
 
 **The check matrix**: {len(cases)} cases, {n_ok} as expected. Worst relative error of the hand-written exact rule
-against jax.grad: {_e(worst(exact_cases, 'float64', 'max_rel_vs_grad'))} in float64 and
-{_e(worst(exact_cases, 'float32', 'max_rel_vs_grad'))} in float32; against finite differences
-{_e(worst(exact_cases, 'float64', 'max_rel_vs_fd'))} and {_e(worst(exact_cases, 'float32', 'max_rel_vs_fd'))}.
+against jax.grad: {_study.fmt(worst(exact_cases, 'float64', 'max_rel_vs_grad'), '{:.1e}')} in float64 and
+{_study.fmt(worst(exact_cases, 'float32', 'max_rel_vs_grad'), '{:.1e}')} in float32; against finite differences
+{_study.fmt(worst(exact_cases, 'float64', 'max_rel_vs_fd'), '{:.1e}')} and {_study.fmt(worst(exact_cases, 'float32', 'max_rel_vs_fd'), '{:.1e}')}.
 Per hidden activation (exact rule, all losses and depths 1-4; "cases" counts every rule):
 
 {chr(10).join(lines)}
@@ -320,9 +311,9 @@ batch (a linear unit, a ReLU whose units are all active, a cross-entropy output 
   and the difference stalls at a floor of {st32['output_form_floor']:.2e}, where the true derivative falls to
   {st32['exact_floor']:.1e}. Saturated units then get a small spurious derivative, up to
   {st32['output_form_max_rel_error']:.0e} times too large: an accidental version of what FANN does on purpose.
-- FANN's clipping replaces the tail by a floor: for the sigmoid f' >= {_e(sig32['fann_floor'])}, departing from
+- FANN's clipping replaces the tail by a floor: for the sigmoid f' >= {_study.fmt(sig32['fann_floor'], '{:.1e}')}, departing from
   the true f' by more than 1% from abs(z) = {_z(sig32['fann_differs_from'])}; at z = 10 it is
-  {sig32['fann_at_z10_over_exact']:.3g} times the true derivative (tanh: {_g(tanh32['fann_at_z10_over_exact'])} times).
+  {sig32['fann_at_z10_over_exact']:.3g} times the true derivative (tanh: {_study.fmt(tanh32['fann_at_z10_over_exact'], '{:.3g}')} times).
   It is a different rule there, not a rounding of the same one.
 
 **Does training notice?** Batch backprop (lr 2, half MSE, sigmoid output, {len({str(r['seed']) for r in training})}

@@ -324,10 +324,6 @@ def figure(res: dict) -> str:
     return name
 
 
-def _f(v, fmt="{:.0f}"):
-    return "-" if v is None else fmt.format(v)
-
-
 def write_readme(res: dict, fig: str) -> None:
     red = res["redundancy"]
     r_lines = ["| method | digits: best lr | reached goal | passes | digits x10: best lr | reached goal | passes | x10 / x1 |",
@@ -338,13 +334,13 @@ def write_readme(res: dict, fig: str) -> None:
         b = next(c for c in red if c["data"] == "digits x10" and c["method"] == m)
         ratio = b["passes"] / a["passes"] if a["passes"] and b["passes"] else None
         ratios[m] = ratio
-        r_lines.append(f"| {m} | {a['lr']} | {a['reached']}/{a['runs']} | {_f(a['passes'], '{:.1f}')} | {b['lr']} "
-                       f"| {b['reached']}/{b['runs']} | {_f(b['passes'], '{:.1f}')} | {_f(ratio, '{:.2f}')} |")
+        r_lines.append(f"| {m} | {a['lr']} | {a['reached']}/{a['runs']} | {_study.fmt(a['passes'], '{:.1f}')} | {b['lr']} "
+                       f"| {b['reached']}/{b['runs']} | {_study.fmt(b['passes'], '{:.1f}')} | {_study.fmt(ratio, '{:.2f}')} |")
     sw = res["batch_sizes"]
     s_lines = ["| batch size | best lr | reached goal | epochs (median) | updates |", "|---|---|---|---|---|"]
     for c in sw:
         ups = None if c["epochs"] is None else c["epochs"] * int(np.ceil(1078 / c["batch_size"]))
-        s_lines.append(f"| {c['batch_size']} | {c['lr']} | {c['reached']}/{c['runs']} | {_f(c['epochs'])} | {_f(ups)} |")
+        s_lines.append(f"| {c['batch_size']} | {c['lr']} | {c['reached']}/{c['runs']} | {_study.fmt(c['epochs'])} | {_study.fmt(ups)} |")
     lms = res["lms"]
     l_lines = ["| eta | eta / eta_max | outcome (200 epochs) | first loss | last loss |", "|---|---|---|---|---|"]
     for r in lms["runs"]:
@@ -361,9 +357,9 @@ def write_readme(res: dict, fig: str) -> None:
         med = {k: (float(np.median([r[k] for r in ok])) if ok else None)
                for k in ("loss_init", "loss_epoch1", "loss_end", "rises", "lambda_max_end", "outputs_saturated_end")}
         m_lines.append(
-            f"| {mult} | {len(rs) - len(ok)}/{len(rs)} | {_f(med['loss_init'], '{:.3g}')} / {_f(med['loss_epoch1'], '{:.3g}')} "
-            f"/ {_f(med['loss_end'], '{:.3g}')} | {_f(med['rises'])} | {_f(med['lambda_max_end'], '{:.3g}')} "
-            f"| {_f(None if med['outputs_saturated_end'] is None else 100 * med['outputs_saturated_end'], '{:.0f}%')} |")
+            f"| {mult} | {len(rs) - len(ok)}/{len(rs)} | {_study.fmt(med['loss_init'], '{:.3g}')} / {_study.fmt(med['loss_epoch1'], '{:.3g}')} "
+            f"/ {_study.fmt(med['loss_end'], '{:.3g}')} | {_study.fmt(med['rises'])} | {_study.fmt(med['lambda_max_end'], '{:.3g}')} "
+            f"| {_study.fmt(None if med['outputs_saturated_end'] is None else 100 * med['outputs_saturated_end'], '{:.0f}%')} |")
     pe = res["per_example"]
     p_lines = ["| epoch | norm of mean gradient | mean per-example norm | ratio | median cos(g_i, mean) | "
                "examples against the mean |", "|---|---|---|---|---|---|"]
@@ -434,12 +430,12 @@ between checkpoints):
     best_mult = min(finals, key=finals.get) if finals else None
     conclusion = (
         f"Conclusion: on redundant data online learning wins, exactly as LeCun's argument says: replicating digits 10x "
-        f"left online and mini-batch-10 learning at the same passes ({_f(on1['passes'], '{:.1f}')} for online; ratios "
-        f"{_f(ratios['online'], '{:.2f}')} and {_f(ratios['mini-batch 10'], '{:.2f}')}) and made batch learning "
-        f"{_f(ratios['batch'], '{:.1f}')}x slower. Even on plain digits batch GD needed {_f(b1['passes'])} passes where "
-        f"online needed {_f(on1['passes'], '{:.0f}')}; past a batch of about 16, the epochs to the goal grow roughly in "
-        f"proportion to the batch size ({_f(first['epochs'])} epochs at batch {first['batch_size']}, "
-        f"{_f(last['epochs'])} at {last['batch_size']}) because the number of updates needed stays about the same "
+        f"left online and mini-batch-10 learning at the same passes ({_study.fmt(on1['passes'], '{:.1f}')} for online; ratios "
+        f"{_study.fmt(ratios['online'], '{:.2f}')} and {_study.fmt(ratios['mini-batch 10'], '{:.2f}')}) and made batch learning "
+        f"{_study.fmt(ratios['batch'], '{:.1f}')}x slower. Even on plain digits batch GD needed {_study.fmt(b1['passes'])} passes where "
+        f"online needed {_study.fmt(on1['passes'], '{:.0f}')}; past a batch of about 16, the epochs to the goal grow roughly in "
+        f"proportion to the batch size ({_study.fmt(first['epochs'])} epochs at batch {first['batch_size']}, "
+        f"{_study.fmt(last['epochs'])} at {last['batch_size']}) because the number of updates needed stays about the same "
         "(Wilson & Martinez). The per-example gradients say why: at init they agree (norm of the mean / mean norm "
         f"{pe0:.2f}), so each example's step is nearly the batch step and online makes N of them per pass; after "
         f"training they mostly disagree ({pe_late:.3f}; {100 * against:.0f}% of examples point against the mean at "
