@@ -1,7 +1,7 @@
 """Study 6: the conjugate-gradient family against BP, RPROP, quickprop and L-BFGS.
 
     python3 experiments/cg_family.py            # the full grid of cg_family.toml
-    python3 experiments/cg_family.py --seeds 5 --problems xor   # a quick look
+    python3 experiments/cg_family.py --seeds 5 --problems xor   # a quick look (prints, writes nothing)
 
 Runs :file:`experiments/cg_family.toml` (7 problems x 4 hidden activations x
 12 methods x 50 seeds; backprop at 3 learning rates each) through the sweep's
@@ -16,6 +16,7 @@ learning rates (most successes, then fewest cu), which flatters BP.
 
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
@@ -317,8 +318,15 @@ loss goal / median epochs and cu to the goal (over the activations where some ru
 
 
 def options(ap) -> None:
-    ap.add_argument("--seeds", type=int, default=None, help="use only the first N seeds (a quick look)")
-    ap.add_argument("--problems", default="", help="comma-separated substrings of problem labels to keep")
+    def positive(text):
+        if not text.isdigit() or int(text) < 1:
+            raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+        return int(text)
+
+    ap.add_argument("--seeds", type=positive, default=None,
+                    help="use only the first N seeds (a quick look: prints the cells, writes nothing)")
+    ap.add_argument("--problems", default="",
+                    help="comma-separated substrings of problem labels to keep (a quick look: writes nothing)")
     ap.add_argument("--no-write", action="store_true", help="print the cell table, write nothing")
 
 
@@ -332,11 +340,17 @@ def run(args) -> bool:
         flat["seeds"] = flat["seeds"][: args.seeds]
     if args.problems:
         keep = args.problems.split(",")
+        labels = [p["label"] for p in flat["axis"]["problem"]]
         flat["axis"]["problem"] = [p for p in flat["axis"]["problem"] if any(k in p["label"] for k in keep)]
+        if not flat["axis"]["problem"]:
+            print(f"cg_family.py: error: --problems {args.problems!r} matches no problem; valid: {', '.join(labels)}",
+                  file=sys.stderr)
+            raise SystemExit(2)
     t0 = time.perf_counter()
     rows = _study.run_grid(flat, summarise)
     wall = time.perf_counter() - t0
-    if args.no_write:
+    # A quick look (fewer seeds or problems) prints its cells and never overwrites the full results.
+    if args.no_write or args.seeds or args.problems:
         for c in cells(rows):
             print(c)
         return False

@@ -129,3 +129,17 @@ def test_run_grid_summaries_equal_the_sweep_store(tmp_path):
         r = stored[row["key"]]
         assert (row["epochs"], row["stop"]) == (r["epochs"], r["stop_reason"])
         assert row["loss"] == r["curves"]["loss"][-1]
+
+
+def test_cg_family_rejects_an_unknown_problem_and_keeps_the_stored_results(capsys):
+    import pytest
+
+    cg = load("cg_family")
+    csv_path = ROOT / "experiments" / "results" / "cg_family.csv"
+    before = csv_path.read_bytes()
+    with pytest.raises(SystemExit) as e:
+        cg.main(["--problems", "nosuch"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "matches no problem" in err and "xor 2-2-1" in err
+    assert csv_path.read_bytes() == before
