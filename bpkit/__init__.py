@@ -8,18 +8,23 @@ The public API at a glance (data flows top to bottom)::
       value_and_backprop             and the ablations no_derivative, constant_derivative)
     autodiff, loss_value             jax.grad of the same loss
     check_gradient, check_activation the checker: which leaf, which entry is wrong
+    optim                            optax transforms: CG, SCG, quickprop, RPROP; the loop contract
+    train, StopRules                 the one compiled training loop and its stop rules
 """
 
-from bpkit import activations, losses
+from bpkit import activations, losses, optim
 from bpkit.gradcheck import check_activation, check_gradient, finite_difference_grad
 from bpkit.gradients import RULES, autodiff, backprop, backward, loss_value, value_and_backprop
 from bpkit.network import MLP
+from bpkit.stopping import StopRules
+from bpkit.training import train
 
 __version__ = "0.1.0"
 
 __all__ = [
     "MLP",
     "RULES",
+    "StopRules",
     "activations",
     "autodiff",
     "backprop",
@@ -29,5 +34,7 @@ __all__ = [
     "finite_difference_grad",
     "loss_value",
     "losses",
+    "optim",
+    "train",
     "value_and_backprop",
 ]

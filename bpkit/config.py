@@ -46,7 +46,7 @@ from bpkit import activations as acts
 from bpkit import losses as losses_
 from bpkit.gradients import SOURCES
 from bpkit.network import INIT_SCHEMES
-from bpkit.optim import OPTIMIZERS
+from bpkit.optim import OPTIMIZERS, RPROP_VARIANTS
 
 def _pos(v):
     return v > 0
@@ -80,6 +80,7 @@ SCHEMA: dict[str, tuple[tuple[type, ...], Any, Any, str]] = {
     "optimizer.powell_beale": ((bool,), False, None, "CG: Powell-Beale restarts"),
     "optimizer.hvp": ((str,), "exact", ("exact", "finite_difference"), "SCG Hessian-vector product"),
     "optimizer.mu": ((float, int), 1.75, _pos, "quickprop maximum growth factor"),
+    "optimizer.variant": ((str,), "irprop-", RPROP_VARIANTS, "RPROP variant (irprop- is optax.rprop's)"),
     "training.batch_size": ((int, str), "full", "batch", "examples per update: 1 online, 'full' batch"),
     "training.shuffle": ((bool,), True, None, "draw each epoch's order from the key"),
     "training.max_epochs": ((int,), 1000, _pos, "epoch budget"),

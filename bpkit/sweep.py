@@ -239,8 +239,7 @@ def run_sweep(
 
 def _record(run, i, hist, epochs, reasons, metrics, wall) -> dict[str, Any]:
     e = int(epochs[i])
-    curves = {k: np.asarray(getattr(hist, k)[i][:e], np.float64).tolist()
-              for k in ("loss", "grad_norm", "val_loss", "fraction_right", "loss_evals", "grad_evals")}
+    curves = {k: np.asarray(getattr(hist, k)[i][:e]).tolist() for k in hist._fields}  # wrong: ints
     le = float(hist.loss_evals[i][e - 1]) if e else 0.0
     ge = float(hist.grad_evals[i][e - 1]) if e else 0.0
     reason = stopping.reason_name(int(reasons[i]))

@@ -10,15 +10,19 @@ padded with zero-weight examples, so every batch averages over its real
 examples only.
 
 The update rule is any optax transform; line-search methods (CG, SCG,
-L-BFGS) get ``value=``, ``grad=`` and ``value_fn=`` like ``optax.lbfgs`` wants,
-and in batch mode the value and gradient the line search stored are reused.
+L-BFGS) get ``value=``, ``grad=`` and ``value_fn=`` like ``optax.lbfgs`` wants.
+The loop reads nothing from an optimizer's state by field name: what an
+update cost, the loss and gradient it already knows at the new params (in
+batch mode reused, not recomputed) and whether its line search failed come
+through the typed contract of :mod:`bpkit.optim.contract`.
 
 Epochs run in ``lax.while_loop`` and batches in ``lax.scan``: no Python loop
 over steps and no host sync until the end.  The history is recorded inside
 the compiled program, per epoch: training loss, norm of the true gradient
-(jax.grad, whatever the source), loss and gradient evaluations so far in
-full-data equivalents (a batch of B examples counts B/N), the 40-20-40
-fraction of right outputs and, given a validation set, its loss.
+(jax.grad, whatever the source), loss-only and gradient evaluations so far
+in full-data equivalents (a batch of B examples counts B/N; cu = loss_evals +
+3 grad_evals), the integer count of outputs wrong by 40-20-40 and, given a
+validation set, its loss.
 
 Example:
     >>> import jax, jax.numpy as jnp, optax
@@ -48,19 +52,20 @@ from bpkit import losses as losses_
 from bpkit import stopping
 from bpkit.gradients import check_targets, objective
 from bpkit.network import MLP, Params
+from bpkit.optim import contract
 
 Array = jax.Array
 
 
 class History(NamedTuple):
-    """Per-epoch records, length ``max_epochs``; entries past the stop are NaN."""
+    """Per-epoch records, length ``max_epochs``; entries past the stop are NaN (``wrong``: -1)."""
 
     loss: Array
     grad_norm: Array
     val_loss: Array
-    fraction_right: Array
-    loss_evals: Array
-    grad_evals: Array
+    wrong: Array  # int32: outputs wrong by 40-20-40 (0: every output of every pattern right)
+    loss_evals: Array  # loss-only evaluations so far, in full-data equivalents (1 cu each)
+    grad_evals: Array  # gradient evaluations so far (each with its loss; 3 cu each)
 
 
 class TrainResult(NamedTuple):
@@ -80,14 +85,21 @@ class TrainResult(NamedTuple):
         return self.history.loss[jnp.maximum(self.epochs - 1, 0)]
 
 
-def _extra_evals(opt_state: Any) -> tuple[Array, Array]:
-    """Loss and gradient evaluations an optimizer made itself in its last update."""
-    ls = optax.tree.get(opt_state, "num_linesearch_steps")  # optax's zoom: value and grad each step
-    v = optax.tree.get(opt_state, "value_evals")  # bpkit's SCG
-    g = optax.tree.get(opt_state, "grad_evals")
-    zero = jnp.zeros((), jnp.int32)
-    ls = zero if ls is None else ls
-    return (ls + (zero if v is None else v), ls + (zero if g is None else g))
+class _Loop(NamedTuple):
+    """The state of the epoch loop."""
+
+    params: Params
+    opt_state: Any
+    key: Array
+    epoch: Array  # epochs done
+    evals: Array  # (loss-only, gradient) evaluations so far, full-data equivalents
+    history: History
+    best_val: Array
+    best_params: Params
+    since_best: Array  # epochs since the best validation loss
+    unchanged: Array  # epochs in a row without a change of the params
+    measured: tuple  # (loss, gradient) at params, from the epoch-end measurement
+    reason: Array
 
 
 def make_trainer(
@@ -116,8 +128,8 @@ def make_trainer(
     # The epoch-end measurement: true loss and gradient (jax.grad), and the outputs.
     measure_vg = jax.value_and_grad(loss_and_outputs, has_aux=True)
     optimizer = optax.with_extra_args_support(optimizer)
-    # In batch mode the measurement at the end of one epoch is the value and
-    # gradient the next epoch's step needs: reuse it instead of recomputing.
+    # In batch mode the measurement at the end of one epoch is the loss and
+    # gradient the next epoch's step needs: use it instead of recomputing.
     reuse_measurement = batch_size is None and source == "autodiff"
 
     def run(params, x, y, key, x_val=None, y_val=None) -> TrainResult:
@@ -132,7 +144,7 @@ def make_trainer(
         mask = (jnp.arange(n_batches * b) < n).reshape(n_batches, b).astype(dt)
 
         def batch_step(carry, batch, measured=None):
-            params, opt_state, evals = carry
+            params, opt_state, evals, failed = carry
             idx, m = batch
             # Full batch: the data in their own order, weights 1/N, as loss_value has them.
             # Without padding, every batch is a plain mean (weights 1/b): no weights needed.
@@ -140,73 +152,71 @@ def make_trainer(
                 xb, yb, wb = x, y, None
             else:
                 xb, yb, wb = x[idx], y[idx], (m / jnp.sum(m) if pad else None)
-            fresh = jnp.ones((), jnp.int32)
-            cached = optax.tree.get(opt_state, "value") if full else None
-            if cached is not None:  # the line search already evaluated this point
-                fresh = (~jnp.isfinite(cached)).astype(jnp.int32)
-                value, grads = jax.lax.cond(
-                    fresh > 0,
-                    lambda p: value_and_grad(p, xb, yb, wb),
-                    lambda p: (cached.astype(dt), optax.tree.get(opt_state, "grad")),
-                    params,
-                )
-            elif reuse_measurement:
-                value, grads = measured
+            compute = (lambda p: measured) if reuse_measurement else (lambda p: value_and_grad(p, xb, yb, wb))
+            if full:  # the optimizer may already know this point (a line search's last step): reuse it
+                known = contract.report(opt_state)
+                if known.grad is not None:
+                    fresh = ~known.known
+                    value, grads = jax.lax.cond(
+                        fresh, compute, lambda p: (known.value.astype(dt), known.grad), params)
+                else:
+                    fresh, (value, grads) = jnp.asarray(True), compute(params)
             else:
-                value, grads = value_and_grad(params, xb, yb, wb)
+                fresh, (value, grads) = jnp.asarray(True), compute(params)
             updates, opt_state = optimizer.update(
                 grads, opt_state, params, value=value, grad=grads, value_fn=lambda p: f(p, xb, yb, wb)
             )
             params = optax.apply_updates(params, updates)
-            extra_v, extra_g = _extra_evals(opt_state)
+            own = contract.report(opt_state)
             frac = jnp.sum(m) / n
-            evals = evals + frac * jnp.stack([fresh + extra_v, fresh + extra_g]).astype(dt)
-            return (params, opt_state, evals), None
+            evals = evals + frac * jnp.stack([own.value_evals, fresh.astype(jnp.int32) + own.grad_evals]).astype(dt)
+            return (params, opt_state, evals, failed | own.failed), None
 
         def measure(p):
             (value, out), grads = measure_vg(p, x, y)
             gnorm = optax.tree.norm(grads)
-            right = stopping.fraction_right_40_20_40(out, y, lo, hi)
+            wrong = stopping.count_wrong_40_20_40(out, y, lo, hi)
             val = f(p, x_val, jnp.asarray(y_val, dt)) if x_val is not None else jnp.asarray(jnp.nan, dt)
-            return (value, grads), gnorm, right, val
+            return (value, grads), gnorm, wrong, val
 
-        def epoch(state):
-            params, opt_state, key, ep, evals, hist, best_val, best_params, since_best, unchanged, measured, _ = state
-            key, sub = jax.random.split(key)
+        def epoch(s: _Loop) -> _Loop:
+            key, sub = jax.random.split(s.key)
             order = jax.random.permutation(sub, n) if (shuffle and not full) else jnp.arange(n)
             idx = jnp.concatenate([order, order[:pad]]).reshape(n_batches, b)
+            carry = (s.params, s.opt_state, s.evals, jnp.asarray(False))
             if reuse_measurement:  # one full batch: no scan, and the step reuses the measurement
-                (new_params, opt_state, evals), _ = batch_step((params, opt_state, evals), (idx[0], mask[0]), measured)
+                carry, _ = batch_step(carry, (idx[0], mask[0]), s.measured)
             else:
-                (new_params, opt_state, evals), _ = jax.lax.scan(batch_step, (params, opt_state, evals), (idx, mask))
-            measured, gnorm, right, val = measure(new_params)
+                carry, _ = jax.lax.scan(batch_step, carry, (idx, mask))
+            new_params, opt_state, evals, failed = carry
+            measured, gnorm, wrong, val = measure(new_params)
             value = measured[0]
             same = jnp.all(jnp.stack([jnp.all(u == v) for u, v in zip(
-                jax.tree_util.tree_leaves(new_params), jax.tree_util.tree_leaves(params))]))
-            unchanged = jnp.where(same, unchanged + 1, 0)
-            better = val < best_val if x_val is not None else jnp.asarray(True)
-            best_val = jnp.where(better, val, best_val)
-            best_params = jax.tree_util.tree_map(lambda a, c: jnp.where(better, a, c), new_params, best_params)
-            since_best = jnp.where(better, 0, since_best + 1)
-            hist = History(*(
-                h.at[ep].set(v.astype(dt)) for h, v in zip(hist, (value, gnorm, val, right, evals[0], evals[1]))
-            ))
-            ep = ep + 1
-            reason = stopping.stop_reason(rules, ep, value, gnorm, right, since_best, unchanged)
-            return (new_params, opt_state, key, ep, evals, hist, best_val, best_params, since_best, unchanged,
-                    measured, reason)
+                jax.tree_util.tree_leaves(new_params), jax.tree_util.tree_leaves(s.params))]))
+            unchanged = jnp.where(same, s.unchanged + 1, 0)
+            better = val < s.best_val if x_val is not None else jnp.asarray(True)
+            best_params = jax.tree_util.tree_map(lambda a, c: jnp.where(better, a, c), new_params, s.best_params)
+            since_best = jnp.where(better, 0, s.since_best + 1)
+            h = s.history
+            history = History(
+                *(a.at[s.epoch].set(v.astype(a.dtype)) for a, v in zip(
+                    h, (value, gnorm, val, wrong, evals[0], evals[1])))
+            )
+            ep = s.epoch + 1
+            reason = stopping.stop_reason(rules, ep, value, gnorm, wrong, since_best, unchanged, failed)
+            return _Loop(new_params, opt_state, key, ep, evals, history, jnp.where(better, val, s.best_val),
+                         best_params, since_best, unchanged, measured, reason)
 
         nan = jnp.full((rules.max_epochs,), jnp.nan, dt)
         measured = measure(params)[0]
-        init = (
-            params, optimizer.init(params), key, jnp.zeros((), jnp.int32), jnp.zeros((2,), dt),
-            History(nan, nan, nan, nan, nan, nan), jnp.asarray(jnp.inf, dt), params,
-            jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32), measured, jnp.int32(stopping.RUNNING),
+        zero = jnp.zeros((), jnp.int32)
+        init = _Loop(
+            params, optimizer.init(params), key, zero, jnp.zeros((2,), dt),
+            History(nan, nan, nan, jnp.full((rules.max_epochs,), -1, jnp.int32), nan, nan),
+            jnp.asarray(jnp.inf, dt), params, zero, zero, measured, jnp.int32(stopping.RUNNING),
         )
-        out = jax.lax.while_loop(lambda s: s[-1] == stopping.RUNNING, epoch, init)
-        params, _, _, ep, _, hist, _, best_params, _, _, _, reason = out
-        initial_loss = measured[0]
-        return TrainResult(params, best_params, hist, ep, reason, initial_loss)
+        out = jax.lax.while_loop(lambda s: s.reason == stopping.RUNNING, epoch, init)
+        return TrainResult(out.params, out.best_params, out.history, out.epoch, out.reason, measured[0])
 
     return run
 

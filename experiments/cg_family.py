@@ -39,7 +39,7 @@ def first_epoch(mask: np.ndarray) -> int | None:
 def summarise(run, out, data) -> dict:
     problem, method = run["label"].split("/")
     cu = out["loss_evals"] + 3 * out["grad_evals"]
-    loose = first_epoch(out["fraction_right"] >= 1.0)
+    loose = first_epoch(out["wrong"] == 0)
     tight = out["epochs"] if out["stop_reason"] == "goal" else None
     return {
         "problem": problem, "method": method, "activation": run["network.activation"],

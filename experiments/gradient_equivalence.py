@@ -134,7 +134,7 @@ def rounding_check(seeds=range(20)) -> dict:
 
 
 def summarise(run, out, data) -> dict:
-    right = out["fraction_right"] >= 1.0
+    right = out["wrong"] == 0
     hits = np.flatnonzero(right)
     problem = run["label"].split("/")[0]
     return {

@@ -42,9 +42,9 @@ def rosenbrock(w):
 @pytest.mark.parametrize("beta", list(optim.BETAS))
 def test_cg_with_exact_line_search_solves_a_quadratic_in_n_steps(beta):
     # With an exact line search, CG's directions are A-conjugate: n steps suffice.
-    w, _ = run(optim.nonlinear_cg(beta, line_search="newton"), quadratic, jnp.zeros(N), N)
+    w, _ = run(optim.nonlinear_cg(beta, linesearch=optim.scale_by_line_newton()), quadratic, jnp.zeros(N), N)
     chex.assert_trees_all_close(w, W_STAR, rtol=1e-9, atol=1e-9)
-    w_short, _ = run(optim.nonlinear_cg(beta, line_search="newton"), quadratic, jnp.zeros(N), N - 2)
+    w_short, _ = run(optim.nonlinear_cg(beta, linesearch=optim.scale_by_line_newton()), quadratic, jnp.zeros(N), N - 2)
     assert float(jnp.max(jnp.abs(w_short - W_STAR))) > 1e-6  # and not fewer: the test can fail
 
 
@@ -92,8 +92,9 @@ def test_cg_falls_back_to_steepest_descent_and_counts_restarts():
     opt = optim.scale_by_nonlinear_cg("pr", restart_every=2)
     w = jnp.zeros(2)
     s = opt.init(w)
-    d, s = opt.update(jnp.array([1.0, 0.0]), s, w, value=1.0)
-    assert int(s.restarts) == 1 and float(d[0]) < 0
+    u, s = opt.update(jnp.array([1.0, 0.0]), s, w, value=1.0)
+    # optax's sign convention: a gradient-like vector (scale_by_learning_rate negates it).
+    assert int(s.restarts) == 1 and float(u[0]) > 0 and float(s.prev_direction[0]) < 0
     _, s = opt.update(jnp.array([0.0, 1.0]), s, w, value=0.5)
     _, s = opt.update(jnp.array([0.5, 0.5]), s, w, value=0.2)  # count hits restart_every
     assert int(s.restarts) == 2
@@ -128,8 +129,8 @@ def test_quickprop_secant_step_on_a_parabola():
     "call, message",
     [
         (lambda: optim.nonlinear_cg("xx"), r"unknown CG beta 'xx'; valid: fr, pr, pr\+, hs, dy"),
-        (lambda: optim.nonlinear_cg(c1=0.5, c2=0.4), "need c1 < c2"),
-        (lambda: optim.nonlinear_cg(c2=1.5), r"c2 must lie in \(0, 1\)"),
+        (lambda: optim.zoom(c1=0.5, c2=0.4), "need c1 < c2"),
+        (lambda: optim.zoom(c2=1.5), r"c2 must lie in \(0, 1\)"),
         (lambda: optim.scg(hvp="guess"), "hvp must be 'exact' or 'finite_difference'"),
         (lambda: optim.scg(sigma=0), "sigma and lambda_init must be positive"),
         (lambda: optim.quickprop(learning_rate=-1), "learning_rate and mu must be positive"),

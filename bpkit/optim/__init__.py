@@ -1,0 +1,93 @@
+"""Optimizers as optax transforms: nonlinear CG, Moeller's SCG, quickprop, the RPROP family.
+
+Everything here is an ``optax.GradientTransformationExtraArgs``, called as
+``update(grads, state, params, value=, grad=, value_fn=, **extra_args)`` like
+``optax.lbfgs`` (extra keyword arguments reach ``value_fn``), so it drops into
+optax's own loops, into any optax chain, and into bpkit's one training loop.
+Every state has one ``count`` (iterations) and one ``value``/``grad`` pair
+(the loss and gradient at the returned params, ``value = inf`` when unknown),
+which is what ``optax.value_and_grad_from_state`` and optax's L-BFGS example
+loop read.  What an update cost, and whether its line search failed, reaches
+bpkit's loop through :mod:`bpkit.optim.contract`.
+
+========================  ===========================================  ==========================
+``nonlinear_cg(beta)``    FR, PR, PR+, HS, DY; Powell-Beale restarts   :mod:`bpkit.optim.cg`
+``scg()``                 Moeller's scaled conjugate gradient          :mod:`bpkit.optim.scg`
+``quickprop()``           Fahlman's quickprop, FANN's formulation      :mod:`bpkit.optim.quickprop`
+``rprop(variant=)``       Rprop+, Rprop-, iRprop+, iRprop-, FANN's     :mod:`bpkit.optim.rprop`
+========================  ===========================================  ==========================
+
+Cost per iteration in complexity units (Moeller: a loss evaluation 1 cu, a
+gradient with its loss 3 cu), counting the gradient the caller computes at
+each new point: gradient descent, quickprop and RPROP 3 cu; SCG 7 cu when the
+step is accepted (Hessian-vector product, the loss at the trial point, the
+gradient at the new point), 1 cu when it is rejected; CG and L-BFGS with the
+zoom search 3 cu per line-search step (each step evaluates loss and gradient,
+and the last one is reused as the next iteration's gradient).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import optax
+
+from bpkit import _validate
+from bpkit.optim import contract
+from bpkit.optim.cg import (
+    BETAS, NonlinearCGState, beta_dy, beta_fr, beta_hs, beta_pr, beta_pr_plus, nonlinear_cg, scale_by_line_newton,
+    scale_by_nonlinear_cg, zoom,
+)
+from bpkit.optim.contract import Evaluations
+from bpkit.optim.quickprop import QuickpropState, quickprop
+from bpkit.optim.rprop import VARIANTS as RPROP_VARIANTS
+from bpkit.optim.rprop import RpropState, rprop
+from bpkit.optim.scg import SCGState, scg
+
+
+def _sgd(learning_rate: float = 0.1, momentum: float = 0.0, nesterov: bool = False):
+    # A concrete 0 means plain GD (no trace state); a traced (vmapped) momentum keeps
+    # the trace, which with momentum 0 computes v = g: the same step.
+    plain = _validate.is_concrete(momentum) and not momentum
+    return optax.sgd(learning_rate, momentum=None if plain else momentum, nesterov=nesterov)
+
+
+OPTIMIZERS: dict[str, Callable[..., optax.GradientTransformation]] = {
+    "sgd": _sgd,
+    "rprop": rprop,
+    "adam": lambda learning_rate=1e-3, **kw: optax.adam(learning_rate, **kw),
+    "lbfgs": lambda **kw: optax.lbfgs(**kw),
+    "cg": nonlinear_cg,
+    "scg": scg,
+    "quickprop": quickprop,
+}
+# The hyperparameters each optimizer takes from a config's [optimizer] table.
+HYPERPARAMETERS: dict[str, tuple[str, ...]] = {
+    "sgd": ("learning_rate", "momentum"),
+    "rprop": ("learning_rate", "variant"),
+    "adam": ("learning_rate",),
+    "lbfgs": (),
+    "cg": ("beta", "powell_beale"),
+    "scg": ("hvp",),
+    "quickprop": ("learning_rate", "mu"),
+}
+LINE_SEARCH = {"cg", "lbfgs", "scg"}  # batch methods: they evaluate the loss themselves
+
+
+def make(name: str, **hyper: Any) -> optax.GradientTransformationExtraArgs:
+    """An optimizer by name with its hyperparameters, e.g. ``make("cg", beta="fr")``."""
+    if name not in OPTIMIZERS:
+        raise ValueError(f"unknown optimizer {name!r}; valid: {', '.join(OPTIMIZERS)}")
+    try:
+        tx = OPTIMIZERS[name](**hyper)
+    except TypeError as e:
+        raise ValueError(f"bad hyperparameters for optimizer {name!r}: {e}") from None
+    return optax.with_extra_args_support(tx)
+
+
+__all__ = [
+    "BETAS", "Evaluations", "HYPERPARAMETERS", "LINE_SEARCH", "NonlinearCGState", "OPTIMIZERS", "QuickpropState",
+    "RPROP_VARIANTS", "RpropState", "SCGState", "beta_dy", "beta_fr", "beta_hs", "beta_pr", "beta_pr_plus",
+    "contract", "make", "nonlinear_cg", "quickprop", "rprop", "scale_by_line_newton", "scale_by_nonlinear_cg",
+    "scg", "zoom",
+]

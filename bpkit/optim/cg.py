@@ -1,0 +1,216 @@
+"""Nonlinear conjugate gradient as optax transforms: a direction, then any line search.
+
+Direction ``d_k = -g_k + beta_k d_{k-1}`` (:func:`scale_by_nonlinear_cg`), then a
+line search picks ``alpha_k`` and ``w_{k+1} = w_k + alpha_k d_k``.  With
+``y = g_k - g_{k-1}``:
+
+===========  ==========================================
+``fr``       ``g_k.g_k / g_{k-1}.g_{k-1}``  (Fletcher-Reeves)
+``pr``       ``g_k.y / g_{k-1}.g_{k-1}``    (Polak-Ribiere)
+``pr+``      ``max(0, pr)``
+``hs``       ``g_k.y / d_{k-1}.y``          (Hestenes-Stiefel)
+``dy``       ``g_k.g_k / d_{k-1}.y``        (Dai-Yuan)
+===========  ==========================================
+
+It restarts (``d = -g``) every ``restart_every`` steps (default: the number of
+parameters), on Powell-Beale's test ``|g_k.g_{k-1}| >= nu |g_k|^2`` (successive
+gradients far from orthogonal, as MATLAB's traincgb), and whenever ``d`` is not
+a descent direction.  The first trial step is the quadratic-interpolation
+guess ``alpha_0 = 2.02 (f_{k-1} - f_k) / -g_k.d_k`` (scipy's, without its cap at 1).
+
+Example (optax's own loop for ``optax.lbfgs``, unchanged):
+    >>> import jax.numpy as jnp, optax
+    >>> f = lambda w: jnp.sum((w - 3.0) ** 2)
+    >>> opt = nonlinear_cg("pr+")
+    >>> w = jnp.zeros(2); state = opt.init(w)
+    >>> for _ in range(3):
+    ...     v, g = optax.value_and_grad_from_state(f)(w, state=state)
+    ...     u, state = opt.update(g, state, w, value=v, grad=g, value_fn=f)
+    ...     w = optax.apply_updates(w, u)
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from bpkit.optim import contract
+
+tree = optax.tree
+Params = Any
+
+
+def safe_div(num, den):
+    """num / den with den == 0 giving 0 (optimistix's guard)."""
+    ok = den != 0
+    return jnp.where(ok, num / jnp.where(ok, den, 1.0), 0.0)
+
+
+# -- beta formulas: plain functions of (g, g_prev, d_prev) ----------------------------
+
+
+def beta_fr(g, g_prev, d_prev):
+    return safe_div(tree.vdot(g, g), tree.vdot(g_prev, g_prev))
+
+
+def beta_pr(g, g_prev, d_prev):
+    return safe_div(tree.vdot(g, tree.sub(g, g_prev)), tree.vdot(g_prev, g_prev))
+
+
+def beta_pr_plus(g, g_prev, d_prev):
+    return jnp.maximum(0.0, beta_pr(g, g_prev, d_prev))
+
+
+def beta_hs(g, g_prev, d_prev):
+    y = tree.sub(g, g_prev)
+    return safe_div(tree.vdot(g, y), tree.vdot(d_prev, y))
+
+
+def beta_dy(g, g_prev, d_prev):
+    y = tree.sub(g, g_prev)
+    return safe_div(tree.vdot(g, g), tree.vdot(d_prev, y))
+
+
+BETAS: dict[str, Callable] = {"fr": beta_fr, "pr": beta_pr, "pr+": beta_pr_plus, "hs": beta_hs, "dy": beta_dy}
+
+
+def _beta(name: str) -> Callable:
+    if name not in BETAS:
+        raise ValueError(f"unknown CG beta {name!r}; valid: {', '.join(BETAS)}")
+    return BETAS[name]
+
+
+class NonlinearCGState(NamedTuple):
+    # Not named value/grad: optax.value_and_grad_from_state looks those up in the line search's state.
+    prev_grad: Params  # g_{k-1}
+    prev_direction: Params  # d_{k-1}
+    prev_value: jax.Array  # f_{k-1}
+    since_restart: jax.Array  # steps since the last restart (0 = restart now)
+    restarts: jax.Array  # how many restarts so far
+    count: jax.Array  # iterations so far (optax's loops read it)
+
+
+def scale_by_nonlinear_cg(
+    beta: str = "pr+", restart_every: int | None = None, powell_beale: bool = False, nu: float = 0.2
+) -> optax.GradientTransformationExtraArgs:
+    """The CG direction in optax's sign convention: returns ``-alpha_0 d_k``.
+
+    Like every optax ``scale_by_*`` transform it returns a gradient-like vector,
+    so ``optax.chain(scale_by_nonlinear_cg(), optax.scale_by_learning_rate(lr))``
+    steps ``lr alpha_0`` along ``d_k`` and descends.  It needs ``value=``.
+    """
+    beta_fn = _beta(beta)
+    if restart_every is not None and restart_every < 1:
+        raise ValueError(f"restart_every must be a positive integer or None, got {restart_every!r}")
+
+    def init(params):
+        dt = jnp.result_type(*jax.tree_util.tree_leaves(params))
+        z = jnp.zeros((), jnp.int32)
+        return NonlinearCGState(
+            prev_grad=tree.zeros_like(params), prev_direction=tree.zeros_like(params),
+            prev_value=jnp.asarray(jnp.inf, dt), since_restart=z, restarts=z, count=z,
+        )
+
+    def update(grads, state, params=None, *, value=None, **extra):
+        if value is None:
+            raise ValueError("nonlinear CG needs value= (the loss at params) in update()")
+        n = restart_every or sum(x.size for x in jax.tree_util.tree_leaves(grads))
+        gg = tree.vdot(grads, grads)
+        b = beta_fn(grads, state.prev_grad, state.prev_direction)
+        restart = (state.since_restart == 0) | (state.since_restart >= n)
+        if powell_beale:
+            restart |= jnp.abs(tree.vdot(grads, state.prev_grad)) >= nu * gg
+        d = tree.add_scale(tree.scale(-1.0, grads), jnp.where(restart, 0.0, b), state.prev_direction)
+        slope = tree.vdot(grads, d)
+        not_descent = slope >= 0  # fall back to steepest descent
+        d = tree.where(not_descent, tree.scale(-1.0, grads), d)
+        slope = jnp.where(not_descent, -gg, slope)
+        restart |= not_descent
+        # First trial step: the minimiser of the quadratic through f_{k-1}, f_k and
+        # the slope, 2 (f_{k-1} - f_k) / -g.d (Nocedal & Wright eq. 3.60), with
+        # f_{k-1} = f_k + |g|/2 on the first step as scipy has it. Unlike scipy we
+        # do not cap it at 1: a CG direction has no natural unit step (on digits
+        # the accepted steps were 4-46x the capped guess, costing ~13 evaluations
+        # per iteration instead of ~3).
+        prev_value = jnp.where(jnp.isfinite(state.prev_value), state.prev_value, value + jnp.sqrt(gg) / 2)
+        alpha0 = safe_div(2.02 * (prev_value - value), -slope)
+        alpha0 = jnp.where(alpha0 > 0, alpha0, safe_div(1.0, jnp.sqrt(gg)))
+        new_state = NonlinearCGState(
+            prev_grad=grads,
+            prev_direction=d,
+            prev_value=jnp.asarray(value, state.prev_value.dtype),
+            since_restart=jnp.where(restart, 1, state.since_restart + 1).astype(jnp.int32),
+            restarts=state.restarts + restart.astype(jnp.int32),
+            count=state.count + 1,
+        )
+        return tree.scale(-alpha0, d), new_state
+
+    return optax.GradientTransformationExtraArgs(init, update)
+
+
+def scale_by_line_newton() -> optax.GradientTransformationExtraArgs:
+    """One Newton step along the direction: ``alpha = -phi'(0) / phi''(0)``.
+
+    ``phi(alpha) = f(w + alpha d)``; ``phi''(0) = d.H d`` comes from a ``jvp``
+    of ``grad`` (one gradient evaluation in the cost count).  On a quadratic
+    this *is* the exact line search (what CG's n-step termination assumes);
+    elsewhere it is only a model, falling back to ``alpha = 1`` where the
+    curvature along ``d`` is not positive.
+    """
+
+    def init(params):
+        return contract.initial(params)
+
+    def update(updates, state, params=None, *, value=None, grad=None, value_fn=None, **extra):
+        if params is None or grad is None or value_fn is None:
+            raise ValueError("scale_by_line_newton needs params, grad= and value_fn= in update()")
+        slope = tree.vdot(grad, updates)
+        g = jax.grad(lambda p: value_fn(p, **extra))
+        curv = tree.vdot(updates, jax.jvp(g, (params,), (updates,))[1])
+        alpha = jnp.where(curv > 0, safe_div(-slope, curv), 1.0)
+        evals = contract.initial(params, grad)._replace(grad_evals=jnp.ones((), jnp.int32))
+        return tree.scale(alpha, updates), evals
+
+    return optax.GradientTransformationExtraArgs(init, update)
+
+
+def zoom(c1: float = 1e-4, c2: float = 0.4, max_linesearch_steps: int = 20) -> optax.GradientTransformationExtraArgs:
+    """optax's strong-Wolfe zoom search, first trial step 1 (c1 = 1e-4, c2 = 0.4: scipy's CG)."""
+    for name, v in (("c1", c1), ("c2", c2)):
+        if not 0 < v < 1:
+            raise ValueError(f"{name} must lie in (0, 1), got {v!r}")
+    if not c1 < c2:
+        raise ValueError(f"need c1 < c2 for a Wolfe line search, got c1={c1}, c2={c2}")
+    return optax.scale_by_zoom_linesearch(
+        max_linesearch_steps=max_linesearch_steps, slope_rtol=c1, curv_rtol=c2, initial_guess_strategy="one",
+    )
+
+
+_DEFAULT = object()
+
+
+def nonlinear_cg(
+    beta: str = "pr+",
+    restart_every: int | None = None,
+    powell_beale: bool = False,
+    *,
+    nu: float = 0.2,
+    learning_rate: float | None = None,
+    linesearch: optax.GradientTransformationExtraArgs | None = _DEFAULT,  # type: ignore[assignment]
+) -> optax.GradientTransformationExtraArgs:
+    """Nonlinear CG, built as ``optax.lbfgs`` is: direction, scaling, line search.
+
+    ``chain(scale_by_nonlinear_cg(...), scale(-1) or scale_by_learning_rate(lr), linesearch)``.
+    The default line search is :func:`zoom` (strong Wolfe, scipy's constants);
+    ``linesearch`` takes any optax transform (``None``: no search, a fixed step
+    of ``learning_rate`` times the first trial step).  ``update`` needs
+    ``value=``, ``grad=`` and ``value_fn=``; extra keyword arguments reach
+    ``value_fn`` as in optax.  The zoom search stores the loss and gradient at
+    the new point, which ``optax.value_and_grad_from_state`` reuses.
+    """
+    scaling = optax.scale(-1.0) if learning_rate is None else optax.scale_by_learning_rate(learning_rate)
+    search = zoom() if linesearch is _DEFAULT else (optax.identity() if linesearch is None else linesearch)
+    return optax.chain(scale_by_nonlinear_cg(beta, restart_every, powell_beale, nu), scaling, search)

@@ -1,0 +1,81 @@
+"""Fahlman's quickprop (1988), per weight, as FANN 2.2 implements it (``fann_update_weights_quickprop``)."""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from bpkit import _validate
+from bpkit.optim import contract
+from bpkit.optim.cg import safe_div
+
+tree = optax.tree
+Params = Any
+
+
+class QuickpropState(NamedTuple):
+    prev_step: Params
+    prev_slope: Params  # S' of the last update (decay included)
+    count: jax.Array
+    evals: contract.Evaluations
+
+
+def quickprop(
+    learning_rate: float = 0.7, mu: float = 1.75, decay: float = 0.0, step_threshold: float = 0.001
+) -> optax.GradientTransformationExtraArgs:
+    """Quickprop: a secant step per weight, capped at ``mu`` times the last step.
+
+    With slope ``S = -(g + decay w)``, the previous step ``dw'`` and slope ``S'``:
+
+    * ``dw' > t``: ``dw = lr S [if S > 0] + (mu dw' if S > mu/(1+mu) S' else dw' S / (S' - S))``;
+    * ``dw' < -t``: the mirror image (``lr S`` if ``S < 0``; ``S < mu/(1+mu) S'``);
+    * otherwise: ``dw = lr S``.
+
+    ``t = step_threshold`` is FANN's 0.001 (a smaller last step counts as
+    none); 0 gives the exact sign test.  ``g`` is the mean gradient, so FANN's
+    ``epsilon = learning_rate / num_data`` on summed slopes is this
+    ``learning_rate``, and FANN's decay ``d`` on summed slopes is ``decay =
+    -d / num_data`` here.  FANN also clips weights to +-1500, which this does not.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> opt = quickprop(learning_rate=0.1)
+        >>> w = jnp.zeros(1); s = opt.init(w)
+        >>> step, s = opt.update(jnp.array([2.0]), s, w)
+        >>> float(step[0])
+        -0.2
+    """
+    # Checked when concrete; a sweep passes traced (vmapped) learning rates, validated beforehand.
+    if _validate.is_concrete(learning_rate) and _validate.is_concrete(mu) and not (learning_rate > 0 and mu > 0):
+        raise ValueError(f"learning_rate and mu must be positive, got {learning_rate!r}, {mu!r}")
+    if not step_threshold >= 0:
+        raise ValueError(f"step_threshold must be >= 0, got {step_threshold!r}")
+    shrink = mu / (1.0 + mu)
+
+    def init(params):
+        z = tree.zeros_like(params)
+        return QuickpropState(z, z, jnp.zeros((), jnp.int32), contract.initial(params))
+
+    def update(grads, state, params=None, **extra):
+        if decay and params is None:
+            raise ValueError("quickprop with decay needs params in update()")
+
+        def one(g, w, dw0, s0):
+            s = -(g + decay * w) if decay else -g
+            quad = safe_div(dw0 * s, s0 - s)
+            pos = jnp.where(s > 0, learning_rate * s, 0.0) + jnp.where(s > shrink * s0, mu * dw0, quad)
+            neg = jnp.where(s < 0, learning_rate * s, 0.0) + jnp.where(s < shrink * s0, mu * dw0, quad)
+            step = jnp.where(dw0 > step_threshold, pos, jnp.where(dw0 < -step_threshold, neg, learning_rate * s))
+            return step.astype(g.dtype), s.astype(g.dtype)
+
+        w = params if params is not None else grads
+        both = jax.tree_util.tree_map(one, grads, w, state.prev_step, state.prev_slope)
+        steps = jax.tree_util.tree_map(lambda _, t: t[0], grads, both)
+        slopes = jax.tree_util.tree_map(lambda _, t: t[1], grads, both)
+        evals = contract.initial(grads, grads)
+        return steps, QuickpropState(steps, slopes, state.count + 1, evals)
+
+    return optax.GradientTransformationExtraArgs(init, update)
