@@ -44,6 +44,7 @@ from typing import Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from bpkit import _validate
 from bpkit import activations as acts
@@ -60,8 +61,11 @@ RULES: dict[str, str] = {
     "fann_clipped": "f' from the output clipped as FANN does (sigmoid [0.01, 0.99], tanh [-0.98, 0.98]); "
                     "not the gradient in saturation",
 }
-# FANN's fann_activation_derived clips the output before the output-form derivative.
-FANN_CLIP: dict[str, tuple[float, float]] = {"sigmoid": (0.01, 0.99), "tanh": (-0.98, 0.98)}
+# FANN's fann_activation_derived clips the output before the output-form derivative, with C float
+# literals (0.01f, 0.99f, 0.98f): the float32-rounded values, so that bpkit matches FANN to rounding.
+_F = lambda v: float(np.float32(v))  # noqa: E731
+FANN_CLIP: dict[str, tuple[float, float]] = {
+    "sigmoid": (_F(0.01), _F(0.99)), "sigmoid_symmetric": (_F(-0.98), _F(0.98)), "tanh": (_F(-0.98), _F(0.98))}
 GRADIENT_RULES = ("exact", "output_form")  # the rules that are true gradients
 
 

@@ -220,6 +220,8 @@ def write_readme(rows: list[dict], cell_rows: list[dict], wall: float, figures: 
     body = f"""
 ## Study 6: the conjugate-gradient family
 
+> **Being redone (issues 10, 13).** These numbers come from code with defects since fixed: 40-20-40 compared a float32 mean with 1.0 and missed perfect runs at many pattern counts (two spirals' 194 among them); SCG lost its scaled delta after a rejected step (it stalled in 366 of its 1000 small-problem runs); cu counted a loss-and-gradient evaluation as 4 cu and SCG's rejected steps as 5 cu instead of 1; "RPROP" was optax.rprop, which applies each step one iteration late. The two-spirals, digits, SCG and RPROP conclusions are withdrawn until the section is redone.
+
 Command: `python3 experiments/cg_family.py` (the grid is `experiments/cg_family.toml`; every number below comes from
 `experiments/results/cg_family.csv`, one row per run, and `cg_family_cells.csv`, written by that run; {len(rows)} runs,
 {wall / 60:.0f} min on this machine's 2 cores).

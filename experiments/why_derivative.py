@@ -207,6 +207,8 @@ def write_readme(rows: list[dict], ang: list[dict], fig: str) -> None:
     body = f"""
 ## Study 2: why the derivative
 
+> **Being redone (issues 10, 13).** The two-spirals rows were produced by a 40-20-40 rule that compared a float32 mean with 1.0, which never counts a perfect 194-pattern run as solved (fixed: an integer count of wrong outputs); they are withdrawn until the section is redone.
+
 Command: `python3 experiments/why_derivative.py` (grid: `experiments/why_derivative.toml`; numbers below come from
 `experiments/results/why_derivative.csv` and `why_derivative_angles.json`, written by that run).
 

@@ -1,0 +1,151 @@
+"""FANN 2.2's C library (libdoublefann) through ctypes: the independent reference for conformance tests.
+
+Only tests use this; bpkit never depends on FANN.  ``load()`` returns None
+where the library is absent (the tests then skip, saying why); ``.ci/run``
+installs Debian's libfann-dev so that CI runs them.
+
+FANN numbers its neurons layer by layer, each layer followed by a bias neuron
+(value 1); neuron j of layer l has one connection from every neuron of layer
+l-1, the bias last.  bpkit's params are ``[{"w": (n_{l-1}, n_l), "b": (n_l,)}]``.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+import tempfile
+
+import numpy as np
+
+LINEAR, SIGMOID, SIGMOID_SYMMETRIC = 0, 3, 5  # enum fann_activationfunc_enum
+INCREMENTAL, BATCH, RPROP, QUICKPROP = 0, 1, 2, 3  # enum fann_train_enum
+ERRORFUNC_LINEAR = 0
+
+
+class Connection(ctypes.Structure):  # struct fann_connection, fann_type = double
+    _fields_ = [("from_neuron", ctypes.c_uint), ("to_neuron", ctypes.c_uint), ("weight", ctypes.c_double)]
+
+
+_LIB = None
+WHY_MISSING = "FANN's libdoublefann is not installed (Debian: apt-get install libfann-dev)"
+
+
+def load():
+    """The ctypes library, or None."""
+    global _LIB
+    if _LIB is None:
+        name = ctypes.util.find_library("doublefann") or "libdoublefann.so.2"
+        try:
+            lib = ctypes.CDLL(name)
+        except OSError:
+            return None
+        P, F, D, U = ctypes.c_void_p, ctypes.c_float, ctypes.c_double, ctypes.c_uint
+        sig = {
+            "fann_create_standard_array": (P, [U, ctypes.POINTER(U)]),
+            "fann_destroy": (None, [P]),
+            "fann_set_activation_function_hidden": (None, [P, ctypes.c_int]),
+            "fann_set_activation_function_output": (None, [P, ctypes.c_int]),
+            "fann_set_activation_steepness_hidden": (None, [P, D]),
+            "fann_set_activation_steepness_output": (None, [P, D]),
+            "fann_set_training_algorithm": (None, [P, ctypes.c_int]),
+            "fann_set_train_error_function": (None, [P, ctypes.c_int]),
+            "fann_set_learning_rate": (None, [P, F]),
+            "fann_set_learning_momentum": (None, [P, F]),
+            "fann_set_quickprop_decay": (None, [P, F]),
+            "fann_set_quickprop_mu": (None, [P, F]),
+            "fann_set_rprop_increase_factor": (None, [P, F]),
+            "fann_set_rprop_decrease_factor": (None, [P, F]),
+            "fann_set_rprop_delta_min": (None, [P, F]),
+            "fann_set_rprop_delta_max": (None, [P, F]),
+            "fann_set_rprop_delta_zero": (None, [P, F]),
+            "fann_get_total_connections": (U, [P]),
+            "fann_get_connection_array": (None, [P, ctypes.POINTER(Connection)]),
+            "fann_set_weight_array": (None, [P, ctypes.POINTER(Connection), U]),
+            "fann_read_train_from_file": (P, [ctypes.c_char_p]),
+            "fann_destroy_train": (None, [P]),
+            "fann_train_epoch": (F, [P, P]),
+            "fann_run": (ctypes.POINTER(D), [P, ctypes.POINTER(D)]),
+        }
+        for fn, (res, args) in sig.items():
+            f = getattr(lib, fn)
+            f.restype, f.argtypes = res, args
+        _LIB = lib
+    return _LIB
+
+
+class Net:
+    """One FANN network with bpkit-shaped params in and out."""
+
+    def __init__(self, sizes, hidden=SIGMOID, output=SIGMOID, steepness_hidden=0.5, steepness_output=0.5):
+        self.lib = load()
+        self.sizes = tuple(sizes)
+        layers = (ctypes.c_uint * len(sizes))(*sizes)
+        self.ann = self.lib.fann_create_standard_array(len(sizes), layers)
+        self.lib.fann_set_activation_function_hidden(self.ann, hidden)
+        self.lib.fann_set_activation_function_output(self.ann, output)
+        self.lib.fann_set_activation_steepness_hidden(self.ann, steepness_hidden)
+        self.lib.fann_set_activation_steepness_output(self.ann, steepness_output)
+        self.lib.fann_set_train_error_function(self.ann, ERRORFUNC_LINEAR)  # FANN's default is tanh-shaped
+        self.lib.fann_set_learning_momentum(self.ann, 0.0)
+        n = self.lib.fann_get_total_connections(self.ann)
+        self.conns = (Connection * n)()
+        self.lib.fann_get_connection_array(self.ann, self.conns)
+        starts = np.cumsum([0] + [s + 1 for s in sizes])  # first neuron of each layer
+        self.where = []  # (layer, "w" or "b", row, col) per connection
+        for c in self.conns:
+            layer = int(np.searchsorted(starts, c.to_neuron, side="right")) - 1
+            i, j = c.from_neuron - starts[layer - 1], c.to_neuron - starts[layer]
+            self.where.append((layer - 1, "b", j, None) if i == sizes[layer - 1] else (layer - 1, "w", i, j))
+
+    def __del__(self):
+        if getattr(self, "ann", None):
+            self.lib.fann_destroy(self.ann)
+
+    def set(self, name, value):
+        getattr(self.lib, f"fann_set_{name}")(self.ann, value)
+
+    def set_params(self, params):
+        for c, (layer, leaf, i, j) in zip(self.conns, self.where):
+            p = np.asarray(params[layer][leaf], np.float64)
+            c.weight = float(p[i] if leaf == "b" else p[i, j])
+        self.lib.fann_set_weight_array(self.ann, self.conns, len(self.conns))
+
+    def params(self):
+        self.lib.fann_get_connection_array(self.ann, self.conns)
+        out = [{"w": np.zeros((m, n)), "b": np.zeros(n)} for m, n in zip(self.sizes[:-1], self.sizes[1:])]
+        for c, (layer, leaf, i, j) in zip(self.conns, self.where):
+            if leaf == "b":
+                out[layer]["b"][i] = c.weight
+            else:
+                out[layer]["w"][i, j] = c.weight
+        return out
+
+    def run(self, x):
+        rows = []
+        for row in np.asarray(x, np.float64):
+            buf = (ctypes.c_double * len(row))(*row)
+            res = self.lib.fann_run(self.ann, buf)
+            rows.append([res[k] for k in range(self.sizes[-1])])
+        return np.array(rows)
+
+    def train_epochs(self, x, y, epochs, algorithm):
+        """Run ``epochs`` epochs of ``fann_train_epoch``; returns the params after each one."""
+        self.lib.fann_set_training_algorithm(self.ann, algorithm)
+        fd, path = tempfile.mkstemp(suffix=".data")
+        try:
+            with os.fdopen(fd, "w") as f:
+                f.write(f"{len(x)} {x.shape[1]} {y.shape[1]}\n")
+                for a, b in zip(x, y):
+                    f.write(" ".join(repr(float(v)) for v in a) + "\n" + " ".join(repr(float(v)) for v in b) + "\n")
+            data = self.lib.fann_read_train_from_file(path.encode())
+        finally:
+            os.unlink(path)
+        try:
+            trajectory = []
+            for _ in range(epochs):
+                self.lib.fann_train_epoch(self.ann, data)
+                trajectory.append(self.params())
+            return trajectory
+        finally:
+            self.lib.fann_destroy_train(data)
