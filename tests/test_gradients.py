@@ -135,7 +135,7 @@ def test_fann_clipped_rule_floors_the_derivative_in_saturation():
         p = [{"w": jnp.array([[w]], jnp.float64), "b": jnp.zeros(1, jnp.float64)}]
         a = float(jax.nn.sigmoid(w))
         g = float(backprop(net, p, x, y, "mse", "fann_clipped")[0]["w"][0, 0])
-        ac = min(max(a, 0.01), 0.99)
+        ac = min(max(a, float(np.float32(0.01))), float(np.float32(0.99)))  # FANN: C floats 0.01f, 0.99f
         np.testing.assert_allclose(g, a * ac * (1 - ac), rtol=1e-13)
         exact = float(autodiff(net, p, x, y, "mse")[0]["w"][0, 0])
         assert (abs(g - exact) > 1e-3 * abs(exact)) == clipped
