@@ -37,8 +37,6 @@ P3 = NET3.init(jax.random.key(2), dtype=jnp.float64)
         ("minibatch", optax.sgd(1.0, momentum=0.9), 3),
         ("batch", optax.sgd(2.0), None),
         ("rprop", optim.rprop(0.1), None),
-        ("rprop+", optim.rprop(0.1, variant="rprop+"), None),
-        ("irprop+", optim.rprop(0.1, variant="irprop+"), None),
         ("quickprop", optim.quickprop(0.5), None),
         ("lbfgs", optax.lbfgs(), None),
         ("scg", optim.scg(), None),
