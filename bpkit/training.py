@@ -153,14 +153,11 @@ def make_trainer(
             else:
                 xb, yb, wb = x[idx], y[idx], (m / jnp.sum(m) if pad else None)
             compute = (lambda p: measured) if reuse_measurement else (lambda p: value_and_grad(p, xb, yb, wb))
-            if full:  # the optimizer may already know this point (a line search's last step): reuse it
-                known = contract.report(opt_state)
-                if known.grad is not None:
-                    fresh = ~known.known
-                    value, grads = jax.lax.cond(
-                        fresh, compute, lambda p: (known.value.astype(dt), known.grad), params)
-                else:
-                    fresh, (value, grads) = jnp.asarray(True), compute(params)
+            # In full batch the optimizer may already know this point (a line search's last step): reuse it.
+            known = contract.report(opt_state) if full else None
+            if known is not None and known.grad is not None:
+                fresh = ~known.known
+                value, grads = jax.lax.cond(fresh, compute, lambda p: (known.value.astype(dt), known.grad), params)
             else:
                 fresh, (value, grads) = jnp.asarray(True), compute(params)
             updates, opt_state = optimizer.update(
