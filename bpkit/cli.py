@@ -131,15 +131,25 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 
     from bpkit import config as cfg
     from bpkit.store import Store
-    from bpkit.sweep import run_sweep
+    from bpkit.sweep import plan, run_sweep
 
     flat = cfg.load(args.config, args.set or [])
     if args.verb == "run" and _grid_keys(flat):
         raise ValueError(f"{args.config} has a grid ({', '.join(_grid_keys(flat))}); use bpkit sweep")
-    if args.chunk_size is not None and args.chunk_size < 1:
-        raise ValueError(f"--chunk-size must be a positive integer, got {args.chunk_size}")
-    if not args.memory_budget > 0:
+    if args.chunk_size is not None and not 1 <= args.chunk_size <= cfg.INT_MAX:
+        raise ValueError(f"--chunk-size must be an integer in 1..{cfg.INT_MAX}, got {args.chunk_size}")
+    if not 0 < args.memory_budget < float("inf"):
         raise ValueError(f"--memory-budget must be a positive number of megabytes, got {args.memory_budget}")
+    if args.plan:
+        runs = cfg.expand(flat)
+        groups = plan(runs, runs, args.chunk_size, args.memory_budget)
+        print(f"{len(runs)} runs in {len(groups)} compiled group(s); nothing run, no store written")
+        for g in groups:
+            r = g.members[0]
+            print(f"  {g.data.name:<14} hidden {list(r['network.hidden'])!s:<10} {r['network.activation']:<12} "
+                  f"{r['optimizer.name']:<10} {len(g.members):>5} runs, chunk {g.chunk:>5}, "
+                  f"~{g.mb_per_run * g.chunk:,.1f} MB per chunk")
+        return 0
     path = Path(args.store) if args.store else Path("results") / f"{flat['name']}.sqlite"
     if not args.store:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -151,8 +161,10 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         print(f"\nbpkit: interrupted; {len(store.run_ids())} finished runs are kept in {path}. "
               f"Run the same command again to resume.", file=sys.stderr)
         return 130
+    meanwhile = (f", {stats['meanwhile']} stored meanwhile by another process (computed here too, kept once)"
+                 if stats["meanwhile"] else "")
     print(f"{stats['runs']} runs in {stats['groups']} compiled group(s): {stats['written']} new, "
-          f"{stats['skipped']} already in {path}")
+          f"{stats['skipped']} already in {path}{meanwhile}")
     runs, errors = store.runs()
     for e in errors:
         print(f"bpkit: warning: {e}", file=sys.stderr)
@@ -175,6 +187,17 @@ def _cmd_report(args: argparse.Namespace) -> int:
         print(f"bpkit: warning: {e}", file=sys.stderr)
     print(f"wrote {path} and {len(figs)} figures in {path.parent}")
     return 0
+
+
+def one_line(e: BaseException) -> str:
+    """An error as one plain line; an OS error names its path (``x: is a directory``)."""
+    if isinstance(e, OSError):
+        why = (e.strerror or type(e).__name__).rstrip(".")
+        why = why[0].lower() + why[1:]
+        paths = [str(p) for p in (e.filename, e.filename2) if p is not None]
+        return f"{' -> '.join(paths)}: {why}" if paths else f"{why} (operating system error)"
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -220,6 +243,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--memory-budget", type=float, default=1024.0, metavar="MB",
                        help="estimated memory for one chunk of runs, in megabytes (default 1024)")
         p.add_argument("--no-progress", action="store_true", help="no progress bar")
+        p.add_argument("--plan", action="store_true",
+                       help="check the config, data and memory, print the groups and chunks, run nothing")
         p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
         p.set_defaults(func=_cmd_sweep)
     return parser
@@ -231,13 +256,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "verb", None):
         verbs = ", ".join(parser._subparsers._group_actions[0].choices)  # type: ignore[union-attr]
         parser.error(f"missing verb; valid: {verbs} (see bpkit --help)")
+    from bpkit import cache
+
+    cache.enable()  # compiled programs persist across processes ($BPKIT_CACHE_DIR=off: not)
     try:
         return args.func(args)
-    except (ValueError, OSError) as e:
+    except (ValueError, OSError, MemoryError) as e:
         if args.debug:
             raise
-        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
-        print(f"bpkit: error: {msg}", file=sys.stderr)
+        print(f"bpkit: error: {one_line(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("bpkit: interrupted", file=sys.stderr)

@@ -38,6 +38,8 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import math
+import re
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -58,7 +60,7 @@ def _nonneg(v):
 
 # dotted key: (types, default, check or choices, description)
 SCHEMA: dict[str, tuple[tuple[type, ...], Any, Any, str]] = {
-    "name": ((str,), "experiment", None, "experiment name"),
+    "name": ((str,), "experiment", "filename", "experiment name (names results/<name>.sqlite)"),
     "seeds": ((list,), [0], "seeds", "seeds, one run each (vmapped)"),
     "dtype": ((str,), "float32", ("float32", "float64"), "float32 or float64"),
     "loss": ((str,), "mse", tuple(losses_.REGISTRY), "loss"),
@@ -66,7 +68,7 @@ SCHEMA: dict[str, tuple[tuple[type, ...], Any, Any, str]] = {
     "data.name": ((str,), "xor", None, "data set name (see bpkit datasets), or a file's name"),
     "data.path": ((str,), "", None, "a CSV or FANN file instead of a named set"),
     "data.targets": ((int,), 1, _pos, "CSV: how many trailing columns are targets"),
-    "data.split_seed": ((int,), 0, _nonneg, "seed of the train/validation/test split"),
+    "data.split_seed": ((int,), 0, "seed", "seed of the train/validation/test split"),
     "data.target_range": ((list,), [], "range", "map 0/1 targets to [lo, hi], e.g. [-1, 1]"),
     "network.hidden": ((list,), [], "sizes", "hidden layer sizes"),
     "network.activation": ((str,), "sigmoid", tuple(acts.REGISTRY) + tuple(acts.ALIASES), "hidden activation"),
@@ -91,7 +93,13 @@ SCHEMA: dict[str, tuple[tuple[type, ...], Any, Any, str]] = {
     "training.stall_epochs": ((int,), 10, _nonneg, "stop after this many epochs without change (0: off)"),
 }
 LIST_FIELDS = {k for k, (t, *_) in SCHEMA.items() if t == (list,)}
-VMAPPED = ("seed", "optimizer.learning_rate", "optimizer.momentum", "network.init_scale")
+INT_MAX = 2**31 - 1  # counts, sizes and epochs are int32 inside the compiled loop
+SEED_MAX = 2**32 - 1  # a seed is one uint32 word of the key: a larger one would alias a smaller
+MAX_RUNS = 200_000  # runs per config: each is a Python object before anything is compiled
+MAX_CONFIG_BYTES = 1 << 20
+NAME_PATTERN = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,99}")
+# Data of the compiled program, not part of it: a sweep vmaps them (seed first).
+VMAPPED = ("seed", "network.init_scale", "optimizer.learning_rate", "optimizer.momentum", "optimizer.mu")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -126,7 +134,7 @@ def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
             continue
         if isinstance(v, dict):
             if key not in {"data", "network", "optimizer", "training"}:
-                raise ValueError(f"unknown table [{key}]; valid tables: data, network, optimizer, training")
+                raise ValueError(f"unknown table [{_cut(key)}]; valid tables: data, network, optimizer, training")
             out.update(_flatten(v, key + "."))
         else:
             out[key] = v
@@ -149,7 +157,7 @@ def _axes(tree: Any) -> dict[str, list[dict[str, Any]]]:
                 raise ValueError(f"axis.{name} entry {i + 1}: axes cannot nest or set seeds")
             for key, v in flat.items():
                 if key not in SCHEMA:
-                    raise ValueError(f"unknown config key {key!r} in axis.{name} entry {i + 1}; valid keys: {', '.join(SCHEMA)}")
+                    raise ValueError(f"unknown config key {_short(key)} in axis.{_cut(name)} entry {i + 1}; valid keys: {', '.join(SCHEMA)}")
                 grid = is_grid(key, v)
                 for item in (v if grid else [v]):
                     _check_value(key, item)
@@ -166,29 +174,62 @@ def _type_name(types) -> str:
     return " or ".join(words[t.__name__] for t in types)
 
 
+def _check_number(key: str, v: Any) -> None:
+    """Integers within int32 (uint32 for seeds), floats finite: bounds the compiled loop can hold."""
+    if isinstance(v, bool):
+        return
+    if isinstance(v, float) and not math.isfinite(v):
+        raise ValueError(f"{key} = {v!r} is not a finite number")
+    if isinstance(v, int) and abs(v) > INT_MAX and key != "data.split_seed":
+        raise ValueError(f"{key} = {v} is too large; the limit is {INT_MAX} (2^31 - 1)")
+
+
 def _check_value(key: str, v: Any) -> None:
     types, _, check, _ = SCHEMA[key]
     if isinstance(v, bool) and bool not in types or not isinstance(v, types):
-        raise ValueError(f"{key} must be {_type_name(types)}, got {v!r}")
+        raise ValueError(f"{key} must be {_type_name(types)}, got {_short(v)}")
+    _check_number(key, v)
     if check is None:
         return
     if isinstance(check, tuple):
         if v not in check:
-            raise ValueError(f"{key} = {v!r} is not valid; valid: {', '.join(map(str, check))}")
+            raise ValueError(f"{key} = {_short(v)} is not valid; valid: {', '.join(map(str, check))}")
+    elif check == "filename":
+        if not NAME_PATTERN.fullmatch(v):
+            raise ValueError(f"{key} = {_short(v)} cannot name a file; use 1-100 letters, digits, '-', '_' "
+                             f"or '.', not starting with a dot")
+    elif check == "seed":
+        if not (isinstance(v, int) and 0 <= v <= SEED_MAX):
+            raise ValueError(f"{key} = {_short(v)} is out of range: an integer in 0..{SEED_MAX}")
     elif check == "seeds":
-        if not v or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in v):
-            raise ValueError(f"seeds must be a non-empty list of integers >= 0, got {v!r}")
+        if not v or not all(isinstance(s, int) and not isinstance(s, bool) and 0 <= s <= SEED_MAX for s in v):
+            raise ValueError(f"seeds must be a non-empty list of integers in 0..{SEED_MAX} "
+                             f"(a seed is one 32-bit word of the key), got {_short(v)}")
+        if len(set(v)) != len(v):
+            raise ValueError(f"seeds lists a seed twice; each seed names one run, got {_short(v)}")
     elif check == "sizes":
-        if not all(isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in v):
-            raise ValueError(f"network.hidden must be a list of positive integers, got {v!r}")
+        if not all(isinstance(s, int) and not isinstance(s, bool) and 1 <= s <= INT_MAX for s in v):
+            raise ValueError(f"network.hidden must be a list of positive integers, got {_short(v)}")
     elif check == "range":
-        if v and not (len(v) == 2 and all(isinstance(s, (int, float)) for s in v) and v[0] < v[1]):
-            raise ValueError(f"data.target_range must be [lo, hi] with lo < hi, got {v!r}")
+        if v and not (len(v) == 2 and all(isinstance(s, (int, float)) and not isinstance(s, bool)
+                                          and math.isfinite(s) for s in v) and v[0] < v[1]):
+            raise ValueError(f"data.target_range must be [lo, hi] with finite lo < hi, got {_short(v)}")
     elif check == "batch":
         if v != "full" and not (isinstance(v, int) and not isinstance(v, bool) and v >= 1):
-            raise ValueError(f"training.batch_size must be a positive integer or 'full', got {v!r}")
+            raise ValueError(f"training.batch_size must be a positive integer or 'full', got {_short(v)}")
     elif not check(v):
-        raise ValueError(f"{key} = {v!r} is out of range: {SCHEMA[key][3]}")
+        raise ValueError(f"{key} = {_short(v)} is out of range: {SCHEMA[key][3]}")
+
+
+def _short(v: Any, limit: int = 60) -> str:
+    """``repr(v)``, cut to ``limit`` characters: an error message stays one short line."""
+    return _cut(repr(v), limit)
+
+
+def _cut(text: str, limit: int = 60) -> str:
+    """``text`` on one line, at most ``limit`` characters."""
+    text = text.encode("unicode_escape").decode("ascii") if not text.isprintable() else text
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def parse_override(text: str) -> tuple[str, Any]:
@@ -208,8 +249,11 @@ def load(path: str | Path, overrides: list[str] = ()) -> dict[str, Any]:
     path = Path(path)
     if not path.exists():
         raise ValueError(f"{path}: no such config file")
-    if path.is_dir():
-        raise ValueError(f"{path}: is a folder, not a config file")
+    if not path.is_file():
+        raise ValueError(f"{path}: is a folder or a device, not a config file")
+    if path.stat().st_size > MAX_CONFIG_BYTES:
+        raise ValueError(f"{path}: {path.stat().st_size} bytes, more than a config may hold "
+                         f"({MAX_CONFIG_BYTES} bytes); is this the right file?")
     raw = path.read_bytes()
     if b"\x00" in raw[:4096]:
         raise ValueError(f"{path}: a binary file, not a TOML config")
@@ -230,7 +274,7 @@ def validate(flat: dict[str, Any]) -> dict[str, Any]:
     """Check every key, type and range (each grid value too); fill defaults."""
     for key in flat:
         if key not in SCHEMA and key != "axis":
-            raise ValueError(f"unknown config key {key!r}; valid keys: {', '.join(SCHEMA)}")
+            raise ValueError(f"unknown config key {_short(key)}; valid keys: {', '.join(SCHEMA)}")
     out = {k: d for k, (_, d, _, _) in SCHEMA.items()}
     out["axis"] = flat.get("axis", {})
     for key, v in flat.items():
@@ -242,7 +286,33 @@ def validate(flat: dict[str, Any]) -> dict[str, Any]:
         if grid and not v:
             raise ValueError(f"{key} is an empty list; give at least one value")
         out[key] = v
+    total = count_runs(out)
+    if total > MAX_RUNS:
+        raise ValueError(f"the config asks for {total if total < 10**12 else 'over 10^12'} runs, more than "
+                         f"{MAX_RUNS} per config; split the grid over several configs")
     return out
+
+
+def count_runs(flat: dict[str, Any], limit: int = MAX_RUNS) -> int:
+    """How many runs :func:`expand` would make, counted without making them.
+
+    Stops counting past ``limit`` (the answer is then some number above it), so a
+    grid of 10^20 points is refused at once instead of filling the memory.
+    """
+    axes = list(flat.get("axis", {}).values())
+    seeds = len(flat["seeds"])
+    if math.prod(len(a) for a in axes) * seeds > limit:
+        return math.prod(len(a) for a in axes) * seeds
+    total = 0
+    for choice in itertools.product(*axes):
+        merged = {k: v for k, v in flat.items() if k != "axis"}
+        for entry in choice:
+            merged.update({k: v for k, v in entry.items() if k != "label"})
+        total += seeds * math.prod(len(v) for k, v in merged.items()
+                                   if k not in ("seeds", "label") and is_grid(k, v))
+        if total > limit:
+            return total
+    return total
 
 
 def _grid(flat: dict[str, Any]) -> list[dict[str, Any]]:

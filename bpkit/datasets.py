@@ -250,7 +250,13 @@ def load_fann(path: str | Path, seed: int = 0) -> Dataset:
 def _open_text(path: Path):
     if not path.exists():
         raise ValueError(f"{path}: no such file")
-    data = path.read_bytes()[:4096]
+    if not path.is_file():
+        raise ValueError(f"{path}: is a folder or a device, not a data file")
+    try:
+        with open(path, "rb") as f:
+            data = f.read(4096)
+    except OSError as e:
+        raise ValueError(f"{path}: cannot read the data file ({(e.strerror or str(e)).lower()})") from None
     if b"\x00" in data:
         raise ValueError(f"{path}: a binary file, not text")
     return open(path, newline="", encoding="utf-8")

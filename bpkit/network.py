@@ -87,8 +87,13 @@ class MLP:
                 f"hidden names {len(hidden)} activation(s) but sizes {sizes} has "
                 f"{n_hidden} hidden layer(s); give one name or one per hidden layer"
             )
-        for name in hidden + (self.output,):
-            acts.get(name)  # raises on an unknown name, listing the valid ones
+        for width, name in zip(sizes[1:], hidden + (self.output,)):
+            act = acts.get(name)  # raises on an unknown name, listing the valid ones
+            if not act.elementwise and width == 1:
+                raise ValueError(
+                    f"a {act.name} layer of 1 unit always outputs 1 and cannot learn; give it 2 or more "
+                    f"units, or use an elementwise activation (sigmoid for a single output)"
+                )
         object.__setattr__(self, "sizes", sizes)
         object.__setattr__(self, "hidden", hidden)
 

@@ -62,12 +62,13 @@ class StopRules:
     stall_epochs: int | None = 10
 
     def __post_init__(self):
-        if not (isinstance(self.max_epochs, int) and self.max_epochs >= 1):
-            raise ValueError(f"max_epochs must be a positive integer, got {self.max_epochs!r}")
+        limit = 2**31 - 1  # epochs are counted in int32 inside the compiled loop
+        if not (isinstance(self.max_epochs, int) and 1 <= self.max_epochs <= limit):
+            raise ValueError(f"max_epochs must be an integer in 1..{limit}, got {self.max_epochs!r}")
         for name in ("patience", "stall_epochs"):
             v = getattr(self, name)
-            if v is not None and not (isinstance(v, int) and v >= 1):
-                raise ValueError(f"{name} must be a positive integer or None, got {v!r}")
+            if v is not None and not (isinstance(v, int) and 1 <= v <= limit):
+                raise ValueError(f"{name} must be an integer in 1..{limit} or None, got {v!r}")
         for name in ("goal", "min_grad_norm"):
             v = getattr(self, name)
             if v is not None and not v >= 0:

@@ -27,11 +27,9 @@ import csv
 import hashlib
 import json
 import math
-import os
 import sqlite3
-import time
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 FORMAT = "bpkit-results"
 SCHEMA_VERSION = 1
@@ -74,8 +72,12 @@ class Store:
             or it was written by an incompatible version.
     """
 
-    def __init__(self, path: str | Path, create: bool = True):
+    def __init__(self, path: str | Path, create: bool = True, *, hook: Callable[[str], None] | None = None):
         self.path = Path(path)
+        # Called with a stage name ("opened": connected, nothing written yet; "commit": inside
+        # a write transaction, before it commits). Tests inject one to kill the process at an
+        # exact instant; bpkit itself never passes one.
+        self._hook = hook or (lambda stage: None)
         if not self.path.exists():
             if not create:
                 raise ValueError(f"{self.path}: no such results store")
@@ -84,28 +86,35 @@ class Store:
                 raise ValueError(f"{self.path}: cannot create the store, folder {parent} does not exist")
         elif self.path.is_dir():
             raise ValueError(f"{self.path}: is a folder; give a file path for the results store")
+        elif not self.path.is_file():
+            raise ValueError(f"{self.path}: not a regular file; give a file path for the results store")
         elif self.path.stat().st_size > 0:
             # Never initialise a file with content: SQLite would turn a short text file
-            # into an empty database, overwriting what the user saved there. (An empty
-            # file holds nothing: a sweep killed before its first commit leaves one.)
+            # into an empty database, overwriting what the user saved there.
             with open(self.path, "rb") as f:
                 header = f.read(16)
             if header != b"SQLite format 3\x00":
                 raise ValueError(f"{self.path}: not a bpkit results store (not an SQLite file); nothing was changed")
-        existed = self.path.exists() and self.path.stat().st_size > 0
         try:
             self._db = sqlite3.connect(self.path, timeout=30)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
-            tables = {r[0] for r in self._db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            # Read before writing anything: another program's SQLite file is left as it was.
+            tables = {r[0] for r in self._db.execute("SELECT name FROM sqlite_master")}
         except sqlite3.DatabaseError as e:
             raise ValueError(f"{self.path}: not a bpkit results store ({e})") from None
-        if not tables and not existed:
+        if tables and not {"meta", "runs"} <= tables:
+            raise ValueError(f"{self.path}: an SQLite file, but not a bpkit results store")
+        try:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+        except sqlite3.OperationalError as e:
+            raise ValueError(f"{self.path}: cannot write the results store ({e})") from None
+        self._hook("opened")
+        if not tables:
+            # An empty file or an SQLite file with an empty schema holds nothing: a store whose
+            # creation was killed before its one creating transaction committed looks like this.
+            if not create:
+                raise ValueError(f"{self.path}: an empty file, not a bpkit results store")
             self._create()
-        elif not tables:
-            raise ValueError(f"{self.path}: an SQLite file, but not a bpkit results store")
-        elif "meta" not in tables or "runs" not in tables:
-            raise ValueError(f"{self.path}: an SQLite file, but not a bpkit results store")
         meta = dict(self._db.execute("SELECT key, value FROM meta"))
         if meta.get("format") != FORMAT:
             raise ValueError(f"{self.path}: an SQLite file, but not a bpkit results store")
@@ -116,13 +125,20 @@ class Store:
             )
 
     def _create(self) -> None:
+        """The tables, in one transaction: a store is either complete or holds nothing.
+
+        ``IF NOT EXISTS`` and ``OR IGNORE``: two processes creating the same store at once
+        both end with the one complete store (SQLite serialises their transactions).
+        """
         try:
             with self._db:
-                self._db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+                self._db.execute("BEGIN IMMEDIATE")
+                self._db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
                 self._db.executemany(
-                    "INSERT INTO meta VALUES (?, ?)", [("format", FORMAT), ("schema_version", str(SCHEMA_VERSION))]
+                    "INSERT OR IGNORE INTO meta VALUES (?, ?)",
+                    [("format", FORMAT), ("schema_version", str(SCHEMA_VERSION))],
                 )
-                self._db.execute(f"CREATE TABLE runs ({', '.join(f'{c} {t}' for c, t in COLUMNS)})")
+                self._db.execute(f"CREATE TABLE IF NOT EXISTS runs ({', '.join(f'{c} {t}' for c, t in COLUMNS)})")
         except sqlite3.OperationalError as e:
             raise ValueError(f"{self.path}: cannot write the results store ({e})") from None
 
@@ -157,10 +173,7 @@ class Store:
                 cur = self._db.executemany(
                     f"INSERT OR IGNORE INTO runs ({', '.join(NAMES)}) VALUES ({', '.join('?' * len(NAMES))})", rows
                 )
-                pause = os.environ.get("BPKIT_TEST_PAUSE_IN_COMMIT")  # test hook: kill -9 lands mid-write
-                if pause:
-                    Path(os.environ["BPKIT_TEST_PAUSE_IN_COMMIT_FLAG"]).touch()
-                    time.sleep(float(pause))
+                self._hook("commit")
         except sqlite3.OperationalError as e:
             raise ValueError(f"{self.path}: cannot write the results store ({e})") from None
         return cur.rowcount

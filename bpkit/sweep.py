@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -34,6 +34,7 @@ import optax
 import bpkit
 from bpkit import config as cfg
 from bpkit import datasets, optim, stopping
+from bpkit._validate import require_reachable_targets
 from bpkit.network import MLP
 from bpkit.store import Store, run_id
 from bpkit.training import make_trainer
@@ -68,11 +69,10 @@ def _rules(run: cfg.RunConfig) -> stopping.StopRules:
     )
 
 
-def _optimizer(run: cfg.RunConfig, lr, momentum) -> optax.GradientTransformation:
-    """The run's optimizer from bpkit's one registry; lr and momentum may be traced (vmapped)."""
+def _optimizer(run: cfg.RunConfig, traced: dict[str, Any]) -> optax.GradientTransformation:
+    """The run's optimizer from bpkit's one registry; ``traced`` (vmapped) values by config key."""
     name = run["optimizer.name"]
-    traced = {"learning_rate": lr, "momentum": momentum}
-    hyper = {k: traced[k] if k in traced else run[f"optimizer.{k}"] for k in optim.HYPERPARAMETERS[name]}
+    hyper = {k: traced.get(f"optimizer.{k}", run[f"optimizer.{k}"]) for k in optim.HYPERPARAMETERS[name]}
     return optim.make(name, **hyper)
 
 
@@ -83,7 +83,8 @@ def _accuracy(out, y, lo, hi):
 
 
 def group_program(run: cfg.RunConfig, data: datasets.Dataset) -> Callable:
-    """The vmapped, jitted program for a group: ``(seeds, lrs, momenta, scales) -> results``."""
+    """The vmapped, jitted program for a group: ``(seeds, *hyper) -> results``, one column
+    per :data:`bpkit.config.VMAPPED` field (seeds first)."""
     dtype = jnp.dtype(run["dtype"])
     sizes = (data.inputs, *run["network.hidden"], data.outputs)
     net = MLP(sizes, hidden=run["network.activation"], output=run["network.output"])
@@ -103,6 +104,7 @@ def group_program(run: cfg.RunConfig, data: datasets.Dataset) -> Callable:
         raise ValueError(f"loss {run['loss']!r} needs 0/1 targets; {data.name} has other values (use loss = 'mse')")
     loss_obj = bpkit.losses.get(run["loss"])
     loss_obj.check_output_activation(net.output)
+    require_reachable_targets(net.activations[-1], sizes[-1], y_tr, data.name)
     rules = _rules(run)
 
     def evaluate(p, x, y):
@@ -111,10 +113,11 @@ def group_program(run: cfg.RunConfig, data: datasets.Dataset) -> Callable:
         out, cache = net.forward(p, x)
         return loss_obj.value(cache.zs[-1], out, y), _accuracy(out, y, lo, hi)
 
-    def one(seed, lr, momentum, scale):
+    def one(seed, *hyper):
+        traced = dict(zip(cfg.VMAPPED[1:], hyper))
         kinit, ktrain = jax.random.split(jax.random.key(seed))
-        params = net.init(kinit, scheme=run["network.init"], scale=scale, dtype=dtype)
-        trainer = make_trainer(net, _optimizer(run, lr, momentum), loss=run["loss"], source=run["source"],
+        params = net.init(kinit, scheme=run["network.init"], scale=traced["network.init_scale"], dtype=dtype)
+        trainer = make_trainer(net, _optimizer(run, traced), loss=run["loss"], source=run["source"],
                                batch_size=batch_size, shuffle=run["training.shuffle"], rules=rules)
         r = trainer(params, arrays["x"], arrays["y"], ktrain, arrays["xv"], arrays["yv"])
         metrics = {}
@@ -143,11 +146,39 @@ def run_bytes(run: cfg.RunConfig, data: datasets.Dataset) -> int:
     return 2 * floats * itemsize
 
 
-def chunk_for_budget(run: cfg.RunConfig, data: datasets.Dataset, budget_mb: float) -> int:
-    """How many runs of this group fit in ``budget_mb`` megabytes at once (at least 1)."""
-    if not budget_mb > 0:
+def available_mb() -> float | None:
+    """Memory this machine has available now (Linux ``MemAvailable``), in MB; None if unknown."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) / 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def chunk_for_budget(run: cfg.RunConfig, data: datasets.Dataset, budget_mb: float | None) -> int:
+    """How many runs of this group fit in ``budget_mb`` megabytes at once, and in the memory
+    available now.
+
+    Raises:
+        ValueError: one run alone needs more than either; nothing has been compiled yet.
+    """
+    if budget_mb is not None and not budget_mb > 0:
         raise ValueError(f"the memory budget must be positive (megabytes), got {budget_mb!r}")
-    return max(1, int(budget_mb * 2**20 // run_bytes(run, data)))
+    one = run_bytes(run, data) / 2**20
+    what = (f"one run of {data.name} with hidden {list(run['network.hidden'])} and "
+            f"max_epochs {run['training.max_epochs']} needs an estimated {one:,.0f} MB")
+    fix = "lower training.max_epochs or network.hidden"
+    if budget_mb is not None and one > budget_mb:
+        raise ValueError(f"{what}, more than the memory budget of {budget_mb:,.0f} MB; {fix}, "
+                         f"or raise --memory-budget")
+    free = available_mb()
+    if free is not None and one > free:
+        raise ValueError(f"{what}, more than the {free:,.0f} MB this machine has available; {fix}")
+    limits = [x for x in (budget_mb, free) if x is not None]
+    return max(1, int(min(limits) // one)) if limits else 2**31 - 1
 
 
 def _shard(a: np.ndarray) -> jax.Array:
@@ -183,8 +214,55 @@ def run_chunk(program: Callable, part: list[cfg.RunConfig], chunk: int) -> tuple
     cols = [np.array([r[k] for r in padded]) for k in cfg.VMAPPED]
     # Hyperparameters in the run's own dtype (a float64 momentum would promote float32 state).
     dt = np.dtype(part[0]["dtype"])
-    out = program(_shard(cols[0].astype(np.uint32)), *(_shard(c.astype(dt)) for c in cols[1:]))
-    return jax.device_get(jax.block_until_ready(out))
+    # Seeds are 0..2^32-1 (config.SEED_MAX), so the cast to one uint32 word is exact.
+    try:
+        out = program(_shard(cols[0].astype(np.uint32)), *(_shard(c.astype(dt)) for c in cols[1:]))
+        return jax.device_get(jax.block_until_ready(out))
+    except jax.errors.JaxRuntimeError as e:
+        if "RESOURCE_EXHAUSTED" not in str(e):
+            raise
+        raise MemoryError(f"the device ran out of memory running {chunk} runs at once; lower --chunk-size "
+                          f"or --memory-budget, or training.max_epochs or network.hidden") from None
+
+
+class Group(NamedTuple):
+    """One compiled program's share of a sweep: its runs, data, chunk and memory estimate."""
+
+    members: list[cfg.RunConfig]
+    data: datasets.Dataset
+    program: Callable
+    chunk: int
+    mb_per_run: float
+
+
+def plan(
+    runs: list[cfg.RunConfig],
+    all_runs: list[cfg.RunConfig] | None = None,
+    chunk_size: int | None = 64,
+    memory_budget_mb: float | None = None,
+) -> list[Group]:
+    """Group ``runs`` by program and check every group before anything is compiled.
+
+    Loads each data set, checks sizes, losses and targets, and fixes each group's
+    chunk: ``chunk_size``, or without it the group's size in ``all_runs`` (the
+    whole sweep), capped by what fits ``memory_budget_mb`` and the memory
+    available.  The chunk depends only on the config, never on which runs are
+    still to do, so a resumed sweep compiles the programs of an uninterrupted one.
+
+    Raises:
+        ValueError: bad input, or a run too large for the memory (one line each).
+    """
+    if chunk_size is None and memory_budget_mb is None:
+        raise ValueError("give a chunk size, a memory budget, or both")
+    full_size = {key: len(m) for key, m in group_runs(all_runs if all_runs is not None else runs).items()}
+    groups = []
+    for key, members in group_runs(runs).items():
+        data = load_data(members[0])
+        want = chunk_size if chunk_size is not None else full_size[key]
+        want = min(want, chunk_for_budget(members[0], data, memory_budget_mb))
+        groups.append(Group(members, data, group_program(members[0], data), device_chunk(want),
+                            run_bytes(members[0], data) / 2**20))
+    return groups
 
 
 def run_sweep(
@@ -198,43 +276,33 @@ def run_sweep(
     """Run every run of the (validated) config not yet in ``store``; returns counts.
 
     ``chunk_size`` runs go through the compiled program at once (the last
-    chunk padded).  Without it, the chunk is the most runs whose estimated
-    memory (:func:`run_bytes`) fits ``memory_budget_mb``, capped at the group's
-    size in the whole sweep.  With both, the smaller.  The chunk depends only
-    on the config, never on which runs are still to do, so a resumed sweep
-    compiles the same programs and reproduces an uninterrupted one bitwise.
+    chunk padded); see :func:`plan` for how the chunk follows the memory budget.
+    Counts: ``runs`` in the config, ``skipped`` (stored before this sweep
+    started), ``written`` (stored by this sweep), ``meanwhile`` (computed here,
+    but another process stored them first), ``groups`` (compiled programs).
     """
     runs = cfg.expand(flat)
     done = store.run_ids()
     todo = [r for r in runs if run_id(r.as_dict()) not in done]
-    groups = group_runs(todo)
-    full_size = {key: len(members) for key, members in group_runs(runs).items()}
-    if chunk_size is None and memory_budget_mb is None:
-        raise ValueError("give a chunk size, a memory budget, or both")
-    # Check every group (data files, sizes, losses) before any work: bad input fails fast.
-    prepared = {}
-    for key, members in groups.items():
-        data = load_data(members[0])
-        want = chunk_size if chunk_size is not None else full_size[key]
-        if memory_budget_mb is not None:
-            want = min(want, chunk_for_budget(members[0], data, memory_budget_mb))
-        prepared[key] = (group_program(members[0], data), device_chunk(want))
+    groups = plan(todo, runs, chunk_size, memory_budget_mb)
     bar = _progress(len(todo), progress)
-    written = 0
-    for key, members in groups.items():
-        program, chunk = prepared[key]
-        for start in range(0, len(members), chunk):
-            part = members[start:start + chunk]
+    written = meanwhile = 0
+    for g in groups:
+        for start in range(0, len(g.members), g.chunk):
+            part = g.members[start:start + g.chunk]
             t0 = time.perf_counter()
-            hist, epochs, reasons, metrics = run_chunk(program, part, chunk)
+            hist, epochs, reasons, metrics = run_chunk(g.program, part, g.chunk)
             wall = (time.perf_counter() - t0) / len(part)
             records = [_record(r, i, hist, epochs, reasons, metrics, wall) for i, r in enumerate(part)]
-            written += store.add(records)
+            added = store.add(records)
+            written += added
+            meanwhile += len(part) - added
             bar.update(len(part))
             if after_chunk:
                 after_chunk(written)
     bar.close()
-    return {"runs": len(runs), "skipped": len(runs) - len(todo), "written": written, "groups": len(groups)}
+    return {"runs": len(runs), "skipped": len(runs) - len(todo), "written": written,
+            "meanwhile": meanwhile, "groups": len(groups)}
 
 
 def _record(run, i, hist, epochs, reasons, metrics, wall) -> dict[str, Any]:

@@ -49,7 +49,7 @@ import optax
 
 from bpkit import _validate
 from bpkit import losses as losses_
-from bpkit import stopping
+from bpkit import optim, stopping
 from bpkit.gradients import check_targets, objective
 from bpkit.network import MLP, Params
 from bpkit.optim import contract
@@ -218,8 +218,30 @@ def make_trainer(
     return run
 
 
+class _Recipe(NamedTuple):
+    """A :func:`optim.make` optimizer without its continuous hyperparameters: the static
+    part of the program; the rest (``optim.DATA_HYPERPARAMETERS``) comes in as data."""
+
+    name: str
+    static: tuple
+
+
+def _split(optimizer: optax.GradientTransformation, dtype) -> tuple[Any, dict[str, Array] | None]:
+    """``(static part, data part)`` of an optimizer: a recipe and its continuous hyperparameters
+    when :func:`optim.make` built it, else the transform itself (hashed by identity) and None."""
+    found = optim.spec(optimizer)
+    if found is None:
+        return optimizer, None
+    name, hyper = found
+    data = {k: jnp.asarray(v, dtype) for k, v in hyper.items()
+            if k in optim.DATA_HYPERPARAMETERS and isinstance(v, (int, float)) and not isinstance(v, bool)}
+    return _Recipe(name, tuple(sorted((k, v) for k, v in hyper.items() if k not in data))), data
+
+
 @partial(jax.jit, static_argnames=("net", "optimizer", "loss", "source", "batch_size", "shuffle", "rules"))
-def _train_jit(params, x, y, key, x_val, y_val, *, net, optimizer, loss, source, batch_size, shuffle, rules):
+def _train_jit(params, x, y, key, x_val, y_val, hyper, *, net, optimizer, loss, source, batch_size, shuffle, rules):
+    if isinstance(optimizer, _Recipe):
+        optimizer = optim.make(optimizer.name, **dict(optimizer.static), **hyper)
     run = make_trainer(
         net, optimizer, loss=loss, source=source, batch_size=batch_size, shuffle=shuffle, rules=rules
     )
@@ -244,9 +266,13 @@ def train(
 ) -> TrainResult:
     """Train ``net`` from ``params`` on ``(x, y)``; see the module docstring.
 
-    Compiles once per (net, optimizer object, loss, source, batch size,
-    shuffle, rules) and data shapes; reuse the same optimizer object to reuse
-    the compiled program.
+    Compiles once per (net, optimizer, loss, source, batch size, shuffle,
+    rules) and data shapes.  An optimizer from :func:`bpkit.optim.make` counts
+    by name and its discrete hyperparameters only: its learning rate, momentum
+    and quickprop's mu are data, so ``make("sgd", learning_rate=0.5)`` then
+    ``make("sgd", learning_rate=0.7)`` share one compiled program.  Any other
+    optax transform is part of the program (hashed by identity): reuse the
+    same object to reuse the program.
 
     Raises:
         ValueError: on bad shapes, names or ranges (one line each).
@@ -268,7 +294,8 @@ def train(
     if rules.patience is not None and x_val is None:
         raise ValueError("the patience rule needs a validation set (x_val, y_val)")
     _validate.require_finite("params", params)
+    static, hyper = _split(optimizer, jax.tree_util.tree_leaves(params)[0].dtype)
     return _train_jit(
-        params, x, y, key, x_val, y_val, net=net, optimizer=optimizer, loss=loss, source=source,
+        params, x, y, key, x_val, y_val, hyper, net=net, optimizer=static, loss=loss, source=source,
         batch_size=batch_size, shuffle=shuffle, rules=rules,
     )

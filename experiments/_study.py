@@ -191,6 +191,9 @@ def cli(
     if options:
         options(ap)
     args = ap.parse_args(argv)
+    from bpkit import cache
+
+    cache.enable()
     if not args.report_only and run(args) is False:
         return 0
     report()

@@ -3,10 +3,16 @@
 import os
 
 import jax
+
+import bpkit.cache
 from hypothesis import HealthCheck, settings
 
 jax.config.update("jax_enable_x64", True)  # float64 checks; float32 arrays stay float32
 jax.config.update("jax_numpy_rank_promotion", "raise")  # no silent broadcasting in bpkit
+
+# The persistent compilation cache, as every bpkit entry point has it ($BPKIT_CACHE_DIR, default
+# ~/.cache/bpkit/jax): on from the first test, not from whichever test first calls the CLI.
+bpkit.cache.enable()
 
 # Derandomised: the same examples every run, so a failure reproduces. CI can
 # ask for more with BPKIT_HYPOTHESIS_EXAMPLES.

@@ -38,8 +38,10 @@ def jit_autodiff(net, params, x, y, loss):
 
 def make_problem(draw_or_args):
     (depth, widths, hidden, loss, out_act, batch, seed, dtype) = draw_or_args
-    sizes = tuple(widths[: depth + 1])
-    net = MLP(sizes, hidden=tuple(hidden[: depth - 1]), output=out_act or hidden[depth - 1])
+    names = tuple(hidden[: depth - 1]) + (out_act or hidden[depth - 1],)
+    # A softmax layer of one unit is constant, and MLP refuses it: such layers get 2 units.
+    sizes = (widths[0], *(max(w, 2) if a == "softmax" else w for w, a in zip(widths[1: depth + 1], names)))
+    net = MLP(sizes, hidden=names[:-1], output=names[-1])
     kp, kx, ky = jax.random.split(jax.random.key(seed), 3)
     params = net.init(kp, scheme="uniform", scale=0.8, dtype=dtype)
     x = jax.random.normal(kx, (batch, sizes[0]), dtype)

@@ -1,6 +1,7 @@
 """Reliability: bad input, divergence, kill -9 and Ctrl-C mid-sweep, determinism across processes."""
 
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -133,8 +134,18 @@ def test_a_diverging_run_is_stored_as_diverged_and_the_sweep_goes_on(tmp_path, c
 # -- killed and interrupted sweeps, in real subprocesses ---------------------------------------
 
 
+DRIVER = os.path.join(os.path.dirname(__file__), "sweep_driver.py")
+
+
 def _sweep_cmd(config, store):
     return [sys.executable, "-m", "bpkit", "sweep", config, "--store", store, "--chunk-size", "2", "--no-progress"]
+
+
+def _paused_cmd(config, store, stage, nth, flag, release=None, seconds=120):
+    """The same sweep, paused by an injected store hook at the ``nth`` ``stage`` (see sweep_driver.py)."""
+    extra = ["--release", str(release)] if release else []
+    return [sys.executable, DRIVER, "--stage", stage, "--nth", str(nth), "--flag", str(flag),
+            "--seconds", str(seconds), *extra, "--", *_sweep_cmd(config, store)[4:]]
 
 
 def _table(path):
@@ -152,6 +163,13 @@ def _count(path):
         return 0
 
 
+def _wait_for(flag, proc, seconds=120):
+    deadline = time.time() + seconds
+    while not flag.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.02)
+    assert flag.exists() and proc.poll() is None, "the sweep never reached the instant to stop it at"
+
+
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
     t = tmp_path_factory.mktemp("ref")
@@ -160,55 +178,70 @@ def reference(tmp_path_factory):
     return config, _table(t / "ref.sqlite")
 
 
-@pytest.mark.parametrize("when", ["before any write", "after two chunks", "inside a store transaction"])
+# (hook stage, its nth call, runs committed when the kill lands): every instant is exact, not timed.
+KILL_POINTS = {
+    "while the store is being created": ("opened", 1, 0),  # connected, WAL on, no tables yet
+    "inside the first store transaction": ("commit", 1, 0),
+    "inside the third store transaction": ("commit", 3, 4),  # two chunks of 2 committed
+}
+
+
+@pytest.mark.parametrize("when", list(KILL_POINTS))
 def test_kill_9_then_resume_gives_exactly_the_uninterrupted_runs(tmp_path, reference, when):
     config, want = reference
-    store = str(tmp_path / "s.sqlite")
-    env = dict(os.environ)
-    flag = tmp_path / "in-commit"
-    if when == "inside a store transaction":
-        env.update(BPKIT_TEST_PAUSE_IN_COMMIT="60", BPKIT_TEST_PAUSE_IN_COMMIT_FLAG=str(flag))
-    if when == "after two chunks":
-        # Each commit waits 1 s inside its transaction, so the kill lands before a third
-        # chunk is committed (the compiled chunks alone can finish within one poll).
-        env.update(BPKIT_TEST_PAUSE_IN_COMMIT="1", BPKIT_TEST_PAUSE_IN_COMMIT_FLAG=str(flag))
-    proc = subprocess.Popen(_sweep_cmd(config, store), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    while time.time() < deadline and proc.poll() is None:
-        if when == "before any write" and os.path.exists(store):
-            break
-        if when == "after two chunks" and _count(store) >= 4:
-            break
-        if when == "inside a store transaction" and flag.exists():
-            break
-        time.sleep(0.05)
-    assert proc.poll() is None, "the sweep ended before it could be killed"
+    store, flag = str(tmp_path / "s.sqlite"), tmp_path / "paused"
+    stage, nth, committed = KILL_POINTS[when]
+    proc = subprocess.Popen(_paused_cmd(config, store, stage, nth, flag),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _wait_for(flag, proc)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    killed_with = _count(store)
-    if when == "inside a store transaction":
-        assert killed_with == 0  # the first chunk's rows were never committed
-    if when == "after two chunks":
-        assert killed_with == 4  # two committed chunks of 2, the third rolled back
-    assert killed_with < len(want)
+    assert _count(store) == committed
     subprocess.run(_sweep_cmd(config, store), check=True, capture_output=True, timeout=300)
     assert _table(store) == want  # none lost, none twice, the same numbers
 
 
 def test_ctrl_c_keeps_finished_runs_and_says_how_to_resume(tmp_path, reference):
     config, want = reference
-    store = str(tmp_path / "s.sqlite")
-    flag = tmp_path / "in-commit"
-    env = {**os.environ, "BPKIT_TEST_PAUSE_IN_COMMIT": "60", "BPKIT_TEST_PAUSE_IN_COMMIT_FLAG": str(flag)}
-    proc = subprocess.Popen(_sweep_cmd(config, store), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 120
-    while not flag.exists() and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.05)
+    store, flag = str(tmp_path / "s.sqlite"), tmp_path / "paused"
+    proc = subprocess.Popen(_paused_cmd(config, store, "commit", 2, flag),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _wait_for(flag, proc)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130
-    assert "Run the same command again to resume" in err and "Traceback" not in err
+    assert "2 finished runs are kept" in err and "Run the same command again to resume" in err
+    assert "Traceback" not in err
     subprocess.run(_sweep_cmd(config, store), check=True, capture_output=True, timeout=300)
+    assert _table(store) == want
+
+
+def test_two_sweeps_and_a_report_on_one_store_keep_each_run_once(tmp_path, reference):
+    """A pauses inside its first commit; B reads the store (nothing committed yet), so B computes
+    every run too. Released, both finish: each run stored once, B says how many A stored first."""
+    config, want = reference
+    store = str(tmp_path / "s.sqlite")
+    flag_a, flag_b, release = tmp_path / "a", tmp_path / "b", tmp_path / "go"
+    a = subprocess.Popen(_paused_cmd(config, store, "commit", 1, flag_a, release),
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _wait_for(flag_a, a)
+    b = subprocess.Popen(_paused_cmd(config, store, "run_ids", 1, flag_b, release),
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _wait_for(flag_b, b)
+    release.touch()
+    report = subprocess.run([sys.executable, "-m", "bpkit", "report", store, "--out", str(tmp_path / "rep")],
+                            capture_output=True, text=True, timeout=300)
+    assert report.returncode in (0, 2), report.stderr  # 2: no runs committed yet, said in one line
+    assert "Traceback" not in report.stderr
+    outs = [p.communicate(timeout=300) for p in (a, b)]
+    assert a.returncode == 0 and b.returncode == 0, outs
+    counts = [re.search(r"(\d+) new, (\d+) already in .*?(?:, (\d+) stored meanwhile|$)", o.strip().splitlines()[-1])
+              for o, _ in outs]
+    new = [int(m.group(1)) for m in counts]
+    meanwhile = [int(m.group(3) or 0) for m in counts]
+    assert [int(m.group(2)) for m in counts] == [0, 0]
+    assert sum(new) == len(want) and all(n + m == len(want) for n, m in zip(new, meanwhile))
+    assert meanwhile[1] >= 2  # B's first chunk was A's first commit
     assert _table(store) == want
 
 

@@ -192,7 +192,7 @@ def test_vmapped_sweep_equals_runs_one_by_one(tmp_path, config_file):
     flat = cfg.load(config_file)
     together = Store(tmp_path / "a.sqlite")
     stats = run_sweep(flat, together, chunk_size=64, progress=False)
-    assert stats == {"runs": 12, "skipped": 0, "written": 12, "groups": 2}
+    assert stats == {"runs": 12, "skipped": 0, "written": 12, "meanwhile": 0, "groups": 2}
     alone = Store(tmp_path / "b.sqlite")
     for r in cfg.expand(flat):
         d = r.as_dict()
@@ -335,7 +335,8 @@ def test_memory_budget_sets_the_chunk(tmp_path, config_file):
     data = load_data(run)
     per_run = run_bytes(run, data)
     assert chunk_for_budget(run, data, 10 * per_run / 2**20) == 10
-    assert chunk_for_budget(run, data, 1e-9) == 1
+    with pytest.raises(ValueError, match=r"needs an estimated 0 MB, more than the memory budget of 0 MB"):
+        chunk_for_budget(run, data, 1e-9)  # not even one run fits: refused before compiling
     with pytest.raises(ValueError, match="memory budget must be positive"):
         chunk_for_budget(run, data, 0)
     # Budgeted chunks give the same runs, bitwise, as one big chunk.

@@ -217,8 +217,8 @@ def test_bad_training_arguments(kwargs, message):
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        (dict(max_epochs=0), "max_epochs must be a positive integer, got 0"),
-        (dict(patience=0), "patience must be a positive integer or None, got 0"),
+        (dict(max_epochs=0), "max_epochs must be an integer in 1..2147483647, got 0"),
+        (dict(patience=0), "patience must be an integer in 1..2147483647 or None, got 0"),
         (dict(goal=-1.0), r"goal must be >= 0 or None, got -1.0"),
     ],
 )

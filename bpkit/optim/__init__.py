@@ -28,6 +28,7 @@ and the last one is reused as the next iteration's gradient).
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Callable
 
 import optax
@@ -74,20 +75,71 @@ HYPERPARAMETERS: dict[str, tuple[str, ...]] = {
 LINE_SEARCH = {"cg", "lbfgs", "scg"}  # batch methods: they evaluate the loss themselves
 
 
+# Continuous hyperparameters: data of the compiled program, not part of it. ``train`` passes
+# them as arguments, so another learning rate reuses the program, and sweeps vmap them.
+DATA_HYPERPARAMETERS = ("learning_rate", "momentum", "mu")
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class _ByValue:
+    """A transform's ``init`` or ``update`` that compares and hashes by (name, hyperparameters).
+
+    ``jax.jit`` hashes static arguments; an optax transform is a NamedTuple of two
+    functions, hashed by identity, so an equal optimizer built again would compile
+    again.  Wrapped in this, two ``make("sgd", learning_rate=0.5)`` are equal.
+    """
+
+    fn: Callable = dataclasses.field(repr=False)
+    key: tuple
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.fn(*args, **kwargs)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _ByValue) and self.key == other.key
+
+    def __hash__(self) -> int:
+        return hash(self.key)
+
+
 def make(name: str, **hyper: Any) -> optax.GradientTransformationExtraArgs:
-    """An optimizer by name with its hyperparameters, e.g. ``make("cg", beta="fr")``."""
+    """An optimizer by name with its hyperparameters, e.g. ``make("cg", beta="fr")``.
+
+    With concrete hyperparameters the result compares and hashes by value: two
+    ``make("sgd", learning_rate=0.5)`` are equal, so ``train`` compiles once for
+    both, and :func:`spec` gives back the name and hyperparameters.  With traced
+    ones (inside ``jit`` or ``vmap``) it is the plain transform.
+
+    Example:
+        >>> make("sgd", learning_rate=0.5) == make("sgd", learning_rate=0.5)
+        True
+    """
     if name not in OPTIMIZERS:
         raise ValueError(f"unknown optimizer {name!r}; valid: {', '.join(OPTIMIZERS)}")
     try:
-        tx = OPTIMIZERS[name](**hyper)
+        tx = optax.with_extra_args_support(OPTIMIZERS[name](**hyper))
     except TypeError as e:
         raise ValueError(f"bad hyperparameters for optimizer {name!r}: {e}") from None
-    return optax.with_extra_args_support(tx)
+    key = (name, tuple(sorted(hyper.items())))
+    try:
+        hash(key)
+    except TypeError:  # traced values, or objects without a value hash: as built
+        return tx
+    return optax.GradientTransformationExtraArgs(_ByValue(tx.init, ("init", *key)), _ByValue(tx.update, ("update", *key)))
+
+
+def spec(tx: Any) -> tuple[str, dict[str, Any]] | None:
+    """``(name, hyperparameters)`` of an optimizer :func:`make` built, else None."""
+    init = getattr(tx, "init", None)
+    if isinstance(init, _ByValue):
+        _, name, hyper = init.key
+        return name, dict(hyper)
+    return None
 
 
 __all__ = [
-    "BETAS", "Evaluations", "HYPERPARAMETERS", "LINE_SEARCH", "NonlinearCGState", "OPTIMIZERS", "QuickpropState",
+    "BETAS", "DATA_HYPERPARAMETERS", "Evaluations", "HYPERPARAMETERS", "LINE_SEARCH", "NonlinearCGState", "OPTIMIZERS", "QuickpropState",
     "RPROP_VARIANTS", "RpropState", "SCGState", "beta_dy", "beta_fr", "beta_hs", "beta_pr", "beta_pr_plus",
-    "contract", "make", "nonlinear_cg", "quickprop", "rprop", "scale_by_line_newton", "scale_by_nonlinear_cg",
+    "contract", "make", "nonlinear_cg", "spec", "quickprop", "rprop", "scale_by_line_newton", "scale_by_nonlinear_cg",
     "scg", "zoom",
 ]

@@ -1,0 +1,91 @@
+"""Compile once, reuse everywhere: the persistent cache across processes, and no recompile for
+another learning rate or an equal optimizer built again."""
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from bpkit import MLP, datasets, optim, training
+from bpkit.stopping import StopRules
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+_COUNT_COMPILES = """
+import collections, json, sys
+import jax
+events = collections.Counter()
+jax.monitoring.register_event_listener(lambda name, **kw: events.update([name]))
+from bpkit.cli import main
+code = main(sys.argv[1:])
+print(json.dumps({"code": code, **events}))
+"""
+
+
+def _sweep_counting_compiles(cache, store):
+    env = {**os.environ, "BPKIT_CACHE_DIR": str(cache)}
+    out = subprocess.run([sys.executable, "-c", _COUNT_COMPILES, "sweep", str(ROOT / "experiments" / "xor.toml"),
+                          "--store", str(store), "--no-progress"], env=env, cwd=ROOT,
+                         capture_output=True, text=True, timeout=300, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_a_second_process_compiles_nothing(tmp_path):
+    first = _sweep_counting_compiles(tmp_path / "cache", tmp_path / "a.sqlite")
+    second = _sweep_counting_compiles(tmp_path / "cache", tmp_path / "b.sqlite")
+    requests = "/jax/compilation_cache/compile_requests_use_cache"
+    assert first["code"] == second["code"] == 0
+    assert first["/jax/compilation_cache/cache_misses"] == first[requests] >= 1
+    assert second.get("/jax/compilation_cache/cache_misses", 0) == 0
+    assert second["/jax/compilation_cache/cache_hits"] == second[requests] == first[requests]
+
+
+def test_the_cache_can_be_turned_off(tmp_path):
+    off = _sweep_counting_compiles("off", tmp_path / "a.sqlite")
+    assert off["code"] == 0
+    assert not {"/jax/compilation_cache/cache_misses", "/jax/compilation_cache/cache_hits"} & set(off)
+
+
+def _xor():
+    d = datasets.load("xor")
+    return jnp.asarray(d.x_train, jnp.float32), jnp.asarray(d.y_train, jnp.float32)
+
+
+def test_another_learning_rate_or_an_equal_optimizer_reuses_the_program(monkeypatch):
+    # A net shape no other test uses, so the program is new to this process.
+    net, (x, y) = MLP((2, 7, 1), "tanh"), _xor()
+    params = net.init(jax.random.key(0), dtype=jnp.float32)
+    monkeypatch.setattr(training, "make_trainer", chex.assert_max_traces(training.make_trainer, n=1))
+    rules = StopRules(max_epochs=30, stall_epochs=None)
+    losses = []
+    for opt in (optim.make("sgd", learning_rate=0.5), optim.make("sgd", learning_rate=0.7),
+                optim.make("sgd", learning_rate=0.5, momentum=0.9), optim.make("sgd", learning_rate=0.5)):
+        losses.append(float(training.train(net, opt, params, x, y, key=jax.random.key(1), rules=rules).final_loss))
+    assert losses[0] == losses[3] and len(set(losses[:3])) == 3
+
+
+def test_hyperparameters_as_data_train_bitwise_like_constants():
+    net, (x, y) = MLP((2, 3, 1), "sigmoid"), _xor()
+    params = net.init(jax.random.key(2), dtype=jnp.float32)
+    rules = StopRules(max_epochs=40, stall_epochs=None)
+    for name, hyper, plain in (("sgd", {"learning_rate": 2.0, "momentum": 0.5}, optax.sgd(2.0, momentum=0.5)),
+                               ("quickprop", {"learning_rate": 0.5, "mu": 1.75}, optim.quickprop(0.5, mu=1.75))):
+        a = training.train(net, optim.make(name, **hyper), params, x, y, key=jax.random.key(3), rules=rules)
+        b = training.train(net, plain, params, x, y, key=jax.random.key(3), rules=rules)
+        chex.assert_trees_all_equal(a.params, b.params)
+        np.testing.assert_array_equal(a.history.loss, b.history.loss)
+
+
+def test_make_hashes_by_value():
+    assert optim.make("cg", beta="fr") == optim.make("cg", beta="fr")
+    assert hash(optim.make("rprop", learning_rate=0.1)) == hash(optim.make("rprop", learning_rate=0.1))
+    assert optim.make("cg", beta="fr") != optim.make("cg", beta="pr")
+    assert optim.spec(optim.make("quickprop", mu=2.0)) == ("quickprop", {"mu": 2.0})
+    assert optim.spec(optax.sgd(0.1)) is None
