@@ -130,9 +130,11 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from bpkit import config as cfg
+    from bpkit import distributed
     from bpkit.store import Store
     from bpkit.sweep import plan, run_sweep
 
+    several = distributed.settings(args.coordinator, args.num_processes, args.process_id)  # checked first
     flat = cfg.load(args.config, args.set or [])
     if args.verb == "run" and _grid_keys(flat):
         raise ValueError(f"{args.config} has a grid ({', '.join(_grid_keys(flat))}); use bpkit sweep")
@@ -151,6 +153,8 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
                   f"~{g.mb_per_run * g.chunk:,.1f} MB per chunk")
         return 0
     path = Path(args.store) if args.store else Path("results") / f"{flat['name']}.sqlite"
+    if several is not None and distributed.initialize(*several):
+        return _sweep_processes(args, flat, path)
     if not args.store:
         path.parent.mkdir(parents=True, exist_ok=True)
     store = Store(path)
@@ -179,10 +183,35 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sweep_processes(args: argparse.Namespace, flat: dict, path) -> int:
+    """One process's part of a multi-process sweep: process 0 creates and writes the store, the
+    others open it only to skip finished runs, and every process computes its devices' share."""
+    import jax
+
+    from bpkit import distributed
+    from bpkit.store import Store
+    from bpkit.sweep import run_sweep
+
+    writer = distributed.is_writer()
+    if writer:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        store = Store(path)
+    distributed.barrier("bpkit: store ready")
+    if not writer:
+        store = Store(path, create=False)
+    with store:
+        stats = run_sweep(flat, store, chunk_size=args.chunk_size, progress=not args.no_progress,
+                          memory_budget_mb=args.memory_budget)
+    if writer:
+        print(f"{stats['runs']} runs in {stats['groups']} compiled group(s) over {jax.process_count()} processes "
+              f"({len(jax.devices())} devices): {stats['written']} new, {stats['skipped']} already in {path}")
+    return 0
+
+
 def _cmd_report(args: argparse.Namespace) -> int:
     from bpkit import report
 
-    path, figs, errors = report.write(args.store, args.out)
+    path, figs, errors = report.write(args.store, args.out, compare_with=args.compare)
     for e in errors:
         print(f"bpkit: warning: {e}", file=sys.stderr)
     print(f"wrote {path} and {len(figs)} figures in {path.parent}")
@@ -222,10 +251,12 @@ def build_parser() -> argparse.ArgumentParser:
     check.set_defaults(func=_cmd_check)
 
     rep = sub.add_parser("report", help="write a markdown report and figures from a results store",
-                         description="Write report.md (success rates, epochs and cu to the goal, final losses) "
-                         "and figures (PNG and SVG) from a results store.")
+                         description="Write report.md (per problem and criterion: success with intervals and "
+                         "expected cu with restarts, each method tuned; then the flat table of every cell), "
+                         "figures (PNG and SVG) and a CSV per table from a results store.")
     rep.add_argument("store", help="results store (.sqlite)")
     rep.add_argument("--out", help="output folder (default: <store>-report next to the store)")
+    rep.add_argument("--compare", metavar="B.sqlite", help="a second store, its answers put beside the first's")
     rep.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
     rep.set_defaults(func=_cmd_report)
 
@@ -245,6 +276,10 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--no-progress", action="store_true", help="no progress bar")
         p.add_argument("--plan", action="store_true",
                        help="check the config, data and memory, print the groups and chunks, run nothing")
+        p.add_argument("--coordinator", metavar="HOST:PORT",
+                       help="multi-process sweep: process 0's address (or $BPKIT_COORDINATOR)")
+        p.add_argument("--num-processes", type=int, metavar="N", help="multi-process sweep: how many ($BPKIT_NUM_PROCESSES)")
+        p.add_argument("--process-id", type=int, metavar="I", help="multi-process sweep: this one, 0..N-1 ($BPKIT_PROCESS_ID)")
         p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
         p.set_defaults(func=_cmd_sweep)
     return parser

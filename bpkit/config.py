@@ -49,6 +49,7 @@ from bpkit import losses as losses_
 from bpkit.gradients import SOURCES
 from bpkit.network import INIT_SCHEMES
 from bpkit.optim import OPTIMIZERS, RPROP_VARIANTS
+from bpkit.stopping import STOP_ON
 
 def _pos(v):
     return v > 0
@@ -91,6 +92,8 @@ SCHEMA: dict[str, tuple[tuple[type, ...], Any, Any, str]] = {
     "training.criterion_40_20_40": ((bool,), False, None, "stop when every output is right by 40-20-40"),
     "training.patience": ((int,), 0, _nonneg, "validation patience in epochs (0: off)"),
     "training.stall_epochs": ((int,), 10, _nonneg, "stop after this many epochs without change (0: off)"),
+    "training.stop_on": ((str,), "first", STOP_ON,
+                         "'first': the first success criterion met ends the run; 'all': run until goal and 40-20-40 both held"),
 }
 LIST_FIELDS = {k for k, (t, *_) in SCHEMA.items() if t == (list,)}
 INT_MAX = 2**31 - 1  # counts, sizes and epochs are int32 inside the compiled loop

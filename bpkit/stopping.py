@@ -23,6 +23,13 @@ run's stop reason; ``RUNNING`` means none did yet.
 * **stalled**: the params did not change for ``stall_epochs`` epochs (a
   failed line search, or SCG rejecting every step).
 * **max_epochs**: the epoch budget is spent.
+
+The two success criteria, the loss goal and 40-20-40, can each end a run at
+the first epoch it holds (``stop_on="first"``, the default), or the run can go
+on until *every* criterion switched on has held at some epoch
+(``stop_on="all"``): then one run answers both questions, and a loss goal met
+early does not hide when (or whether) 40-20-40 is met.  Either way the loop
+records the first epoch each criterion held (``TrainResult.met``).
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ import jax.numpy as jnp
 RUNNING, DIVERGED, GOAL, CRITERION, MIN_GRAD, PATIENCE, STALLED, MAX_EPOCHS, LINE_SEARCH_FAILED = range(9)
 REASONS = ("running", "diverged", "goal", "40-20-40", "min_grad", "patience", "stalled", "max_epochs",
            "line_search_failed")
+STOP_ON = ("first", "all")
 
 
 def reason_name(code: int) -> str:
@@ -52,6 +60,9 @@ class StopRules:
         criterion_40_20_40: stop when every output is right by 40-20-40.
         patience: stop after this many epochs without a better validation loss.
         stall_epochs: stop after this many epochs with no change to the params.
+        stop_on: ``"first"``: the first success criterion (goal, 40-20-40) that
+            holds ends the run; ``"all"``: the run ends once every criterion
+            switched on has held at some epoch (its reason: the one met last).
     """
 
     max_epochs: int = 100
@@ -60,8 +71,11 @@ class StopRules:
     criterion_40_20_40: bool = False
     patience: int | None = None
     stall_epochs: int | None = 10
+    stop_on: str = "first"
 
     def __post_init__(self):
+        if self.stop_on not in STOP_ON:
+            raise ValueError(f"stop_on must be one of {', '.join(STOP_ON)}, got {self.stop_on!r}")
         limit = 2**31 - 1  # epochs are counted in int32 inside the compiled loop
         if not (isinstance(self.max_epochs, int) and 1 <= self.max_epochs <= limit):
             raise ValueError(f"max_epochs must be an integer in 1..{limit}, got {self.max_epochs!r}")
@@ -94,6 +108,18 @@ def count_wrong_40_20_40(out: jax.Array, y: jax.Array, lo: jax.Array, hi: jax.Ar
     return wrong.sum(dtype="int32")  # operators only: the same code counts NumPy arrays (tests)
 
 
+def met_now(rules: StopRules, loss: jax.Array, wrong: jax.Array) -> jax.Array:
+    """``[goal holds, 40-20-40 holds]`` at this epoch (bool, shape (2,)); a criterion switched off never holds."""
+    goal = loss <= rules.goal if rules.goal is not None else jnp.asarray(False)
+    crit = wrong == 0 if rules.criterion_40_20_40 else jnp.asarray(False)
+    return jnp.stack([jnp.asarray(goal), jnp.asarray(crit)])
+
+
+def first_met(met: jax.Array, holds: jax.Array, epoch: jax.Array) -> jax.Array:
+    """``met`` (int32 (2,): the 1-based epoch each criterion first held, 0 if not yet) after ``epoch``."""
+    return jnp.where((met == 0) & holds, jnp.asarray(epoch, jnp.int32), met)
+
+
 def stop_reason(
     rules: StopRules,
     epoch: jax.Array,
@@ -103,16 +129,27 @@ def stop_reason(
     epochs_without_improvement: jax.Array,
     epochs_unchanged: jax.Array,
     line_search_failed: jax.Array = False,
+    met: jax.Array | None = None,
 ) -> jax.Array:
     """The reason code after ``epoch`` epochs (1-based), ``RUNNING`` if none holds.
 
-    ``wrong`` is the integer count of wrong outputs (:func:`count_wrong_40_20_40`).
+    ``wrong`` is the integer count of wrong outputs (:func:`count_wrong_40_20_40`);
+    ``met`` the epochs each criterion first held (:func:`first_met`, this epoch
+    included), which ``stop_on="all"`` needs.
     """
     checks = [(~jnp.isfinite(loss), DIVERGED)]
-    if rules.goal is not None:
-        checks.append((loss <= rules.goal, GOAL))
-    if rules.criterion_40_20_40:
-        checks.append((wrong == 0, CRITERION))
+    on = [i for i, flag in enumerate((rules.goal is not None, rules.criterion_40_20_40)) if flag]  # met's slots
+    if rules.stop_on == "all" and on:
+        if met is None:
+            raise ValueError("stop_on='all' needs met, the epochs each criterion first held")
+        codes = (GOAL, CRITERION)
+        last = codes[on[0]] if len(on) == 1 else jnp.where(met[1] > met[0], CRITERION, GOAL)  # the one met last
+        checks.append((jnp.all(met[jnp.asarray(on)] > 0), last))
+    else:
+        if rules.goal is not None:
+            checks.append((loss <= rules.goal, GOAL))
+        if rules.criterion_40_20_40:
+            checks.append((wrong == 0, CRITERION))
     if rules.min_grad_norm is not None:
         checks.append((grad_norm <= rules.min_grad_norm, MIN_GRAD))
     checks.append((jnp.asarray(line_search_failed), LINE_SEARCH_FAILED))

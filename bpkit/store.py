@@ -44,9 +44,18 @@ COLUMNS = (
 NAMES = tuple(c for c, _ in COLUMNS)
 
 
+# Config keys added after runs were stored, with the default that trains exactly as before the
+# key existed: left out of the hash at that default, so stored runs keep their ids.
+LATER_KEYS = {"training.stop_on": "first"}
+
+
 def config_hash(config: dict[str, Any]) -> str:
-    """SHA-256 (first 16 hex digits) of a config without its seed and label, as canonical JSON."""
-    body = {k: v for k, v in config.items() if k not in ("seed", "label")}
+    """SHA-256 (first 16 hex digits) of a config without its seed and label, as canonical JSON.
+
+    A key of :data:`LATER_KEYS` at its default is left out too: such a run is the run stored
+    before that key existed."""
+    body = {k: v for k, v in config.items()
+            if k not in ("seed", "label") and not (k in LATER_KEYS and v == LATER_KEYS[k])}
     return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:16]
 
 
@@ -178,10 +187,16 @@ class Store:
             raise ValueError(f"{self.path}: cannot write the results store ({e})") from None
         return cur.rowcount
 
-    def runs(self) -> tuple[list[dict[str, Any]], list[str]]:
-        """All runs as dicts (config and curves parsed), and a message per corrupt row (by run id)."""
+    def runs(self, order: str = "run_id") -> tuple[list[dict[str, Any]], list[str]]:
+        """All runs as dicts (config and curves parsed), and a message per corrupt row (by run id).
+
+        ``order``: ``"run_id"``, or ``"written"`` (the order the sweep stored them: its grid's order).
+        """
+        if order not in ("run_id", "written"):
+            raise ValueError(f"order must be 'run_id' or 'written', got {order!r}")
         out, errors = [], []
-        for row in self._db.execute(f"SELECT {', '.join(NAMES)} FROM runs ORDER BY run_id"):
+        by = "run_id" if order == "run_id" else "rowid"
+        for row in self._db.execute(f"SELECT {', '.join(NAMES)} FROM runs ORDER BY {by}"):
             rec = dict(zip(NAMES, row))
             try:
                 rec["config"] = json.loads(rec["config"])

@@ -24,20 +24,23 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Any, Callable, NamedTuple
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable, Iterator, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 import bpkit
 from bpkit import config as cfg
-from bpkit import datasets, optim, stopping
+from bpkit import datasets, distributed, optim, stopping
 from bpkit._validate import require_reachable_targets
 from bpkit.network import MLP
 from bpkit.store import Store, run_id
-from bpkit.training import make_trainer
+from bpkit.training import train_from_seed
+
+
+COMPILE_AHEAD = 2  # groups compiled ahead, in threads, while one runs (measured: see run_grid)
 
 
 def load_data(run: cfg.RunConfig) -> datasets.Dataset:
@@ -66,14 +69,8 @@ def _rules(run: cfg.RunConfig) -> stopping.StopRules:
         criterion_40_20_40=run["training.criterion_40_20_40"],
         patience=run["training.patience"] or None,
         stall_epochs=run["training.stall_epochs"] or None,
+        stop_on=run["training.stop_on"],
     )
-
-
-def _optimizer(run: cfg.RunConfig, traced: dict[str, Any]) -> optax.GradientTransformation:
-    """The run's optimizer from bpkit's one registry; ``traced`` (vmapped) values by config key."""
-    name = run["optimizer.name"]
-    hyper = {k: traced.get(f"optimizer.{k}", run[f"optimizer.{k}"]) for k in optim.HYPERPARAMETERS[name]}
-    return optim.make(name, **hyper)
 
 
 def _accuracy(out, y, lo, hi):
@@ -82,9 +79,15 @@ def _accuracy(out, y, lo, hi):
     return jnp.mean((jnp.argmax(out, 1) == jnp.argmax(y, 1)).astype(out.dtype))
 
 
-def group_program(run: cfg.RunConfig, data: datasets.Dataset) -> Callable:
+def group_program(run: cfg.RunConfig, data: datasets.Dataset, plain_momentum: bool = False) -> Callable:
     """The vmapped, jitted program for a group: ``(seeds, *hyper) -> results``, one column
-    per :data:`bpkit.config.VMAPPED` field (seeds first)."""
+    per :data:`bpkit.config.VMAPPED` field (seeds first).
+
+    ``plain_momentum``: every run of the group has momentum 0, so the program is
+    plain gradient descent, without a velocity buffer (its momentum column is
+    ignored).  A momentum that varies is data: ``v = mu v - lr g`` for every run,
+    which with ``mu = 0`` is the same step at about twice the cost per update.
+    """
     dtype = jnp.dtype(run["dtype"])
     sizes = (data.inputs, *run["network.hidden"], data.outputs)
     net = MLP(sizes, hidden=run["network.activation"], output=run["network.output"])
@@ -113,17 +116,23 @@ def group_program(run: cfg.RunConfig, data: datasets.Dataset) -> Callable:
         out, cache = net.forward(p, x)
         return loss_obj.value(cache.zs[-1], out, y), _accuracy(out, y, lo, hi)
 
-    def one(seed, *hyper):
-        traced = dict(zip(cfg.VMAPPED[1:], hyper))
-        kinit, ktrain = jax.random.split(jax.random.key(seed))
-        params = net.init(kinit, scheme=run["network.init"], scale=traced["network.init_scale"], dtype=dtype)
-        trainer = make_trainer(net, _optimizer(run, traced), loss=run["loss"], source=run["source"],
-                               batch_size=batch_size, shuffle=run["training.shuffle"], rules=rules)
-        r = trainer(params, arrays["x"], arrays["y"], ktrain, arrays["xv"], arrays["yv"])
+    name = run["optimizer.name"]
+    fields = {k: f"optimizer.{k}" for k in optim.HYPERPARAMETERS[name]}
+    fixed = {"optimizer.momentum": 0.0} if plain_momentum and "momentum" in optim.HYPERPARAMETERS[name] else {}
+    static_hyper = tuple((k, fixed.get(f, run[f])) for k, f in fields.items() if f not in cfg.VMAPPED or f in fixed)
+
+    def one(seed, *vmapped):
+        traced = dict(zip(cfg.VMAPPED[1:], vmapped))
+        hyper = {k: traced[f] for k, f in fields.items() if f in traced and f not in fixed}
+        r = train_from_seed(net, name, seed, hyper, arrays["x"], arrays["y"], arrays["xv"], arrays["yv"],
+                            static_hyper=static_hyper, init=run["network.init"],
+                            init_scale=traced["network.init_scale"], dtype=dtype, loss=run["loss"],
+                            source=run["source"], batch_size=batch_size, shuffle=run["training.shuffle"],
+                            rules=rules)
         metrics = {}
         for split, (x, y) in {"train": ("x", "y"), "val": ("xv", "yv"), "test": ("xt", "yt")}.items():
             metrics[f"{split}_loss"], metrics[f"{split}_acc"] = evaluate(r.params, arrays[x], arrays[y])
-        return r.history, r.epochs, r.stop_reason, metrics
+        return r.history, r.epochs, r.stop_reason, metrics, r.met
 
     return jax.jit(jax.vmap(one))
 
@@ -182,11 +191,14 @@ def chunk_for_budget(run: cfg.RunConfig, data: datasets.Dataset, budget_mb: floa
 
 
 def _shard(a: np.ndarray) -> jax.Array:
+    """``a`` laid out along its first axis over every device, of every process (each process holds
+    the whole host array and places the rows of its own devices)."""
     devices = jax.devices()
     if len(devices) == 1:
         return jnp.asarray(a)
     mesh = jax.sharding.Mesh(np.array(devices), ("runs",))
-    return jax.device_put(a, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("runs")))
+    sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("runs"))
+    return jax.make_array_from_callback(a.shape, sharding, lambda index: a[index])
 
 
 def group_runs(runs: list[cfg.RunConfig]) -> dict[tuple, list[cfg.RunConfig]]:
@@ -203,26 +215,44 @@ def device_chunk(want: int) -> int:
     return max(n_dev, math.ceil(want / n_dev) * n_dev)
 
 
-def run_chunk(program: Callable, part: list[cfg.RunConfig], chunk: int) -> tuple:
-    """Run ``part`` (runs of one group) through its compiled ``program`` at shape ``chunk``.
-
-    The runs are padded to ``chunk`` (same shape: no recompile) and sharded
-    over the devices; returns ``(history, epochs, stop_reasons, metrics)``
-    as host arrays, one row per padded run.
-    """
+def chunk_args(part: list[cfg.RunConfig], chunk: int) -> list[jax.Array]:
+    """The program's arguments for ``part`` (runs of one group) padded to ``chunk`` runs and
+    sharded over the devices: one column per :data:`bpkit.config.VMAPPED` field."""
     padded = part + [part[-1]] * (chunk - len(part))
     cols = [np.array([r[k] for r in padded]) for k in cfg.VMAPPED]
     # Hyperparameters in the run's own dtype (a float64 momentum would promote float32 state).
     dt = np.dtype(part[0]["dtype"])
     # Seeds are 0..2^32-1 (config.SEED_MAX), so the cast to one uint32 word is exact.
+    return [_shard(cols[0].astype(np.uint32))] + [_shard(c.astype(dt)) for c in cols[1:]]
+
+
+def compile_group(program: Callable, part: list[cfg.RunConfig], chunk: int) -> Callable:
+    """``program`` compiled ahead of time for chunks of ``chunk`` runs (XLA compiles without the GIL,
+    so several groups can compile at once in threads).  Callable like ``program`` on such chunks."""
     try:
-        out = program(_shard(cols[0].astype(np.uint32)), *(_shard(c.astype(dt)) for c in cols[1:]))
-        return jax.device_get(jax.block_until_ready(out))
+        return program.lower(*chunk_args(part, chunk)).compile()
     except jax.errors.JaxRuntimeError as e:
-        if "RESOURCE_EXHAUSTED" not in str(e):
-            raise
-        raise MemoryError(f"the device ran out of memory running {chunk} runs at once; lower --chunk-size "
-                          f"or --memory-budget, or training.max_epochs or network.hidden") from None
+        raise _out_of_memory(e, chunk) from None
+
+
+def run_chunk(program: Callable, part: list[cfg.RunConfig], chunk: int) -> tuple:
+    """Run ``part`` (runs of one group) through its ``program`` (jitted or compiled) at shape ``chunk``.
+
+    The runs are padded to ``chunk`` (same shape: no recompile) and sharded
+    over the devices; returns ``(history, epochs, stop_reasons, metrics, met)``
+    as host arrays, one row per padded run.
+    """
+    try:
+        return distributed.gather(jax.block_until_ready(program(*chunk_args(part, chunk))))
+    except jax.errors.JaxRuntimeError as e:
+        raise _out_of_memory(e, chunk) from None
+
+
+def _out_of_memory(e: Exception, chunk: int) -> Exception:
+    if "RESOURCE_EXHAUSTED" not in str(e):
+        return e
+    return MemoryError(f"the device ran out of memory running {chunk} runs at once; lower --chunk-size "
+                       f"or --memory-budget, or training.max_epochs or network.hidden")
 
 
 class Group(NamedTuple):
@@ -240,29 +270,99 @@ def plan(
     all_runs: list[cfg.RunConfig] | None = None,
     chunk_size: int | None = 64,
     memory_budget_mb: float | None = None,
+    fit: bool = False,
 ) -> list[Group]:
     """Group ``runs`` by program and check every group before anything is compiled.
 
     Loads each data set, checks sizes, losses and targets, and fixes each group's
-    chunk: ``chunk_size``, or without it the group's size in ``all_runs`` (the
-    whole sweep), capped by what fits ``memory_budget_mb`` and the memory
-    available.  The chunk depends only on the config, never on which runs are
-    still to do, so a resumed sweep compiles the programs of an uninterrupted one.
+    chunk: ``chunk_size`` (with ``fit``, at most the group's size in ``all_runs``,
+    so a small group is not padded), or without it the group's size in
+    ``all_runs`` (the whole sweep), capped by what fits ``memory_budget_mb`` and
+    the memory available.  The chunk depends only on the config, never on which runs are
+    still to do, so a resumed sweep compiles the programs of an uninterrupted one; so does
+    whether a group's momentum is fixed at 0 (:func:`group_program`).  A fixed chunk
+    also keeps a run's numbers bitwise independent of how many runs its group has (XLA
+    may round differently at another vmapped width).
 
     Raises:
         ValueError: bad input, or a run too large for the memory (one line each).
     """
     if chunk_size is None and memory_budget_mb is None:
         raise ValueError("give a chunk size, a memory budget, or both")
-    full_size = {key: len(m) for key, m in group_runs(all_runs if all_runs is not None else runs).items()}
+    full = group_runs(all_runs if all_runs is not None else runs)
     groups = []
     for key, members in group_runs(runs).items():
         data = load_data(members[0])
-        want = chunk_size if chunk_size is not None else full_size[key]
+        size = len(full[key])
+        want = size if chunk_size is None else min(chunk_size, size) if fit else chunk_size
         want = min(want, chunk_for_budget(members[0], data, memory_budget_mb))
-        groups.append(Group(members, data, group_program(members[0], data), device_chunk(want),
+        plain = all(r["optimizer.momentum"] == 0 for r in full[key])
+        groups.append(Group(members, data, group_program(members[0], data, plain), device_chunk(want),
                             run_bytes(members[0], data) / 2**20))
     return groups
+
+
+def run_grid(
+    runs: list[cfg.RunConfig],
+    all_runs: list[cfg.RunConfig] | None = None,
+    chunk_size: int | None = 64,
+    memory_budget_mb: float | None = None,
+    fit: bool = False,
+    compile_ahead: int | None = None,
+) -> Iterator[list[tuple[cfg.RunConfig, dict[str, Any]]]]:
+    """bpkit's one sweep engine: every run of ``runs``, one chunk per compiled call.
+
+    Checks everything when called (:func:`plan`: a bad config raises here, before
+    any work), then the returned iterator yields, chunk by chunk, a list
+    of ``(run, out)``: ``out`` holds the run's curves (each :class:`History`
+    field cut at its last epoch, ``wrong`` as ints), ``epochs``,
+    ``stop_reason`` (a name), the final train/val/test loss and accuracy,
+    ``loss_evals``, ``grad_evals``, ``cu``, ``wall_time`` (per run, its
+    chunk's run time over its runs; compiling is not in it) and ``goal_epoch``
+    and ``c40_epoch`` (the epoch each criterion first held, 0: never).  The
+    store (:func:`run_sweep`), the studies and the benchmarks all run on it.
+
+    Each group's program is compiled once, before its first chunk; while one
+    group runs, the next ``compile_ahead`` groups compile in threads (0: none
+    ahead; None: :data:`COMPILE_AHEAD`).  A compiled program is dropped once
+    its group is done, so memory holds at most ``compile_ahead + 1`` of them.
+    """
+    compile_ahead = COMPILE_AHEAD if compile_ahead is None else compile_ahead
+    return _execute(plan(runs, all_runs, chunk_size, memory_budget_mb, fit), compile_ahead)  # checked now, at the call
+
+
+def _execute(groups: list[Group | None], compile_ahead: int) -> Iterator[list[tuple[cfg.RunConfig, dict[str, Any]]]]:
+    with ThreadPoolExecutor(max_workers=max(1, compile_ahead)) as pool:
+        ahead = {}
+
+        def schedule(i):
+            if compile_ahead and i < len(groups) and i not in ahead:
+                g = groups[i]
+                ahead[i] = pool.submit(compile_group, g.program, g.members[:g.chunk], g.chunk)
+
+        for i, g in enumerate(groups):
+            for j in range(i, i + compile_ahead + 1):
+                schedule(j)
+            program = ahead.pop(i).result() if i in ahead else compile_group(g.program, g.members[:g.chunk], g.chunk)
+            for start in range(0, len(g.members), g.chunk):
+                part = g.members[start:start + g.chunk]
+                t0 = time.perf_counter()
+                hist, epochs, reasons, metrics, met = run_chunk(program, part, g.chunk)
+                wall = (time.perf_counter() - t0) / len(part)
+                yield [(r, _outcome(k, hist, epochs, reasons, metrics, met, wall)) for k, r in enumerate(part)]
+            del program
+            groups[i] = None  # its traced and compiled program can go: memory holds the groups ahead only
+
+
+def _outcome(i, hist, epochs, reasons, metrics, met, wall) -> dict[str, Any]:
+    e = int(epochs[i])
+    curves = {k: np.asarray(getattr(hist, k)[i][:e]) for k in hist._fields}
+    le = float(hist.loss_evals[i][e - 1]) if e else 0.0
+    ge = float(hist.grad_evals[i][e - 1]) if e else 0.0
+    return {"curves": curves, "epochs": e, "stop_reason": stopping.reason_name(int(reasons[i])),
+            **{k: float(v[i]) for k, v in metrics.items()},
+            "loss_evals": le, "grad_evals": ge, "cu": le + 3 * ge, "wall_time": wall,
+            "goal_epoch": int(met[i][0]), "c40_epoch": int(met[i][1])}  # 0: never met (or off)
 
 
 def run_sweep(
@@ -277,45 +377,41 @@ def run_sweep(
 
     ``chunk_size`` runs go through the compiled program at once (the last
     chunk padded); see :func:`plan` for how the chunk follows the memory budget.
-    Counts: ``runs`` in the config, ``skipped`` (stored before this sweep
-    started), ``written`` (stored by this sweep), ``meanwhile`` (computed here,
-    but another process stored them first), ``groups`` (compiled programs).
+    Each chunk is one transaction.  In a multi-process sweep
+    (:mod:`bpkit.distributed`) every process runs this with the same store,
+    and only process 0 writes to it.  Counts: ``runs`` in the config, ``skipped``
+    (stored before this sweep started), ``written`` (stored by this sweep),
+    ``meanwhile`` (computed here, but another process stored them first),
+    ``groups`` (compiled programs).
     """
     runs = cfg.expand(flat)
     done = store.run_ids()
     todo = [r for r in runs if run_id(r.as_dict()) not in done]
-    groups = plan(todo, runs, chunk_size, memory_budget_mb)
-    bar = _progress(len(todo), progress)
+    writer = distributed.is_writer()
+    chunks = run_grid(todo, runs, chunk_size, memory_budget_mb)  # every check, before the progress bar shows
+    bar = _progress(len(todo), progress and writer)
     written = meanwhile = 0
-    for g in groups:
-        for start in range(0, len(g.members), g.chunk):
-            part = g.members[start:start + g.chunk]
-            t0 = time.perf_counter()
-            hist, epochs, reasons, metrics = run_chunk(g.program, part, g.chunk)
-            wall = (time.perf_counter() - t0) / len(part)
-            records = [_record(r, i, hist, epochs, reasons, metrics, wall) for i, r in enumerate(part)]
-            added = store.add(records)
-            written += added
-            meanwhile += len(part) - added
-            bar.update(len(part))
-            if after_chunk:
-                after_chunk(written)
+    for chunk in chunks:
+        if not writer:  # in a multi-process sweep, process 0 alone writes; the others only compute
+            continue
+        added = store.add([_record(run, out) for run, out in chunk])
+        written += added
+        meanwhile += len(chunk) - added
+        bar.update(len(chunk))
+        if after_chunk:
+            after_chunk(written)
     bar.close()
     return {"runs": len(runs), "skipped": len(runs) - len(todo), "written": written,
-            "meanwhile": meanwhile, "groups": len(groups)}
+            "meanwhile": meanwhile, "groups": len(group_runs(todo))}
 
 
-def _record(run, i, hist, epochs, reasons, metrics, wall) -> dict[str, Any]:
-    e = int(epochs[i])
-    curves = {k: np.asarray(getattr(hist, k)[i][:e]).tolist() for k in hist._fields}  # wrong: ints
-    le = float(hist.loss_evals[i][e - 1]) if e else 0.0
-    ge = float(hist.grad_evals[i][e - 1]) if e else 0.0
-    reason = stopping.reason_name(int(reasons[i]))
+def _record(run: cfg.RunConfig, out: dict[str, Any]) -> dict[str, Any]:
+    reason = out["stop_reason"]
     return {
+        **{k: v for k, v in out.items() if k != "curves"},
         "config": run.as_dict(), "seed": int(run["seed"]),
-        "status": "diverged" if reason == "diverged" else "finished", "stop_reason": reason, "epochs": e,
-        **{k: float(v[i]) for k, v in metrics.items()},
-        "loss_evals": le, "grad_evals": ge, "cu": le + 3 * ge, "wall_time": wall, "curves": curves,
+        "status": "diverged" if reason == "diverged" else "finished",
+        "curves": {k: v.tolist() for k, v in out["curves"].items()},  # wrong: ints
         "bpkit_version": bpkit.__version__, "jax_version": jax.__version__,
         "device": jax.devices()[0].device_kind,
     }

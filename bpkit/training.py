@@ -75,6 +75,8 @@ class TrainResult(NamedTuple):
     epochs: Array  # epochs run
     stop_reason: Array  # a stopping.REASONS index
     initial_loss: Array
+    checkpoints: Params | None = None  # params at each checkpoint epoch, stacked (see make_trainer)
+    met: Array | None = None  # int32 (2,): 1-based epoch the loss goal, 40-20-40 first held; 0: never (or off)
 
     @property
     def reason(self) -> str:
@@ -82,7 +84,9 @@ class TrainResult(NamedTuple):
 
     @property
     def final_loss(self) -> Array:
-        return self.history.loss[jnp.maximum(self.epochs - 1, 0)]
+        """The training loss after the last epoch (one per run for stacked results)."""
+        last = jnp.maximum(jnp.asarray(self.epochs) - 1, 0)
+        return jnp.take_along_axis(self.history.loss, last[..., None], axis=-1)[..., 0]
 
 
 class _Loop(NamedTuple):
@@ -100,6 +104,8 @@ class _Loop(NamedTuple):
     unchanged: Array  # epochs in a row without a change of the params
     measured: tuple  # (loss, gradient) at params, from the epoch-end measurement
     reason: Array
+    checkpoints: Params | None  # params stacked per checkpoint epoch
+    met: Array  # int32 (2,): epoch the goal and 40-20-40 first held (0: not yet)
 
 
 def make_trainer(
@@ -111,12 +117,30 @@ def make_trainer(
     batch_size: int | None = None,
     shuffle: bool = True,
     rules: stopping.StopRules = stopping.StopRules(),
+    checkpoints: tuple[int, ...] = (),
+    measure_every: int = 1,
 ) -> Callable[..., TrainResult]:
     """The pure training function ``run(params, x, y, key, x_val=None, y_val=None)``.
 
     Everything passed here is static (it shapes the compiled program); what
     ``run`` takes is data, so ``run`` can be jitted and vmapped over seeds.
+
+    ``checkpoints`` are epoch counts (0: the initial params): the result's
+    ``checkpoints`` holds the params after each, stacked along a new leading
+    axis, from the same uninterrupted run (the optimizer state and the keys go
+    on).  A run that stops before a checkpoint holds its final params there.
+
+    ``measure_every = k``: in online and mini-batch mode, the epoch-end
+    measurement (full-data loss, gradient norm, 40-20-40 count, validation
+    loss) runs every k epochs and at the last; the history holds NaN (``wrong``
+    -1) between, and the stop rules other than ``max_epochs`` are judged only
+    on measured epochs.  In batch mode the measurement is the next step's
+    gradient, so it runs every epoch whatever k.
     """
+    if not (isinstance(measure_every, int) and measure_every >= 1):
+        raise ValueError(f"measure_every must be a positive integer, got {measure_every!r}")
+    if any(not isinstance(c, int) or c < 0 for c in checkpoints) or list(checkpoints) != sorted(set(checkpoints)):
+        raise ValueError(f"checkpoints must be increasing epoch counts >= 0, got {checkpoints!r}")
     f = objective(net, loss, source)
     value_and_grad = jax.value_and_grad(f)
     loss_obj = losses_.get(loss)
@@ -142,16 +166,17 @@ def make_trainer(
         y = jnp.asarray(y, dt)
         lo, hi = jnp.min(y), jnp.max(y)
         mask = (jnp.arange(n_batches * b) < n).reshape(n_batches, b).astype(dt)
+        # An optimizer whose state reports no evaluations (plain optax: SGD, RPROP, ...) costs
+        # exactly the caller's gradient per batch; in full batch a known point may spare it.
+        counts_itself = full or contract.reports(optimizer.init(params))
+        sparse = measure_every > 1 and not full  # in batch mode the measurement is the next step's
 
         def batch_step(carry, batch, measured=None):
             params, opt_state, evals, failed = carry
-            idx, m = batch
+            xb, yb, m = batch
             # Full batch: the data in their own order, weights 1/N, as loss_value has them.
             # Without padding, every batch is a plain mean (weights 1/b): no weights needed.
-            if full:
-                xb, yb, wb = x, y, None
-            else:
-                xb, yb, wb = x[idx], y[idx], (m / jnp.sum(m) if pad else None)
+            wb = m / jnp.sum(m) if pad else None
             compute = (lambda p: measured) if reuse_measurement else (lambda p: value_and_grad(p, xb, yb, wb))
             # In full batch the optimizer may already know this point (a line search's last step): reuse it.
             known = contract.report(opt_state) if full else None
@@ -164,6 +189,8 @@ def make_trainer(
                 grads, opt_state, params, value=value, grad=grads, value_fn=lambda p: f(p, xb, yb, wb)
             )
             params = optax.apply_updates(params, updates)
+            if not counts_itself:  # one gradient per example: counted once per epoch, not per step
+                return (params, opt_state, evals, failed), None
             own = contract.report(opt_state)
             frac = jnp.sum(m) / n
             evals = evals + frac * jnp.stack([own.value_evals, fresh.astype(jnp.int32) + own.grad_evals]).astype(dt)
@@ -179,14 +206,23 @@ def make_trainer(
         def epoch(s: _Loop) -> _Loop:
             key, sub = jax.random.split(s.key)
             order = jax.random.permutation(sub, n) if (shuffle and not full) else jnp.arange(n)
-            idx = jnp.concatenate([order, order[:pad]]).reshape(n_batches, b)
             carry = (s.params, s.opt_state, s.evals, jnp.asarray(False))
-            if reuse_measurement:  # one full batch: no scan, and the step reuses the measurement
-                carry, _ = batch_step(carry, (idx[0], mask[0]), s.measured)
-            else:
-                carry, _ = jax.lax.scan(batch_step, carry, (idx, mask))
+            if full:  # the data in their own order; batch mode reuses the epoch-end measurement
+                carry, _ = batch_step(carry, (x, y, mask[0]), s.measured if reuse_measurement else None)
+            else:  # the epoch's order gathered once, then scanned batch by batch
+                idx = jnp.concatenate([order, order[:pad]]).reshape(n_batches, b)
+                carry, _ = jax.lax.scan(batch_step, carry, (x[idx], y[idx], mask))
             new_params, opt_state, evals, failed = carry
-            measured, gnorm, wrong, val = measure(new_params)
+            if not counts_itself:  # the batches of an epoch hold every example once: one gradient
+                evals = evals + jnp.asarray([0, 1], dt)
+            ep = s.epoch + 1
+            if sparse:  # measured every k epochs and at the last: the others record NaN (wrong: -1)
+                on = (ep % measure_every == 0) | (ep >= rules.max_epochs)
+                nan_ = jnp.asarray(jnp.nan, dt)
+                measured, gnorm, wrong, val = jax.lax.cond(
+                    on, measure, lambda p: ((nan_, s.measured[1]), nan_, jnp.int32(-1), nan_), new_params)
+            else:
+                on, (measured, gnorm, wrong, val) = True, measure(new_params)
             value = measured[0]
             same = jnp.all(jnp.stack([jnp.all(u == v) for u, v in zip(
                 jax.tree_util.tree_leaves(new_params), jax.tree_util.tree_leaves(s.params))]))
@@ -199,10 +235,20 @@ def make_trainer(
                 *(a.at[s.epoch].set(v.astype(a.dtype)) for a, v in zip(
                     h, (value, gnorm, val, wrong, evals[0], evals[1])))
             )
-            ep = s.epoch + 1
-            reason = stopping.stop_reason(rules, ep, value, gnorm, wrong, since_best, unchanged, failed)
+            met = stopping.first_met(s.met, stopping.met_now(rules, value, wrong) & on, ep)
+            reason = stopping.stop_reason(rules, ep, value, gnorm, wrong, since_best, unchanged, failed, met)
+            reason = jnp.where(on, reason, stopping.RUNNING)  # rules are judged on measured epochs only
             return _Loop(new_params, opt_state, key, ep, evals, history, jnp.where(better, val, s.best_val),
-                         best_params, since_best, unchanged, measured, reason)
+                         best_params, since_best, unchanged, measured, reason, _keep(s.checkpoints, new_params, ep),
+                         met)
+
+        def _keep(stack, p, ep):
+            """Write ``p`` into every checkpoint slot not yet passed (``ep <= checkpoint``)."""
+            if stack is None:
+                return None
+            live = jnp.asarray(checkpoints) >= ep
+            return jax.tree_util.tree_map(
+                lambda buf, leaf: jnp.where(live.reshape((-1,) + (1,) * leaf.ndim), leaf[None], buf), stack, p)
 
         nan = jnp.full((rules.max_epochs,), jnp.nan, dt)
         measured = measure(params)[0]
@@ -211,9 +257,12 @@ def make_trainer(
             params, optimizer.init(params), key, zero, jnp.zeros((2,), dt),
             History(nan, nan, nan, jnp.full((rules.max_epochs,), -1, jnp.int32), nan, nan),
             jnp.asarray(jnp.inf, dt), params, zero, zero, measured, jnp.int32(stopping.RUNNING),
+            jax.tree_util.tree_map(lambda a: jnp.stack([a] * len(checkpoints)), params) if checkpoints else None,
+            jnp.zeros((2,), jnp.int32),
         )
         out = jax.lax.while_loop(lambda s: s.reason == stopping.RUNNING, epoch, init)
-        return TrainResult(out.params, out.best_params, out.history, out.epoch, out.reason, measured[0])
+        return TrainResult(out.params, out.best_params, out.history, out.epoch, out.reason, measured[0],
+                           out.checkpoints, out.met)
 
     return run
 
@@ -238,12 +287,15 @@ def _split(optimizer: optax.GradientTransformation, dtype) -> tuple[Any, dict[st
     return _Recipe(name, tuple(sorted((k, v) for k, v in hyper.items() if k not in data))), data
 
 
-@partial(jax.jit, static_argnames=("net", "optimizer", "loss", "source", "batch_size", "shuffle", "rules"))
-def _train_jit(params, x, y, key, x_val, y_val, hyper, *, net, optimizer, loss, source, batch_size, shuffle, rules):
+@partial(jax.jit, static_argnames=("net", "optimizer", "loss", "source", "batch_size", "shuffle", "rules",
+                                   "checkpoints", "measure_every"))
+def _train_jit(params, x, y, key, x_val, y_val, hyper, *, net, optimizer, loss, source, batch_size, shuffle, rules,
+               checkpoints, measure_every):
     if isinstance(optimizer, _Recipe):
         optimizer = optim.make(optimizer.name, **dict(optimizer.static), **hyper)
     run = make_trainer(
-        net, optimizer, loss=loss, source=source, batch_size=batch_size, shuffle=shuffle, rules=rules
+        net, optimizer, loss=loss, source=source, batch_size=batch_size, shuffle=shuffle, rules=rules,
+        checkpoints=checkpoints, measure_every=measure_every,
     )
     return run(params, x, y, key, x_val, y_val)
 
@@ -263,8 +315,14 @@ def train(
     rules: stopping.StopRules = stopping.StopRules(),
     x_val: Array | None = None,
     y_val: Array | None = None,
+    checkpoints: tuple[int, ...] = (),
+    measure_every: int = 1,
 ) -> TrainResult:
     """Train ``net`` from ``params`` on ``(x, y)``; see the module docstring.
+
+    ``checkpoints``: epochs at which to keep the params, in one uninterrupted
+    run; ``result.checkpoints`` stacks them.  ``measure_every``: the epoch-end
+    measurement every k epochs (online and mini-batch).  See :func:`make_trainer`.
 
     Compiles once per (net, optimizer, loss, source, batch size, shuffle,
     rules) and data shapes.  An optimizer from :func:`bpkit.optim.make` counts
@@ -297,5 +355,75 @@ def train(
     static, hyper = _split(optimizer, jax.tree_util.tree_leaves(params)[0].dtype)
     return _train_jit(
         params, x, y, key, x_val, y_val, hyper, net=net, optimizer=static, loss=loss, source=source,
-        batch_size=batch_size, shuffle=shuffle, rules=rules,
+        batch_size=batch_size, shuffle=shuffle, rules=rules, checkpoints=tuple(checkpoints),
+        measure_every=measure_every,
     )
+
+
+def train_from_seed(
+    net: MLP,
+    optimizer: str,
+    seed: Array,
+    hyper: dict[str, Array],
+    x: Array,
+    y: Array,
+    x_val: Array | None = None,
+    y_val: Array | None = None,
+    *,
+    static_hyper: tuple[tuple[str, Any], ...] = (),
+    init: str = "lecun_normal",
+    init_scale: Array | float = 1.0,
+    dtype: Any = jnp.float32,
+    **trainer: Any,
+) -> TrainResult:
+    """One run from a seed, pure: the seed's key splits into the init key and the training key.
+
+    ``optimizer`` is a :func:`bpkit.optim.make` name; ``hyper`` its continuous
+    hyperparameters (data, may be traced), ``static_hyper`` the rest; ``trainer``
+    goes to :func:`make_trainer`.  Every vmapped sweep in bpkit is this function
+    under ``jax.vmap`` (:func:`train_many`, the sweep's programs).
+    """
+    kinit, ktrain = jax.random.split(jax.random.key(seed))
+    params = net.init(kinit, scheme=init, scale=init_scale, dtype=dtype)
+    tx = optim.make(optimizer, **dict(static_hyper), **hyper)
+    return make_trainer(net, tx, **trainer)(params, x, y, ktrain, x_val, y_val)
+
+
+def train_many(
+    net: MLP,
+    optimizer: str,
+    seeds: Any,
+    x: Array,
+    y: Array,
+    x_val: Array | None = None,
+    y_val: Array | None = None,
+    *,
+    hyper: dict[str, Any] | None = None,
+    init_scale: Any = 1.0,
+    dtype: Any = jnp.float32,
+    **kwargs: Any,
+) -> TrainResult:
+    """Many runs in one compiled, vmapped program: run ``i`` is ``seeds[i]`` with
+    ``hyper[k][i]`` (and ``init_scale[i]`` if a sequence); returns the stacked results.
+
+    Example:
+        >>> r = train_many(net, "sgd", [0, 1, 2], x, y, hyper={"learning_rate": [0.5, 0.5, 1.0]})  # doctest: +SKIP
+    """
+    dt = jnp.dtype(dtype)
+    seeds = jnp.asarray(seeds, jnp.uint32)
+    cols = {k: jnp.broadcast_to(jnp.asarray(v, dt), seeds.shape) for k, v in (hyper or {}).items()}
+    scales = jnp.broadcast_to(jnp.asarray(init_scale, dt), seeds.shape)
+    x, y = jnp.asarray(x, dt), jnp.asarray(y, dt)
+    xv = None if x_val is None else jnp.asarray(x_val, dt)
+    yv = None if y_val is None else jnp.asarray(y_val, dt)
+    return _train_many_jit(seeds, cols, scales, x, y, xv, yv, net=net, optimizer=optimizer, dtype=dt,
+                           kwargs=tuple(sorted(kwargs.items())))
+
+
+@partial(jax.jit, static_argnames=("net", "optimizer", "dtype", "kwargs"))
+def _train_many_jit(seeds, cols, scales, x, y, xv, yv, *, net, optimizer, dtype, kwargs):
+    def one(seed, hyper, scale):
+        return train_from_seed(net, optimizer, seed, hyper, x, y, xv, yv, init_scale=scale, dtype=dtype,
+                               **dict(kwargs))
+
+    return jax.vmap(one)(seeds, cols, scales)

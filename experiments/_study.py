@@ -121,37 +121,25 @@ def run_grid(
     max_chunk: int = 256,
     progress: bool = True,
 ) -> list[dict[str, Any]]:
-    """Run every run of a (validated, flat) sweep config and keep one summary row per run.
-
-    Uses the sweep's own compiled programs (one per static group, seeds and
-    vmapped hyperparameters in one call).  ``summarise(run, out, data)`` gets
-    the run's config, ``out`` = its history curves cut at its last epoch plus
-    ``epochs``, ``stop_reason`` and the final metrics, and returns a row;
-    curves are not kept, so big grids stay small.
-    """
+    """Every run of a (validated, flat) sweep config through the library's engine
+    (:func:`bpkit.sweep.run_grid`), one summary row per run: ``summarise(run, out, data)``
+    gets the run's config, its outcome (each curve as an array under its own name, so
+    ``loss_evals`` is the curve; ``epochs``, ``stop_reason``, final metrics) and its data set.  Curves are not kept, so big grids stay small."""
     from bpkit import config as cfg
-    from bpkit import stopping
     from bpkit import sweep
 
-    groups = sweep.group_runs(cfg.expand(flat))
+    runs = cfg.expand(flat)
+    data = {}
     rows = []
     t0 = time.perf_counter()
-    for gi, members in enumerate(groups.values()):
-        data = sweep.load_data(members[0])
-        program = sweep.group_program(members[0], data)
-        chunk = sweep.device_chunk(min(len(members), max_chunk))
-        for start in range(0, len(members), chunk):
-            part = members[start:start + chunk]
-            hist, epochs, reasons, metrics = sweep.run_chunk(program, part, chunk)
-            for i, run in enumerate(part):
-                e = int(epochs[i])
-                out = {k: np.asarray(getattr(hist, k)[i][:e]) for k in hist._fields}
-                out.update(epochs=e, stop_reason=stopping.reason_name(int(reasons[i])),
-                           **{k: float(v[i]) for k, v in metrics.items()})
-                rows.append(summarise(run, out, data))
+    for chunk in sweep.run_grid(runs, runs, chunk_size=max_chunk, fit=True):
+        for run, out in chunk:
+            key = (run["data.name"], run["data.path"], run["data.split_seed"])
+            data.setdefault(key, sweep.load_data(run))
+            curves = out.pop("curves")
+            rows.append(summarise(run, {**out, **curves}, data[key]))  # a curve, not its last value
         if progress:
-            print(f"  group {gi + 1}/{len(groups)} ({len(members)} runs) done, {time.perf_counter() - t0:.0f} s",
-                  flush=True)
+            print(f"  {len(rows)}/{len(runs)} runs done, {time.perf_counter() - t0:.0f} s", flush=True)
     return rows
 
 
@@ -210,35 +198,16 @@ def load_config(path: Path, **overrides: Any) -> dict[str, Any]:
     return cfg.validate(flat)
 
 
-def train_many(net, make_optimizer, x, y, seeds, lrs, *, loss="mse", batch_size=None, rules=None,
-               scale=1.0, dtype="float32", x_val=None, y_val=None):
-    """Train ``net`` for every (seed, lr) pair in one compiled, vmapped program.
-
-    ``make_optimizer(lr)`` builds the optax transform from a traced learning
-    rate.  Returns the vmapped :class:`bpkit.training.TrainResult` (leading axis:
-    the pairs, in ``itertools.product(seeds, lrs)`` order) as host arrays.
-    """
+def train_many(net, x, y, seeds, lrs, *, optimizer="sgd", **kwargs):
+    """Every (seed, lr) pair of ``itertools.product(seeds, lrs)`` in one compiled, vmapped
+    program: :func:`bpkit.training.train_many` with the learning rate as a column.
+    Returns the stacked results as host arrays."""
     import itertools
 
     import jax
-    import jax.numpy as jnp
 
-    from bpkit.stopping import StopRules
-    from bpkit.training import make_trainer
+    from bpkit.training import train_many as library_train_many
 
-    rules = rules or StopRules()
     pairs = list(itertools.product(seeds, lrs))
-    dt = jnp.dtype(dtype)
-    x, y = jnp.asarray(x, dt), jnp.asarray(y, dt)
-    xv = None if x_val is None else jnp.asarray(x_val, dt)
-    yv = None if y_val is None else jnp.asarray(y_val, dt)
-
-    def one(seed, lr):
-        kinit, ktrain = jax.random.split(jax.random.key(seed))
-        params = net.init(kinit, scale=scale, dtype=dt)
-        run = make_trainer(net, make_optimizer(lr), loss=loss, batch_size=batch_size, rules=rules)
-        return run(params, x, y, ktrain, xv, yv)
-
-    seeds_a = jnp.asarray([p[0] for p in pairs], jnp.uint32)
-    lrs_a = jnp.asarray([p[1] for p in pairs], dt)
-    return jax.device_get(jax.jit(jax.vmap(one))(seeds_a, lrs_a))
+    return jax.device_get(library_train_many(net, optimizer, [p[0] for p in pairs], x, y,
+                                             hyper={"learning_rate": [p[1] for p in pairs]}, **kwargs))

@@ -12,11 +12,13 @@ Benchmarks:
         accurate in saturation, one more exp per unit than jax.grad) and
         "output_form" (f' = a(1-a) from the cached output, jax.grad's own algebra).
 
-  online    one epoch of online learning on digits (64-64-10 sigmoid, half MSE,
-            one update per example, lr 0.1): bpkit's compiled loop vs a PyTorch
-            eager per-example loop and a plain NumPy loop.  Target >= 100x PyTorch.
-  batch     batch gradient descent epochs per second, same net and data, vs
-            PyTorch (one full-batch step per epoch).  Target >= 2x.
+  online    online learning on digits (64-64-10 sigmoid, half MSE, one update per
+            example, lr 0.1): bpkit's compiled loop vs the minimal fused loop (one
+            lax.scan of jax.grad steps), a PyTorch eager per-example loop and a plain
+            NumPy loop.  Target >= 0.9x the minimal loop (measuring every 10 epochs).
+  batch     batch gradient descent epochs per second, same net and data, vs the
+            minimal fused loop (lax.fori_loop of jax.grad steps) and PyTorch.
+            Target >= 0.9x the minimal loop.
   cg        PR+ CG on digits 64-32-10 (half MSE, float32, same initial params)
             vs scipy.optimize.minimize(method="CG") driven by jitted JAX
             value-and-grad: wall time to reach scipy's loss after 200
@@ -150,8 +152,49 @@ def _numpy_params(params):
     return [(np.array(l["w"], np.float64), np.array(l["b"], np.float64)) for l in params]
 
 
+def _half_mse(params, xb, yb):
+    """The benchmark net (64-64-10 sigmoid), written out: the minimal loops' loss."""
+    a = xb
+    for layer in params:
+        a = jax.nn.sigmoid(a @ layer["w"] + layer["b"])
+    return 0.5 * jnp.sum((a - yb) ** 2) / xb.shape[0]
+
+
+def minimal_online(lr):
+    """The minimal fused online epoch: one lax.scan of jax.grad steps, nothing else."""
+
+    @jax.jit
+    def epoch(params, x, y):
+        def step(p, xy):
+            g = jax.grad(_half_mse)(p, xy[0][None], xy[1][None])
+            return jax.tree_util.tree_map(lambda w, d: w - lr * d, p, g), None
+
+        return jax.lax.scan(step, params, (x, y))[0]
+
+    return epoch
+
+
+def minimal_batch(lr, epochs):
+    """The minimal fused batch loop: lax.fori_loop of full-batch jax.grad steps."""
+
+    @jax.jit
+    def run(params, x, y):
+        def step(_, p):
+            g = jax.grad(_half_mse)(p, x, y)
+            return jax.tree_util.tree_map(lambda w, d: w - lr * d, p, g)
+
+        return jax.lax.fori_loop(0, epochs, step, params)
+
+    return run
+
+
 def bench_online(rounds: int, dtype) -> dict:
-    """One online epoch (1797 updates) on digits, 64-64-10 sigmoid, lr 0.1, fixed order."""
+    """Online epochs (1797 updates each) on digits, 64-64-10 sigmoid, lr 0.1, fixed order.
+
+    bpkit and the minimal fused loop run 10 epochs (times per epoch); bpkit once measuring
+    after every epoch (full-data loss, gradient norm, 40-20-40 count: the default) and once
+    every 10 epochs (``measure_every=10``).  NumPy and PyTorch run one epoch.
+    """
     import optax
 
     from bpkit.stopping import StopRules
@@ -160,11 +203,25 @@ def bench_online(rounds: int, dtype) -> dict:
     x, y, source = digits(dtype)
     net = MLP((64, 64, 10), hidden="sigmoid", output="sigmoid")
     params = net.init(jax.random.key(0), dtype=dtype)
-    lr = 0.1
-    run = jax.jit(make_trainer(net, optax.sgd(lr), batch_size=1, shuffle=False,
-                               rules=StopRules(max_epochs=1, stall_epochs=None)))
+    lr, epochs = 0.1, 10
     key = jax.random.key(0)
-    fns = {"bpkit": lambda: run(params, x, y, key).params}
+    progs = {k: jax.jit(make_trainer(net, optax.sgd(lr), batch_size=1, shuffle=False, measure_every=every,
+                                     rules=StopRules(max_epochs=epochs, stall_epochs=None)))
+             for k, every in (("bpkit", 1), ("bpkit_every_10", 10))}
+    one_epoch = jax.jit(make_trainer(net, optax.sgd(lr), batch_size=1, shuffle=False,
+                                     rules=StopRules(max_epochs=1, stall_epochs=None)))
+    minimal = minimal_online(lr)
+
+    def minimal_run():
+        p = params
+        for _ in range(epochs):
+            p = minimal(p, x, y)
+        return p
+
+    fns = {"bpkit": lambda: progs["bpkit"](params, x, y, key).params,
+           "bpkit_every_10": lambda: progs["bpkit_every_10"](params, x, y, key).params,
+           "minimal": minimal_run}
+    per = {"bpkit": epochs, "bpkit_every_10": epochs, "minimal": epochs}
     xn, yn = np.asarray(x, np.float64), np.asarray(y, np.float64)
 
     def numpy_epoch():
@@ -195,17 +252,19 @@ def bench_online(rounds: int, dtype) -> dict:
         fns["torch"] = torch_epoch
     # Same numbers first: the NumPy loop is the reference update sequence.
     ref = numpy_epoch()
-    got = np.asarray(fns["bpkit"]()[0]["w"], np.float64)
+    got = np.asarray(one_epoch(params, x, y, key).params[0]["w"], np.float64)
     diff = float(np.max(np.abs(got - ref)) / np.max(np.abs(ref)))
     t = interleaved(fns, max(3, rounds // 3), inner=1)
-    out = {"name": "online", "problem": f"one online epoch ({x.shape[0]} updates), 64-64-10 sigmoid, "
+    out = {"name": "online", "problem": f"online epochs ({x.shape[0]} updates each), 64-64-10 sigmoid, "
            f"{jnp.dtype(dtype).name}, {source}", "max_rel_diff_vs_numpy": diff,
-           "ms": {k: 1e3 * statistics.median(v) for k, v in t.items()}}
+           "ms": {k: 1e3 * statistics.median(v) / per.get(k, 1) for k, v in t.items()}}
     out["speedup_vs_numpy"] = out["ms"]["numpy"] / out["ms"]["bpkit"]
+    out["vs_minimal"] = out["ms"]["minimal"] / out["ms"]["bpkit"]
+    out["vs_minimal_every_10"] = out["ms"]["minimal"] / out["ms"]["bpkit_every_10"]
+    out["target"] = ">= 0.9x the minimal fused loop"
+    out["met"] = out["vs_minimal_every_10"] >= 0.9
     if torch is not None:
         out["speedup_vs_torch"] = out["ms"]["torch"] / out["ms"]["bpkit"]
-        out["met"] = out["speedup_vs_torch"] >= 100
-    out["target"] = ">= 100x the PyTorch eager loop"
     return out
 
 
@@ -222,7 +281,8 @@ def bench_batch(rounds: int, dtype) -> dict:
     epochs, lr = 100, 0.5
     run = jax.jit(make_trainer(net, optax.sgd(lr), rules=StopRules(max_epochs=epochs, stall_epochs=None)))
     key = jax.random.key(0)
-    fns = {"bpkit": lambda: run(params, x, y, key).params}
+    minimal = minimal_batch(lr, epochs)
+    fns = {"bpkit": lambda: run(params, x, y, key).params, "minimal": lambda: minimal(params, x, y)}
     torch = _torch()
     if torch is not None:
 
@@ -239,10 +299,11 @@ def bench_batch(rounds: int, dtype) -> dict:
     t = interleaved(fns, max(3, rounds // 3), inner=1)
     out = {"name": "batch", "problem": f"batch GD, {epochs} epochs, 64-64-10 sigmoid, {jnp.dtype(dtype).name}, {source}",
            "epochs_per_s": {k: epochs / statistics.median(v) for k, v in t.items()},
-           "target": ">= 2x PyTorch epochs per second"}
+           "target": ">= 0.9x the minimal fused loop"}
+    out["vs_minimal"] = out["epochs_per_s"]["bpkit"] / out["epochs_per_s"]["minimal"]
+    out["met"] = out["vs_minimal"] >= 0.9
     if torch is not None:
         out["speedup_vs_torch"] = out["epochs_per_s"]["bpkit"] / out["epochs_per_s"]["torch"]
-        out["met"] = out["speedup_vs_torch"] >= 2
     return out
 
 
@@ -335,27 +396,23 @@ def bench_scg(rounds: int, dtype) -> dict:
 
 
 def bench_sweep(rounds: int, dtype) -> dict:
-    import optax
-
+    """64 seeds through the library's vmapped trainer (``training.train_many``) vs the same
+    runs one after another through its single-run form (``training.train_from_seed``)."""
     from bpkit import datasets
     from bpkit.stopping import StopRules
-    from bpkit.training import make_trainer
+    from bpkit.training import train_from_seed, train_many
 
     d = datasets.load("parity3")
     x, y = jnp.asarray(d.x_train, dtype), jnp.asarray(d.y_train, dtype)
     net = MLP((3, 3, 1), hidden="tanh", output="sigmoid")
-    run = make_trainer(net, optax.sgd(0.5), batch_size=1, rules=StopRules(max_epochs=300, stall_epochs=None))
-
-    def one(seed):
-        k1, k2 = jax.random.split(jax.random.key(seed))
-        return run(net.init(k1, dtype=dtype), x, y, k2).params
-
-    single = jax.jit(one)
-    many = jax.jit(jax.vmap(one))
-    seeds = jnp.arange(64)
+    kw = dict(batch_size=1, rules=StopRules(max_epochs=300, stall_epochs=None))
+    hyper = {"learning_rate": jnp.asarray(0.5, dtype)}
+    single = jax.jit(lambda seed: train_from_seed(net, "sgd", seed, hyper, x, y, dtype=dtype, **kw).params)
+    seeds = jnp.arange(64, dtype=jnp.uint32)
     t = interleaved({
         "sequential": lambda: [single(s) for s in seeds][-1],
-        "vmapped": lambda: many(seeds),
+        "vmapped": lambda: train_many(net, "sgd", seeds, x, y, hyper={"learning_rate": 0.5}, dtype=dtype,
+                                      **kw).params,
     }, max(3, rounds // 5), inner=1)
     seq, vm = statistics.median(t["sequential"]), statistics.median(t["vmapped"])
     return {"name": "sweep", "problem": "64 seeds, parity-3 3-3-1 tanh, online SGD, 300 epochs",
@@ -392,21 +449,35 @@ def bench_memory(rounds: int, dtype) -> dict:
 
 
 def bench_flagship(rounds: int, dtype) -> dict:
+    """The README's main command (sweep + report) from scratch, twice: with an empty
+    compilation cache, then with the cache the first run left (a fresh store each time)."""
     import os
+    import resource
     import subprocess
     import tempfile
 
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    work = tempfile.mkdtemp()
-    t = time.perf_counter()
-    for cmd in (["sweep", os.path.join(root, "experiments", "flagship.toml"), "--no-progress"],
-                ["report", os.path.join("results", "flagship.sqlite")]):
-        proc = subprocess.run([sys.executable, "-m", "bpkit", *cmd], cwd=work, capture_output=True, text=True)
-        if proc.returncode != 0:
-            return {"name": "flagship", "problem": "README main command", "error": proc.stderr.strip()[-300:]}
-    secs = time.perf_counter() - t
-    return {"name": "flagship", "problem": "README main command (sweep + report, 300 runs) from scratch",
-            "seconds": secs, "target": "< 300 s on a 2-core CPU", "met": secs < 300}
+    cache = tempfile.mkdtemp()
+    out = {"name": "flagship", "problem": "README main command (sweep + report, 300 runs) from scratch"}
+    for label, target in (("cold", 30.0), ("warm", 10.0)):
+        work = tempfile.mkdtemp()
+        env = {**os.environ, "BPKIT_CACHE_DIR": cache}
+        t, peak = time.perf_counter(), 0.0
+        for cmd in (["sweep", os.path.join(root, "experiments", "flagship.toml"), "--no-progress"],
+                    ["report", os.path.join("results", "flagship.sqlite")]):
+            script = ("import resource, runpy, sys; sys.argv = ['bpkit'] + sys.argv[1:]\n"
+                      "try:\n    runpy.run_module('bpkit', run_name='__main__')\n"
+                      "finally:\n    print('RSS', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)")
+            proc = subprocess.run([sys.executable, "-c", script, *cmd], cwd=work, env=env, capture_output=True,
+                                  text=True)
+            if proc.returncode != 0:
+                return {**out, "error": proc.stderr.strip()[-300:]}
+            peak = max(peak, float(proc.stderr.strip().splitlines()[-1].split()[1]) / 1024)
+        secs = time.perf_counter() - t
+        out[label] = {"seconds": secs, "peak_mb": peak, "target": f"<= {target:.0f} s and <= 600 MB",
+                      "met": secs <= target and peak <= 600}
+    del resource
+    return out
 
 
 def main(argv=None) -> int:
@@ -466,12 +537,15 @@ def _print(r: dict) -> None:
     elif r["name"] == "online":
         print("  " + ", ".join(f"{k} {v:.1f} ms" for k, v in r["ms"].items()) + " per epoch")
         print(f"  bpkit = numpy loop to {r['max_rel_diff_vs_numpy']:.1e}; {r['speedup_vs_numpy']:.1f}x the NumPy loop")
+        print(f"  {r['vs_minimal']:.2f}x the minimal fused loop measuring every epoch, "
+              f"{r['vs_minimal_every_10']:.2f}x measuring every 10; target {r['target']}: {_met(r['met'])}")
         if "speedup_vs_torch" in r:
-            print(f"  {r['speedup_vs_torch']:.1f}x the PyTorch loop; target {r['target']}: {_met(r['met'])}")
+            print(f"  {r['speedup_vs_torch']:.1f}x the PyTorch loop")
     elif r["name"] == "batch":
         print("  " + ", ".join(f"{k} {v:.0f} epochs/s" for k, v in r["epochs_per_s"].items()))
+        print(f"  {r['vs_minimal']:.2f}x the minimal fused loop; target {r['target']}: {_met(r['met'])}")
         if "speedup_vs_torch" in r:
-            print(f"  {r['speedup_vs_torch']:.2f}x PyTorch; target {r['target']}: {_met(r['met'])}")
+            print(f"  {r['speedup_vs_torch']:.2f}x PyTorch")
     elif r["name"] == "cg":
         print(f"  bpkit: loss {r['bpkit_loss_200']:.5g} after 200 iterations ({r['bpkit_s_200']:.2f} s, "
               f"{r['bpkit_grad_evals_200']:.0f} gradient evaluations)")
@@ -495,7 +569,13 @@ def _print(r: dict) -> None:
             if isinstance(v, dict):
                 print(f"  {k}: " + (f"peak {v['peak_mb']:.0f} MB in {v['seconds']:.0f} s" if "peak_mb" in v else v["error"]))
     elif r["name"] == "flagship":
-        print(f"  {r['seconds']:.0f} s; target {r['target']}: {_met(r['met'])}" if "seconds" in r else "  " + r["error"])
+        if "error" in r:
+            print("  " + r["error"])
+        else:
+            for k in ("cold", "warm"):
+                m = r[k]
+                print(f"  {k} cache: {m['seconds']:.1f} s, peak RSS {m['peak_mb']:.0f} MB; target {m['target']}: "
+                      f"{_met(m['met'])}")
     elif r["name"] == "scg":
         print(f"  PR+ CG: {r['cg_grad_evals']:.0f} gradient / {r['cg_loss_evals']:.0f} loss evaluations in 100 iterations")
         for hvp in ("exact", "finite_difference"):

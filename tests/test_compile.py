@@ -42,7 +42,10 @@ def test_a_second_process_compiles_nothing(tmp_path):
     second = _sweep_counting_compiles(tmp_path / "cache", tmp_path / "b.sqlite")
     requests = "/jax/compilation_cache/compile_requests_use_cache"
     assert first["code"] == second["code"] == 0
-    assert first["/jax/compilation_cache/cache_misses"] == first[requests] >= 1
+    # The first process may hit its own fresh cache: a sweep clears JAX's in-memory caches between
+    # groups, and a small program compiled again after that is read back from disk.
+    misses, hits = (first.get(f"/jax/compilation_cache/cache_{k}", 0) for k in ("misses", "hits"))
+    assert misses >= 1 and misses + hits == first[requests]
     assert second.get("/jax/compilation_cache/cache_misses", 0) == 0
     assert second["/jax/compilation_cache/cache_hits"] == second[requests] == first[requests]
 

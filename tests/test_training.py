@@ -231,3 +231,55 @@ def test_objective_hand_written_gradient_is_the_rule():
     x, y = data()
     f = objective(NET3, "mse", "exact")
     chex.assert_trees_all_close(jax.grad(f)(P3, x, y), autodiff(NET3, P3, x, y), rtol=1e-12)
+
+
+def _xor32():
+    from bpkit import datasets
+
+    d = datasets.load("xor")
+    return jnp.asarray(d.x_train, jnp.float32), jnp.asarray(d.y_train, jnp.float32)
+
+
+def test_checkpoints_equal_runs_stopped_there_bitwise():
+    """Params at each checkpoint of one run equal a run of that many epochs; the run itself is
+    unchanged by asking for checkpoints; a checkpoint past the stop holds the final params."""
+    from bpkit import optim
+
+    net, (x, y) = MLP((2, 3, 1), "tanh"), _xor32()
+    p0 = net.init(jax.random.key(0), dtype=jnp.float32)
+    kw = dict(key=jax.random.key(1), batch_size=1)
+    opt = optim.make("sgd", learning_rate=0.5, momentum=0.5)
+    marks = (0, 1, 7, 40, 90)
+    full = train(net, opt, p0, x, y, rules=StopRules(max_epochs=60, stall_epochs=None), checkpoints=marks, **kw)
+    plain = train(net, opt, p0, x, y, rules=StopRules(max_epochs=60, stall_epochs=None), **kw)
+    chex.assert_trees_all_equal(full.params, plain.params)
+    np.testing.assert_array_equal(full.history.loss, plain.history.loss)
+    for i, e in enumerate(marks):
+        want = p0 if e == 0 else train(net, opt, p0, x, y, rules=StopRules(max_epochs=min(e, 60), stall_epochs=None),
+                                       **kw).params
+        chex.assert_trees_all_equal(jax.tree_util.tree_map(lambda a: a[i], full.checkpoints), want)
+    with pytest.raises(ValueError, match="checkpoints must be increasing epoch counts"):
+        train(net, opt, p0, x, y, checkpoints=(5, 3), **kw)
+
+
+def test_measuring_every_k_epochs_keeps_the_trajectory_and_judges_rules_when_measured():
+    net, (x, y) = MLP((2, 3, 1), "tanh"), _xor32()
+    p0 = net.init(jax.random.key(0), dtype=jnp.float32)
+    kw = dict(key=jax.random.key(1), batch_size=2)
+    every = train(net, optax.sgd(0.5), p0, x, y, rules=StopRules(max_epochs=23, stall_epochs=None), **kw)
+    sparse = train(net, optax.sgd(0.5), p0, x, y, rules=StopRules(max_epochs=23, stall_epochs=None),
+                   measure_every=5, **kw)
+    chex.assert_trees_all_equal(every.params, sparse.params)
+    measured = np.zeros(23, bool)
+    measured[[4, 9, 14, 19, 22]] = True  # epochs 5, 10, 15, 20 and the last
+    np.testing.assert_array_equal(sparse.history.loss[measured], every.history.loss[measured])
+    assert np.all(np.isnan(sparse.history.loss[~measured])) and np.all(sparse.history.wrong[~measured] == -1)
+    np.testing.assert_array_equal(sparse.history.grad_evals, every.history.grad_evals)
+    assert sparse.history.grad_evals[-1] == 23  # one gradient per epoch, counted exactly
+    # A goal met at epoch g stops the sparse run at the first measured epoch >= g.
+    g = int(np.argmax(every.history.loss < every.history.loss[0] * 0.999)) + 1
+    goal = float(every.history.loss[g - 1])
+    dense = train(net, optax.sgd(0.5), p0, x, y, rules=StopRules(max_epochs=23, goal=goal, stall_epochs=None), **kw)
+    late = train(net, optax.sgd(0.5), p0, x, y, rules=StopRules(max_epochs=23, goal=goal, stall_epochs=None),
+                 measure_every=5, **kw)
+    assert int(dense.epochs) == g and int(late.epochs) == min(-(-g // 5) * 5, 23)

@@ -107,6 +107,11 @@ def _as_evaluations(node: Any) -> Evaluations:
     return Evaluations(node.value, node.grad, jnp.zeros((), jnp.int32), steps, failed)
 
 
+def reports(state: Any) -> bool:
+    """Whether ``state`` holds any reporting node (known at trace time: by type)."""
+    return any(isinstance(n, _TYPES) for n in jax.tree_util.tree_leaves(state, is_leaf=lambda x: isinstance(x, _TYPES)))
+
+
 def report(state: Any) -> Report:
     """Combine every reporting node of ``state`` (found by type) into one :class:`Report`."""
     nodes = [_as_evaluations(n) for n in jax.tree_util.tree_leaves(state, is_leaf=lambda x: isinstance(x, _TYPES))

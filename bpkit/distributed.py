@@ -1,0 +1,102 @@
+"""Sweeps over several processes, on JAX's own runtime (``jax.distributed``).
+
+Every process runs the same command.  ``jax.distributed.initialize`` joins
+them (a coordinator address, the number of processes, this process's id),
+after which ``jax.devices()`` lists the devices of all of them, and the sweep's
+sharding (:func:`bpkit.sweep.chunk_args`) lays each chunk of runs across all
+those devices: each process computes the runs on its own devices.  The chunk's
+results are gathered to every process (:func:`gather`), and process 0 alone
+writes the store.  No scheduler of bpkit's own: which process computes what
+is JAX's sharding.
+
+On CPU the processes exchange data through gloo (set here); on GPUs and TPUs
+through the platform's own collectives.
+
+The settings come from the command line (``--coordinator``, ``--num-processes``,
+``--process-id``) or from the environment (:data:`ENV`).
+
+Example, two processes on one machine::
+
+    python3 -m bpkit sweep experiments/xor.toml --coordinator localhost:7777 --num-processes 2 --process-id 0 &
+    python3 -m bpkit sweep experiments/xor.toml --coordinator localhost:7777 --num-processes 2 --process-id 1
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Any
+
+import jax
+import numpy as np
+
+ENV = {"coordinator": "BPKIT_COORDINATOR", "num_processes": "BPKIT_NUM_PROCESSES", "process_id": "BPKIT_PROCESS_ID"}
+_ADDRESS = re.compile(r"[A-Za-z0-9_.\-]+:[0-9]{1,5}|\[[0-9A-Fa-f:]+\]:[0-9]{1,5}")
+
+
+def settings(coordinator: str | None = None, num_processes: int | None = None,
+             process_id: int | None = None) -> tuple[str, int, int] | None:
+    """``(coordinator, num_processes, process_id)`` from the arguments, else :data:`ENV`; None for one process.
+
+    Raises:
+        ValueError: some but not all given, or out of range (one line).
+    """
+    given = {"coordinator": coordinator, "num_processes": num_processes, "process_id": process_id}
+    for k, v in given.items():
+        if v is None and os.environ.get(ENV[k], "").strip():
+            given[k] = os.environ[ENV[k]].strip()
+    if all(v is None for v in given.values()):
+        return None
+    missing = [k for k, v in given.items() if v is None]
+    if missing:
+        raise ValueError(f"a multi-process sweep needs a coordinator, the number of processes and this process's "
+                         f"id; missing: {', '.join(missing)} (--{missing[0].replace('_', '-')} or ${ENV[missing[0]]})")
+    addr = str(given["coordinator"])
+    if not _ADDRESS.fullmatch(addr):
+        raise ValueError(f"the coordinator must be host:port (e.g. localhost:7777), got {addr!r}")
+    try:
+        n, i = int(given["num_processes"]), int(given["process_id"])
+    except (TypeError, ValueError):
+        raise ValueError(f"the number of processes and the process id must be integers, got "
+                         f"{given['num_processes']!r} and {given['process_id']!r}") from None
+    if not 1 <= n <= 65536 or not 0 <= i < n:
+        raise ValueError(f"need 1 <= number of processes <= 65536 and 0 <= process id < {n}, got {n} and {i}")
+    return addr, n, i
+
+
+def initialize(coordinator: str | None = None, num_processes: int | None = None,
+               process_id: int | None = None, timeout_s: int = 120) -> bool:
+    """Join a multi-process run (see :func:`settings`); True when there are several processes.
+
+    Call before anything else touches JAX's devices.
+    """
+    found = settings(coordinator, num_processes, process_id)
+    if found is None or found[1] == 1:
+        return False
+    addr, n, i = found
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")  # CPU processes exchange data through gloo
+    jax.distributed.initialize(coordinator_address=addr, num_processes=n, process_id=i,
+                               initialization_timeout=timeout_s)
+    return True
+
+
+def is_writer() -> bool:
+    """Whether this process writes results (process 0; the only one when there is one)."""
+    return jax.process_index() == 0
+
+
+def barrier(name: str) -> None:
+    """Wait until every process reaches the barrier ``name`` (nothing to wait for with one process)."""
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices(name)
+
+
+def gather(tree: Any) -> Any:
+    """Host copies of arrays sharded over every process's devices, the whole array on every process."""
+    if jax.process_count() == 1:
+        return jax.device_get(tree)
+    from jax.experimental import multihost_utils
+
+    return jax.tree_util.tree_map(np.asarray, multihost_utils.process_allgather(tree, tiled=True))

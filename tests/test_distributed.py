@@ -1,0 +1,68 @@
+"""A sweep across two processes on JAX's own runtime equals a one-process sweep, bitwise."""
+
+import os
+import pathlib
+import socket
+import subprocess
+import sys
+
+import pytest
+
+from bpkit import distributed
+from bpkit.store import Store
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+CONFIG = ROOT / "experiments" / "xor.toml"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _sweep(store, *extra, env=None):
+    return subprocess.Popen([sys.executable, "-m", "bpkit", "sweep", str(CONFIG), "--store", str(store), "--no-progress",
+                             *extra], cwd=ROOT, env={**os.environ, **(env or {})}, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def _rows(path):
+    with Store(path, create=False) as s:
+        runs, errors = s.runs()
+    assert not errors
+    return [{k: v for k, v in r.items() if k not in ("wall_time",)} for r in runs]
+
+
+def test_two_processes_store_exactly_the_runs_of_one(tmp_path):
+    one = _sweep(tmp_path / "one.sqlite")
+    port = _free_port()
+    # One process from the command line, the other from the environment: both ways are supported.
+    procs = [_sweep(tmp_path / "two.sqlite", "--coordinator", f"localhost:{port}", "--num-processes", "2",
+                    "--process-id", "0"),
+             _sweep(tmp_path / "two.sqlite", env={"BPKIT_COORDINATOR": f"localhost:{port}",
+                                                  "BPKIT_NUM_PROCESSES": "2", "BPKIT_PROCESS_ID": "1"})]
+    outs = [p.communicate(timeout=600) for p in procs + [one]]
+    for p, (out, err) in zip(procs + [one], outs):
+        assert p.returncode == 0, err
+    assert "2 processes (2 devices)" in outs[0][0] and "32 new" in outs[0][0]  # process 0 wrote the store and says so
+    assert "runs in" not in outs[1][0]  # the other computed its share and wrote nothing (gloo may say hello)
+    two, single = _rows(tmp_path / "two.sqlite"), _rows(tmp_path / "one.sqlite")
+    assert len(two) == len(single) == 32
+    for a, b in zip(two, single):
+        assert {k: v for k, v in a.items() if k != "device"} == {k: v for k, v in b.items() if k != "device"}
+
+
+def test_settings_are_all_or_nothing():
+    assert distributed.settings() is None
+    assert distributed.settings("localhost:1234", 2, 1) == ("localhost:1234", 2, 1)
+    for args, match in [(("localhost:1", None, 0), "missing: num_processes"), (("nowhere", 2, 0), "host:port"),
+                        (("localhost:1", 2, 2), "process id < 2"), (("localhost:1", "two", 0), "integers")]:
+        with pytest.raises(ValueError, match=match):
+            distributed.settings(*args)
+
+
+def test_bad_multi_process_flags_are_one_line_and_exit_2(tmp_path):
+    p = _sweep(tmp_path / "x.sqlite", "--coordinator", "localhost:1", "--num-processes", "2")
+    out, err = p.communicate(timeout=120)
+    assert p.returncode == 2 and len(err.strip().splitlines()) == 1 and "missing: process_id" in err
