@@ -1,13 +1,17 @@
-"""Reports from a results store: a markdown table and matplotlib figures.
+"""Reports from a results store that lead with the answer: tuned, per criterion, with intervals.
 
-A *cell* is one config without its seed (one config hash).  Per cell, over
-its seeds: the success rate (runs that stopped on their goal: the loss goal or
-40-20-40), mean and median epochs and cu to the goal over the successful runs,
-and the final training loss and test accuracy as mean +- standard deviation.
-
-Figures (PNG and SVG): learning curves, the median training loss over seeds
-per cell, one panel per (data set, activation), one line per method; and the
-distribution of epochs to the goal per cell.
+``report.md`` opens, for each problem and each success criterion its runs
+switched on (the loss goal, 40-20-40), with a pivot table of methods x
+activations: the success rate with its Wilson 95% interval, and the expected
+cost in cu of a success with restarts (failed runs count their full cost;
+bootstrap 95% interval over seeds), each method at the setting tuned for that
+criterion (:mod:`bpkit.compare`).  Then the chosen settings and tuning
+budgets, each method's cost relative to the cheapest (paired by seed where
+the runs share initial weights), a success heatmap, a cost figure with
+intervals and learning curves.  Every table is also written as CSV
+(``tables/``), every figure as PNG and SVG.  The flat table of every cell
+(every setting) is the appendix.  ``--compare B.sqlite`` adds tables that put
+a second store's answers beside the first's.
 
 Example:
     python3 -m bpkit report results/flagship.sqlite      # writes results/flagship-report/
@@ -15,23 +19,144 @@ Example:
 
 from __future__ import annotations
 
+import csv
+import io
 import math
+import re
 import statistics
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple, Sequence
 
 import numpy as np
 
+from bpkit import compare, figures, stats
+from bpkit.figures import pyplot, save_figure  # noqa: F401  (the studies save through these)
 from bpkit.store import Store
 
-SUCCESS = ("goal", "40-20-40")
 
 
-def _fmt(v: float, digits: int = 3) -> str:
-    return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{digits}g}"
+class Table(NamedTuple):
+    """A table as data: rendered once to markdown and once to CSV, from the same rows."""
+
+    slug: str  # the CSV's file name, tables/<slug>.csv
+    columns: list[str]
+    rows: list[list[str]]
+
+    def markdown(self) -> str:
+        esc = lambda v: str(v).replace("|", "\\|")  # noqa: E731
+        lines = ["| " + " | ".join(map(esc, self.columns)) + " |", "|" + "---|" * len(self.columns)]
+        return "\n".join(lines + ["| " + " | ".join(map(esc, r)) + " |" for r in self.rows])
+
+    def csv(self) -> str:
+        buf = io.StringIO(newline="")
+        w = csv.writer(buf)
+        w.writerow(self.columns)
+        w.writerows([[v.replace("<br>", " ") for v in map(str, r)] for r in self.rows])
+        return buf.getvalue()
 
 
-def _mean_sd(vals: list[float]) -> str:
+def _pct(a: compare.Answer) -> str:
+    lo, hi = a.success_ci
+    return f"{100 * a.success / a.runs:.0f}% [{100 * lo:.0f}, {100 * hi:.0f}]"
+
+
+def _slug(*parts: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", "_".join(parts)).strip("_.") or "table"
+
+
+def answer_table(answers: Sequence[compare.Answer], problem: str, crit: str) -> Table:
+    """Methods x activations: success % [Wilson 95%] and expected cu per success with restarts [bootstrap 95%]
+    (``-`` where no run succeeded)."""
+    _, methods, acts = figures.axes_of(answers)
+    grid = {(a.method, a.activation): a for a in answers if a.criterion == crit}
+    rows = []
+    for m in methods:
+        row = [m]
+        for act in acts:
+            a = grid.get((m, act))
+            row.append("" if a is None else f"{_pct(a)}<br>{compare.fmt_cost(a.cost_cu)}")
+        rows.append(row)
+    return Table(_slug(problem, crit, "answer"), ["method"] + acts, rows)
+
+
+def settings_table(answers: Sequence[compare.Answer], problem: str, crit: str) -> Table:
+    """Methods x activations: the chosen setting (of how many), ``(edge)`` where it is a grid's end."""
+    _, methods, acts = figures.axes_of(answers)
+    grid = {(a.method, a.activation): a for a in answers if a.criterion == crit}
+    rows = [[m] + [("" if (m, act) not in grid else
+                    (grid[m, act].setting_text if grid[m, act].tuned else "none succeeded")
+                    + f" (of {grid[m, act].budget})") for act in acts] for m in methods]
+    return Table(_slug(problem, crit, "settings"), ["method"] + acts, rows)
+
+
+def ratio_table(answers: Sequence[compare.Answer], problem: str, crit: str) -> Table | None:
+    """Methods x activations: expected cost over the cheapest method's there, with a bootstrap 95% interval."""
+    _, methods, acts = figures.axes_of(answers)
+    ratios = {k[2]: v for k, v in compare.ratios(answers).items() if k[:2] == (problem, crit)}
+    if not ratios or len(methods) < 2:
+        return None
+    rows = []
+    for m in methods:
+        row = [m]
+        for act in acts:
+            r = next((x for x in ratios.get(act, []) if x.method == m), None)
+            if r is None:
+                row.append("")
+            elif r.method == r.versus:
+                row.append("1 (cheapest)")
+            else:
+                row.append(f"{_ratio(r.ratio)}{'' if r.paired else ' (unpaired)'}")
+        rows.append(row)
+    return Table(_slug(problem, crit, "ratio"), ["method"] + acts, rows)
+
+
+def _ratio(e: stats.Estimate) -> str:
+    if math.isnan(e.value):
+        return "-"
+    if math.isinf(e.value):
+        return "inf (never succeeded)"
+    return f"{compare.short(e.value)} [{compare.short(e.lo)}, {compare.short(e.hi)}]"
+
+
+def appendix_table(runs: list[dict[str, Any]]) -> Table:
+    """Every cell (config over its seeds, every setting): per criterion successes, median epochs
+    and cu of the successful runs, expected cu with restarts; final train loss and test accuracy."""
+    rows, by_id = [], {r["run_id"]: r for r in runs}
+    for c in _grouped(compare.cells(runs)):
+        first = c[0]
+        row = [first.problem, first.method, first.activation,
+               ", ".join(f"{k.split('.')[-1]} {v:g}" for k, v in first.setting) or "-", str(first.runs)]
+        for crit in compare.CRITERIA:
+            cell = next((x for x in c if x.criterion == crit), None)
+            if cell is None:
+                row += ["", "", ""]
+                continue
+            ok = [a for a in cell.attempts if a.success]
+            row += [f"{cell.successes}/{cell.runs}",
+                    f"{statistics.median(a.epochs for a in ok):.0f} / {statistics.median(a.cu for a in ok):.3g}" if ok else "-",
+                    f"{cell.restart_cu:.3g}" if math.isfinite(cell.restart_cu) else "-"]
+        members = [by_id[i] for i in first.run_ids]
+        row += [_mean_sd([r["train_loss"] for r in members]), _mean_sd([r["test_acc"] for r in members])]
+        rows.append(row)
+    cols = ["problem", "method", "activation", "setting", "runs"]
+    for crit in compare.CRITERIA:
+        cols += [f"{crit}: met", f"{crit}: median epochs / cu (met)", f"{crit}: cu with restarts"]
+    return Table("appendix_cells", cols + ["final train loss", "test acc"], rows)
+
+
+def _key(c: compare.Cell) -> tuple:
+    return (c.problem, c.method, c.activation, c.setting)
+
+
+def _grouped(cells_: list[compare.Cell]) -> list[list[compare.Cell]]:
+    """Cells of one (problem, method, activation, setting) together: one list per criterion set."""
+    out: dict[tuple, list[compare.Cell]] = {}
+    for c in cells_:
+        out.setdefault(_key(c), []).append(c)
+    return list(out.values())
+
+
+def _mean_sd(vals: list[float | None]) -> str:
     vals = [v for v in vals if v is not None and math.isfinite(v)]
     if not vals:
         return "-"
@@ -39,125 +164,25 @@ def _mean_sd(vals: list[float]) -> str:
     return f"{statistics.mean(vals):.3g} ± {sd:.2g}"
 
 
-def cells(runs: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
-    """Runs grouped by config hash, in a stable order."""
-    out: dict[str, list[dict[str, Any]]] = {}
-    for r in sorted(runs, key=lambda r: (r["config"].get("data.name", ""), r["config"].get("label", ""),
-                                         r["config"].get("network.activation", ""), r["seed"])):
-        out.setdefault(r["config_hash"], []).append(r)
-    return out
-
-
-def varying_keys(runs: list[dict[str, Any]]) -> list[str]:
-    """Config keys (other than the seed) that differ between runs: what names a cell."""
-    keys = sorted({k for r in runs for k in r["config"]})
-    return [k for k in keys if k != "seed" and len({repr(r["config"].get(k)) for r in runs}) > 1]
-
-
-def cell_name(config: dict[str, Any], keys: list[str]) -> str:
-    if config.get("label"):
-        rest = [k for k in keys if k in ("network.activation",)]
-        return " ".join([config["label"]] + [str(config[k]) for k in rest])
-    return " ".join(f"{k.split('.')[-1]}={config[k]}" for k in keys if k != "label") or "all"
-
-
-def table(runs: list[dict[str, Any]]) -> str:
-    keys = varying_keys(runs)
-    head = ("cell", "runs", "success", "epochs to goal (mean / median)", "cu to goal (mean / median)",
-            "final train loss", "test acc")
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for members in cells(runs).values():
-        ok = [r for r in members if r["stop_reason"] in SUCCESS]
-        ep = [r["epochs"] for r in ok]
-        cu = [r["cu"] for r in ok]
-        lines.append("| " + " | ".join([
-            cell_name(members[0]["config"], keys), str(len(members)), f"{len(ok)}/{len(members)}",
-            f"{_fmt(statistics.mean(ep))} / {_fmt(statistics.median(ep))}" if ok else "-",
-            f"{_fmt(statistics.mean(cu))} / {_fmt(statistics.median(cu))}" if ok else "-",
-            _mean_sd([r["train_loss"] for r in members]),
-            _mean_sd([r["test_acc"] for r in members]) if any(r["test_acc"] is not None for r in members) else "-",
-        ]) + " |")
-    return "\n".join(lines)
-
-
-def figures(runs: list[dict[str, Any]], out: Path) -> list[Path]:
-    """Learning curves and epochs-to-goal distributions, each as PNG and SVG."""
-    plt = pyplot()
-    keys = varying_keys(runs)
-    grouped = cells(runs)
-    panels: dict[tuple, list[list[dict[str, Any]]]] = {}
-    for members in grouped.values():
-        c = members[0]["config"]
-        panels.setdefault((c.get("data.name"), c.get("network.activation")), []).append(members)
-    def method(members):
-        c = members[0]["config"]
-        return c.get("label", "").split("/")[-1] or cell_name(c, keys)
-
-    methods = sorted({method(m) for cl in panels.values() for m in cl})
-    colors = {m: plt.get_cmap("tab10")(i % 10) for i, m in enumerate(methods)}  # one colour per method
-    paths = []
-    ncol = min(5, len(panels))
-    nrow = math.ceil(len(panels) / ncol)
-    fig, axes = plt.subplots(nrow, ncol, figsize=(3.2 * ncol, 2.6 * nrow), squeeze=False)
-    for ax, ((data, act), cell_list) in zip(axes.flat, sorted(panels.items(), key=lambda kv: str(kv[0]))):
-        for members in cell_list:
-            curves = [np.asarray(r["curves"].get("loss", []), float) for r in members]
-            n = max((len(c) for c in curves), default=0)
-            if n == 0:
-                continue
-            # Runs that stopped early keep their last loss, so the median is over all seeds.
-            padded = np.array([np.pad(c, (0, n - len(c)), mode="edge") if len(c) else np.full(n, np.nan) for c in curves])
-            ax.plot(np.arange(1, n + 1), np.nanmedian(padded, 0), color=colors[method(members)])
-        ax.set_title(f"{data}, {act}", fontsize=9)
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        ax.tick_params(labelsize=7)
-    for ax in list(axes.flat)[len(panels):]:
-        ax.axis("off")
-    handles = [plt.Line2D([], [], color=colors[m], label=m) for m in methods]
-    fig.legend(handles=handles, loc="upper center", ncol=len(methods), fontsize=8, frameon=False)
-    fig.supxlabel("epoch")
-    fig.supylabel("median training loss over seeds")
-    fig.tight_layout(rect=(0, 0, 1, 0.95))
-    paths += save_figure(fig, out / "learning_curves")
-    plt.close(fig)
-
-    fig, ax = plt.subplots(figsize=(max(6, 0.35 * len(grouped)), 4))
-    data, names = [], []
-    for members in grouped.values():
-        ep = [r["epochs"] for r in members if r["stop_reason"] in SUCCESS]
-        data.append(ep if ep else [np.nan])
-        names.append(cell_name(members[0]["config"], keys))
-    ax.boxplot(data, showfliers=True)
-    ax.set_xticks(range(1, len(names) + 1), names, rotation=90, fontsize=6)
-    ax.set_yscale("log")
-    ax.set_ylabel("epochs to goal (successful runs)")
-    fig.tight_layout()
-    paths += save_figure(fig, out / "epochs_to_goal")
-    plt.close(fig)
-    return paths
-
-
-def pyplot():
-    """matplotlib.pyplot on the non-interactive Agg backend (no display needed)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def save_figure(fig, stem: Path, formats: tuple[str, ...] = ("png", "svg")) -> list[Path]:
-    """Save ``fig`` as ``stem.<format>`` for each format, atomically: a killed run never leaves half a figure."""
-    paths = []
-    for ext in formats:
-        p = stem.with_suffix(f".{ext}")
-        tmp = p.with_suffix(f".tmp.{ext}")
-        fig.savefig(tmp, dpi=110)
-        tmp.replace(p)
-        paths.append(p)
-    return paths
+def comparison_table(a: Sequence[compare.Answer], b: Sequence[compare.Answer], problem: str, crit: str,
+                     names: tuple[str, str]) -> Table | None:
+    """One row per method and activation in both stores: success and expected cu in each, and A's
+    cost over B's (unpaired bootstrap 95%: the stores' runs are independent)."""
+    pick = lambda xs: {(x.method, x.activation): x for x in xs if x.problem == problem and x.criterion == crit}  # noqa: E731
+    ga, gb = pick(a), pick(b)
+    keys = [k for k in ga if k in gb]
+    if not keys:
+        return None
+    rows = []
+    for k in keys:
+        x, y = ga[k].chosen, gb[k].chosen
+        r = stats.bootstrap_cost_ratio([t.cu for t in x.attempts], [t.success for t in x.attempts],
+                                       [t.cu for t in y.attempts], [t.success for t in y.attempts], paired=False)
+        rows.append([k[0], k[1], _pct(ga[k]), _pct(gb[k]), compare.fmt_cost(ga[k].cost_cu),
+                     compare.fmt_cost(gb[k].cost_cu), _ratio(r)])
+    na, nb = names
+    return Table(_slug(problem, crit, "compare"), ["method", "activation", f"success {na}", f"success {nb}",
+                                                   f"cu {na}", f"cu {nb}", f"cu {na} / {nb}"], rows)
 
 
 def write_text(path: Path, text: str) -> None:
@@ -168,24 +193,122 @@ def write_text(path: Path, text: str) -> None:
     tmp.replace(path)
 
 
-def write(store_path: str | Path, out_dir: str | Path | None = None) -> tuple[Path, list[Path], list[str]]:
-    """Write ``report.md`` and the figures; returns the report path, figures and store warnings."""
-    store_path = Path(store_path)
+def load_runs(store_path: str | Path) -> tuple[list[dict[str, Any]], list[str]]:
+    """A store's readable runs and a warning per unreadable row.
+
+    Raises:
+        ValueError: no such store, or it holds no readable run.
+    """
     store = Store(store_path, create=False)
-    runs, errors = store.runs()
-    store.close()
+    try:
+        runs, errors = store.runs(order="written")  # methods and activations in the grid's order
+    finally:
+        store.close()
     if not runs:
         raise ValueError(f"{store_path}: the store holds no readable runs")
+    return runs, errors
+
+
+INTRO = (
+    "Each method runs at the setting tuned for each criterion (lowest expected cost with restarts among "
+    "its settings; the settings table names it and how many it was chosen from). **Success**: runs that met "
+    "the criterion at some epoch, with the Wilson 95% interval. **Cost**: the expected cu (Moeller's units: a "
+    "loss evaluation 1, a gradient 3) to a first success when failed runs are restarted, i.e. the cu of all "
+    "runs over the successes (failed runs count their full cost), with a bootstrap 95% interval over seeds. "
+    "Ratios divide by the cheapest method in the same column, resampled paired by seed where both started "
+    "from the same weights. An interval that overlaps another is no ranking."
+)
+
+
+def write(store_path: str | Path, out_dir: str | Path | None = None,
+          compare_with: str | Path | None = None) -> tuple[Path, list[Path], list[str]]:
+    """Write ``report.md``, its figures and a CSV per table; returns the report path, figures and warnings."""
+    store_path = Path(store_path)
+    runs, errors = load_runs(store_path)
+    other = load_runs(compare_with) if compare_with is not None else None
     out = Path(out_dir) if out_dir else store_path.with_name(store_path.stem + "-report")
     out.mkdir(parents=True, exist_ok=True)
-    figs = figures(runs, out)
-    md = [f"# Report: {store_path.name}", "",
-          f"{len(runs)} runs; success = stopped on the goal ({' or '.join(SUCCESS)}); "
-          "epochs and cu over the successful runs; losses and accuracies as mean ± sd over seeds.", "",
-          table(runs), "",
-          "![learning curves](learning_curves.png)", "", "![epochs to goal](epochs_to_goal.png)", ""]
+    answers = compare.answers(runs)
+    other_answers = compare.answers(other[0]) if other else []
+    if not answers:
+        raise ValueError(f"{store_path}: no run switched on a success criterion (training.goal or "
+                         f"training.criterion_40_20_40), so there is nothing to compare")
+    md = [f"# Report: {store_path.name}", "", f"{len(runs)} runs. {INTRO}", ""]
+    md += _censored_note(runs)
+    tables: list[Table] = []
+    figs: list[Path] = []
+    for problem in dict.fromkeys(a.problem for a in answers):
+        mine = [a for a in answers if a.problem == problem]
+        md += [f"## {problem}", ""]
+        for crit in dict.fromkeys(a.criterion for a in mine):
+            ts = [answer_table(mine, problem, crit), settings_table(mine, problem, crit),
+                  ratio_table(mine, problem, crit)]
+            md += [f"### {problem}: success and cost by {crit}", "",
+                   "Success % [95% interval], and below it the expected cu to a success with restarts [95% interval].",
+                   "", ts[0].markdown(), "",
+                   "Settings chosen for this criterion:", "", ts[1].markdown(), ""]
+            if ts[2] is not None:
+                md += ["Expected cost over the cheapest method's:", "", ts[2].markdown(), ""]
+            if other is not None:
+                ct = comparison_table(answers, other_answers, problem, crit, (store_path.stem, Path(compare_with).stem))
+                if ct is not None:
+                    md += [f"Beside {Path(compare_with).name}:", "", ct.markdown(), ""]
+                    ts.append(ct)
+            tables += [t for t in ts if t is not None]
+        stem = _slug(problem)
+        figs += figures.success_heatmap(mine, problem, out / f"{stem}_success")
+        figs += figures.cost_figure(mine, problem, out / f"{stem}_cost")
+        figs += figures.learning_curves(mine, _chosen_runs(runs, mine), problem, out / f"{stem}_curves")
+        md += [f"![success, {problem}]({stem}_success.png)", "", f"![cost, {problem}]({stem}_cost.png)", "",
+               "Cost markers: the estimate with its bootstrap 95% interval; an arrow, an interval open upwards "
+               "(too few successes to bound it); x on the top edge, no run succeeded.", "",
+               f"![learning curves, {problem}]({stem}_curves.png)", ""]
+    budget = compare.budgets(answers)
+    md += ["## Tuning budgets", "", "Settings each method was tuned over: "
+           + ", ".join(f"{m} {n}" for m, n in budget.items())
+           + ("." if len(set(budget.values())) == 1 else
+              ". The budgets differ: a method with more settings is favoured by choosing its best on the same seeds."),
+           ""]
+    appendix = appendix_table(runs)
+    tables.append(appendix)
+    md += ["## Appendix: every cell", "", "Every setting, untuned; median epochs and cu over the runs that met "
+           "the criterion; losses and accuracies as mean ± sd over seeds.", "", appendix.markdown(), ""]
     if errors:
         md += ["Unreadable rows:", ""] + [f"- {e}" for e in errors]
+    for t in tables:
+        write_text(out / "tables" / f"{t.slug}.csv", t.csv())
+    write_text(out / "tables" / "answers.csv", answers_csv(answers))
     path = out / "report.md"
     write_text(path, "\n".join(md))
     return path, figs, errors
+
+
+def answers_csv(answers: Sequence[compare.Answer]) -> str:
+    """Every answer in long form, one row per (problem, criterion, method, activation), numbers unrounded."""
+    buf = io.StringIO(newline="")
+    w = csv.writer(buf)
+    w.writerow(["problem", "criterion", "method", "activation", "setting", "tuned", "budget", "edge", "successes",
+                "runs", "success_lo", "success_hi", "cu", "cu_lo", "cu_hi", "epochs", "epochs_lo", "epochs_hi"])
+    for a in answers:
+        w.writerow([a.problem, a.criterion, a.method, a.activation, a.setting_text, a.tuned, a.budget,
+                    " ".join(a.edge), a.success, a.runs, *a.success_ci, *a.cost_cu, *a.cost_epochs])
+    return buf.getvalue()
+
+
+def _chosen_runs(runs: list[dict[str, Any]], answers: Sequence[compare.Answer]) -> dict[tuple[str, str], list]:
+    """The stored runs of each (method, activation)'s setting chosen for its first criterion."""
+    by_id = {r["run_id"]: r for r in runs}
+    out: dict[tuple[str, str], list] = {}
+    for a in answers:
+        out.setdefault((a.method, a.activation), [by_id[i] for i in a.chosen.run_ids])
+    return out
+
+
+def _censored_note(runs: list[dict[str, Any]]) -> list[str]:
+    both = [r for r in runs if len(compare.criteria(r["config"])) == 2]
+    first = [r for r in both if r["config"].get("training.stop_on", "first") == "first"]
+    if not first:
+        return []
+    return [f"> **Censored:** {len(first)} of these runs had both criteria on but stopped at the first one met "
+            "(`training.stop_on = \"first\"`), so the other criterion's success and cost are understated for "
+            "them. Run with `training.stop_on = \"all\"` to answer both.", ""]

@@ -1,0 +1,274 @@
+"""Fair comparisons from stored runs: per criterion, success with intervals, cost with restarts, tuning.
+
+The runs of a store fall into *problems* (the data and network a method is
+asked to learn), *methods* (how it learns: optimizer, batch size, gradient
+source), *activations*, and *settings* (the continuous hyperparameters a
+sweep vmaps: learning rate, momentum, quickprop's mu, init scale).  A cell is
+one (problem, method, activation, setting) over its seeds.
+
+For each success criterion a run switched on (the loss goal, 40-20-40), a run
+*succeeds* if it met the criterion at some epoch; its *cost* is its cost to
+that first epoch if it succeeded and its whole cost if it did not.  Read off
+the stored curves, exactly as the loop judged them (in the run's dtype).
+
+**Tuning.** Each (problem, method, activation) picks, per criterion, the
+setting with the lowest expected cost to a success with restarts
+(:func:`bpkit.stats.restart_cost`, in cu), ties going to more successes.  The
+choice is reported, with the number of settings it was chosen from (the
+tuning budget) and a flag where it lies at the edge of its grid: the best
+value may lie beyond it.  Choosing the best of several settings on the same
+seeds favours methods with more settings; the report shows each budget.
+
+Example:
+    >>> from bpkit.store import Store
+    >>> runs, _ = Store("results/flagship.sqlite", create=False).runs()   # doctest: +SKIP
+    >>> for a in answers(runs):                                            # doctest: +SKIP
+    ...     print(a.problem, a.criterion, a.method, a.activation, a.success, a.cost_cu.value)
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Iterable, NamedTuple
+
+import numpy as np
+
+from bpkit import stats
+
+CRITERIA = ("goal", "40-20-40")
+TUNED = ("optimizer.learning_rate", "optimizer.momentum", "optimizer.mu", "network.init_scale")
+METHOD_KEYS = ("optimizer.name", "optimizer.beta", "optimizer.powell_beale", "optimizer.hvp", "optimizer.variant",
+               "training.batch_size", "training.shuffle", "source")
+INIT_KEYS = ("network.init", "network.init_scale", "dtype", "data.name", "data.path", "data.split_seed",
+             "network.hidden", "network.activation", "network.output")  # what fixes a seed's initial weights
+
+
+def criteria(config: dict[str, Any]) -> list[str]:
+    """The success criteria a run's config switched on."""
+    out = []
+    if config.get("training.goal", -1) >= 0:
+        out.append("goal")
+    if config.get("training.criterion_40_20_40"):
+        out.append("40-20-40")
+    return out
+
+
+class Attempt(NamedTuple):
+    """One run judged by one criterion."""
+
+    success: bool
+    epochs: int  # to the first epoch the criterion held, or the whole run
+    cu: float  # likewise, in complexity units (loss evaluation 1, gradient 3)
+
+
+def attempt(run: dict[str, Any], criterion: str) -> Attempt:
+    """Whether ``run`` met ``criterion`` and what it cost, from its stored curves.
+
+    The goal is compared in the run's dtype, as the compiled loop compares it;
+    unmeasured epochs (NaN) never count.
+    """
+    c, curves = run["config"], run["curves"]
+    if criterion == "goal":
+        dt = np.dtype(c.get("dtype", "float32"))
+        loss = np.array([np.nan if v is None else v for v in curves.get("loss", [])], dtype=np.float64).astype(dt)
+        with np.errstate(invalid="ignore"):
+            holds = loss <= dt.type(c["training.goal"])
+    elif criterion == "40-20-40":
+        holds = np.asarray(curves.get("wrong", []), dtype=np.int64) == 0
+    else:
+        raise ValueError(f"unknown criterion {criterion!r}; valid: {', '.join(CRITERIA)}")
+    hits = np.flatnonzero(holds)
+    if hits.size == 0:
+        return Attempt(False, int(run["epochs"] or 0), float(run["cu"] or 0.0))
+    i = int(hits[0])
+    le, ge = curves["loss_evals"][i], curves["grad_evals"][i]
+    return Attempt(True, i + 1, float(le + 3 * ge))
+
+
+class Cell(NamedTuple):
+    """One (problem, method, activation, setting) over its seeds, judged by one criterion."""
+
+    problem: str
+    method: str
+    activation: str
+    setting: tuple[tuple[str, Any], ...]  # (key, value) of each tuned key that varies in its group
+    criterion: str
+    seeds: tuple[int, ...]
+    attempts: tuple[Attempt, ...]
+    init: tuple  # what fixes the initial weights of a seed (same init + seed: same weights)
+    run_ids: tuple[str, ...]
+
+    @property
+    def successes(self) -> int:
+        return sum(a.success for a in self.attempts)
+
+    @property
+    def runs(self) -> int:
+        return len(self.attempts)
+
+    @property
+    def restart_cu(self) -> float:
+        return stats.restart_cost([a.cu for a in self.attempts], [a.success for a in self.attempts])
+
+
+class Answer(NamedTuple):
+    """The tuned result of one (problem, criterion, method, activation)."""
+
+    problem: str
+    criterion: str
+    method: str
+    activation: str
+    chosen: Cell  # the chosen setting's cell (the first setting where none succeeded)
+    tuned: bool  # False: no setting succeeded, so nothing was chosen
+    budget: int  # settings it was chosen from
+    edge: tuple[str, ...]  # tuned keys whose chosen value is the smallest or largest of the grid
+    success: int
+    runs: int
+    success_ci: tuple[float, float]  # Wilson 95%
+    cost_cu: stats.Estimate  # expected cu to a success with restarts, bootstrap 95%
+    cost_epochs: stats.Estimate
+
+    @property
+    def setting_text(self) -> str:
+        if not self.chosen.setting:
+            return "-"
+        return ", ".join(f"{k.split('.')[-1]} {v:g}" for k, v in self.chosen.setting) + (" (edge)" if self.edge else "")
+
+
+def _names(runs: list[dict[str, Any]]) -> dict[str, tuple[str, str]]:
+    """(problem, method) display names per run id: label parts, else data set and optimizer."""
+    out = {}
+    for r in runs:
+        c = r["config"]
+        parts = [p for p in str(c.get("label") or "").split("/") if p]
+        if len(parts) >= 2:
+            problem, method = "/".join(parts[:-1]), parts[-1]
+        else:
+            hidden = "-".join(str(h) for h in c.get("network.hidden", []))
+            problem = c.get("data.path") or c.get("data.name", "?")
+            problem = f"{problem}, hidden {hidden}" if hidden else problem
+            method = parts[0] if parts else f"{c.get('optimizer.name')} batch={c.get('training.batch_size')}"
+        out[r["run_id"]] = (problem, method)
+    return out
+
+
+def cells(runs: list[dict[str, Any]]) -> list[Cell]:
+    """Every cell of ``runs`` under every criterion its configs switched on, configs in the order given."""
+    names = _names(runs)
+    by_config: dict[str, list[dict[str, Any]]] = {}
+    for r in runs:  # configs in the order given, seeds sorted within each
+        by_config.setdefault(r["config_hash"], []).append(r)
+    by_config = {h: sorted(m, key=lambda r: r["seed"]) for h, m in by_config.items()}
+    # Tuning groups: configs equal but for the tuned keys; the keys that vary inside a group are its setting.
+    groups: dict[str, list[str]] = {}
+    for h, members in by_config.items():
+        c = members[0]["config"]
+        key = repr(sorted((k, v) for k, v in c.items() if k not in TUNED + ("seed", "label")))
+        groups.setdefault(key, []).append(h)
+    out = []
+    for hashes in groups.values():
+        configs = [by_config[h][0]["config"] for h in hashes]
+        varying = [k for k in TUNED if len({repr(c.get(k)) for c in configs}) > 1]
+        for h in hashes:
+            members = by_config[h]
+            c = members[0]["config"]
+            problem, method = names[members[0]["run_id"]]
+            for crit in criteria(c):
+                out.append(Cell(problem, method, str(c.get("network.activation")),
+                                tuple((k, c[k]) for k in varying), crit, tuple(int(r["seed"]) for r in members),
+                                tuple(attempt(r, crit) for r in members),
+                                tuple(repr(c.get(k)) for k in INIT_KEYS), tuple(r["run_id"] for r in members)))
+    return out
+
+
+def _choose(group: list[Cell]) -> tuple[Cell, bool]:
+    """The setting with the lowest expected cu with restarts, ties to more successes; or none succeeded."""
+    best = min(group, key=lambda c: (c.restart_cu, -c.successes))
+    return best, best.successes > 0
+
+
+def _edge(chosen: Cell, group: list[Cell]) -> tuple[str, ...]:
+    out = []
+    for i, (k, v) in enumerate(chosen.setting):
+        values = sorted({c.setting[i][1] for c in group})
+        if len(values) > 1 and v in (values[0], values[-1]):
+            out.append(k)
+    return tuple(out)
+
+
+def answers(runs: list[dict[str, Any]], *, seed: int = 0) -> list[Answer]:
+    """One tuned :class:`Answer` per (problem, criterion, method, activation) of ``runs``."""
+    groups: dict[tuple, list[Cell]] = {}
+    for c in cells(runs):
+        groups.setdefault((c.problem, c.criterion, c.method, c.activation), []).append(c)
+    out = []
+    for (problem, crit, method, act), group in groups.items():
+        chosen, tuned = _choose(group)
+        succ = [a.success for a in chosen.attempts]
+        out.append(Answer(
+            problem, crit, method, act, chosen, tuned, len(group), _edge(chosen, group) if tuned else (),
+            chosen.successes, chosen.runs, stats.wilson(chosen.successes, chosen.runs),
+            stats.bootstrap_restart_cost([a.cu for a in chosen.attempts], succ, seed=seed),
+            stats.bootstrap_restart_cost([a.epochs for a in chosen.attempts], succ, seed=seed),
+        ))
+    return out
+
+
+class Ratio(NamedTuple):
+    """A method's expected cost over the cheapest method's, in one (problem, criterion, activation)."""
+
+    method: str
+    versus: str
+    paired: bool
+    ratio: stats.Estimate
+
+
+def ratios(answers_: Iterable[Answer], *, seed: int = 0) -> dict[tuple[str, str, str], list[Ratio]]:
+    """Per (problem, criterion, activation): each method's cost ratio to the cheapest one there.
+
+    Paired by seed when both chosen cells share their seeds and what fixes the
+    initial weights (then run i of each started from the same weights).
+    """
+    by: dict[tuple[str, str, str], list[Answer]] = {}
+    for a in answers_:
+        by.setdefault((a.problem, a.criterion, a.activation), []).append(a)
+    out = {}
+    for key, group in by.items():
+        ok = [a for a in group if a.success]
+        if not ok:
+            continue
+        best = min(ok, key=lambda a: a.cost_cu.value)
+        rows = []
+        for a in group:
+            x, b = a.chosen, best.chosen
+            paired = x.seeds == b.seeds and x.init == b.init
+            rows.append(Ratio(a.method, best.method, paired, stats.bootstrap_cost_ratio(
+                [t.cu for t in x.attempts], [t.success for t in x.attempts],
+                [t.cu for t in b.attempts], [t.success for t in b.attempts], paired=paired, seed=seed)))
+        out[key] = rows
+    return out
+
+
+def budgets(answers_: Iterable[Answer]) -> dict[str, int]:
+    """Each method's tuning budget (settings per cell; the largest where cells differ)."""
+    out: dict[str, int] = {}
+    for a in answers_:
+        out[a.method] = max(out.get(a.method, 0), a.budget)
+    return out
+
+
+def short(v: float) -> str:
+    """Three significant digits, thousands as k and millions as M: ``4950 -> 4.95k``, ``inf -> inf``."""
+    if not math.isfinite(v):
+        return "inf" if v > 0 else "-"
+    for scale, suffix in ((1e6, "M"), (1e3, "k")):
+        if abs(v) >= scale:
+            return f"{v / scale:.3g}{suffix}"
+    return f"{v:.3g}"
+
+
+def fmt_cost(e: stats.Estimate) -> str:
+    """``4.95k [2.72k, 9.25k]``; ``-`` when nothing succeeded; ``inf`` ends an interval open upwards."""
+    if not math.isfinite(e.value):
+        return "-"
+    return f"{short(e.value)} [{short(e.lo)}, {short(e.hi)}]"

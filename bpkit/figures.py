@@ -1,0 +1,174 @@
+"""The report's figures, one function each: success heatmaps, costs with intervals, learning curves.
+
+Each takes the tuned :class:`bpkit.compare.Answer` rows of one problem (and,
+for the curves, the stored runs) and saves PNG and SVG through
+:func:`save_figure`, atomically.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from bpkit.compare import Answer
+
+
+def pyplot():
+    """matplotlib.pyplot on the non-interactive Agg backend (no display needed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_figure(fig, stem: Path, formats: tuple[str, ...] = ("png", "svg")) -> list[Path]:
+    """Save ``fig`` as ``stem.<format>`` for each format, atomically: a killed run never leaves half a figure."""
+    paths = []
+    for ext in formats:
+        p = stem.with_suffix(f".{ext}")
+        tmp = p.with_suffix(f".tmp.{ext}")
+        fig.savefig(tmp, dpi=110)
+        tmp.replace(p)
+        paths.append(p)
+    return paths
+
+
+def axes_of(answers: Sequence[Answer]) -> tuple[list[str], list[str], list[str]]:
+    """(criteria, methods, activations) of ``answers``, in order of first appearance."""
+    pick = lambda f: list(dict.fromkeys(f(a) for a in answers))  # noqa: E731
+    return pick(lambda a: a.criterion), pick(lambda a: a.method), pick(lambda a: a.activation)
+
+
+def _grid(answers: Sequence[Answer], crit: str) -> dict[tuple[str, str], Answer]:
+    return {(a.method, a.activation): a for a in answers if a.criterion == crit}
+
+
+def success_heatmap(answers: Sequence[Answer], title: str, stem: Path) -> list[Path]:
+    """Success rate per method x activation, one panel per criterion, each cell labelled ``k/n``."""
+    plt = pyplot()
+    crits, methods, acts = axes_of(answers)
+    fig, axes = plt.subplots(1, len(crits), figsize=(1.0 + 1.25 * len(acts) * len(crits) + 1.4 * len(crits),
+                                                      1.2 + 0.45 * len(methods)), squeeze=False)
+    for ax, crit in zip(axes[0], crits):
+        grid = _grid(answers, crit)
+        rate = np.full((len(methods), len(acts)), np.nan)
+        for (i, m), (j, a) in ((im, ja) for im in enumerate(methods) for ja in enumerate(acts)):
+            if (m, a) in grid:
+                g = grid[m, a]
+                rate[i, j] = 100 * g.success / g.runs
+                ax.text(j, i, f"{g.success}/{g.runs}", ha="center", va="center", fontsize=8,
+                        color="white" if rate[i, j] < 50 else "black")
+        im = ax.imshow(rate, vmin=0, vmax=100, cmap="viridis", aspect="auto")
+        ax.set_xticks(range(len(acts)), acts, rotation=30, ha="right", fontsize=8)
+        ax.set_yticks(range(len(methods)), methods, fontsize=8)
+        ax.set_title(f"success by {crit}", fontsize=9)
+        fig.colorbar(im, ax=ax, label="success %", fraction=0.05, pad=0.03)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    paths = save_figure(fig, stem)
+    plt.close(fig)
+    return paths
+
+
+def cost_figure(answers: Sequence[Answer], title: str, stem: Path) -> list[Path]:
+    """Expected cu to a success with restarts and its 95% interval, one marker per method and activation.
+
+    Log scale; categories are not joined by lines.  An interval open upwards is
+    drawn to the top of the panel with an arrow; a cell where no run succeeded
+    is an ``x`` on the top edge.
+    """
+    plt = pyplot()
+    crits, methods, acts = axes_of(answers)
+    colors = {m: plt.get_cmap("tab10")(i % 10) for i, m in enumerate(methods)}
+    fig, axes = plt.subplots(1, len(crits), figsize=(1.5 + 1.3 * len(acts) * len(crits), 3.4), squeeze=False)
+    width = 0.7 / max(1, len(methods))
+    for ax, crit in zip(axes[0], crits):
+        grid = _grid(answers, crit)
+        finite = [v for g in grid.values() for v in (g.cost_cu.value, g.cost_cu.lo, g.cost_cu.hi) if math.isfinite(v)]
+        if not finite:
+            ax.text(0.5, 0.5, "no run succeeded", transform=ax.transAxes, ha="center", va="center")
+            top = 10.0
+        else:
+            top = 3 * max(finite)
+            ax.set_ylim(min(finite) / 3, top)
+        for i, m in enumerate(methods):
+            for j, a in enumerate(acts):
+                if (m, a) not in grid:
+                    continue
+                x, e = j + (i - (len(methods) - 1) / 2) * width, grid[m, a].cost_cu
+                if not math.isfinite(e.value):
+                    ax.plot([x], [top / 1.15], "x", color=colors[m], ms=6)
+                    continue
+                hi = e.hi if math.isfinite(e.hi) else top
+                ax.errorbar([x], [e.value], yerr=[[e.value - e.lo], [hi - e.value]], fmt="o", ms=4,
+                            color=colors[m], capsize=2, lw=1)
+                if not math.isfinite(e.hi):
+                    ax.annotate("", (x, top), (x, e.value), arrowprops={"arrowstyle": "->", "color": colors[m]})
+        ax.set_yscale("log")
+        ax.set_xticks(range(len(acts)), acts, rotation=30, ha="right", fontsize=8)
+        ax.set_xlim(-0.5, len(acts) - 0.5)
+        ax.set_title(f"cu to a success by {crit} (restarts)", fontsize=9)
+        ax.tick_params(axis="y", labelsize=8)
+        ax.grid(axis="y", alpha=0.3, which="both")
+    _title_and_legend(fig, title, [plt.Line2D([], [], color=colors[m], marker="o", ls="", label=m) for m in methods])
+    paths = save_figure(fig, stem)
+    plt.close(fig)
+    return paths
+
+
+def learning_curves(answers: Sequence[Answer], runs_by_cell: dict[tuple[str, str], list[dict[str, Any]]],
+                    title: str, stem: Path) -> list[Path]:
+    """Median training loss over seeds against epochs, one panel per activation, one line per method.
+
+    ``runs_by_cell[(method, activation)]`` are the runs of the setting chosen
+    for the first criterion.  Every panel shares both axes (log-log).  Runs
+    that stopped early keep their last loss, so the median is over all seeds.
+    """
+    plt = pyplot()
+    _, methods, acts = axes_of(answers)
+    colors = {m: plt.get_cmap("tab10")(i % 10) for i, m in enumerate(methods)}
+    ncol = min(5, len(acts))
+    nrow = math.ceil(len(acts) / ncol)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(0.5 + 2.9 * ncol, 0.8 + 2.4 * nrow), squeeze=False,
+                             sharex=True, sharey=True)
+    for ax, act in zip(axes.flat, acts):
+        for m in methods:
+            curves = [np.array([np.nan if v is None else v for v in r["curves"].get("loss", [])], float)
+                      for r in runs_by_cell.get((m, act), [])]
+            n = max((len(c) for c in curves), default=0)
+            if n == 0:
+                continue
+            padded = np.array([np.pad(c, (0, n - len(c)), mode="edge") if len(c) else np.full(n, np.nan) for c in curves])
+            with warnings.catch_warnings():  # an epoch where every seed is NaN has a NaN median
+                warnings.simplefilter("ignore", RuntimeWarning)
+                med = np.nanmedian(np.where(padded > 0, padded, np.nan), 0)
+            ax.plot(np.arange(1, n + 1), med, color=colors[m], lw=1.2)
+        ax.set_title(act, fontsize=9)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.tick_params(labelsize=7)
+        ax.grid(alpha=0.3, which="major")
+    for ax in list(axes.flat)[len(acts):]:
+        ax.axis("off")
+    fig.supxlabel("epoch", fontsize=9)
+    fig.supylabel("median training loss", fontsize=9)
+    _title_and_legend(fig, title, [plt.Line2D([], [], color=colors[m], label=m) for m in methods])
+    paths = save_figure(fig, stem)
+    plt.close(fig)
+    return paths
+
+
+def _title_and_legend(fig, title: str, handles: list) -> None:
+    """The problem's name on top, the methods' legend in one row under it, the panels below both."""
+    height = fig.get_figheight()
+    fig.suptitle(title, fontsize=10, y=1 - 0.04 / height, va="top")
+    fig.legend(handles=handles, loc="upper center", ncol=min(len(handles), 6), fontsize=8, frameon=False,
+               bbox_to_anchor=(0.5, 1 - 0.22 / height))
+    fig.tight_layout()
+    fig.subplots_adjust(top=1 - 0.78 / height)  # below the title, the legend and the panels' own titles

@@ -1,0 +1,227 @@
+"""Both criteria from one run, and fair comparisons from stored runs (bpkit.compare, bpkit.report).
+
+The loop's record of when each criterion first held is checked against a brute-force scan of
+its own history; the report's reading of stored curves against the loop's record; tuning,
+edges and pairing against hand-built runs; the report's tables against counts made here.
+"""
+
+import csv
+import math
+import textwrap
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from bpkit import MLP, compare, datasets, report, stats
+from bpkit import config as cfg
+from bpkit import sweep
+from bpkit.stopping import StopRules
+from bpkit.store import Store
+from bpkit.training import train
+
+
+def _xor():
+    d = datasets.load("xor")
+    return jnp.asarray(d.x_train, jnp.float32), jnp.asarray(d.y_train, jnp.float32)
+
+
+def _first(mask) -> int:
+    """1-based epoch of the first True, 0 if none (brute force)."""
+    for i, m in enumerate(mask):
+        if m:
+            return i + 1
+    return 0
+
+
+@pytest.mark.parametrize("stop_on", ["first", "all"])
+def test_met_records_the_first_epoch_of_each_criterion(stop_on):
+    net, (x, y) = MLP((2, 2, 1), "tanh"), _xor()
+    params = net.init(jax.random.key(1), dtype=jnp.float32)
+    goal = np.float32(0.004)
+    rules = StopRules(max_epochs=3000, goal=float(goal), criterion_40_20_40=True, stop_on=stop_on, stall_epochs=None)
+    r = train(net, optax.sgd(2.0), params, x, y, key=jax.random.key(2), batch_size=1, rules=rules)
+    e = int(r.epochs)
+    loss, wrong = np.asarray(r.history.loss[:e]), np.asarray(r.history.wrong[:e])
+    met = [int(v) for v in r.met]
+    assert met == [_first(loss <= goal), _first(wrong == 0)]
+    if stop_on == "first":
+        assert e == min(m for m in met if m) and r.reason in ("goal", "40-20-40")
+    else:  # on until both held: 40-20-40 (the looser) first, then the goal ends the run
+        assert 0 < met[1] < met[0] == e and r.reason == "goal"
+
+
+def test_stop_on_all_with_one_criterion_is_stop_on_first():
+    net, (x, y) = MLP((2, 2, 1), "tanh"), _xor()
+    params = net.init(jax.random.key(1), dtype=jnp.float32)
+    runs = [train(net, optax.sgd(2.0), params, x, y, key=jax.random.key(2), batch_size=1,
+                  rules=StopRules(max_epochs=3000, criterion_40_20_40=True, stop_on=s)) for s in ("first", "all")]
+    assert int(runs[0].epochs) == int(runs[1].epochs) and runs[0].reason == runs[1].reason == "40-20-40"
+    np.testing.assert_array_equal(runs[0].history.loss, runs[1].history.loss)
+    with pytest.raises(ValueError, match="stop_on"):
+        StopRules(stop_on="both")
+
+
+SWEEP = textwrap.dedent("""
+    name = "both"
+    seeds = [0, 1, 2, 3, 4, 5]
+    [data]
+    name = "xor"
+    [network]
+    hidden = [2]
+    activation = ["tanh", "sigmoid"]
+    [training]
+    max_epochs = 600
+    goal = 0.01
+    criterion_40_20_40 = true
+    stop_on = "all"
+    [[axis.method]]
+    label = "online"
+    optimizer.name = "sgd"
+    optimizer.learning_rate = [0.5, 2.0, 4.0]
+    training.batch_size = 1
+    [[axis.method]]
+    label = "SCG"
+    optimizer.name = "scg"
+""")
+
+
+@pytest.fixture(scope="module")
+def both_store(tmp_path_factory):
+    path = tmp_path_factory.mktemp("both") / "both.sqlite"
+    flat = cfg.validate({**cfg.load(_write(path.parent / "c.toml", SWEEP))})
+    loop = {}
+    for chunk in sweep.run_grid(cfg.expand(flat)):
+        for run, out in chunk:
+            loop[run["label"], run["network.activation"], run["optimizer.learning_rate"], run["seed"]] = out
+    with Store(path) as store:
+        sweep.run_sweep(flat, store, progress=False)
+        runs, _ = store.runs(order="written")
+    return path, runs, loop
+
+
+def _write(p, text):
+    p.write_text(text)
+    return p
+
+
+def test_the_stored_curves_give_the_loops_first_epochs(both_store):
+    _, runs, loop = both_store
+    assert len(runs) == 48
+    checked = 0
+    for r in runs:
+        c = r["config"]
+        out = loop[c["label"], c["network.activation"], c["optimizer.learning_rate"], r["seed"]]
+        for crit, key in (("goal", "goal_epoch"), ("40-20-40", "c40_epoch")):
+            a = compare.attempt(r, crit)
+            assert a.success == (out[key] > 0)
+            assert a.epochs == (out[key] if a.success else r["epochs"])
+            cu = out["curves"]["loss_evals"] + 3 * out["curves"]["grad_evals"]
+            assert a.cu == (float(cu[out[key] - 1]) if a.success else r["cu"])
+            checked += a.success
+    assert checked > 20  # most runs meet something: the comparison is not vacuous
+
+
+def _run(run_id, label, act, lr, seed, loss, wrong, cu_per_epoch=3.0, goal=0.01):
+    n = len(loss)
+    return {"run_id": run_id, "config_hash": f"{label}{act}{lr}", "seed": seed, "epochs": n, "cu": cu_per_epoch * n,
+            "config": {"label": f"p/{label}", "network.activation": act, "optimizer.learning_rate": lr,
+                       "training.goal": goal, "training.criterion_40_20_40": True, "dtype": "float64",
+                       "training.stop_on": "all", "network.init": "lecun_normal"},
+            "curves": {"loss": loss, "wrong": wrong, "loss_evals": [0.0] * n,
+                       "grad_evals": [cu_per_epoch / 3 * (i + 1) for i in range(n)]},
+            "train_loss": loss[-1], "test_acc": None}
+
+
+def test_tuning_picks_the_lowest_cost_with_restarts_and_flags_the_edge():
+    # lr 0.1: 2 of 2 succeed at epochs 8 and 8 (cost 24 cu each) -> 24 per success.
+    # lr 1.0: 2 of 2 succeed, at epochs 1 and 9 -> 15 per success: the cheapest.
+    # lr 9.0: 1 of 2, at epoch 1 (3 cu) and a failure of 10 epochs (30 cu) -> 33 per success.
+    hit = lambda at, n=10: ([1.0] * (at - 1) + [0.001] * (n - at + 1), [1] * (at - 1) + [0] * (n - at + 1))  # noqa: E731
+    never = ([1.0] * 10, [1] * 10)
+    runs = [_run("a0", "m", "tanh", 0.1, 0, *hit(8)), _run("a1", "m", "tanh", 0.1, 1, *hit(8)),
+            _run("b0", "m", "tanh", 1.0, 0, *hit(1)), _run("b1", "m", "tanh", 1.0, 1, *hit(9)),
+            _run("c0", "m", "tanh", 9.0, 0, *hit(1)), _run("c1", "m", "tanh", 9.0, 1, *never)]
+    answers = {a.criterion: a for a in compare.answers(runs)}
+    assert set(answers) == {"goal", "40-20-40"}
+    a = answers["goal"]
+    assert a.tuned and a.budget == 3 and a.chosen.setting == (("optimizer.learning_rate", 1.0),)
+    assert a.edge == () and (a.success, a.runs) == (2, 2) and a.cost_cu.value == 15.0
+    # Without the middle setting the choice is lr 0.1, the grid's edge.
+    edge = {x.criterion: x for x in compare.answers(runs[:2] + runs[4:])}["goal"]
+    assert edge.chosen.setting == (("optimizer.learning_rate", 0.1),) and edge.edge == ("optimizer.learning_rate",)
+    # Nothing succeeds: no choice, success 0 with its interval, no cost.
+    none = compare.answers([_run("d0", "m", "relu", 0.1, 0, *never), _run("d1", "m", "relu", 1.0, 0, *never)])[0]
+    assert not none.tuned and none.success == 0 and none.success_ci == stats.wilson(0, 1)
+    assert none.cost_cu.value == math.inf
+
+
+def test_a_goal_is_judged_in_the_runs_dtype():
+    # float32(0.1) is above 0.1: a loss of exactly float32(0.1) meets a goal of 0.1 in float32, as the loop judges.
+    f32 = float(np.float32(0.1))
+    r = _run("x", "m", "tanh", 0.1, 0, [1.0, f32], [1, 1], goal=0.1)
+    r["config"]["dtype"] = "float32"
+    assert compare.attempt(r, "goal") == compare.Attempt(True, 2, 6.0)
+    r["config"]["dtype"] = "float64"
+    assert not compare.attempt(r, "goal").success
+
+
+def test_ratios_are_paired_only_between_runs_from_the_same_weights():
+    hit = lambda at: ([1.0] * (at - 1) + [0.001], [1] * (at - 1) + [0])  # noqa: E731
+    runs = [_run(f"a{s}", "a", "tanh", 0.1, s, *hit(2 + s)) for s in range(4)]
+    runs += [_run(f"b{s}", "b", "tanh", 0.1, s, *hit(2 * (2 + s))) for s in range(4)]
+    rs = compare.ratios(compare.answers(runs))[("p", "goal", "tanh")]
+    b = next(r for r in rs if r.method == "b")
+    assert b.paired and b.versus == "a" and b.ratio == (2.0, 2.0, 2.0)  # b costs exactly twice a, seed by seed
+    runs[4]["config"]["network.init"] = "he_normal"  # another init: the pairs no longer start alike
+    for r in runs[4:]:
+        r["config"]["network.init"] = "he_normal"
+    b = next(r for r in compare.ratios(compare.answers(runs))[("p", "goal", "tanh")] if r.method == "b")
+    assert not b.paired and b.ratio.lo < 2.0 < b.ratio.hi
+
+
+def test_the_report_leads_with_answers_that_recount_from_the_runs(both_store, tmp_path):
+    path, runs, _ = both_store
+    md, figs, errors = report.write(path, tmp_path / "rep")
+    text = md.read_text()
+    assert not errors and text.index("### ") < text.index("## Appendix")
+    assert len(figs) == 6 and all(f.stat().st_size > 2000 for f in figs)  # heatmap, cost, curves; PNG + SVG
+    rows = list(csv.DictReader(open(tmp_path / "rep" / "tables" / "answers.csv")))
+    assert len(rows) == 2 * 2 * 2  # 2 criteria x 2 methods x 2 activations
+    for row in rows:
+        # Recount every answer from the stored runs: each setting's successes and cost, the best by cost.
+        mine = [r for r in runs if r["config"]["label"] == row["method"] and
+                r["config"]["network.activation"] == row["activation"]]
+        best = None
+        for lr in sorted({r["config"]["optimizer.learning_rate"] for r in mine}):
+            rs = [r for r in mine if r["config"]["optimizer.learning_rate"] == lr]
+            att = [compare.attempt(r, row["criterion"]) for r in rs]
+            k = sum(a.success for a in att)
+            cost = sum(a.cu for a in att) / k if k else math.inf
+            if best is None or (cost, -k) < (best[0], -best[1]):
+                best = (cost, k, len(rs))
+        assert (int(row["successes"]), int(row["runs"])) == best[1:]
+        assert float(row["cu"]) == pytest.approx(best[0]) if math.isfinite(best[0]) else row["cu"] == "inf"
+    table = (tmp_path / "rep" / "tables" / "xor_hidden_2_goal_answer.csv").read_text().splitlines()
+    assert table[0] == "method,tanh,sigmoid" and len(table) == 3
+
+
+def test_report_compare_puts_two_stores_side_by_side(both_store, tmp_path):
+    path, runs, _ = both_store
+    md, _, _ = report.write(path, tmp_path / "rep", compare_with=path)
+    text = md.read_text()
+    assert "Beside both.sqlite" in text
+    # A store against itself: equal success and cost, a ratio of exactly 1 wherever anything succeeded.
+    rows = [ln for ln in text.splitlines() if ln.startswith("| online | tanh |") or ln.startswith("| SCG | tanh |")]
+    assert rows and all(ln.split("|")[3] == ln.split("|")[4] for ln in rows)
+    assert any("| 1 [" in ln for ln in rows)
+
+
+def test_a_store_without_criteria_gets_a_one_line_error(tmp_path):
+    flat = cfg.validate({"name": "n", "seeds": [0], "training.max_epochs": 3, "network.hidden": [2]})
+    with Store(tmp_path / "n.sqlite") as store:
+        sweep.run_sweep(flat, store, progress=False)
+    with pytest.raises(ValueError, match="no run switched on a success criterion"):
+        report.write(tmp_path / "n.sqlite")
