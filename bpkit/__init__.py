@@ -10,9 +10,14 @@ The public API at a glance (data flows top to bottom)::
     check_gradient, check_activation the checker: which leaf, which entry is wrong
     optim                            optax transforms: CG, SCG, quickprop, RPROP; the loop contract
     train, StopRules                 the one compiled training loop and its stop rules
+    analysis                         per-example gradients, Hessian eigenvalues, angles, layer norms
+    stats                            success intervals, expected cost with restarts, bootstrap
+
+Above these, ``bpkit.sweep`` runs grids into ``bpkit.store``, and ``bpkit.compare`` and
+``bpkit.report`` turn stored runs into tuned answers with intervals.
 """
 
-from bpkit import activations, losses, optim
+from bpkit import activations, analysis, losses, optim, stats
 from bpkit.gradcheck import check_activation, check_gradient, finite_difference_grad
 from bpkit.gradients import RULES, autodiff, backprop, backward, loss_value, value_and_backprop
 from bpkit.network import MLP
@@ -26,6 +31,7 @@ __all__ = [
     "RULES",
     "StopRules",
     "activations",
+    "analysis",
     "autodiff",
     "backprop",
     "backward",
@@ -35,6 +41,7 @@ __all__ = [
     "loss_value",
     "losses",
     "optim",
+    "stats",
     "train",
     "value_and_backprop",
 ]

@@ -66,11 +66,9 @@ def _to_goal(res, i):
 
 
 def runs_to_goal(x, y, batch_size, lrs, budget, replicas=1) -> list[dict]:
-    import optax
-
     from bpkit.stopping import StopRules
 
-    res = _study.train_many(_net(), lambda lr: optax.sgd(lr), x, y, SEEDS, lrs, batch_size=batch_size,
+    res = _study.train_many(_net(), x, y, SEEDS, lrs, batch_size=batch_size,
                             rules=StopRules(max_epochs=budget, goal=GOAL, stall_epochs=None))
     rows = []
     for i, (seed, lr) in enumerate((s, lr) for s in SEEDS for lr in lrs):
@@ -200,49 +198,34 @@ def lms_example(seed: int = 0) -> dict:
             "eta_max": eta_max, "runs": runs, "class_sd": sd}
 
 
-def top_eigenvalue(f, params, iters: int = 100, seed: int = 0) -> float:
-    """The Hessian eigenvalue of largest magnitude of ``f`` at ``params`` (power iteration on jvp-of-grad
-    products); away from a minimum it may be negative."""
-    import jax
-    import jax.numpy as jnp
-    from jax.flatten_util import ravel_pytree
-
-    flat, unravel = ravel_pytree(params)
-    grad = jax.grad(lambda v: f(unravel(v)))
-    hvp = jax.jit(lambda v: jax.jvp(grad, (flat,), (v,))[1])
-    v = jax.random.normal(jax.random.key(seed), flat.shape, flat.dtype)
-    v = v / jnp.linalg.norm(v)
-    lam = 0.0
-    for _ in range(iters):
-        hv = hvp(v)
-        lam = float(v @ hv)
-        v = hv / jnp.linalg.norm(hv)
-    return lam
-
-
 def mlp_stability() -> dict:
     import jax
     import jax.numpy as jnp
     import optax
 
     from bpkit import loss_value
+    from bpkit.analysis import power_iteration
     from bpkit.stopping import StopRules
     from bpkit.training import train
 
     d = _digits()
     net = _net()
     out = {"runs": []}
+
+    def f(p, x, y):
+        return loss_value(net, p, x, y)
+
     with jax.enable_x64(True):
         x, y = jnp.asarray(d.x_train), jnp.asarray(d.y_train)
         for seed in SEEDS[:3]:
             p0 = net.init(jax.random.key(seed), dtype=jnp.float64)
-            lam0 = top_eigenvalue(lambda p: loss_value(net, p, x, y), p0)
+            lam0 = power_iteration(f, p0, x, y, key=jax.random.key(0))
             for mult in (0.5, 0.9, 1.1, 2.0, 4.0, 16.0):
                 eta = mult * 2.0 / lam0
                 r = train(net, optax.sgd(eta), p0, x, y, key=jax.random.key(seed),
                           rules=StopRules(max_epochs=500, stall_epochs=None))
                 loss = np.concatenate([[float(r.initial_loss)], np.asarray(r.history.loss)[: int(r.epochs)]])
-                lam_end = top_eigenvalue(lambda p: loss_value(net, p, x, y), r.params) if r.reason != "diverged" else None
+                lam_end = power_iteration(f, r.params, x, y, key=jax.random.key(0)) if r.reason != "diverged" else None
                 out_end = np.asarray(net.apply(r.params, x))
                 out["runs"].append({
                     "seed": seed, "lambda_max_init": lam0, "eta": eta, "multiple_of_eta_max": mult, "stop": r.reason,
@@ -258,31 +241,22 @@ def per_example_gradients() -> list[dict]:
     import jax.numpy as jnp
     import optax
 
-    from bpkit import loss_value
-    from jax.flatten_util import ravel_pytree
+    from bpkit import analysis, loss_value
 
     d = _digits()
     net = _net()
     x, y = jnp.asarray(d.x_train, jnp.float32), jnp.asarray(d.y_train, jnp.float32)
-
-    def one(p, xi, yi):
-        return ravel_pytree(jax.grad(lambda q: loss_value(net, q, xi[None], yi[None]))(p))[0]
-
-    per_ex = jax.jit(jax.vmap(one, in_axes=(None, 0, 0)))
+    per_ex = jax.jit(lambda p: analysis.per_example_grads(lambda q, xb, yb: loss_value(net, q, xb, yb), p, x, y))
     rows = []
     opt = optax.sgd(0.5)
     for seed in SEEDS:
         key = jax.random.key(seed)
         for ep, p in _study.along(net, opt, net.init(key), x, y, (0, 10, 100), lambda ep, key=key: key, batch_size=10):
-            g = np.asarray(per_ex(p, x, y), np.float64)
-            mean = g.mean(0)
-            norms = np.linalg.norm(g, axis=1)
-            cos = g @ mean / (norms * np.linalg.norm(mean) + 1e-300)
+            s = analysis.gradient_stats(per_ex(p))
             rows.append({
-                "seed": seed, "epoch": ep, "norm_of_mean": float(np.linalg.norm(mean)),
-                "mean_norm": float(norms.mean()), "ratio": float(np.linalg.norm(mean) / norms.mean()),
-                "variance_trace": float(np.sum(g.var(0))), "median_cos_to_mean": float(np.median(cos)),
-                "fraction_cos_negative": float(np.mean(cos < 0)),
+                "seed": seed, "epoch": ep, "norm_of_mean": s.norm_of_mean, "mean_norm": s.mean_norm, "ratio": s.ratio,
+                "variance_trace": s.variance_trace, "median_cos_to_mean": s.median_cos_to_mean,
+                "fraction_cos_negative": s.fraction_against,
             })
     return rows
 

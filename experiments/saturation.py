@@ -36,14 +36,6 @@ SEEDS = tuple(range(10))
 LOSS = "bce"  # Nielsen's chapter 5 trains with the cross-entropy cost
 
 
-def layer_norms(net, params, x, y, loss="mse") -> dict[str, list[float]]:
-    from bpkit import autodiff
-
-    g = autodiff(net, params, x, y, loss)
-    return {"b": [float(np.linalg.norm(np.asarray(layer["b"]))) for layer in g],
-            "w": [float(np.linalg.norm(np.asarray(layer["w"]))) for layer in g]}
-
-
 def saturated_fraction(net, params, x, threshold=0.01) -> list[float]:
     """Per layer: the fraction of units x examples whose f'(z) < threshold * max f' (dead ReLUs count)."""
     import jax.numpy as jnp
@@ -61,7 +53,7 @@ def depth_norms() -> list[dict]:
     import jax.numpy as jnp
     import optax
 
-    from bpkit import MLP, datasets
+    from bpkit import MLP, analysis, autodiff, datasets
 
     data = datasets.load("digits")
     x, y = jnp.asarray(data.x_train, jnp.float32), jnp.asarray(data.y_train, jnp.float32)
@@ -73,7 +65,7 @@ def depth_norms() -> list[dict]:
             key = jax.random.key(seed)
             for ep, p in _study.along(net, opt, net.init(key), x, y, CHECKPOINTS,
                                       lambda ep, key=key: jax.random.fold_in(key, ep), batch_size=10, loss=LOSS):
-                n = layer_norms(net, p, x, y, LOSS)
+                n = analysis.layer_norms(autodiff(net, p, x, y, LOSS))
                 out = np.asarray(net.apply(p, x))
                 rows.append({"activation": act, "seed": seed, "epoch": ep, "bias_grad_norms": n["b"],
                              "weight_grad_norms": n["w"],
@@ -84,7 +76,6 @@ def depth_norms() -> list[dict]:
 
 def targets_study() -> list[dict]:
     import jax.numpy as jnp
-    import optax
 
     from bpkit import MLP, datasets
     from bpkit.stopping import StopRules
@@ -94,7 +85,7 @@ def targets_study() -> list[dict]:
     rows = []
     for name, (lo, hi) in (("0/1", (0.0, 1.0)), ("0.1/0.9", (0.1, 0.9))):
         y = lo + (hi - lo) * np.asarray(data.y_train)
-        res = _study.train_many(net, lambda lr: optax.sgd(lr), data.x_train, y, SEEDS, [0.5],
+        res = _study.train_many(net, data.x_train, y, SEEDS, [0.5],
                                 batch_size=10, rules=StopRules(max_epochs=100, stall_epochs=None))
         for i, seed in enumerate(SEEDS):
             p = [{k: jnp.asarray(v[i]) for k, v in layer.items()} for layer in res.params]
@@ -118,7 +109,6 @@ def standardisation_study(lrs=(0.1, 0.5, 2.0)) -> list[dict]:
 
     import jax
     import jax.numpy as jnp
-    import optax
     from sklearn.datasets import load_digits
 
     from bpkit import MLP, datasets
@@ -131,7 +121,7 @@ def standardisation_study(lrs=(0.1, 0.5, 2.0)) -> list[dict]:
         data = datasets.split("digits", d.data.astype(np.float64), datasets.one_hot(d.target), 0, "classification",
                               standardize=std)
         x = jnp.asarray(data.x_train, jnp.float32)
-        res = _study.train_many(net, lambda lr: optax.sgd(lr), data.x_train, data.y_train, SEEDS, lrs,
+        res = _study.train_many(net, data.x_train, data.y_train, SEEDS, lrs,
                                 batch_size=10, rules=StopRules(max_epochs=100, stall_epochs=None))
         for i, (seed, lr) in enumerate(itertools.product(SEEDS, lrs)):
             p0 = net.init(jax.random.split(jax.random.key(seed))[0])

@@ -44,24 +44,6 @@ def summarise(run, out, data) -> dict:
     }
 
 
-def cosines(g_true, g_abl) -> list[float]:
-    """Cosine between the ablated and the true gradient, per layer (weights and bias together)."""
-    out = []
-    for a, b in zip(g_true, g_abl):
-        u = np.concatenate([np.ravel(a["w"]), np.ravel(a["b"])])
-        v = np.concatenate([np.ravel(b["w"]), np.ravel(b["b"])])
-        out.append(float(u @ v / (np.linalg.norm(u) * np.linalg.norm(v))))
-    return out
-
-
-def overall_cosine(g_true, g_abl) -> float:
-    import jax
-
-    u = np.concatenate([np.ravel(t) for t in jax.tree_util.tree_leaves(g_true)])
-    v = np.concatenate([np.ravel(t) for t in jax.tree_util.tree_leaves(g_abl)])
-    return float(u @ v / (np.linalg.norm(u) * np.linalg.norm(v)))
-
-
 def angles(seeds=range(5)) -> list[dict]:
     """Per problem, loss, ablation, seed and checkpoint: cosines to the true gradient (float64)."""
     import jax
@@ -79,7 +61,7 @@ def _angles_one(problem: dict, flat: dict, seeds) -> list[dict]:
     import jax.numpy as jnp
     import optax
 
-    from bpkit import MLP, backprop, config as cfg, sweep
+    from bpkit import MLP, analysis, backprop, config as cfg, sweep
 
     data = sweep.load_data(cfg.expand({**flat, "axis": {"problem": [problem]}})[0])
     x, y = jnp.asarray(data.x_train, jnp.float64), jnp.asarray(data.y_train, jnp.float64)
@@ -95,7 +77,7 @@ def _angles_one(problem: dict, flat: dict, seeds) -> list[dict]:
                 for rule in ABLATIONS:
                     ga = backprop(net, p, x, y, loss, rule)
                     rows.append({"problem": problem["label"], "loss": loss, "rule": rule, "seed": seed,
-                                 "epoch": ep, "layers": cosines(g, ga), "overall": overall_cosine(g, ga)})
+                                 "epoch": ep, "layers": analysis.layer_cosines(g, ga), "overall": analysis.cosine(g, ga)})
     return rows
 
 

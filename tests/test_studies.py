@@ -69,35 +69,17 @@ def test_first_epoch_and_best_learning_rate_cells():
 def test_cross_entropy_sigmoid_output_layer_ignores_the_ablation():
     # The study's claim, checked on a net with hidden layers: the output layer's update is the
     # gradient under bce for both ablations, and is not under mse.
-    from bpkit import backprop
+    from bpkit import analysis, backprop
 
-    wd = load("why_derivative")
     net = MLP((3, 4, 4, 2), hidden="sigmoid", output="sigmoid")
     p = net.init(jax.random.key(0), dtype=jnp.float64)
     x = jax.random.normal(jax.random.key(1), (9, 3), jnp.float64)
     y = (jax.random.uniform(jax.random.key(2), (9, 2)) > 0.5).astype(jnp.float64)
     for rule in ("no_derivative", "constant_derivative"):
-        bce = wd.cosines(backprop(net, p, x, y, "bce"), backprop(net, p, x, y, "bce", rule))
-        mse = wd.cosines(backprop(net, p, x, y, "mse"), backprop(net, p, x, y, "mse", rule))
+        bce = analysis.layer_cosines(backprop(net, p, x, y, "bce"), backprop(net, p, x, y, "bce", rule))
+        mse = analysis.layer_cosines(backprop(net, p, x, y, "mse"), backprop(net, p, x, y, "mse", rule))
         assert abs(bce[-1] - 1.0) < 1e-14 and min(bce[:-1]) < 1 - 1e-6
         assert mse[-1] < 1 - 1e-6
-
-
-def test_power_iteration_finds_the_top_hessian_eigenvalue():
-    from jax.flatten_util import ravel_pytree
-
-    from bpkit import loss_value
-
-    ob = load("online_batch")
-    net = MLP((3, 4, 1), hidden="tanh", output="sigmoid")
-    p = net.init(jax.random.key(0), dtype=jnp.float64)
-    x = jax.random.normal(jax.random.key(1), (8, 3), jnp.float64)
-    y = jnp.ones((8, 1), jnp.float64)
-    flat, unravel = ravel_pytree(p)
-    dense = np.linalg.eigvalsh(np.asarray(jax.hessian(lambda v: loss_value(net, unravel(v), x, y))(flat)))
-    lam = ob.top_eigenvalue(lambda q: loss_value(net, q, x, y), p, iters=300)
-    top = dense[np.argmax(np.abs(dense))]
-    assert abs(lam - top) < 1e-6 * abs(top)
 
 
 def test_saturated_fraction_counts_units_with_a_vanishing_derivative():
