@@ -27,8 +27,6 @@ import statistics
 from pathlib import Path
 from typing import Any, NamedTuple, Sequence
 
-import numpy as np
-
 from bpkit import compare, figures, stats
 from bpkit.figures import pyplot, save_figure  # noqa: F401  (the studies save through these)
 from bpkit.store import Store

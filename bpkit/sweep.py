@@ -332,14 +332,15 @@ def run_grid(
 
 
 def _execute(groups: list[Group | None], compile_ahead: int) -> Iterator[list[tuple[cfg.RunConfig, dict[str, Any]]]]:
-    with ThreadPoolExecutor(max_workers=max(1, compile_ahead)) as pool:
-        ahead = {}
+    pool = ThreadPoolExecutor(max_workers=max(1, compile_ahead))
+    ahead = {}
 
-        def schedule(i):
-            if compile_ahead and i < len(groups) and i not in ahead:
-                g = groups[i]
-                ahead[i] = pool.submit(compile_group, g.program, g.members[:g.chunk], g.chunk)
+    def schedule(i):
+        if compile_ahead and i < len(groups) and i not in ahead:
+            g = groups[i]
+            ahead[i] = pool.submit(compile_group, g.program, g.members[:g.chunk], g.chunk)
 
+    try:
         for i, g in enumerate(groups):
             for j in range(i, i + compile_ahead + 1):
                 schedule(j)
@@ -352,6 +353,10 @@ def _execute(groups: list[Group | None], compile_ahead: int) -> Iterator[list[tu
                 yield [(r, _outcome(k, hist, epochs, reasons, metrics, met, wall)) for k, r in enumerate(part)]
             del program
             groups[i] = None  # its traced and compiled program can go: memory holds the groups ahead only
+    finally:
+        # Stopped early (Ctrl-C, an error, the caller done): compile nothing more for groups that
+        # will not run; a compile already under way finishes on its own.
+        pool.shutdown(wait=False, cancel_futures=True)
 
 
 def _outcome(i, hist, epochs, reasons, metrics, met, wall) -> dict[str, Any]:

@@ -11,6 +11,7 @@ until the file ``R`` exists, so a test can kill or interrupt the process exactly
 
 import argparse
 import os
+import signal
 import sys
 import time
 
@@ -54,6 +55,9 @@ def install(hook) -> None:
 
 
 if __name__ == "__main__":
+    # A shell without job control starts background commands with SIGINT ignored, and that is
+    # inherited; the Ctrl-C test needs the handler an interactive user's process has.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     p = argparse.ArgumentParser()
     p.add_argument("--stage", required=True)
     p.add_argument("--nth", type=int, default=1)
