@@ -47,7 +47,10 @@ def test_a_second_process_compiles_nothing(tmp_path):
     misses, hits = (first.get(f"/jax/compilation_cache/cache_{k}", 0) for k in ("misses", "hits"))
     assert misses >= 1 and misses + hits == first[requests]
     assert second.get("/jax/compilation_cache/cache_misses", 0) == 0
-    assert second["/jax/compilation_cache/cache_hits"] == second[requests] == first[requests]
+    # Every program the second process asks for comes from the disk. How many it asks for can
+    # differ by one or two between processes: groups compile ahead in threads, and two threads can
+    # both ask for one small shared program before either has it in memory (seen: 9 against 8).
+    assert second["/jax/compilation_cache/cache_hits"] == second[requests] >= misses
 
 
 def test_the_cache_can_be_turned_off(tmp_path):
