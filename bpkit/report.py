@@ -90,7 +90,8 @@ def settings_table(answers: Sequence[compare.Answer], problem: str, crit: str) -
 def ratio_table(answers: Sequence[compare.Answer], problem: str, crit: str) -> Table | None:
     """Methods x activations: expected cost over the cheapest method's there, with a bootstrap 95% interval."""
     _, methods, acts = figures.axes_of(answers)
-    ratios = {k[2]: v for k, v in compare.ratios(answers).items() if k[:2] == (problem, crit)}
+    mine = [a for a in answers if a.problem == problem and a.criterion == crit]  # resample this table's only
+    ratios = {k[2]: v for k, v in compare.ratios(mine).items()}
     if not ratios or len(methods) < 2:
         return None
     rows = []
