@@ -48,6 +48,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
         dtypes=args.dtypes,
         ablations=not args.no_ablations,
         flax=not args.no_flax,
+        shortcuts=not args.no_shortcuts,
     )
     results = matrix.run(all_cases)
     act_reports = matrix.check_activations(args.activations, args.dtypes)
@@ -142,13 +143,14 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         raise ValueError(f"--chunk-size must be an integer in 1..{cfg.INT_MAX}, got {args.chunk_size}")
     if not 0 < args.memory_budget < float("inf"):
         raise ValueError(f"--memory-budget must be a positive number of megabytes, got {args.memory_budget}")
+    runs = cfg.expand(flat)  # checks what no single key can, before a store is made
     if args.plan:
-        runs = cfg.expand(flat)
         groups = plan(runs, runs, args.chunk_size, args.memory_budget)
         print(f"{len(runs)} runs in {len(groups)} compiled group(s); nothing run, no store written")
         for g in groups:
             r = g.members[0]
-            print(f"  {g.data.name:<14} hidden {list(r['network.hidden'])!s:<10} {r['network.activation']:<12} "
+            hidden = f"{list(r['network.hidden'])}{' shortcut' if r['network.shortcuts'] else ''}"
+            print(f"  {g.data.name:<14} hidden {hidden:<10} {r['network.activation']:<12} "
                   f"{r['optimizer.name']:<10} {len(g.members):>5} runs, chunk {g.chunk:>5}, "
                   f"~{g.mb_per_run * g.chunk:,.1f} MB per chunk")
         return 0
@@ -246,6 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--dtypes", type=_csv(str), default=["float32", "float64"], help="float32,float64")
     check.add_argument("--no-ablations", action="store_true", help="skip the ablated rules")
     check.add_argument("--no-flax", action="store_true", help="skip the Flax model")
+    check.add_argument("--no-shortcuts", action="store_true", help="skip the nets with shortcut connections")
     check.add_argument("--json", action="store_true", help="print a machine-readable report")
     check.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
     check.set_defaults(func=_cmd_check)

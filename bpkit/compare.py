@@ -36,11 +36,13 @@ import numpy as np
 from bpkit import stats
 
 CRITERIA = ("goal", "40-20-40")
-TUNED = ("optimizer.learning_rate", "optimizer.momentum", "optimizer.mu", "network.init_scale")
+TUNED = ("optimizer.learning_rate", "optimizer.momentum", "optimizer.mu", "optimizer.c1", "optimizer.c2",
+         "optimizer.lambda_init", "optimizer.sigma", "network.init_scale")  # a sweep's vmapped settings
 METHOD_KEYS = ("optimizer.name", "optimizer.beta", "optimizer.powell_beale", "optimizer.hvp", "optimizer.variant",
                "training.batch_size", "training.shuffle", "source")
-INIT_KEYS = ("network.init", "network.init_scale", "dtype", "data.name", "data.path", "data.split_seed",
-             "network.hidden", "network.activation", "network.output")  # what fixes a seed's initial weights
+INIT_KEYS = ("network.init", "network.init_scale", "network.bias_init", "dtype", "data.name", "data.path",
+             "data.split_seed", "network.hidden", "network.activation", "network.output",
+             "network.shortcuts")  # what fixes a seed's initial weights
 
 
 def criteria(config: dict[str, Any]) -> list[str]:

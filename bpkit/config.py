@@ -74,14 +74,20 @@ SCHEMA: dict[str, tuple[tuple[type, ...], Any, Any, str]] = {
     "network.hidden": ((list,), [], "sizes", "hidden layer sizes"),
     "network.activation": ((str,), "sigmoid", tuple(acts.REGISTRY) + tuple(acts.ALIASES), "hidden activation"),
     "network.output": ((str,), "sigmoid", tuple(acts.REGISTRY) + tuple(acts.ALIASES), "output activation"),
+    "network.shortcuts": ((bool,), False, None, "every layer feeds every later layer (Lang & Witbrock's two spirals net)"),
     "network.init": ((str,), "lecun_normal", tuple(INIT_SCHEMES), "init scheme"),
     "network.init_scale": ((float, int), 1.0, _pos, "init scale (vmapped)"),
+    "network.bias_init": ((float, int), 0.0, None, "added to every initial bias, e.g. 0.1 to start ReLU units alive"),
     "optimizer.name": ((str,), "sgd", tuple(OPTIMIZERS), "optimizer"),
     "optimizer.learning_rate": ((float, int), 0.1, _pos, "learning rate (vmapped)"),
     "optimizer.momentum": ((float, int), 0.0, lambda v: 0 <= v < 1, "momentum in [0, 1) (vmapped)"),
     "optimizer.beta": ((str,), "pr+", ("fr", "pr", "pr+", "hs", "dy"), "CG beta"),
     "optimizer.powell_beale": ((bool,), False, None, "CG: Powell-Beale restarts"),
+    "optimizer.c1": ((float, int), 1e-4, lambda v: 0 < v < 1, "CG: Wolfe sufficient-decrease constant, 0 < c1 < c2 (vmapped)"),
+    "optimizer.c2": ((float, int), 0.4, lambda v: 0 < v < 1, "CG: Wolfe curvature constant, c1 < c2 < 1 (vmapped)"),
     "optimizer.hvp": ((str,), "exact", ("exact", "finite_difference"), "SCG Hessian-vector product"),
+    "optimizer.lambda_init": ((float, int), 5e-7, _pos, "SCG: initial lambda, Moeller's lambda_1 (vmapped)"),
+    "optimizer.sigma": ((float, int), 5e-5, _pos, "SCG: finite-difference step for hvp = 'finite_difference' (vmapped)"),
     "optimizer.mu": ((float, int), 1.75, _pos, "quickprop maximum growth factor"),
     "optimizer.variant": ((str,), "irprop-", RPROP_VARIANTS, "RPROP variant (irprop- is optax.rprop's)"),
     "training.batch_size": ((int, str), "full", "batch", "examples per update: 1 online, 'full' batch"),
@@ -102,7 +108,8 @@ MAX_RUNS = 200_000  # runs per config: each is a Python object before anything i
 MAX_CONFIG_BYTES = 1 << 20
 NAME_PATTERN = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,99}")
 # Data of the compiled program, not part of it: a sweep vmaps them (seed first).
-VMAPPED = ("seed", "network.init_scale", "optimizer.learning_rate", "optimizer.momentum", "optimizer.mu")
+VMAPPED = ("seed", "network.init_scale", "optimizer.learning_rate", "optimizer.momentum", "optimizer.mu",
+           "optimizer.c1", "optimizer.c2", "optimizer.lambda_init", "optimizer.sigma")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -329,6 +336,13 @@ def _grid(flat: dict[str, Any]) -> list[dict[str, Any]]:
     return [dict(point) for point in itertools.product(*lists)]
 
 
+def _check_run(point: dict[str, Any]) -> None:
+    """What no single key can check: fields that constrain each other in one grid point."""
+    if point["optimizer.name"] == "cg" and not point["optimizer.c1"] < point["optimizer.c2"]:
+        raise ValueError(f"optimizer.c1 = {point['optimizer.c1']} must be below optimizer.c2 = "
+                         f"{point['optimizer.c2']} (a Wolfe line search needs 0 < c1 < c2 < 1)")
+
+
 def expand(flat: dict[str, Any]) -> list[RunConfig]:
     """The sweep's runs: one RunConfig per point of (axes x grid) and seed, axes' labels kept."""
     axes = flat.get("axis", {})
@@ -341,6 +355,7 @@ def expand(flat: dict[str, Any]) -> list[RunConfig]:
             labels.append(entry["label"])
         for point in _grid(merged):
             point["label"] = "/".join(labels)
+            _check_run(point)
             for seed in flat["seeds"]:
                 values = tuple((k, tuple(v) if isinstance(v, list) else v) for k, v in point.items())
                 runs.append(RunConfig(values + (("seed", seed),)))

@@ -86,7 +86,8 @@ def cost_figure(answers: Sequence[Answer], title: str, stem: Path) -> list[Path]
     plt = pyplot()
     crits, methods, acts = axes_of(answers)
     colors = {m: plt.get_cmap("tab10")(i % 10) for i, m in enumerate(methods)}
-    fig, axes = plt.subplots(1, len(crits), figsize=(1.5 + 1.3 * len(acts) * len(crits), 3.4), squeeze=False)
+    fig, axes = plt.subplots(1, len(crits), figsize=(_width(1.5 + 1.3 * len(acts) * len(crits), methods, title), 3.4),
+                             squeeze=False)
     width = 0.7 / max(1, len(methods))
     for ax, crit in zip(axes[0], crits):
         grid = _grid(answers, crit)
@@ -162,6 +163,13 @@ def learning_curves(answers: Sequence[Answer], runs_by_cell: dict[tuple[str, str
     paths = save_figure(fig, stem)
     plt.close(fig)
     return paths
+
+
+def _width(panels: float, labels: Sequence[str], title: str) -> float:
+    """A figure's width in inches: the panels', or wider where the legend's one row of ``labels`` or the
+    title (8- and 10-point text, about 0.07 and 0.09 inch a character) would not fit; at most 14."""
+    legend = sum(0.07 * len(m) + 0.45 for m in labels) + 0.4
+    return min(max(panels, legend, 0.09 * len(title) + 0.4), 14.0)
 
 
 def _title_and_legend(fig, title: str, handles: list) -> None:

@@ -12,6 +12,10 @@
 
   so one weight's update is ``w_new = w_old - lr * dC/da * f'(z) * input``: the
   chain rule puts ``f'(z)`` there because ``z`` reaches ``C`` only through ``f``.
+  With shortcut connections (``MLP(..., shortcuts=True)``) a layer's output
+  feeds every later layer, and its ``dC/da_l`` is the sum over all of them:
+  ``dC/da_l = sum_{m > l} delta_m W_m[rows of a_l]^T``; ``dC/dW_m = u_m^T delta_m``
+  with ``u_m = [a_0, ..., a_{m-1}]``.
 
 ``rule`` selects what stands in for ``f'(z)`` (the ablations are deliberately
 *not* gradients; :func:`bpkit.check_gradient` says so):
@@ -24,7 +28,10 @@
   ``[0.01, 0.99]`` for the sigmoid and ``[-0.98, 0.98]`` for tanh before
   ``a(1-a)`` or ``1-a^2`` (:data:`FANN_CLIP`); other activations as
   ``"output_form"``.  Equal to the gradient inside the clip range, a floor on
-  ``f'`` outside it (FANN keeps saturated units learning this way).
+  ``f'`` outside it (FANN keeps saturated units learning this way);
+* ``"fahlman_offset"``: ``f'(z) + 0.1`` in every layer (or ``+ constant``),
+  Fahlman's "sigmoid-prime offset" (quickprop1.c's ``ACTIVATION_PRIME``, 1988),
+  which keeps saturated units learning ("kills flat spots").  Not a gradient.
 
 Example:
     >>> import jax, jax.numpy as jnp
@@ -60,7 +67,9 @@ RULES: dict[str, str] = {
     "constant_derivative": "ablation: f'(z) replaced by f'(0) (or a given constant); not a gradient",
     "fann_clipped": "f' from the output clipped as FANN does (sigmoid [0.01, 0.99], tanh [-0.98, 0.98]); "
                     "not the gradient in saturation",
+    "fahlman_offset": "f'(z) + 0.1, Fahlman's sigmoid-prime offset (or + a given constant); not a gradient",
 }
+FAHLMAN_OFFSET = 0.1  # quickprop1.c: SigmoidPrimeOffset = 0.1
 # FANN's fann_activation_derived clips the output before the output-form derivative, with C float
 # literals (0.01f, 0.99f, 0.98f): the float32-rounded values, so that bpkit matches FANN to rounding.
 _F = lambda v: float(np.float32(v))  # noqa: E731
@@ -83,6 +92,9 @@ def _pullback(rule: str, constant: float | None) -> Callable[[acts.Activation, A
             return act.vjp_from_output(a if lo is None else jnp.clip(a, lo, hi), g)
 
         return pull_clipped
+    if rule == "fahlman_offset":
+        offset = FAHLMAN_OFFSET if constant is None else constant
+        return lambda act, z, a, g: act.vjp(z, a, g) + g * jnp.asarray(offset, g.dtype)
     if rule == "constant_derivative":
         def pull(act, z, a, g):
             c = act.deriv_at_zero() if constant is None else constant
@@ -148,13 +160,24 @@ def backward(
 
     delta = loss_obj.delta(zs[-1], outs[-1], y, lambda z, a, g: pull(layer_acts[-1], z, a, g), weights)
     grads: list[dict[str, Array]] = [None] * net.num_layers  # type: ignore[list-item]
+    # dC/da_k summed over every later layer that a_k feeds (one layer, or all of them with shortcuts).
+    upstream: list[Array | None] = [None] * (net.num_layers + 1)
     for l in range(net.num_layers - 1, -1, -1):
-        # outs[l] is this layer's input a_{l-1} (outs[0] = x).
-        grads[l] = {"w": outs[l].T @ delta, "b": jnp.sum(delta, axis=0)}
+        # Weight layer l reads u = net.layer_input(outs, l): a_{l-1} = outs[l], or outs[0..l] side by side.
+        grads[l] = {"w": net.layer_input(outs, l).T @ delta, "b": jnp.sum(delta, axis=0)}
         if l > 0:
-            g = delta @ params[l]["w"].T  # dC/da_{l-1}
-            delta = pull(layer_acts[l - 1], zs[l - 1], outs[l], g)
+            g_in = delta @ params[l]["w"].T  # dC/du, one column block per layer that u holds
+            first = 0 if net.shortcuts else l
+            for k, g_k in zip(range(first, l + 1), _blocks(g_in, net.sizes[first: l + 1])):
+                upstream[k] = g_k if upstream[k] is None else upstream[k] + g_k
+            delta = pull(layer_acts[l - 1], zs[l - 1], outs[l], upstream[l])  # dC/da_{l-1} is now complete
     return grads
+
+
+def _blocks(m: Array, widths: tuple[int, ...]) -> list[Array]:
+    """``m``'s columns cut into consecutive blocks of ``widths``."""
+    edges = np.cumsum((0,) + tuple(widths))
+    return [m[:, a:b] for a, b in zip(edges[:-1], edges[1:])]
 
 
 def value_and_backprop(

@@ -102,12 +102,12 @@ def _flat(act: acts.Activation) -> bool:
     return not np.any(np.asarray(act.deriv(jnp.asarray(gradcheck.activation_grid(act, n=401)))))
 
 
-def _net(hidden: str, loss: str, depth: int) -> MLP:
+def _net(hidden: str, loss: str, depth: int, shortcuts: bool = False) -> MLP:
     # mse puts the hidden activation at the output too, to check the output delta
     # through it, unless that would make the whole gradient vanish (the step).
     out = LOSS_OUTPUTS[loss] or ("identity" if _flat(acts.get(hidden)) else hidden)
     sizes = (3,) + (4,) * (depth - 1) + (2 if loss == "bce" else 3,)
-    return MLP(sizes, hidden=hidden, output=out)
+    return MLP(sizes, hidden=hidden, output=out, shortcuts=shortcuts)
 
 
 def cases(
@@ -117,8 +117,13 @@ def cases(
     dtypes: Sequence[str] = DTYPES,
     ablations: bool = True,
     flax: bool = True,
+    shortcuts: bool = True,
 ) -> list[Case]:
-    """The matrix's cases, without duplicates (a depth-1 cross-entropy net has no hidden activation)."""
+    """The matrix's cases, without duplicates (a depth-1 cross-entropy net has no hidden activation).
+
+    ``shortcuts``: also every activation and loss through a depth-3 net whose
+    layers feed every later layer (in float64 if asked for; Flax's mirror in every dtype).
+    """
     activations = list(activations or acts.names(elementwise_only=True))
     losses = list(losses or LOSS_OUTPUTS)
     for name in activations:
@@ -144,11 +149,16 @@ def cases(
                 for depth in sorted({min(depths), 2}):
                     for rule in ABLATIONS:
                         out[Case(_net(h, loss, depth), loss, "float64", rule)] = None
+        if shortcuts:
+            for loss in losses:
+                dt = "float64" if "float64" in dtypes else dtypes[0]
+                out[Case(_net(h, loss, 3, shortcuts=True), loss, dt)] = None
     if flax:
         for loss in losses:
             h = activations[0]
             for dt in dtypes:
-                out[Case(_net(h, loss, 3), loss, dt, flax=True)] = None
+                for sc in (False, True) if shortcuts else (False,):
+                    out[Case(_net(h, loss, 3, sc), loss, dt, flax=True)] = None
     return list(out)
 
 

@@ -1,8 +1,12 @@
 """A multilayer perceptron as a frozen spec with pure ``init``/``apply`` functions.
 
-Layer ``l = 1..L`` computes ``z_l = a_{l-1} W_l + b_l`` and ``a_l = f_l(z_l)``,
-with ``a_0 = x`` (rows are examples).  Params are a plain pytree: a list with
-one ``{"w": W_l, "b": b_l}`` dict per layer, ``W_l`` of shape ``(n_{l-1}, n_l)``.
+Layer ``l = 1..L`` computes ``z_l = u_l W_l + b_l`` and ``a_l = f_l(z_l)``,
+with ``a_0 = x`` (rows are examples).  Its input ``u_l`` is ``a_{l-1}``, or with
+``shortcuts=True`` every earlier layer side by side, ``u_l = [a_0, a_1, ..., a_{l-1}]``
+(Lang & Witbrock's two-spirals net: every layer feeds every later layer).
+Params are a plain pytree: a list with one ``{"w": W_l, "b": b_l}`` dict per
+layer, ``W_l`` of shape ``(fan_in_l, n_l)``: ``fan_in_l = n_{l-1}``, or
+``n_0 + ... + n_{l-1}`` with shortcuts (rows in the order of ``u_l``).
 
 The spec is hashable, so it can be a static argument of ``jax.jit``: it fixes
 the compiled program (sizes, activations).  Everything numeric (params, init
@@ -64,11 +68,14 @@ class MLP:
         sizes: layer widths, inputs first, e.g. ``(2, 2, 1)`` for XOR's 2-2-1.
         hidden: one activation name for all hidden layers, or one per hidden layer.
         output: the output layer's activation.
+        shortcuts: every layer takes the input and every earlier layer's output,
+            not only the layer below (see the module docstring).
     """
 
     sizes: tuple[int, ...]
     hidden: str | tuple[str, ...] = "sigmoid"
     output: str = "sigmoid"
+    shortcuts: bool = False
 
     def __post_init__(self):
         sizes = tuple(self.sizes) if isinstance(self.sizes, Sequence) else None
@@ -94,6 +101,8 @@ class MLP:
                     f"a {act.name} layer of 1 unit always outputs 1 and cannot learn; give it 2 or more "
                     f"units, or use an elementwise activation (sigmoid for a single output)"
                 )
+        if not isinstance(self.shortcuts, bool):
+            raise ValueError(f"shortcuts must be true or false, got {self.shortcuts!r}")
         object.__setattr__(self, "sizes", sizes)
         object.__setattr__(self, "hidden", hidden)
 
@@ -110,12 +119,25 @@ class MLP:
         return tuple(acts.get(n) for n in self.hidden + (self.output,))
 
     @property
+    def fan_ins(self) -> tuple[int, ...]:
+        """Rows of each ``W_l``: ``n_{l-1}``, or ``n_0 + ... + n_{l-1}`` with shortcuts."""
+        if self.shortcuts:
+            return tuple(sum(self.sizes[:l]) for l in range(1, len(self.sizes)))
+        return self.sizes[:-1]
+
+    @property
     def num_params(self) -> int:
-        return sum((m + 1) * n for m, n in zip(self.sizes[:-1], self.sizes[1:]))
+        return sum((m + 1) * n for m, n in zip(self.fan_ins, self.sizes[1:]))
+
+    def layer_input(self, activations: Sequence[Array], l: int) -> Array:
+        """``u_{l+1}``, the input of weight layer ``l`` (0-based), from ``a_0 .. a_l``."""
+        if self.shortcuts and l > 0:
+            return jnp.concatenate(tuple(activations[: l + 1]), axis=1)
+        return activations[l]
 
     def __str__(self) -> str:
         names = "/".join(dict.fromkeys(self.hidden)) or "-"
-        return f"{'-'.join(map(str, self.sizes))} {names}->{self.output}"
+        return f"{'-'.join(map(str, self.sizes))}{' shortcut' if self.shortcuts else ''} {names}->{self.output}"
 
     # -- pure functions ------------------------------------------------------------
 
@@ -125,14 +147,17 @@ class MLP:
         scheme: str = "lecun_normal",
         scale: float | Array = 1.0,
         dtype: Any = jnp.float32,
+        bias: float | Array = 0.0,
     ) -> Params:
         """Fresh params.  ``scale`` multiplies the weights (for ``"uniform"``
         it is the half-width ``r`` of ``U(-r, r)``); it is data, so it can be vmapped.
+        ``bias`` is added to every bias (a positive one starts ReLU units alive on
+        non-negative inputs); it is data too.
         """
         if scheme not in INIT_SCHEMES:
             raise ValueError(f"unknown init scheme {scheme!r}; valid: {', '.join(INIT_SCHEMES)}")
         params = []
-        for k, (m, n) in zip(jax.random.split(key, self.num_layers), zip(self.sizes[:-1], self.sizes[1:])):
+        for k, (m, n) in zip(jax.random.split(key, self.num_layers), zip(self.fan_ins, self.sizes[1:])):
             kw, kb = jax.random.split(k)
             if scheme == "uniform":
                 w = jax.random.uniform(kw, (m, n), dtype, -1.0, 1.0) * scale
@@ -140,7 +165,7 @@ class MLP:
             else:
                 w = _VARIANCE_INIT[scheme](kw, (m, n), dtype) * scale
                 b = jnp.zeros((n,), dtype)
-            params.append({"w": w.astype(dtype), "b": b.astype(dtype)})
+            params.append({"w": w.astype(dtype), "b": (b + bias).astype(dtype)})
         return params
 
     def forward(self, params: Params, x: Array) -> tuple[Array, Cache]:
@@ -152,8 +177,8 @@ class MLP:
         _validate.require_matrix("input x", x, self.sizes[0], "inputs")
         a = jnp.asarray(x, params[0]["w"].dtype)
         zs, outs = [], [a]
-        for layer, act in zip(params, self.activations):
-            z = a @ layer["w"] + layer["b"][None, :]
+        for l, (layer, act) in enumerate(zip(params, self.activations)):
+            z = self.layer_input(outs, l) @ layer["w"] + layer["b"][None, :]
             a = act.fn(z)
             zs.append(z)
             outs.append(a)
@@ -172,7 +197,7 @@ class MLP:
             raise ValueError(
                 f"params must be a list of {self.num_layers} layer dicts for sizes {self.sizes}, got {got}"
             )
-        for i, (layer, m, n) in enumerate(zip(params, self.sizes[:-1], self.sizes[1:])):
+        for i, (layer, m, n) in enumerate(zip(params, self.fan_ins, self.sizes[1:])):
             if not isinstance(layer, dict) or set(layer) != {"w", "b"}:
                 raise ValueError(f"params[{i}] must be a dict with keys 'w' and 'b'")
             for leaf, want in (("w", (m, n)), ("b", (n,))):

@@ -37,7 +37,7 @@ from bpkit import datasets, distributed, optim, stopping
 from bpkit._validate import require_reachable_targets
 from bpkit.network import MLP
 from bpkit.store import Store, run_id
-from bpkit.training import train_from_seed
+from bpkit.training import seed_lane, train_lanes
 
 
 COMPILE_AHEAD = 2  # groups compiled ahead, in threads, while one runs (measured: see run_grid)
@@ -90,7 +90,7 @@ def group_program(run: cfg.RunConfig, data: datasets.Dataset, plain_momentum: bo
     """
     dtype = jnp.dtype(run["dtype"])
     sizes = (data.inputs, *run["network.hidden"], data.outputs)
-    net = MLP(sizes, hidden=run["network.activation"], output=run["network.output"])
+    net = MLP(sizes, hidden=run["network.activation"], output=run["network.output"], shortcuts=run["network.shortcuts"])
     bs = run["training.batch_size"]
     if bs != "full" and bs > len(data.x_train):
         raise ValueError(
@@ -121,20 +121,24 @@ def group_program(run: cfg.RunConfig, data: datasets.Dataset, plain_momentum: bo
     fixed = {"optimizer.momentum": 0.0} if plain_momentum and "momentum" in optim.HYPERPARAMETERS[name] else {}
     static_hyper = tuple((k, fixed.get(f, run[f])) for k, f in fields.items() if f not in cfg.VMAPPED or f in fixed)
 
-    def one(seed, *vmapped):
+    def lane(seed, *vmapped):
         traced = dict(zip(cfg.VMAPPED[1:], vmapped))
         hyper = {k: traced[f] for k, f in fields.items() if f in traced and f not in fixed}
-        r = train_from_seed(net, name, seed, hyper, arrays["x"], arrays["y"], arrays["xv"], arrays["yv"],
-                            static_hyper=static_hyper, init=run["network.init"],
-                            init_scale=traced["network.init_scale"], dtype=dtype, loss=run["loss"],
-                            source=run["source"], batch_size=batch_size, shuffle=run["training.shuffle"],
-                            rules=rules)
+        return seed_lane(net, name, seed, hyper, static_hyper=static_hyper, init=run["network.init"],
+                         init_scale=traced["network.init_scale"], init_bias=run["network.bias_init"],
+                         dtype=dtype, loss=run["loss"], source=run["source"], batch_size=batch_size,
+                         shuffle=run["training.shuffle"], rules=rules)
+
+    def outcome(r):
         metrics = {}
         for split, (x, y) in {"train": ("x", "y"), "val": ("xv", "yv"), "test": ("xt", "yt")}.items():
             metrics[f"{split}_loss"], metrics[f"{split}_acc"] = evaluate(r.params, arrays[x], arrays[y])
         return r.history, r.epochs, r.stop_reason, metrics, r.met
 
-    return jax.jit(jax.vmap(one))
+    def program(*columns):
+        return jax.vmap(outcome)(train_lanes(lane, columns, arrays["x"], arrays["y"], arrays["xv"], arrays["yv"]))
+
+    return jax.jit(program)
 
 
 def run_bytes(run: cfg.RunConfig, data: datasets.Dataset) -> int:
@@ -147,7 +151,7 @@ def run_bytes(run: cfg.RunConfig, data: datasets.Dataset) -> int:
     """
     itemsize = np.dtype(run["dtype"]).itemsize
     sizes = (data.inputs, *run["network.hidden"], data.outputs)
-    n_params = sum((m + 1) * n for m, n in zip(sizes[:-1], sizes[1:]))
+    n_params = MLP(sizes, shortcuts=run["network.shortcuts"]).num_params
     units = sum(sizes)
     n = len(data.x_train)
     bs = n if run["training.batch_size"] == "full" else min(run["training.batch_size"], n)

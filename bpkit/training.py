@@ -106,9 +106,44 @@ class _Loop(NamedTuple):
     reason: Array
     checkpoints: Params | None  # params stacked per checkpoint epoch
     met: Array  # int32 (2,): epoch the goal and 40-20-40 first held (0: not yet)
+    initial_loss: Array
 
 
-def make_trainer(
+class Trainer(NamedTuple):
+    """A training run in named pieces (:func:`trainer_parts`); every piece is pure.
+
+    ``start(params, x, y, key, x_val, y_val) -> state``: the loop state before the first epoch;
+    ``advance(state, x, y, x_val, y_val) -> state``: one epoch, or the state unchanged once the
+    run has stopped (so many runs can share one loop: :func:`train_lanes`);
+    ``finish(state) -> TrainResult``.
+    """
+
+    start: Callable[..., _Loop]
+    advance: Callable[..., _Loop]
+    finish: Callable[[_Loop], TrainResult]
+
+
+def make_trainer(net: MLP, optimizer: optax.GradientTransformation, **options: Any) -> Callable[..., TrainResult]:
+    """The pure training function ``run(params, x, y, key, x_val=None, y_val=None)``:
+    :func:`trainer_parts` ``(net, optimizer, **options)`` in one ``lax.while_loop`` (:func:`run_trainer`)."""
+    parts = trainer_parts(net, optimizer, **options)
+
+    def run(params, x, y, key, x_val=None, y_val=None) -> TrainResult:
+        return run_trainer(parts, params, x, y, key, x_val, y_val)
+
+    return run
+
+
+def run_trainer(parts: Trainer, params: Params, x: Array, y: Array, key: Array,
+                x_val: Array | None = None, y_val: Array | None = None) -> TrainResult:
+    """One run of ``parts`` from ``params``: ``start``, ``advance`` while running, ``finish``."""
+    state = parts.start(params, x, y, key, x_val, y_val)
+    state = jax.lax.while_loop(lambda s: s.reason == stopping.RUNNING,
+                               lambda s: parts.advance(s, x, y, x_val, y_val), state)
+    return parts.finish(state)
+
+
+def trainer_parts(
     net: MLP,
     optimizer: optax.GradientTransformation,
     *,
@@ -119,8 +154,8 @@ def make_trainer(
     rules: stopping.StopRules = stopping.StopRules(),
     checkpoints: tuple[int, ...] = (),
     measure_every: int = 1,
-) -> Callable[..., TrainResult]:
-    """The pure training function ``run(params, x, y, key, x_val=None, y_val=None)``.
+) -> Trainer:
+    """The training run as a :class:`Trainer`: ``start``, ``advance`` (one epoch), ``finish``.
 
     Everything passed here is static (it shapes the compiled program); what
     ``run`` takes is data, so ``run`` can be jitted and vmapped over seeds.
@@ -156,7 +191,8 @@ def make_trainer(
     # gradient the next epoch's step needs: use it instead of recomputing.
     reuse_measurement = batch_size is None and source == "autodiff"
 
-    def run(params, x, y, key, x_val=None, y_val=None) -> TrainResult:
+    def bind(params, x, y, x_val=None, y_val=None):
+        """The measurement and the epoch for this data (``params`` fixes the dtype)."""
         n = x.shape[0]
         b = n if batch_size is None else batch_size
         full = b == n
@@ -204,6 +240,7 @@ def make_trainer(
             return (value, grads), gnorm, wrong, val
 
         def epoch(s: _Loop) -> _Loop:
+            running = s.reason == stopping.RUNNING  # a stopped run comes back unchanged
             key, sub = jax.random.split(s.key)
             order = jax.random.permutation(sub, n) if (shuffle and not full) else jnp.arange(n)
             carry = (s.params, s.opt_state, s.evals, jnp.asarray(False))
@@ -231,40 +268,55 @@ def make_trainer(
             best_params = jax.tree_util.tree_map(lambda a, c: jnp.where(better, a, c), new_params, s.best_params)
             since_best = jnp.where(better, 0, s.since_best + 1)
             h = s.history
+            # Written entry by entry (a stopped run rewrites its last entry's old value), so that
+            # the history never takes part in a select of the whole loop state (see train_lanes).
+            i = jnp.minimum(s.epoch, rules.max_epochs - 1)
             history = History(
-                *(a.at[s.epoch].set(v.astype(a.dtype)) for a, v in zip(
+                *(a.at[i].set(jnp.where(running, v.astype(a.dtype), a[i])) for a, v in zip(
                     h, (value, gnorm, val, wrong, evals[0], evals[1])))
             )
             met = stopping.first_met(s.met, stopping.met_now(rules, value, wrong) & on, ep)
             reason = stopping.stop_reason(rules, ep, value, gnorm, wrong, since_best, unchanged, failed, met)
             reason = jnp.where(on, reason, stopping.RUNNING)  # rules are judged on measured epochs only
-            return _Loop(new_params, opt_state, key, ep, evals, history, jnp.where(better, val, s.best_val),
-                         best_params, since_best, unchanged, measured, reason, _keep(s.checkpoints, new_params, ep),
-                         met)
+            new = _Loop(new_params, opt_state, key, ep, evals, history, jnp.where(better, val, s.best_val),
+                        best_params, since_best, unchanged, measured, reason,
+                        _keep(s.checkpoints, new_params, ep, running), met, s.initial_loss)
+            small = lambda a, b: jnp.where(running, a, b)  # noqa: E731
+            return new._replace(**{k: jax.tree_util.tree_map(small, getattr(new, k), getattr(s, k))
+                                   for k in _Loop._fields if k not in ("history", "checkpoints")})
 
-        def _keep(stack, p, ep):
+        def _keep(stack, p, ep, running):
             """Write ``p`` into every checkpoint slot not yet passed (``ep <= checkpoint``)."""
             if stack is None:
                 return None
-            live = jnp.asarray(checkpoints) >= ep
+            live = (jnp.asarray(checkpoints) >= ep) & running
             return jax.tree_util.tree_map(
                 lambda buf, leaf: jnp.where(live.reshape((-1,) + (1,) * leaf.ndim), leaf[None], buf), stack, p)
 
+        return measure, epoch
+
+    def start(params, x, y, key, x_val=None, y_val=None) -> _Loop:
+        measure, _ = bind(params, x, y, x_val, y_val)
+        dt = jax.tree_util.tree_leaves(params)[0].dtype
         nan = jnp.full((rules.max_epochs,), jnp.nan, dt)
         measured = measure(params)[0]
         zero = jnp.zeros((), jnp.int32)
-        init = _Loop(
+        return _Loop(
             params, optimizer.init(params), key, zero, jnp.zeros((2,), dt),
             History(nan, nan, nan, jnp.full((rules.max_epochs,), -1, jnp.int32), nan, nan),
             jnp.asarray(jnp.inf, dt), params, zero, zero, measured, jnp.int32(stopping.RUNNING),
             jax.tree_util.tree_map(lambda a: jnp.stack([a] * len(checkpoints)), params) if checkpoints else None,
-            jnp.zeros((2,), jnp.int32),
+            jnp.zeros((2,), jnp.int32), measured[0],
         )
-        out = jax.lax.while_loop(lambda s: s.reason == stopping.RUNNING, epoch, init)
-        return TrainResult(out.params, out.best_params, out.history, out.epoch, out.reason, measured[0],
-                           out.checkpoints, out.met)
 
-    return run
+    def advance(s: _Loop, x, y, x_val=None, y_val=None) -> _Loop:
+        return bind(s.params, x, y, x_val, y_val)[1](s)
+
+    def finish(s: _Loop) -> TrainResult:
+        return TrainResult(s.params, s.best_params, s.history, s.epoch, s.reason, s.initial_loss,
+                           s.checkpoints, s.met)
+
+    return Trainer(start, advance, finish)
 
 
 class _Recipe(NamedTuple):
@@ -373,6 +425,7 @@ def train_from_seed(
     static_hyper: tuple[tuple[str, Any], ...] = (),
     init: str = "lecun_normal",
     init_scale: Array | float = 1.0,
+    init_bias: Array | float = 0.0,
     dtype: Any = jnp.float32,
     **trainer: Any,
 ) -> TrainResult:
@@ -383,10 +436,73 @@ def train_from_seed(
     goes to :func:`make_trainer`.  Every vmapped sweep in bpkit is this function
     under ``jax.vmap`` (:func:`train_many`, the sweep's programs).
     """
+    lane = seed_lane(net, optimizer, seed, hyper, static_hyper=static_hyper, init=init, init_scale=init_scale,
+                     init_bias=init_bias, dtype=dtype, **trainer)
+    return run_trainer(lane.trainer, lane.params, x, y, lane.key, x_val, y_val)
+
+
+class Lane(NamedTuple):
+    """One run of many: its trainer, initial params and training key."""
+
+    trainer: Trainer
+    params: Params
+    key: Array
+
+
+def seed_lane(
+    net: MLP,
+    optimizer: str,
+    seed: Array,
+    hyper: dict[str, Array],
+    *,
+    static_hyper: tuple[tuple[str, Any], ...] = (),
+    init: str = "lecun_normal",
+    init_scale: Array | float = 1.0,
+    init_bias: Array | float = 0.0,
+    dtype: Any = jnp.float32,
+    **trainer: Any,
+) -> Lane:
+    """:func:`train_from_seed`'s run before it starts: the seed's key splits into the init key and
+    the training key; the optimizer is :func:`bpkit.optim.make` ``(optimizer, **static_hyper, **hyper)``."""
     kinit, ktrain = jax.random.split(jax.random.key(seed))
-    params = net.init(kinit, scheme=init, scale=init_scale, dtype=dtype)
+    params = net.init(kinit, scheme=init, scale=init_scale, dtype=dtype, bias=init_bias)
     tx = optim.make(optimizer, **dict(static_hyper), **hyper)
-    return make_trainer(net, tx, **trainer)(params, x, y, ktrain, x_val, y_val)
+    return Lane(trainer_parts(net, tx, **trainer), params, ktrain)
+
+
+def train_lanes(
+    make_lane: Callable[..., Lane],
+    lanes: tuple,
+    x: Array,
+    y: Array,
+    x_val: Array | None = None,
+    y_val: Array | None = None,
+) -> TrainResult:
+    """Many runs in one loop: run ``i`` is ``make_lane(*(a[i] for a in lanes))``; returns the stacked results.
+
+    The same numbers as ``jax.vmap`` of single runs, which is what every sweep is; but
+    ``jax.vmap`` of a ``while_loop`` whose runs stop at different epochs selects the whole loop
+    state between the stepped and the kept value at every epoch, history included, so an epoch
+    cost grew with the budget (two spirals, 64 runs x 30,000 epochs: a 46 MB copy per epoch).
+    Here one ``while_loop`` runs while any run is running and steps every run with
+    ``jax.vmap(advance)``; a stopped run's :meth:`Trainer.advance` returns it unchanged,
+    writing its history entry by entry, so nothing of the size of the history is copied.
+    """
+
+    def start(*a):
+        lane = make_lane(*a)
+        return lane.trainer.start(lane.params, x, y, lane.key, x_val, y_val)
+
+    def advance(state, *a):
+        return make_lane(*a).trainer.advance(state, x, y, x_val, y_val)
+
+    def finish(state, *a):
+        return make_lane(*a).trainer.finish(state)
+
+    state = jax.vmap(start)(*lanes)
+    state = jax.lax.while_loop(lambda s: jnp.any(s.reason == stopping.RUNNING),
+                               lambda s: jax.vmap(advance)(s, *lanes), state)
+    return jax.vmap(finish)(state, *lanes)
 
 
 def train_many(
@@ -422,8 +538,7 @@ def train_many(
 
 @partial(jax.jit, static_argnames=("net", "optimizer", "dtype", "kwargs"))
 def _train_many_jit(seeds, cols, scales, x, y, xv, yv, *, net, optimizer, dtype, kwargs):
-    def one(seed, hyper, scale):
-        return train_from_seed(net, optimizer, seed, hyper, x, y, xv, yv, init_scale=scale, dtype=dtype,
-                               **dict(kwargs))
+    def lane(seed, hyper, scale):
+        return seed_lane(net, optimizer, seed, hyper, init_scale=scale, dtype=dtype, **dict(kwargs))
 
-    return jax.vmap(one)(seeds, cols, scales)
+    return train_lanes(lane, (seeds, cols, scales), x, y, xv, yv)

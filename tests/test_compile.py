@@ -77,12 +77,28 @@ def test_another_learning_rate_or_an_equal_optimizer_reuses_the_program(monkeypa
     assert losses[0] == losses[3] and len(set(losses[:3])) == 3
 
 
+def test_line_search_and_scg_constants_are_data(monkeypatch):
+    # CG's Wolfe constants and SCG's lambda_1 are tuned like a learning rate: one program each.
+    net, (x, y) = MLP((2, 6, 1), "tanh"), _xor()
+    params = net.init(jax.random.key(0), dtype=jnp.float32)
+    rules = StopRules(max_epochs=20, stall_epochs=None)
+    for name, key, values in (("cg", "c2", (0.1, 0.9)), ("scg", "lambda_init", (1e-8, 1e-2))):
+        traced = chex.assert_max_traces(training.make_trainer, n=1)
+        monkeypatch.setattr(training, "make_trainer", traced)
+        runs = [training.train(net, optim.make(name, **{key: v}), params, x, y, key=jax.random.key(1), rules=rules)
+                for v in values]
+        assert float(runs[0].final_loss) != float(runs[1].final_loss), (name, key)  # the setting is used
+        chex.clear_trace_counter()
+
+
 def test_hyperparameters_as_data_train_bitwise_like_constants():
     net, (x, y) = MLP((2, 3, 1), "sigmoid"), _xor()
     params = net.init(jax.random.key(2), dtype=jnp.float32)
     rules = StopRules(max_epochs=40, stall_epochs=None)
     for name, hyper, plain in (("sgd", {"learning_rate": 2.0, "momentum": 0.5}, optax.sgd(2.0, momentum=0.5)),
-                               ("quickprop", {"learning_rate": 0.5, "mu": 1.75}, optim.quickprop(0.5, mu=1.75))):
+                               ("quickprop", {"learning_rate": 0.5, "mu": 1.75}, optim.quickprop(0.5, mu=1.75)),
+                               ("cg", {"c1": 1e-3, "c2": 0.1}, optim.nonlinear_cg(c1=1e-3, c2=0.1)),
+                               ("scg", {"lambda_init": 1e-4}, optim.scg(lambda_init=1e-4))):
         a = training.train(net, optim.make(name, **hyper), params, x, y, key=jax.random.key(3), rules=rules)
         b = training.train(net, plain, params, x, y, key=jax.random.key(3), rules=rules)
         chex.assert_trees_all_equal(a.params, b.params)

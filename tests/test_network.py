@@ -82,3 +82,15 @@ def test_losses_are_stable_from_logits():
     y = jnp.array([[0.0], [1.0]])
     v = losses.get("bce").value(z, a, y)
     assert float(v) == pytest.approx(800.0)  # (800 + 800) / 2, no log(0)
+
+
+def test_bias_init_shifts_every_bias_and_nothing_else():
+    net = MLP((2, 4, 3, 1), hidden="relu")
+    key = jax.random.key(7)
+    base, shifted = net.init(key), net.init(key, bias=0.1)
+    for a, b in zip(base, shifted):
+        np.testing.assert_array_equal(a["w"], b["w"])
+        np.testing.assert_array_equal(b["b"], np.full(a["b"].shape, 0.1, np.float32))
+    uniform, moved = net.init(key, scheme="uniform"), net.init(key, scheme="uniform", bias=-0.25)
+    for a, b in zip(uniform, moved):
+        np.testing.assert_allclose(b["b"], a["b"] - 0.25, rtol=0, atol=1e-7)

@@ -406,3 +406,52 @@ def test_parquet_and_dataframe(tmp_path, config_file):
     back = pd.read_parquet(tmp_path / "r.parquet")
     assert sorted(back["run_id"]) == sorted(df["run_id"])
     assert json.loads(back["config"][0])["data.name"] == "xor"
+
+
+def test_cg_and_scg_settings_are_one_program_each(tmp_path):
+    # Every method gets a tuning grid: CG's Wolfe c2 and SCG's lambda_1 are vmapped like a learning rate.
+    p = tmp_path / "tune.toml"
+    p.write_text(textwrap.dedent("""
+        name = "tune"
+        seeds = [0, 1]
+        [data]
+        name = "xor"
+        [network]
+        hidden = [2]
+        activation = "tanh"
+        [training]
+        batch_size = "full"
+        max_epochs = 40
+        [[axis.method]]
+        optimizer.name = "cg"
+        optimizer.c2 = [0.1, 0.9]
+        [[axis.method]]
+        optimizer.name = "scg"
+        optimizer.lambda_init = [1e-8, 1e-2]
+    """))
+    store = Store(tmp_path / "tune.sqlite")
+    assert run_sweep(cfg.load(p), store, progress=False)["groups"] == 2
+    runs, _ = store.runs()
+    by_setting = {(r["config"]["optimizer.name"], r["config"]["optimizer.c2"], r["config"]["optimizer.lambda_init"],
+                   r["config"]["seed"]): r["train_loss"] for r in runs}
+    assert len(by_setting) == 8
+    assert by_setting[("cg", 0.1, 5e-7, 0)] != by_setting[("cg", 0.9, 5e-7, 0)]
+    assert by_setting[("scg", 0.4, 1e-8, 0)] != by_setting[("scg", 0.4, 1e-2, 0)]
+
+
+def test_wolfe_constants_must_be_ordered(tmp_path):
+    p = tmp_path / "bad.toml"
+    p.write_text('[optimizer]\nname = "cg"\nc1 = 0.5\nc2 = [0.4, 0.9]\n')
+    with pytest.raises(ValueError, match=r"optimizer.c1 = 0.5 must be below optimizer.c2 = 0.4"):
+        cfg.expand(cfg.load(p))
+
+
+def test_keys_added_later_keep_stored_run_ids():
+    from bpkit.store import LATER_KEYS, config_hash
+
+    run = cfg.expand(cfg.validate({}))[0].as_dict()
+    before = {k: v for k, v in run.items() if k not in LATER_KEYS}  # a run stored before those keys existed
+    assert config_hash(run) == config_hash(before)
+    for key, default in LATER_KEYS.items():
+        other = "all" if isinstance(default, str) else (not default) if isinstance(default, bool) else default * 2 + 1
+        assert config_hash({**run, key: other}) != config_hash(before), key

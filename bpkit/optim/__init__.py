@@ -68,16 +68,17 @@ HYPERPARAMETERS: dict[str, tuple[str, ...]] = {
     "rprop": ("learning_rate", "variant"),
     "adam": ("learning_rate",),
     "lbfgs": (),
-    "cg": ("beta", "powell_beale"),
-    "scg": ("hvp",),
+    "cg": ("beta", "powell_beale", "c1", "c2"),
+    "scg": ("hvp", "lambda_init", "sigma"),
     "quickprop": ("learning_rate", "mu"),
 }
 LINE_SEARCH = {"cg", "lbfgs", "scg"}  # batch methods: they evaluate the loss themselves
 
 
-# Continuous hyperparameters: data of the compiled program, not part of it. ``train`` passes
+# Continuous hyperparameters (CG's Wolfe constants c1, c2; SCG's lambda_init, sigma): data of the
+# compiled program, not part of it. ``train`` passes
 # them as arguments, so another learning rate reuses the program, and sweeps vmap them.
-DATA_HYPERPARAMETERS = ("learning_rate", "momentum", "mu")
+DATA_HYPERPARAMETERS = ("learning_rate", "momentum", "mu", "c1", "c2", "lambda_init", "sigma")
 
 
 @dataclasses.dataclass(frozen=True, eq=False)

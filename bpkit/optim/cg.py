@@ -37,6 +37,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from bpkit import _validate
 from bpkit.optim import contract
 
 tree = optax.tree
@@ -178,11 +179,17 @@ def scale_by_line_newton() -> optax.GradientTransformationExtraArgs:
 
 
 def zoom(c1: float = 1e-4, c2: float = 0.4, max_linesearch_steps: int = 20) -> optax.GradientTransformationExtraArgs:
-    """optax's strong-Wolfe zoom search, first trial step 1 (c1 = 1e-4, c2 = 0.4: scipy's CG)."""
-    for name, v in (("c1", c1), ("c2", c2)):
+    """optax's strong-Wolfe zoom search, first trial step 1 (c1 = 1e-4, c2 = 0.4: scipy's CG).
+
+    The accepted step satisfies ``f(w + a d) <= f(w) + c1 a g.d`` (sufficient
+    decrease) and ``|g(w + a d).d| <= c2 |g.d|`` (curvature).  ``c1`` and ``c2``
+    may be traced (a sweep vmaps them); concrete ones are checked here.
+    """
+    concrete = [(name, v) for name, v in (("c1", c1), ("c2", c2)) if _validate.is_concrete(v)]
+    for name, v in concrete:
         if not 0 < v < 1:
             raise ValueError(f"{name} must lie in (0, 1), got {v!r}")
-    if not c1 < c2:
+    if len(concrete) == 2 and not c1 < c2:
         raise ValueError(f"need c1 < c2 for a Wolfe line search, got c1={c1}, c2={c2}")
     return optax.scale_by_zoom_linesearch(
         max_linesearch_steps=max_linesearch_steps, slope_rtol=c1, curv_rtol=c2, initial_guess_strategy="one",
@@ -199,18 +206,20 @@ def nonlinear_cg(
     *,
     nu: float = 0.2,
     learning_rate: float | None = None,
+    c1: float = 1e-4,
+    c2: float = 0.4,
     linesearch: optax.GradientTransformationExtraArgs | None = _DEFAULT,  # type: ignore[assignment]
 ) -> optax.GradientTransformationExtraArgs:
     """Nonlinear CG, built as ``optax.lbfgs`` is: direction, scaling, line search.
 
     ``chain(scale_by_nonlinear_cg(...), scale(-1) or scale_by_learning_rate(lr), linesearch)``.
-    The default line search is :func:`zoom` (strong Wolfe, scipy's constants);
-    ``linesearch`` takes any optax transform (``None``: no search, a fixed step
+    The default line search is :func:`zoom` with Wolfe constants ``c1``, ``c2``
+    (scipy's CG: 1e-4, 0.4; they may be traced); ``linesearch`` takes any optax transform (``None``: no search, a fixed step
     of ``learning_rate`` times the first trial step).  ``update`` needs
     ``value=``, ``grad=`` and ``value_fn=``; extra keyword arguments reach
     ``value_fn`` as in optax.  The zoom search stores the loss and gradient at
     the new point, which ``optax.value_and_grad_from_state`` reuses.
     """
     scaling = optax.scale(-1.0) if learning_rate is None else optax.scale_by_learning_rate(learning_rate)
-    search = zoom() if linesearch is _DEFAULT else (optax.identity() if linesearch is None else linesearch)
+    search = zoom(c1, c2) if linesearch is _DEFAULT else (optax.identity() if linesearch is None else linesearch)
     return optax.chain(scale_by_nonlinear_cg(beta, restart_every, powell_beale, nu), scaling, search)

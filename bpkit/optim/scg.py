@@ -36,6 +36,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from bpkit import _validate
 from bpkit.optim import contract
 from bpkit.optim.cg import safe_div
 
@@ -60,6 +61,9 @@ def scg(
 ) -> optax.GradientTransformationExtraArgs:
     """Moeller's SCG; ``update`` needs ``params``, ``value=`` and ``value_fn=``.
 
+    ``sigma`` (the finite-difference step, Moeller's ``0 < sigma <= 1e-4``) and
+    ``lambda_init`` (his ``lambda_1``, ``0 < lambda_1 <= 1e-6``) may be traced.
+
     ``restart_every`` is the paper's N (default: the number of parameters).
     Extra keyword arguments of ``update`` reach ``value_fn``, as in optax.
     The state's ``evals`` holds the loss and gradient at the returned params
@@ -67,8 +71,9 @@ def scg(
     """
     if hvp not in ("exact", "finite_difference"):
         raise ValueError(f"hvp must be 'exact' or 'finite_difference', got {hvp!r}")
-    if not (sigma > 0 and lambda_init > 0):
-        raise ValueError(f"sigma and lambda_init must be positive, got {sigma!r}, {lambda_init!r}")
+    for name, v in (("sigma", sigma), ("lambda_init", lambda_init)):  # traced ones (vmapped) are data
+        if _validate.is_concrete(v) and not v > 0:
+            raise ValueError(f"{name} must be positive, got {v!r}")
 
     def init(params):
         dt = jnp.result_type(*jax.tree_util.tree_leaves(params))
