@@ -25,7 +25,8 @@ RESULTS = HERE / "results"
 FIGURES = HERE / "figures"
 README = HERE / "README.md"
 # Order of the sections in experiments/README.md.
-ORDER = ("gradient_equivalence", "why_derivative", "linear_collapse", "saturation", "online_batch", "cg_family")
+ORDER = ("gradient_equivalence", "why_derivative", "linear_collapse", "saturation", "online_batch", "cg_family",
+         "two_spirals", "relu_tiny")
 
 
 def save_json(name: str, obj: Any) -> Path:
@@ -141,6 +142,44 @@ def run_grid(
         if progress:
             print(f"  {len(rows)}/{len(runs)} runs done, {time.perf_counter() - t0:.0f} s", flush=True)
     return rows
+
+
+def sweep_and_answer(name: str, title: str) -> list:
+    """Run ``experiments/<name>.toml`` into ``results/<name>.sqlite`` (bpkit's sweep engine, resumable),
+    keep its tuned answers (:func:`bpkit.compare.answers`) in ``experiments/results/<name>_answers.csv``
+    and draw the report's success and cost figures, ``<name>_success_<i>.png`` and ``<name>_cost_<i>.png``
+    for the i-th problem.  Returns the answers."""
+    from bpkit import compare, figures
+    from bpkit.store import Store
+    from bpkit.sweep import run_sweep
+
+    store = HERE.parent / "results" / f"{name}.sqlite"
+    store.parent.mkdir(parents=True, exist_ok=True)
+    stats = run_sweep(load_config(HERE / f"{name}.toml"), Store(store), progress=True)
+    print(f"{stats['runs']} runs, {stats['written']} new, in {stats['groups']} compiled groups")
+    runs, errors = report.load_runs(store)
+    if errors:
+        raise SystemExit(f"{store}: {len(errors)} unreadable runs, e.g. {errors[0]}")
+    answers = compare.answers(runs)
+    report.write_text(RESULTS / f"{name}_answers.csv", report.answers_csv(answers))
+    FIGURES.mkdir(parents=True, exist_ok=True)
+    for i, problem in enumerate(dict.fromkeys(a.problem for a in answers)):  # one figure per problem, as the report
+        mine = [a for a in answers if a.problem == problem]
+        figures.success_heatmap(mine, f"{title}: {problem}", FIGURES / f"{name}_success_{i + 1}")
+        figures.cost_figure(mine, f"{title}: {problem}", FIGURES / f"{name}_cost_{i + 1}")
+    return answers
+
+
+def answer_cells(a: dict[str, str]) -> tuple[str, str, str, str]:
+    """(success k/n (% [interval]), expected epochs [interval], expected cu [interval], setting) of an
+    answers-CSV row, as the report prints them."""
+    from bpkit import compare, stats
+
+    n, k = int(a["runs"]), int(a["successes"])
+    pct = f"{k}/{n} ({100 * k / n:.0f}% [{100 * float(a['success_lo']):.0f}, {100 * float(a['success_hi']):.0f}])"
+    est = lambda f: compare.fmt_cost(stats.Estimate(float(a[f]), float(a[f + "_lo"]), float(a[f + "_hi"])))  # noqa: E731
+    setting = a["setting"] if a["tuned"] == "True" else "none succeeded"
+    return pct, est("epochs"), est("cu"), f"{setting} (of {a['budget']})"
 
 
 def along(net, optimizer, params, x, y, checkpoints, key_for, **train_kw):
