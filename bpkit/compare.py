@@ -200,8 +200,15 @@ def _edge(chosen: Cell, group: list[Cell]) -> tuple[str, ...]:
 
 def answers(runs: list[dict[str, Any]], *, seed: int = 0) -> list[Answer]:
     """One tuned :class:`Answer` per (problem, criterion, method, activation) of ``runs``."""
+    return tune(cells(runs), seed=seed)
+
+
+def tune(cells_: Iterable[Cell], *, seed: int = 0) -> list[Answer]:
+    """One tuned :class:`Answer` per (problem, criterion, method, activation) of ``cells_``: the
+    cells of one such group are its settings.  For cells made by a caller from its own runs
+    (a study that keeps no curves judges each run with :func:`attempt` as it finishes)."""
     groups: dict[tuple, list[Cell]] = {}
-    for c in cells(runs):
+    for c in cells_:
         groups.setdefault((c.problem, c.criterion, c.method, c.activation), []).append(c)
     out = []
     for (problem, crit, method, act), group in groups.items():

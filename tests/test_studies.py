@@ -125,3 +125,74 @@ def test_cg_family_rejects_an_unknown_problem_and_keeps_the_stored_results(capsy
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "matches no problem" in err and "xor 2-2-1" in err
     assert csv_path.read_bytes() == before
+
+
+WHY_GRID = """
+name = "why_small"
+seeds = [0, 1, 2, 3]
+[data]
+name = "xor"
+[network]
+hidden = [2]
+activation = "sigmoid"
+output = "sigmoid"
+[optimizer]
+name = "sgd"
+learning_rate = [1.0, 3.0, 10.0]
+[training]
+batch_size = "full"
+stall_epochs = 0
+max_epochs = 1000
+criterion_40_20_40 = true
+[[axis.problem]]
+label = "xor"
+[[axis.loss]]
+label = "mse"
+loss = "mse"
+[[axis.rule]]
+label = "exact"
+source = "exact"
+[[axis.rule]]
+label = "omitted"
+source = "no_derivative"
+"""
+
+
+def test_why_derivative_tunes_its_csv_rows_as_the_report_tunes_the_stored_curves(tmp_path, monkeypatch):
+    # Study 2 keeps no curves: it judges each run as it finishes and tunes its CSV rows with
+    # compare.tune. The report judges a store's curves. Both must give the same answers.
+    from bpkit import compare, config as cfg
+    from bpkit.store import Store
+    from bpkit.sweep import run_sweep
+
+    study, wd = load("_study"), load("why_derivative")
+    monkeypatch.setattr(study, "RESULTS", tmp_path)
+    (tmp_path / "g.toml").write_text(WHY_GRID)
+    flat = cfg.load(tmp_path / "g.toml")
+    study.save_csv("rows", study.run_grid(flat, wd.summarise, progress=False))
+    mine = wd.tuned(study.load_csv("rows"))
+    store = Store(tmp_path / "s.sqlite")
+    run_sweep(flat, store, chunk_size=12, progress=False)  # run_grid's chunk: one group's 12 runs
+    theirs = compare.answers(store.runs(order="written")[0])
+    assert len(mine) == len(theirs) == 2
+    assert any(a.success for a in theirs) and any(a.success < a.runs for a in theirs)  # the check has teeth
+    for a in theirs:
+        b = mine[(*a.problem.split("/"), a.activation, a.method)]
+        assert (b.success, b.runs, b.tuned, b.budget, b.chosen.setting) == (a.success, a.runs, a.tuned, a.budget,
+                                                                              a.chosen.setting)
+        assert b.success_ci == a.success_ci and b.cost_cu == a.cost_cu and b.cost_epochs == a.cost_epochs
+        assert [t.epochs for t in b.chosen.attempts] == [t.epochs for t in a.chosen.attempts]
+
+
+def test_why_derivative_identical_compares_runs_and_leaves_out_diverged_pairs():
+    wd = load("why_derivative")
+    row = lambda loss, seed, epochs, stop: {"problem": "p", "activation": "relu", "learning_rate": "1.0",  # noqa: E731
+                                            "seed": seed, "loss": loss, "rule": "omitted", "epochs": epochs,
+                                            "solved_epochs": epochs, "stop_reason": stop, "test_acc": ""}
+    rows = [row("mse", 0, "7", "40-20-40"), row("bce", 0, "7", "40-20-40"),
+            row("mse", 1, "10", "diverged"), row("bce", 1, "9", "diverged")]
+    assert wd.identical(rows, {"loss": "mse"}, {"loss": "bce"}) is True
+    rows[1]["epochs"] = "8"
+    assert wd.identical(rows, {"loss": "mse"}, {"loss": "bce"}) is False
+    assert wd.identical(rows, {"loss": "mse"}, {"loss": "softmax_ce"}) is None
+
