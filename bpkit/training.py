@@ -421,24 +421,18 @@ def train_from_seed(
     y: Array,
     x_val: Array | None = None,
     y_val: Array | None = None,
-    *,
-    static_hyper: tuple[tuple[str, Any], ...] = (),
-    init: str = "lecun_normal",
-    init_scale: Array | float = 1.0,
-    init_bias: Array | float = 0.0,
-    dtype: Any = jnp.float32,
-    **trainer: Any,
+    **lane: Any,
 ) -> TrainResult:
     """One run from a seed, pure: the seed's key splits into the init key and the training key.
 
     ``optimizer`` is a :func:`bpkit.optim.make` name; ``hyper`` its continuous
-    hyperparameters (data, may be traced), ``static_hyper`` the rest; ``trainer``
-    goes to :func:`make_trainer`.  Every vmapped sweep in bpkit is this function
-    under ``jax.vmap`` (:func:`train_many`, the sweep's programs).
+    hyperparameters (data, may be traced); ``lane`` goes to :func:`seed_lane`
+    (``static_hyper``, the init, the dtype, and the options of :func:`make_trainer`).
+    Every vmapped sweep in bpkit is this function under ``jax.vmap``
+    (:func:`train_many`, the sweep's programs).
     """
-    lane = seed_lane(net, optimizer, seed, hyper, static_hyper=static_hyper, init=init, init_scale=init_scale,
-                     init_bias=init_bias, dtype=dtype, **trainer)
-    return run_trainer(lane.trainer, lane.params, x, y, lane.key, x_val, y_val)
+    run = seed_lane(net, optimizer, seed, hyper, **lane)
+    return run_trainer(run.trainer, run.params, x, y, run.key, x_val, y_val)
 
 
 class Lane(NamedTuple):
