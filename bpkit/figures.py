@@ -86,7 +86,9 @@ def cost_figure(answers: Sequence[Answer], title: str, stem: Path) -> list[Path]
     plt = pyplot()
     crits, methods, acts = axes_of(answers)
     colors = {m: plt.get_cmap("tab10")(i % 10) for i, m in enumerate(methods)}
-    fig, axes = plt.subplots(1, len(crits), figsize=(_width(1.5 + 1.3 * len(acts) * len(crits), methods, title), 3.4),
+    # Each panel at least as wide as its 9-point title (about 0.075 inch a character), so titles never overlap.
+    panel = max(1.3 * len(acts), max(0.075 * len(_cost_title(c)) + 0.3 for c in crits))
+    fig, axes = plt.subplots(1, len(crits), figsize=(_width(1.5 + panel * len(crits), methods, title), 3.4),
                              squeeze=False)
     width = 0.7 / max(1, len(methods))
     for ax, crit in zip(axes[0], crits):
@@ -114,7 +116,7 @@ def cost_figure(answers: Sequence[Answer], title: str, stem: Path) -> list[Path]
         ax.set_yscale("log")
         ax.set_xticks(range(len(acts)), acts, rotation=30, ha="right", fontsize=8)
         ax.set_xlim(-0.5, len(acts) - 0.5)
-        ax.set_title(f"cu to a success by {crit} (restarts)", fontsize=9)
+        ax.set_title(_cost_title(crit), fontsize=9)
         ax.tick_params(axis="y", labelsize=8)
         ax.grid(axis="y", alpha=0.3, which="both")
     _title_and_legend(fig, title, [plt.Line2D([], [], color=colors[m], marker="o", ls="", label=m) for m in methods])
@@ -163,6 +165,10 @@ def learning_curves(answers: Sequence[Answer], runs_by_cell: dict[tuple[str, str
     paths = save_figure(fig, stem)
     plt.close(fig)
     return paths
+
+
+def _cost_title(crit: str) -> str:
+    return f"cu to a success by {crit} (restarts)"
 
 
 def _width(panels: float, labels: Sequence[str], title: str) -> float:

@@ -26,7 +26,7 @@ FIGURES = HERE / "figures"
 README = HERE / "README.md"
 # Order of the sections in experiments/README.md.
 ORDER = ("gradient_equivalence", "why_derivative", "linear_collapse", "saturation", "online_batch", "cg_family",
-         "two_spirals", "relu_tiny")
+         "two_spirals", "relu_tiny", "moeller")
 
 
 def save_json(name: str, obj: Any) -> Path:

@@ -196,3 +196,23 @@ def test_why_derivative_identical_compares_runs_and_leaves_out_diverged_pairs():
     assert wd.identical(rows, {"loss": "mse"}, {"loss": "bce"}) is False
     assert wd.identical(rows, {"loss": "mse"}, {"loss": "softmax_ce"}) is None
 
+
+def test_moeller_speedup_is_the_ratio_of_restart_costs_and_a_bound_where_bp_never_succeeds():
+    from bpkit import compare
+
+    m = load("moeller")
+
+    def cell(problem, method, crit, cus, wins):
+        return compare.Cell(problem, method, "sigmoid", (), crit, tuple(range(len(cus))),
+                            tuple(compare.Attempt(w, 1, float(c)) for c, w in zip(cus, wins)), ("same",), ())
+
+    cells = []
+    for crit in m.CRITERIA:  # by hand: BP (10+20+30)/2 = 30 cu a success, SCG (2+4+6)/3 = 4: 7.5x
+        cells += [cell("p", m.BP, crit, [10, 20, 30], [True, False, True]), cell("p", m.SCG, crit, [2, 4, 6], [True] * 3)]
+    cells += [cell("q", m.BP, c, [300, 300, 310], [False] * 3) for c in m.CRITERIA]
+    cells += [cell("q", m.SCG, c, [3, 6, 9], [True, True, False]) for c in m.CRITERIA]  # 18/2 = 9 cu a success
+    out = {(r["problem"], r["criterion"]): r for r in m.speedups(compare.tune(cells))}
+    assert out[("p", "goal")]["speedup"] == 7.5 and out[("p", "goal")]["paired"] and out[("p", "goal")]["at_least"] == ""
+    assert out[("q", "40-20-40")]["at_least"] == 300 / 9  # every BP run spent >= 300 cu without a success
+    assert m._verdict(out[("q", "40-20-40")]) == "an order of magnitude or more"
+    assert m._verdict({**out[("p", "goal")], "lo": 2.0, "hi": 9.9}) == "less than an order of magnitude"
