@@ -78,11 +78,11 @@ def test_another_learning_rate_or_an_equal_optimizer_reuses_the_program(monkeypa
 
 
 def test_line_search_and_scg_constants_are_data(monkeypatch):
-    # CG's Wolfe constants and SCG's lambda_1 are tuned like a learning rate: one program each.
+    # CG's and L-BFGS's Wolfe constants and SCG's lambda_1 are tuned like a learning rate: one program each.
     net, (x, y) = MLP((2, 6, 1), "tanh"), _xor()
     params = net.init(jax.random.key(0), dtype=jnp.float32)
     rules = StopRules(max_epochs=20, stall_epochs=None)
-    for name, key, values in (("cg", "c2", (0.1, 0.9)), ("scg", "lambda_init", (1e-8, 1e-2))):
+    for name, key, values in (("cg", "c2", (0.1, 0.9)), ("lbfgs", "c2", (0.1, 0.9)), ("scg", "lambda_init", (1e-8, 1e-2))):
         traced = chex.assert_max_traces(training.make_trainer, n=1)
         monkeypatch.setattr(training, "make_trainer", traced)
         runs = [training.train(net, optim.make(name, **{key: v}), params, x, y, key=jax.random.key(1), rules=rules)
@@ -98,6 +98,7 @@ def test_hyperparameters_as_data_train_bitwise_like_constants():
     for name, hyper, plain in (("sgd", {"learning_rate": 2.0, "momentum": 0.5}, optax.sgd(2.0, momentum=0.5)),
                                ("quickprop", {"learning_rate": 0.5, "mu": 1.75}, optim.quickprop(0.5, mu=1.75)),
                                ("cg", {"c1": 1e-3, "c2": 0.1}, optim.nonlinear_cg(c1=1e-3, c2=0.1)),
+                               ("lbfgs", {}, optax.lbfgs()),  # optax's own default search, bitwise
                                ("scg", {"lambda_init": 1e-4}, optim.scg(lambda_init=1e-4))):
         a = training.train(net, optim.make(name, **hyper), params, x, y, key=jax.random.key(3), rules=rules)
         b = training.train(net, plain, params, x, y, key=jax.random.key(3), rules=rules)

@@ -53,11 +53,17 @@ def _sgd(learning_rate: float = 0.1, momentum: float = 0.0, nesterov: bool = Fal
     return optax.sgd(learning_rate, momentum=None if plain else momentum, nesterov=nesterov)
 
 
+def _lbfgs(c1: float = 1e-4, c2: float = 0.9, memory_size: int = 10):
+    # optax's L-BFGS with its own default search (zoom, 20 steps, first trial 1, c1 1e-4, c2 0.9),
+    # the Wolfe constants made data so a sweep can tune them as it tunes CG's.
+    return optax.lbfgs(memory_size=memory_size, linesearch=zoom(c1, c2))
+
+
 OPTIMIZERS: dict[str, Callable[..., optax.GradientTransformation]] = {
     "sgd": _sgd,
     "rprop": rprop,
     "adam": lambda learning_rate=1e-3, **kw: optax.adam(learning_rate, **kw),
-    "lbfgs": lambda **kw: optax.lbfgs(**kw),
+    "lbfgs": _lbfgs,
     "cg": nonlinear_cg,
     "scg": scg,
     "quickprop": quickprop,
@@ -67,7 +73,7 @@ HYPERPARAMETERS: dict[str, tuple[str, ...]] = {
     "sgd": ("learning_rate", "momentum"),
     "rprop": ("learning_rate", "variant"),
     "adam": ("learning_rate",),
-    "lbfgs": (),
+    "lbfgs": ("c1", "c2"),
     "cg": ("beta", "powell_beale", "c1", "c2"),
     "scg": ("hvp", "lambda_init", "sigma"),
     "quickprop": ("learning_rate", "mu"),
@@ -75,7 +81,7 @@ HYPERPARAMETERS: dict[str, tuple[str, ...]] = {
 LINE_SEARCH = {"cg", "lbfgs", "scg"}  # batch methods: they evaluate the loss themselves
 
 
-# Continuous hyperparameters (CG's Wolfe constants c1, c2; SCG's lambda_init, sigma): data of the
+# Continuous hyperparameters (CG's and L-BFGS's Wolfe constants c1, c2; SCG's lambda_init, sigma): data of the
 # compiled program, not part of it. ``train`` passes
 # them as arguments, so another learning rate reuses the program, and sweeps vmap them.
 DATA_HYPERPARAMETERS = ("learning_rate", "momentum", "mu", "c1", "c2", "lambda_init", "sigma")
