@@ -87,6 +87,19 @@ def attempt(run: dict[str, Any], criterion: str) -> Attempt:
     return Attempt(True, i + 1, float(le + 3 * ge))
 
 
+ATTEMPT_CURVES = ("loss", "wrong", "loss_evals", "grad_evals")  # what :func:`attempt` reads
+
+
+def slim(run: dict[str, Any]) -> dict[str, Any]:
+    """``run`` with only what :func:`attempt` reads: its curves up to the last epoch at which one of its
+    criteria first held (a failed attempt reads none).  Every attempt of the slim run equals the full
+    run's; a store of long runs fits in memory.  For ``Store.runs(each=slim)``.
+    """
+    ends = [a.epochs for crit in criteria(run["config"]) if (a := attempt(run, crit)).success]
+    n = max(ends, default=0)
+    return {**run, "curves": {k: v[:n] for k, v in run["curves"].items() if k in ATTEMPT_CURVES}}
+
+
 class Cell(NamedTuple):
     """One (problem, method, activation, setting) over its seeds, judged by one criterion."""
 

@@ -25,7 +25,7 @@ import math
 import re
 import statistics
 from pathlib import Path
-from typing import Any, NamedTuple, Sequence
+from typing import Any, Callable, NamedTuple, Sequence
 
 from bpkit import compare, figures, stats
 from bpkit.figures import pyplot, save_figure  # noqa: F401  (the studies save through these)
@@ -192,15 +192,16 @@ def write_text(path: Path, text: str) -> None:
     tmp.replace(path)
 
 
-def load_runs(store_path: str | Path) -> tuple[list[dict[str, Any]], list[str]]:
-    """A store's readable runs and a warning per unreadable row.
+def load_runs(store_path: str | Path, each: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+              ) -> tuple[list[dict[str, Any]], list[str]]:
+    """A store's readable runs and a warning per unreadable row (``each``: as :meth:`Store.runs`).
 
     Raises:
         ValueError: no such store, or it holds no readable run.
     """
     store = Store(store_path, create=False)
     try:
-        runs, errors = store.runs(order="written")  # methods and activations in the grid's order
+        runs, errors = store.runs(order="written", each=each)  # methods and activations in the grid's order
     finally:
         store.close()
     if not runs:

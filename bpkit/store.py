@@ -189,10 +189,13 @@ class Store:
             raise ValueError(f"{self.path}: cannot write the results store ({e})") from None
         return cur.rowcount
 
-    def runs(self, order: str = "run_id") -> tuple[list[dict[str, Any]], list[str]]:
+    def runs(self, order: str = "run_id", each: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+             ) -> tuple[list[dict[str, Any]], list[str]]:
         """All runs as dicts (config and curves parsed), and a message per corrupt row (by run id).
 
         ``order``: ``"run_id"``, or ``"written"`` (the order the sweep stored them: its grid's order).
+        ``each``: applied to every run as it is read, e.g. :func:`bpkit.compare.slim`, so a large
+        store never sits in memory whole.
         """
         if order not in ("run_id", "written"):
             raise ValueError(f"order must be 'run_id' or 'written', got {order!r}")
@@ -206,7 +209,7 @@ class Store:
             except (TypeError, json.JSONDecodeError) as e:
                 errors.append(f"run {rec['run_id']}: unreadable stored JSON ({e})")
                 continue
-            out.append(rec)
+            out.append(each(rec) if each else rec)
         return out, errors
 
     def integrity_ok(self) -> bool:

@@ -124,6 +124,17 @@ def test_the_stored_curves_give_the_loops_first_epochs(both_store):
     assert checked > 20  # most runs meet something: the comparison is not vacuous
 
 
+def test_slim_runs_give_the_same_answers_from_a_fraction_of_the_curves(both_store):
+    path, runs, _ = both_store
+    with Store(path, create=False) as store:
+        slim, _ = store.runs(order="written", each=compare.slim)
+    assert [compare.cells([r]) for r in slim] == [compare.cells([r]) for r in runs]
+    assert compare.answers(slim) == compare.answers(runs)
+    full = sum(len(v) for r in runs for v in r["curves"].values())
+    kept = sum(len(v) for r in slim for v in r["curves"].values())
+    assert 0 < kept < full / 2  # runs that met a criterion keep a prefix; the others keep nothing
+
+
 def _run(run_id, label, act, lr, seed, loss, wrong, cu_per_epoch=3.0, goal=0.01):
     n = len(loss)
     return {"run_id": run_id, "config_hash": f"{label}{act}{lr}", "seed": seed, "epochs": n, "cu": cu_per_epoch * n,
