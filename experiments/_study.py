@@ -157,7 +157,7 @@ def sweep_and_answer(name: str, title: str) -> list:
     store.parent.mkdir(parents=True, exist_ok=True)
     stats = run_sweep(load_config(HERE / f"{name}.toml"), Store(store), progress=True)
     print(f"{stats['runs']} runs, {stats['written']} new, in {stats['groups']} compiled groups")
-    runs, errors = report.load_runs(store)
+    runs, errors = report.load_runs(store, each=compare.slim)  # curves cut to what the answers read
     if errors:
         raise SystemExit(f"{store}: {len(errors)} unreadable runs, e.g. {errors[0]}")
     answers = compare.answers(runs)
@@ -180,25 +180,6 @@ def answer_cells(a: dict[str, str]) -> tuple[str, str, str, str]:
     est = lambda f: compare.fmt_cost(stats.Estimate(float(a[f]), float(a[f + "_lo"]), float(a[f + "_hi"])))  # noqa: E731
     setting = a["setting"] if a["tuned"] == "True" else "none succeeded"
     return pct, est("epochs"), est("cu"), f"{setting} (of {a['budget']})"
-
-
-def along(net, optimizer, params, x, y, checkpoints, key_for, **train_kw):
-    """Train through bpkit's one loop and yield ``(epoch, params)`` at each checkpoint epoch.
-
-    ``checkpoints`` are increasing epoch counts (0: the params as given);
-    between two of them the loop runs ``epoch - previous`` epochs with the key
-    ``key_for(epoch)``; ``train_kw`` goes to :func:`bpkit.training.train`.
-    """
-    from bpkit.stopping import StopRules
-    from bpkit.training import train
-
-    at = 0
-    for ep in checkpoints:
-        if ep > at:
-            params = train(net, optimizer, params, x, y, key=key_for(ep),
-                           rules=StopRules(max_epochs=ep - at, stall_epochs=None), **train_kw).params
-            at = ep
-        yield ep, params
 
 
 def cli(
