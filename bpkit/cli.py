@@ -143,6 +143,9 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         raise ValueError(f"--chunk-size must be an integer in 1..{cfg.INT_MAX}, got {args.chunk_size}")
     if not 0 < args.memory_budget < float("inf"):
         raise ValueError(f"--memory-budget must be a positive number of megabytes, got {args.memory_budget}")
+    if args.compile_ahead is not None and not 0 <= args.compile_ahead <= 16:
+        raise ValueError(f"--compile-ahead must be an integer in 0..16 (programs compiled in threads while "
+                         f"one group runs), got {args.compile_ahead}")
     runs = cfg.expand(flat)  # checks what no single key can, before a store is made
     if args.plan:
         groups = plan(runs, runs, args.chunk_size, args.memory_budget)
@@ -162,7 +165,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     store = Store(path)
     try:
         stats = run_sweep(flat, store, chunk_size=args.chunk_size, progress=not args.no_progress,
-                          memory_budget_mb=args.memory_budget)
+                          memory_budget_mb=args.memory_budget, compile_ahead=args.compile_ahead)
     except KeyboardInterrupt:
         print(f"\nbpkit: interrupted; {len(store.run_ids())} finished runs are kept in {path}. "
               f"Run the same command again to resume.", file=sys.stderr)
@@ -203,7 +206,7 @@ def _sweep_processes(args: argparse.Namespace, flat: dict, path) -> int:
         store = Store(path, create=False)
     with store:
         stats = run_sweep(flat, store, chunk_size=args.chunk_size, progress=not args.no_progress,
-                          memory_budget_mb=args.memory_budget)
+                          memory_budget_mb=args.memory_budget, compile_ahead=args.compile_ahead)
     if writer:
         print(f"{stats['runs']} runs in {stats['groups']} compiled group(s) over {jax.process_count()} processes "
               f"({len(jax.devices())} devices): {stats['written']} new, {stats['skipped']} already in {path}")
@@ -276,6 +279,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--chunk-size", type=int, default=None, help="runs per compiled chunk (caps the budget's)")
         p.add_argument("--memory-budget", type=float, default=1024.0, metavar="MB",
                        help="estimated memory for one chunk of runs, in megabytes (default 1024)")
+        p.add_argument("--compile-ahead", type=int, default=None, metavar="N",
+                       help="groups compiled in threads while one runs (default 1; 0: none; each costs "
+                            "the memory of a compile)")
         p.add_argument("--no-progress", action="store_true", help="no progress bar")
         p.add_argument("--plan", action="store_true",
                        help="check the config, data and memory, print the groups and chunks, run nothing")

@@ -28,12 +28,20 @@ def pyplot():
 
 
 def save_figure(fig, stem: Path, formats: tuple[str, ...] = ("png", "svg")) -> list[Path]:
-    """Save ``fig`` as ``stem.<format>`` for each format, atomically: a killed run never leaves half a figure."""
+    """Save ``fig`` as ``stem.<format>`` for each format, atomically: a killed run never leaves half a figure.
+
+    The same figure gives the same bytes: no date in the metadata, and SVG element ids from a fixed
+    salt (matplotlib draws them at random otherwise), so a re-run study leaves its figures unchanged.
+    """
+    import matplotlib
+
     paths = []
     for ext in formats:
         p = stem.with_suffix(f".{ext}")
         tmp = p.with_suffix(f".tmp.{ext}")
-        fig.savefig(tmp, dpi=110)
+        meta = {"Date": None} if ext in ("svg", "pdf") else {}
+        with matplotlib.rc_context({"svg.hashsalt": "bpkit"}):
+            fig.savefig(tmp, dpi=110, metadata=meta)
         tmp.replace(p)
         paths.append(p)
     return paths

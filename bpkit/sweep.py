@@ -381,6 +381,7 @@ def run_sweep(
     progress: bool = True,
     after_chunk: Callable[[int], None] | None = None,
     memory_budget_mb: float | None = None,
+    compile_ahead: int | None = None,
 ) -> dict[str, int]:
     """Run every run of the (validated) config not yet in ``store``; returns counts.
 
@@ -391,13 +392,13 @@ def run_sweep(
     and only process 0 writes to it.  Counts: ``runs`` in the config, ``skipped``
     (stored before this sweep started), ``written`` (stored by this sweep),
     ``meanwhile`` (computed here, but another process stored them first),
-    ``groups`` (compiled programs).
+    ``groups`` (compiled programs).  ``compile_ahead``: see :func:`run_grid`.
     """
     runs = cfg.expand(flat)
     done = store.run_ids()
     todo = [r for r in runs if run_id(r.as_dict()) not in done]
     writer = distributed.is_writer()
-    chunks = run_grid(todo, runs, chunk_size, memory_budget_mb)  # every check, before the progress bar shows
+    chunks = run_grid(todo, runs, chunk_size, memory_budget_mb, compile_ahead=compile_ahead)  # every check first
     bar = _progress(len(todo), progress and writer)
     written = meanwhile = 0
     for chunk in chunks:

@@ -216,13 +216,13 @@ def write_readme(res: dict, training: list[dict], fig: str) -> None:
                            f"| {sum(c['as_expected'] for c in rs)}/{len(rs)} |")
     conv = res["conventions"]
     conv_lines = ["| activation | dtype | exact: max rel err | output form: max rel err | output form is 0 from abs(z) = "
-                  "| exact is 0 from abs(z) = | FANN clip | FANN differs (>1%) from abs(z) = | FANN f' floor | FANN/exact at z = 10 |",
+                  "| exact is 0 from abs(z) = | FANN clip (C float literals) | FANN differs (>1%) from abs(z) = | FANN f' floor | FANN/exact at z = 10 |",
                   "|---|---|---|---|---|---|---|---|---|---|"]
     for c in conv:
         conv_lines.append(
             f"| {c['activation']} | {c['dtype']} | {_study.fmt(c['exact_max_rel_error'], '{:.1e}')} | {_study.fmt(c['output_form_max_rel_error'], '{:.1e}')} "
             f"| {_z(c['output_form_zero_from'])} | {_z(c['exact_zero_from'])} "
-            f"| {c['fann_clip'] if c['fann_clip'] else 'none'} | {_z(c['fann_differs_from'])} "
+            f"| {'[{:.3g}, {:.3g}]'.format(*c['fann_clip']) if c['fann_clip'] else 'none'} | {_z(c['fann_differs_from'])} "
             f"| {_study.fmt(c['fann_floor'], '{:.1e}') if c['fann_floor'] is not None else '-'} | {_study.fmt(c['fann_at_z10_over_exact'], '{:.3g}')} |")
 
     # Training: one row per (problem, activation, init scale, source).

@@ -73,6 +73,7 @@ def bad_cases(t):
         (["report", write(t / "notes2.txt", "x")], "not a bpkit results store"),
         (["report", str(t / "none.sqlite")], "no such results store"),
         (["sweep", cfg(GOOD), "--memory-budget", "0"], "--memory-budget must be a positive number of megabytes"),
+        (["sweep", cfg(GOOD), "--compile-ahead", "-1"], "--compile-ahead must be an integer in 0..16"),
         (["frobnicate"], "argument VERB: invalid choice: 'frobnicate'"),
         ([], "missing verb; valid: check, report, datasets, run, sweep"),
     ]

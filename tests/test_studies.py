@@ -225,3 +225,18 @@ def test_moeller_speedup_is_the_ratio_of_restart_costs_and_a_bound_where_bp_neve
     assert out[("q", "40-20-40")]["at_least"] == 300 / 9  # every BP run spent >= 300 cu without a success
     assert m._verdict(out[("q", "40-20-40")]) == "an order of magnitude or more"
     assert m._verdict({**out[("p", "goal")], "lo": 2.0, "hi": 9.9}) == "less than an order of magnitude"
+
+
+def test_a_figure_saved_twice_is_the_same_bytes(tmp_path):
+    # A re-run study must leave its committed figures unchanged: no date, no random SVG ids.
+    from bpkit import figures
+
+    plt = figures.pyplot()
+    for name in ("a", "b"):
+        fig, ax = plt.subplots()
+        ax.plot([0, 1, 4], label="x")
+        ax.legend()
+        figures.save_figure(fig, tmp_path / name)
+        plt.close(fig)
+    for ext in ("png", "svg"):
+        assert (tmp_path / f"a.{ext}").read_bytes() == (tmp_path / f"b.{ext}").read_bytes()
