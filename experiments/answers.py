@@ -133,18 +133,19 @@ def optimizers() -> list[str]:
                          for p in dict.fromkeys(p for p, _ in scg))
     spirals = _study.load_csv("two_spirals_answers")
     sp = ", ".join(f"{a['method']} {a['successes']}/{a['runs']}" for a in spirals if a["criterion"] == "40-20-40")
-    relu = {a["method"]: a for a in _study.load_csv("relu_tiny_answers")
-            if a["criterion"] == "40-20-40" and a["problem"] == "xor 2-8-1"}
+    relu = {a["problem"]: a for a in _study.load_csv("relu_tiny_answers")
+            if a["criterion"] == "40-20-40" and a["method"] == "relu, LeCun init, biases 0"}
+    narrow, wide = (_ci(int(relu[p]["successes"]), int(relu[p]["runs"])) for p in ("xor 2-2-1", "xor 2-8-1"))
     text = (f"On XOR, parity and the encoders, every method tuned over four settings, 40-20-40 pooled over "
             f"problems and activations: {best} most reliable, {_ci(*rate[best])}; not separated from it: "
             f"{', '.join(level) or 'none'}. Cheapest (or within the interval of the cheapest) in most "
             f"of the {wins[cheap[0]][1]} (problem, criterion, activation) cells: "
             f"{', '.join(f'{m} ({wins[m][0]})' for m in cheap)} ({STUDY6}). Hidden units over all methods: "
-            f"{', '.join(f'{a} {_ci(*act[a])}' for a in acts)}; ReLU's deficit on these tiny nets is its "
-            f"start: 2-8-1 XOR with ReLU solves {relu['relu, LeCun init, biases 0']['successes']}/"
-            f"{relu['relu, LeCun init, biases 0']['runs']} ({STUDY6B}). SCG over BP with momentum, in cu with "
+            f"{', '.join(f'{a} {_ci(*act[a])}' for a in acts)}; ReLU's deficit on these 2-5 unit nets is their "
+            f"width: from the same start, ReLU solves XOR 2-2-1 in {narrow} of runs and 2-8-1 in {wide} "
+            f"({STUDY6B}). SCG over BP with momentum, in cu with "
             f"restarts [paired bootstrap 95%]: {scg_text} ({STUDY6C}). Two spirals as published, within "
-            f"30,000 epochs: {sp} solved, no ordering ({STUDY6A}).")
+            f"30,000 epochs: {sp} solved; their costs are not ordered by their intervals ({STUDY6A}).")
     return [f"Which optimizer learns best with which activation? | {text} | PR or HS the best CG betas (JetNet); "
             f"PR CG best for small problems (LeCun et al. 1998); SCG at least 10x faster than BP, more as the "
             f"criterion tightens (Moeller 1993); two spirals: RPROP about 6,000 epochs < quickprop about 8,000 "

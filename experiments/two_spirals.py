@@ -36,7 +36,7 @@ def conclusion(rows: list[dict[str, str]], budget: int) -> str:
     rates = [int(a["successes"]) for a in rows]
     text.append(f"Within the budget every method succeeds in {min(rates)}-{max(rates)} of {rows[0]['runs']} runs, so "
                 "the expected cost with restarts is several times the epochs of a success; the published "
-                "figures are means over successful runs, which the mean-epochs column matches.")
+                "figures are means over successful runs, to be read beside the mean-epochs column.")
     pairs = [(a, b) for a, b in zip(solved, solved[1:]) if float(a["epochs_hi"]) >= float(b["epochs_lo"])]
     if pairs:
         text.append("Not separated by their intervals (they overlap): "
