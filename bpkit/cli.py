@@ -174,7 +174,10 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
                  if stats["meanwhile"] else "")
     print(f"{stats['runs']} runs in {stats['groups']} compiled group(s): {stats['written']} new, "
           f"{stats['skipped']} already in {path}{meanwhile}")
-    runs, errors = store.runs()
+    # Every row is read (a corrupt one is reported) but only what `bpkit run` prints is kept: holding
+    # every curve of a large store took the flagship's half from 680 MB to 1.2 GB here.
+    shown = ("run_id", "seed", "stop_reason", "epochs", "train_loss", "train_acc", "cu")
+    runs, errors = store.runs(each=lambda r: {k: r[k] for k in shown})
     for e in errors:
         print(f"bpkit: warning: {e}", file=sys.stderr)
     if args.verb == "run":
