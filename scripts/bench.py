@@ -520,7 +520,7 @@ def bench_flagship(rounds: int, dtype) -> dict:
 
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     cache = tempfile.mkdtemp()
-    out = {"name": "flagship", "problem": "README main command (sweep + report, 300 runs) from scratch"}
+    out = {"name": "flagship", "problem": "README main command (sweep + report of experiments/flagship.toml) from scratch"}
     for label, target in (("cold", 30.0), ("warm", 10.0)):
         work = tempfile.mkdtemp()
         env = {**os.environ, "BPKIT_CACHE_DIR": cache}
