@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from typing import Sequence
@@ -308,6 +309,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     cache.enable()  # compiled programs persist across processes ($BPKIT_CACHE_DIR=off: not)
     try:
         return args.func(args)
+    except BrokenPipeError:  # the reader closed our stdout (`bpkit sweep --plan | head`): stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit's flush
+        return 141  # as a Unix tool killed by SIGPIPE
     except (ValueError, OSError, MemoryError) as e:
         if args.debug:
             raise

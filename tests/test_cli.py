@@ -90,3 +90,15 @@ def test_run_sweep_and_datasets_verbs(tmp_path, capsys):
     grid = ["run", str(cfg_file), "--store", store, "--set", "optimizer.learning_rate=[1.0, 2.0]"]
     assert main(grid) == 2
     assert "has a grid (optimizer.learning_rate); use bpkit sweep" in capsys.readouterr().err
+
+
+def test_a_closed_pipe_ends_quietly(tmp_path):
+    # `bpkit sweep --plan | head -1`: the reader leaves early; no "broken pipe" error, no traceback.
+    config = tmp_path / "x.toml"
+    config.write_text('name = "x"\nseeds = [0, 1]\n[network]\nactivation = ["tanh", "sigmoid", "relu"]\n'
+                      '[data]\nname = "xor"\n')
+    proc = subprocess.Popen([sys.executable, "-m", "bpkit", "sweep", str(config), "--plan"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()  # gone before the child (still importing jax) writes its first line
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 141 and "error" not in err and "Traceback" not in err, err
