@@ -170,13 +170,21 @@ def sweep_and_answer(name: str, title: str) -> list:
     return answers
 
 
+def rate(k: int, n: int, interval: tuple[float, float] | None = None) -> str:
+    """``k/n (p% [lo, hi])``: a success count with its Wilson 95% interval (computed unless given)."""
+    from bpkit import stats
+
+    lo, hi = stats.wilson(k, n) if interval is None else interval
+    return f"{k}/{n} ({100 * k / n:.0f}% [{100 * lo:.0f}, {100 * hi:.0f}])"
+
+
 def answer_cells(a: dict[str, str]) -> tuple[str, str, str, str]:
     """(success k/n (% [interval]), expected epochs [interval], expected cu [interval], setting) of an
     answers-CSV row, as the report prints them."""
     from bpkit import compare, stats
 
     n, k = int(a["runs"]), int(a["successes"])
-    pct = f"{k}/{n} ({100 * k / n:.0f}% [{100 * float(a['success_lo']):.0f}, {100 * float(a['success_hi']):.0f}])"
+    pct = rate(k, n, (float(a["success_lo"]), float(a["success_hi"])))
     est = lambda f: compare.fmt_cost(stats.Estimate(float(a[f]), float(a[f + "_lo"]), float(a[f + "_hi"])))  # noqa: E731
     setting = a["setting"] if a["tuned"] == "True" else "none succeeded"
     return pct, est("epochs"), est("cu"), f"{setting} (of {a['budget']})"

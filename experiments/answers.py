@@ -22,13 +22,6 @@ import _study  # noqa: E402
 START, END = "<!-- answers -->", "<!-- /answers -->"
 
 
-def _ci(k: int, n: int) -> str:
-    from bpkit import stats
-
-    lo, hi = stats.wilson(k, n)
-    return f"{k}/{n} ({100 * k / n:.0f}% [{100 * lo:.0f}, {100 * hi:.0f}])"
-
-
 def _link(title: str, anchor: str) -> str:
     return f"[{title}](#{anchor})"
 
@@ -58,8 +51,8 @@ def why_derivative() -> tuple[list[str], list[str]]:
     worst_bce_out = max(wd._deg(r["layers"][-1]) for r in ang if r["loss"] == "bce")
     first = (f"The chain rule puts it there: dC/dw = dC/da f'(z) x. Sigmoid hidden units, XOR, parity-3 and two "
              f"spirals under squared error and cross-entropy, each cell at its best learning rate: with f' "
-             f"{_ci(*pooled['exact'])} of runs solved (40-20-40); f' omitted {_ci(*pooled['omitted'])}; f' frozen "
-             f"at 1/4 {_ci(*pooled[wd.RULES[2]])}.")
+             f"{_study.rate(*pooled['exact'])} of runs solved (40-20-40); f' omitted "
+             f"{_study.rate(*pooled['omitted'])}; f' frozen at 1/4 {_study.rate(*pooled[wd.RULES[2]])}.")
     second = (f"The hidden layer learns as a linear one would: {sum(a for a, _ in ablated)} of "
               f"{sum(n for _, n in ablated)} ablated sigmoid runs on XOR and parity-3 (every learning rate) end "
               f"within 1% of the best loss of a net without hidden units, against {sum(a for a, _ in exact)} of "
@@ -135,13 +128,13 @@ def optimizers() -> list[str]:
     sp = ", ".join(f"{a['method']} {a['successes']}/{a['runs']}" for a in spirals if a["criterion"] == "40-20-40")
     relu = {a["problem"]: a for a in _study.load_csv("relu_tiny_answers")
             if a["criterion"] == "40-20-40" and a["method"] == "relu, LeCun init, biases 0"}
-    narrow, wide = (_ci(int(relu[p]["successes"]), int(relu[p]["runs"])) for p in ("xor 2-2-1", "xor 2-8-1"))
+    narrow, wide = (_study.rate(int(relu[p]["successes"]), int(relu[p]["runs"])) for p in ("xor 2-2-1", "xor 2-8-1"))
     text = (f"On XOR, parity and the encoders, every method tuned over four settings, 40-20-40 pooled over "
-            f"problems and activations: {best} most reliable, {_ci(*rate[best])}; not separated from it: "
+            f"problems and activations: {best} most reliable, {_study.rate(*rate[best])}; not separated from it: "
             f"{', '.join(level) or 'none'}. Cheapest (or within the interval of the cheapest) in most "
             f"of the {wins[cheap[0]][1]} (problem, criterion, activation) cells: "
             f"{', '.join(f'{m} ({wins[m][0]})' for m in cheap)} ({STUDY6}). Hidden units over all methods: "
-            f"{', '.join(f'{a} {_ci(*act[a])}' for a in acts)}; ReLU's deficit on these 2-5 unit nets is their "
+            f"{', '.join(f'{a} {_study.rate(*act[a])}' for a in acts)}; ReLU's deficit on these 2-5 unit nets is their "
             f"width: from the same start, ReLU solves XOR 2-2-1 in {narrow} of runs and 2-8-1 in {wide} "
             f"({STUDY6B}). SCG over BP with momentum, in cu with "
             f"restarts [paired bootstrap 95%]: {scg_text} ({STUDY6C}). Two spirals as published, within "

@@ -50,19 +50,12 @@ def pooled(rows: list[dict[str, str]], **where: str) -> tuple[int, int]:
     return sum(int(a["successes"]) for a in sel), sum(int(a["runs"]) for a in sel)
 
 
-def _ci(k: int, n: int) -> str:
-    from bpkit import stats
-
-    lo, hi = stats.wilson(k, n)
-    return f"{k}/{n} ({100 * k / n:.0f}% [{100 * lo:.0f}, {100 * hi:.0f}])"
-
-
 def activation_table(rows: list[dict[str, str]], crit: str) -> list[str]:
     """Methods x activations: successes pooled over the problems at each cell's tuned setting."""
     acts = list(dict.fromkeys(a["activation"] for a in rows))
     out = [f"| method | {' | '.join(acts)} |", "|---|" + "---|" * len(acts)]
     for m in dict.fromkeys(a["method"] for a in rows):
-        out.append(f"| {m} | " + " | ".join(_ci(*pooled(rows, method=m, activation=act, criterion=crit))
+        out.append(f"| {m} | " + " | ".join(_study.rate(*pooled(rows, method=m, activation=act, criterion=crit))
                                           for act in acts) + " |")
     return out
 
@@ -126,7 +119,7 @@ def conclusion(rows: list[dict[str, str]], ratios: list[dict[str, str]]) -> str:
         behind = [m for m in methods if m != best and _apart(rate[m], rate[best])]
         level = [m for m in methods if m != best and m not in behind]
         text.append(f"Reliability, {name} criterion, pooled over problems and activations: {best} "
-                    f"{_ci(*rate[best])}; not separated from it: {', '.join(level) or 'none'}; behind it: "
+                    f"{_study.rate(*rate[best])}; not separated from it: {', '.join(level) or 'none'}; behind it: "
                     f"{', '.join(behind) or 'none'}.")
     wins = separated_wins(ratios)
     top = sorted(wins, key=lambda m: -wins[m][0])
@@ -138,12 +131,12 @@ def conclusion(rows: list[dict[str, str]], ratios: list[dict[str, str]]) -> str:
     cg_best = max(cg, key=lambda m: cg_rate[m][0])
     cg_apart = [m for m in cg if _apart(cg_rate[m], cg_rate[cg_best])]
     text.append(f"Among the CG betas (JetNet: PR or HS best), by 40-20-40 {cg_best} succeeds most "
-                f"({_ci(*cg_rate[cg_best])}); separated from it: {', '.join(cg_apart) or 'none'}.")
+                f"({_study.rate(*cg_rate[cg_best])}); separated from it: {', '.join(cg_apart) or 'none'}.")
     act_rate = {a: pooled(rows, activation=a, criterion="40-20-40") for a in acts}
     best_act = max(acts, key=lambda a: act_rate[a][0])
     worst_act = min(acts, key=lambda a: act_rate[a][0])
     text.append(f"By hidden activation, over every method and problem (40-20-40): "
-                + ", ".join(f"{a} {_ci(*act_rate[a])}" for a in acts)
+                + ", ".join(f"{a} {_study.rate(*act_rate[a])}" for a in acts)
                 + f"; {worst_act} is {'separated from' if _apart(act_rate[worst_act], act_rate[best_act]) else 'not separated from'} "
                 f"{best_act}. ReLU's count on these 2-5 unit nets with zero biases is mostly dead starts, not the "
                 "optimizer: Study 6b shows width and other starts lift it.")
