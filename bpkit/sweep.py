@@ -37,7 +37,7 @@ from bpkit import datasets, distributed, optim, stopping
 from bpkit._validate import require_reachable_targets
 from bpkit.network import MLP
 from bpkit.store import Store, run_id
-from bpkit.training import seed_lane, train_lanes
+from bpkit.training import seed_lane, train_lanes, train_queue
 
 
 COMPILE_AHEAD = 1  # groups compiled ahead, in a thread, while one runs (measured: see run_grid)
@@ -79,9 +79,16 @@ def _accuracy(out, y, lo, hi):
     return jnp.mean((jnp.argmax(out, 1) == jnp.argmax(y, 1)).astype(out.dtype))
 
 
-def group_program(run: cfg.RunConfig, data: datasets.Dataset, plain_momentum: bool = False) -> Callable:
-    """The vmapped, jitted program for a group: ``(seeds, *hyper) -> results``, one column
-    per :data:`bpkit.config.VMAPPED` field (seeds first).
+def group_program(run: cfg.RunConfig, data: datasets.Dataset, plain_momentum: bool = False,
+                  lanes: int | None = None) -> Callable:
+    """The jitted program for a group: ``(count, seeds, *hyper) -> results``, one column per
+    :data:`bpkit.config.VMAPPED` field (seeds first).
+
+    ``lanes=None``: every run of the chunk in its own vmapped lane, all stepped until the
+    last stops (:func:`bpkit.training.train_lanes`; padding runs too).  ``lanes=W``: runs
+    ``0..count-1`` through W lanes, each lane taking the next run as soon as its own stops
+    (:func:`bpkit.training.train_queue`): much faster where runs stop at very different
+    epochs or line searches take different numbers of steps (CG, L-BFGS), with other last bits.
 
     ``plain_momentum``: every run of the group has momentum 0, so the program is
     plain gradient descent, without a velocity buffer (its momentum column is
@@ -135,8 +142,11 @@ def group_program(run: cfg.RunConfig, data: datasets.Dataset, plain_momentum: bo
             metrics[f"{split}_loss"], metrics[f"{split}_acc"] = evaluate(r.params, arrays[x], arrays[y])
         return r.history, r.epochs, r.stop_reason, metrics, r.met
 
-    def program(*columns):
-        return jax.vmap(outcome)(train_lanes(lane, columns, arrays["x"], arrays["y"], arrays["xv"], arrays["yv"]))
+    def program(count, *columns):
+        data = (arrays["x"], arrays["y"], arrays["xv"], arrays["yv"])
+        if lanes is None:
+            return jax.vmap(outcome)(train_lanes(lane, columns, *data))
+        return jax.vmap(outcome)(train_queue(lane, columns, count, lanes, *data))
 
     return jax.jit(program)
 
@@ -221,13 +231,14 @@ def device_chunk(want: int) -> int:
 
 def chunk_args(part: list[cfg.RunConfig], chunk: int) -> list[jax.Array]:
     """The program's arguments for ``part`` (runs of one group) padded to ``chunk`` runs and
-    sharded over the devices: one column per :data:`bpkit.config.VMAPPED` field."""
+    sharded over the devices: the number of real runs, then one column per
+    :data:`bpkit.config.VMAPPED` field (the padding never runs)."""
     padded = part + [part[-1]] * (chunk - len(part))
     cols = [np.array([r[k] for r in padded]) for k in cfg.VMAPPED]
     # Hyperparameters in the run's own dtype (a float64 momentum would promote float32 state).
     dt = np.dtype(part[0]["dtype"])
     # Seeds are 0..2^32-1 (config.SEED_MAX), so the cast to one uint32 word is exact.
-    return [_shard(cols[0].astype(np.uint32))] + [_shard(c.astype(dt)) for c in cols[1:]]
+    return [jnp.int32(len(part)), _shard(cols[0].astype(np.uint32))] + [_shard(c.astype(dt)) for c in cols[1:]]
 
 
 def compile_group(program: Callable, part: list[cfg.RunConfig], chunk: int) -> Callable:
@@ -275,6 +286,7 @@ def plan(
     chunk_size: int | None = 64,
     memory_budget_mb: float | None = None,
     fit: bool = False,
+    lanes: int | None = None,
 ) -> list[Group]:
     """Group ``runs`` by program and check every group before anything is compiled.
 
@@ -301,7 +313,9 @@ def plan(
         want = size if chunk_size is None else min(chunk_size, size) if fit else chunk_size
         want = min(want, chunk_for_budget(members[0], data, memory_budget_mb))
         plain = all(r["optimizer.momentum"] == 0 for r in full[key])
-        groups.append(Group(members, data, group_program(members[0], data, plain), device_chunk(want),
+        chunk = device_chunk(want)
+        width = None if lanes is None else device_chunk(min(lanes, chunk))
+        groups.append(Group(members, data, group_program(members[0], data, plain, width), chunk,
                             run_bytes(members[0], data) / 2**20))
     return groups
 
@@ -313,6 +327,7 @@ def run_grid(
     memory_budget_mb: float | None = None,
     fit: bool = False,
     compile_ahead: int | None = None,
+    lanes: int | None = None,
 ) -> Iterator[list[tuple[cfg.RunConfig, dict[str, Any]]]]:
     """bpkit's one sweep engine: every run of ``runs``, one chunk per compiled call.
 
@@ -332,9 +347,14 @@ def run_grid(
     its group is done, so memory holds at most ``compile_ahead + 1`` of them.  Measured on the
     flagship's XOR and parity half (40 programs, cold cache, 2 cores): 1 ahead 92 s, 0 ahead 110 s,
     2 ahead 98 s and 480 MB more peak memory.
+
+    ``lanes``: None, every run of a chunk in a lane of its own; W, each chunk's runs through
+    W lanes that take the next run as soon as theirs stops (see :func:`group_program`).
     """
     compile_ahead = COMPILE_AHEAD if compile_ahead is None else compile_ahead
-    return _execute(plan(runs, all_runs, chunk_size, memory_budget_mb, fit), compile_ahead)  # checked now, at the call
+    if lanes is not None and not (isinstance(lanes, int) and lanes >= 1):
+        raise ValueError(f"lanes must be a positive integer (runs stepped side by side) or None, got {lanes!r}")
+    return _execute(plan(runs, all_runs, chunk_size, memory_budget_mb, fit, lanes), compile_ahead)  # checked now, at the call
 
 
 def _execute(groups: list[Group | None], compile_ahead: int) -> Iterator[list[tuple[cfg.RunConfig, dict[str, Any]]]]:
@@ -384,6 +404,7 @@ def run_sweep(
     after_chunk: Callable[[int], None] | None = None,
     memory_budget_mb: float | None = None,
     compile_ahead: int | None = None,
+    lanes: int | None = None,
 ) -> dict[str, int]:
     """Run every run of the (validated) config not yet in ``store``; returns counts.
 
@@ -394,13 +415,13 @@ def run_sweep(
     and only process 0 writes to it.  Counts: ``runs`` in the config, ``skipped``
     (stored before this sweep started), ``written`` (stored by this sweep),
     ``meanwhile`` (computed here, but another process stored them first),
-    ``groups`` (compiled programs).  ``compile_ahead``: see :func:`run_grid`.
+    ``groups`` (compiled programs).  ``compile_ahead``, ``lanes``: see :func:`run_grid`.
     """
     runs = cfg.expand(flat)
     done = store.run_ids()
     todo = [r for r in runs if run_id(r.as_dict()) not in done]
     writer = distributed.is_writer()
-    chunks = run_grid(todo, runs, chunk_size, memory_budget_mb, compile_ahead=compile_ahead)  # every check first
+    chunks = run_grid(todo, runs, chunk_size, memory_budget_mb, compile_ahead=compile_ahead, lanes=lanes)  # every check first
     bar = _progress(len(todo), progress and writer)
     written = meanwhile = 0
     for chunk in chunks:

@@ -464,6 +464,22 @@ def seed_lane(
     return Lane(trainer_parts(net, tx, **trainer), params, ktrain)
 
 
+def _lane_steps(make_lane, x, y, x_val, y_val):
+    """The start, advance and finish of the run a lane's columns ``*a`` define (for vmapping)."""
+
+    def start(*a):
+        lane = make_lane(*a)
+        return lane.trainer.start(lane.params, x, y, lane.key, x_val, y_val)
+
+    def advance(state, *a):
+        return make_lane(*a).trainer.advance(state, x, y, x_val, y_val)
+
+    def finish(state, *a):
+        return make_lane(*a).trainer.finish(state)
+
+    return start, advance, finish
+
+
 def train_lanes(
     make_lane: Callable[..., Lane],
     lanes: tuple,
@@ -483,20 +499,85 @@ def train_lanes(
     writing its history entry by entry, so nothing of the size of the history is copied.
     """
 
-    def start(*a):
-        lane = make_lane(*a)
-        return lane.trainer.start(lane.params, x, y, lane.key, x_val, y_val)
-
-    def advance(state, *a):
-        return make_lane(*a).trainer.advance(state, x, y, x_val, y_val)
-
-    def finish(state, *a):
-        return make_lane(*a).trainer.finish(state)
-
+    start, advance, finish = _lane_steps(make_lane, x, y, x_val, y_val)
     state = jax.vmap(start)(*lanes)
     state = jax.lax.while_loop(lambda s: jnp.any(s.reason == stopping.RUNNING),
                                lambda s: jax.vmap(advance)(s, *lanes), state)
     return jax.vmap(finish)(state, *lanes)
+
+
+IDLE = -1  # the stop reason of a lane of train_queue that holds no run (never RUNNING)
+
+
+def train_queue(
+    make_lane: Callable[..., Lane],
+    runs: tuple,
+    count: Array | int,
+    lanes: int,
+    x: Array,
+    y: Array,
+    x_val: Array | None = None,
+    y_val: Array | None = None,
+) -> TrainResult:
+    """Runs ``0..count-1`` of ``runs`` (columns, each of length Q) through ``lanes`` lanes: a queue.
+
+    :func:`train_lanes` steps every lane until the slowest run stops, so a chunk costs
+    ``lanes x`` its longest run, however short the others.  Here a lane whose run has
+    stopped hands its result over and takes the next run of the queue at once, so the
+    loop costs about ``sum(epochs) / lanes`` plus the last, longest runs.  Every epoch is
+    ``jax.vmap(advance)`` at width ``lanes``, the same program as :func:`train_lanes` at
+    that width: on CPU, run ``i``'s numbers are bitwise those of :func:`train_lanes`
+    (tested), whichever lane it ran in and whichever runs ran beside it.
+
+    ``count`` may be traced (data), so a queue padded to Q runs reuses one program; entries
+    from ``count`` on never run: their rows hold zeros (0 epochs) and a blank history.  Lanes
+    take runs in order: the first ``lanes`` at the start, then each lane that stops the next.
+
+    Example:
+        >>> r = train_queue(lane, (seeds, rates), count=80, lanes=64, x=x, y=y)  # doctest: +SKIP
+    """
+    q = jax.tree_util.tree_leaves(runs)[0].shape[0]
+
+    def at(slot):  # the columns of the runs the lanes hold (an idle lane, slot q: any run's)
+        return jax.tree_util.tree_map(lambda c: jnp.take(c, slot, axis=0, mode="clip"), runs)
+
+    start, advance, finish = _lane_steps(make_lane, x, y, x_val, y_val)
+    def begin(slot, held):  # fresh states for the runs in ``slot``; lanes not ``held`` are idle
+        state = jax.vmap(start)(*at(slot))
+        return state._replace(reason=jnp.where(held, state.reason, IDLE))
+
+    def hand_over(lane, slot, taken, done):
+        # The stopped lanes take the next runs, in lane order.  A lane's history is left as it
+        # is (the big part of the state, kept out of the branch): its new run writes entry by
+        # entry from 0, and the entries past a run's last epoch are blanked once, at the end.
+        nxt = taken + jnp.cumsum(done, dtype=jnp.int32) - 1
+        held = done & (nxt < count)
+        slot = jnp.where(done, jnp.where(held, nxt, q), slot)
+        fresh = begin(slot, held)._replace(history=None)
+        lane = jax.tree_util.tree_map(
+            lambda a, b: jnp.where(held.reshape((-1,) + (1,) * (a.ndim - 1)), a, b), fresh, lane)
+        return lane, slot, taken + jnp.sum(done, dtype=jnp.int32)
+
+    def body(carry):
+        state, slot, taken, out = carry
+        state = jax.vmap(advance)(state, *at(slot))
+        done = (state.reason != stopping.RUNNING) & (slot < q)
+        result = jax.vmap(finish)(state, *at(slot))
+        out = jax.tree_util.tree_map(lambda o, v: o.at[jnp.where(done, slot, q)].set(v, mode="drop"), out, result)
+        lane, slot, taken = jax.lax.cond(jnp.any(done), hand_over, lambda l, s, t, d: (l, s, t),
+                                         state._replace(history=None), slot, taken, done)
+        return lane._replace(history=state.history), slot, taken, out
+
+    first = jnp.arange(lanes, dtype=jnp.int32)
+    slot = jnp.where(first < count, first, q).astype(jnp.int32)
+    state = begin(slot, slot < q)
+    shapes = jax.eval_shape(lambda s, sl: jax.vmap(finish)(s, *at(sl)), state, slot)
+    out = jax.tree_util.tree_map(lambda a: jnp.zeros((q,) + a.shape[1:], a.dtype), shapes)
+    carry = (state, slot, jnp.minimum(jnp.asarray(count, jnp.int32), lanes), out)
+    out = jax.lax.while_loop(lambda c: jnp.any(c[1] < q), body, carry)[3]
+    past = jnp.arange(out.history.loss.shape[-1])[None, :] >= out.epochs[:, None]  # entries past each stop
+    return out._replace(history=History(*(jnp.where(past, -1 if h.dtype == jnp.int32 else jnp.nan, h).astype(h.dtype)
+                                          for h in out.history)))
 
 
 def train_many(

@@ -130,7 +130,7 @@ def test_a_grid_too_large_to_hold_is_refused_without_expanding_it(tmp_path, caps
 
 
 def test_an_out_of_memory_on_the_device_is_one_line_saying_what_to_reduce():
-    huge = jax.jit(jax.vmap(lambda s, *h: jnp.full(2**37, s, jnp.float32)))  # a 512 GB output
+    huge = jax.jit(lambda count, *columns: jax.vmap(lambda s, *h: jnp.full(2**37, s, jnp.float32))(*columns))  # 512 GB
     run = cfg.expand(cfg.validate({}))[0]
     with pytest.raises(MemoryError, match="ran out of memory running 1 runs at once; lower --chunk-size"):
         sweep.run_chunk(huge, [run], 1)

@@ -1,0 +1,126 @@
+"""A queue of runs through a few lanes (training.train_queue; issue 11): the same runs as one
+lane each, whichever lane a run takes and whichever runs share the loop."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from bpkit import MLP, datasets
+from bpkit import config as cfg
+from bpkit.stopping import StopRules
+from bpkit.store import Store
+from bpkit.sweep import run_sweep
+from bpkit.training import seed_lane, train_lanes, train_queue
+
+RULES = StopRules(max_epochs=400, goal=1e-3, criterion_40_20_40=True, stop_on="all")
+
+
+def _xor_cg():
+    d = datasets.load("xor")
+    net = MLP((2, 2, 1), hidden="tanh", output="sigmoid")
+    x, y = jnp.asarray(d.x_train, jnp.float32), jnp.asarray(d.y_train, jnp.float32)
+
+    def lane(seed, c2):
+        return seed_lane(net, "cg", seed, {"c2": c2}, static_hyper=(("beta", "pr+"),), rules=RULES)
+
+    return lane, x, y
+
+
+def _rows(result, i):
+    return [np.asarray(leaf[i]) for leaf in jax.tree_util.tree_leaves(result)]
+
+
+@pytest.fixture(scope="module")
+def queued():
+    lane, x, y = _xor_cg()
+    seeds = np.arange(24, dtype=np.uint32)
+    c2 = np.resize(np.float32([0.1, 0.4, 0.9]), 24)
+    run = jax.jit(lambda n, s, c: train_queue(lane, (s, c), n, 4, x, y))
+    return lane, x, y, seeds, c2, run, run(20, seeds, c2)  # 20 of 24: the last 4 are padding
+
+
+def test_a_queue_runs_every_run_once_and_the_padding_never(queued):
+    lane, x, y, seeds, c2, run, out = queued
+    epochs = np.asarray(out.epochs)
+    assert np.all(epochs[:20] >= 1) and np.all(epochs[20:] == 0)
+    assert len(set(epochs[:20].tolist())) > 3  # runs stop at very different epochs: lanes refill
+    loss = np.asarray(out.history.loss)
+    for i in range(20):  # entries past a run's stop are blank, whatever the lane held before
+        assert np.all(np.isfinite(loss[i, :epochs[i]])) and np.all(np.isnan(loss[i, epochs[i]:]))
+        assert np.all(np.asarray(out.history.wrong)[i, epochs[i]:] == -1)
+
+
+def test_a_run_does_not_depend_on_its_lane_or_its_companions(queued):
+    lane, x, y, seeds, c2, run, out = queued
+    order = np.r_[np.arange(20)[::-1], np.arange(20, 24)]  # reversed: other lanes, other neighbours
+    again = run(20, seeds[order], c2[order])
+    for k, i in enumerate(order[:20]):
+        for a, b in zip(_rows(out, i), _rows(again, k)):
+            np.testing.assert_array_equal(a, b)  # bitwise, on CPU
+
+
+def test_a_queue_matches_one_lane_per_run(queued):
+    lane, x, y, seeds, c2, run, out = queued
+    ref = jax.jit(lambda s, c: train_lanes(lane, (s, c), x, y))(seeds[:20], c2[:20])
+    np.testing.assert_array_equal(np.asarray(out.epochs)[:20], np.asarray(ref.epochs))
+    np.testing.assert_array_equal(np.asarray(out.stop_reason)[:20], np.asarray(ref.stop_reason))
+    np.testing.assert_allclose(np.asarray(out.final_loss)[:20], np.asarray(ref.final_loss), rtol=1e-4, atol=1e-7)
+
+
+CONFIG = """
+name = "q"
+seeds = [0, 1, 2, 3, 4]
+[data]
+name = "xor"
+[network]
+hidden = [2]
+activation = "tanh"
+[optimizer]
+name = "cg"
+beta = "pr+"
+c2 = [0.1, 0.9]
+[training]
+batch_size = "full"
+max_epochs = 300
+goal = 0.001
+"""
+
+
+def _table(store):
+    runs, errors = store.runs()
+    assert not errors
+    return {r["run_id"]: (r["epochs"], r["stop_reason"], r["train_loss"], r["curves"]["loss"]) for r in runs}
+
+
+def test_a_queued_sweep_killed_and_resumed_equals_an_uninterrupted_one(tmp_path):
+    path = tmp_path / "q.toml"
+    path.write_text(CONFIG)
+    flat = cfg.load(path)
+    full = Store(tmp_path / "full.sqlite")
+    run_sweep(flat, full, chunk_size=4, lanes=2, progress=False)
+    part = Store(tmp_path / "part.sqlite")
+
+    class Killed(Exception):
+        pass
+
+    def kill(written):
+        raise Killed
+
+    with pytest.raises(Killed):
+        run_sweep(flat, part, chunk_size=4, lanes=2, progress=False, after_chunk=kill)
+    assert len(part.run_ids()) == 4
+    stats = run_sweep(flat, part, chunk_size=4, lanes=2, progress=False)  # other runs share each chunk now
+    assert stats["written"] == 6
+    assert _table(part) == _table(full)
+    one_lane_each = Store(tmp_path / "plain.sqlite")
+    run_sweep(flat, one_lane_each, chunk_size=4, progress=False)
+    a, b = _table(full), _table(one_lane_each)
+    assert a.keys() == b.keys() and all(a[k][:2] == b[k][:2] for k in a)  # same epochs and stop reasons
+
+
+def test_lanes_must_be_positive(tmp_path):
+    path = tmp_path / "q.toml"
+    path.write_text(CONFIG)
+    with pytest.raises(ValueError, match="lanes must be a positive integer"):
+        run_sweep(cfg.load(path), Store(tmp_path / "s.sqlite"), lanes=0, progress=False)
