@@ -128,6 +128,18 @@ def _grid_keys(flat: dict) -> list[str]:
     return [k for k, v in flat.items() if k in cfg.SCHEMA and cfg.is_grid(k, v)]
 
 
+def _lanes(text: str) -> int | str | None:
+    """``--lanes``: "auto", "all" (None: one lane per run) or an integer W in 1..INT_MAX."""
+    from bpkit import config as cfg
+
+    if text in ("auto", "all"):
+        return None if text == "all" else text
+    if not (text.isdigit() and 1 <= int(text) <= cfg.INT_MAX):
+        raise ValueError(f"--lanes must be 'auto', 'all' or an integer in 1..{cfg.INT_MAX} (runs stepped "
+                         f"side by side), got {text!r}")
+    return int(text)
+
+
 def _cmd_sweep(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -147,17 +159,17 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     if args.compile_ahead is not None and not 0 <= args.compile_ahead <= 16:
         raise ValueError(f"--compile-ahead must be an integer in 0..16 (programs compiled in threads while "
                          f"one group runs), got {args.compile_ahead}")
-    if args.lanes is not None and not 1 <= args.lanes <= cfg.INT_MAX:
-        raise ValueError(f"--lanes must be an integer in 1..{cfg.INT_MAX} (runs stepped side by side), got {args.lanes}")
+    args.lanes = _lanes(args.lanes)
     runs = cfg.expand(flat)  # checks what no single key can, before a store is made
     if args.plan:
-        groups = plan(runs, runs, args.chunk_size, args.memory_budget)
+        groups = plan(runs, runs, args.chunk_size, args.memory_budget, lanes=args.lanes)
         print(f"{len(runs)} runs in {len(groups)} compiled group(s); nothing run, no store written")
         for g in groups:
             r = g.members[0]
             hidden = f"{list(r['network.hidden'])}{' shortcut' if r['network.shortcuts'] else ''}"
             print(f"  {g.data.name:<14} hidden {hidden:<10} {r['network.activation']:<12} "
                   f"{r['optimizer.name']:<10} {len(g.members):>5} runs, chunk {g.chunk:>5}, "
+                  f"{'lanes ' + str(g.lanes) if g.lanes else 'a lane per run'}, "
                   f"~{g.mb_per_run * g.chunk:,.1f} MB per chunk")
         return 0
     path = Path(args.store) if args.store else Path("results") / f"{flat['name']}.sqlite"
@@ -290,10 +302,10 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--compile-ahead", type=int, default=None, metavar="N",
                        help="groups compiled in threads while one runs (default 1; 0: none; each costs "
                             "the memory of a compile)")
-        p.add_argument("--lanes", type=int, default=None, metavar="W",
+        p.add_argument("--lanes", default="auto", metavar="W|auto|all",
                        help="step each chunk's runs through W lanes, a lane taking the next run as soon as "
-                            "its own stops (default: one lane per run, all stepped until the last stops; "
-                            "W=1-8 is several times faster for CG and L-BFGS; other last bits)")
+                            "its own stops; all: one lane per run, all stepped until the last stops; auto "
+                            "(default): 8 for CG and L-BFGS on CPU, all otherwise (other W: other last bits)")
         p.add_argument("--no-progress", action="store_true", help="no progress bar")
         p.add_argument("--plan", action="store_true",
                        help="check the config, data and memory, print the groups and chunks, run nothing")

@@ -197,6 +197,15 @@ def section() -> None:
         "",
         conclusion(rows, ratios),
         "",
+        "**Rounding decides single runs, not the conclusion.** A line-search trajectory on these problems "
+        "amplifies a rounding difference about tenfold per iteration: parity-4 4-4-1 sigmoid PR+ CG, 80 runs in "
+        "float64, two compiled programs that differ only in how XLA fuses them (a vmapped lane per run, or 8 "
+        "queued lanes): losses 1e-16 apart after 2 iterations, 1e-8 after 12, up to 0.06 within 50; 3 of 80 "
+        "runs stop at the same iteration. Rerunning this study with queued lanes (2026-12-03) moved single "
+        "cells by up to 7 of 20 (parity-4 PR+ CG, sigmoid, 18/20 to 11/20) and left the pooled conclusion as it "
+        "was (CG PR+ Powell-Beale 303 and 304 of 400, the same methods separated from it): read a cell through "
+        "its interval, and the rankings above only where they are separated.",
+        "",
         f"<details><summary>Every method on every problem with {REFERENCE} hidden units, as published: success, "
         "expected cu, chosen setting</summary>",
         "",

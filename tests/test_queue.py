@@ -114,7 +114,7 @@ def test_a_queued_sweep_killed_and_resumed_equals_an_uninterrupted_one(tmp_path)
     assert stats["written"] == 6
     assert _table(part) == _table(full)
     one_lane_each = Store(tmp_path / "plain.sqlite")
-    run_sweep(flat, one_lane_each, chunk_size=4, progress=False)
+    run_sweep(flat, one_lane_each, chunk_size=4, lanes=None, progress=False)
     a, b = _table(full), _table(one_lane_each)
     assert a.keys() == b.keys() and all(a[k][:2] == b[k][:2] for k in a)  # same epochs and stop reasons
 
@@ -122,5 +122,20 @@ def test_a_queued_sweep_killed_and_resumed_equals_an_uninterrupted_one(tmp_path)
 def test_lanes_must_be_positive(tmp_path):
     path = tmp_path / "q.toml"
     path.write_text(CONFIG)
-    with pytest.raises(ValueError, match="lanes must be a positive integer"):
+    with pytest.raises(ValueError, match="lanes must be a positive integer .*, got 0"):
         run_sweep(cfg.load(path), Store(tmp_path / "s.sqlite"), lanes=0, progress=False)
+
+
+def test_auto_lanes_queue_line_search_groups_on_cpu_only(tmp_path):
+    from bpkit.sweep import AUTO_LANES, group_lanes
+
+    path = tmp_path / "q.toml"
+    path.write_text(CONFIG)
+    cg = cfg.expand(cfg.load(path))[0]
+    assert cg["optimizer.name"] == "cg" and jax.default_backend() == "cpu"
+    assert group_lanes(cg, 64, "auto") == AUTO_LANES
+    assert group_lanes(cg, 4, "auto") == 4  # never wider than the chunk
+    assert group_lanes(cg, 64, None) is None and group_lanes(cg, 64, 3) == 3
+    path.write_text(CONFIG.replace('name = "cg"\nbeta = "pr+"\nc2 = [0.1, 0.9]', 'name = "sgd"'))
+    sgd = cfg.expand(cfg.load(path))[0]
+    assert sgd["optimizer.name"] == "sgd" and group_lanes(sgd, 64, "auto") is None

@@ -74,7 +74,8 @@ def bad_cases(t):
         (["report", str(t / "none.sqlite")], "no such results store"),
         (["sweep", cfg(GOOD), "--memory-budget", "0"], "--memory-budget must be a positive number of megabytes"),
         (["sweep", cfg(GOOD), "--compile-ahead", "-1"], "--compile-ahead must be an integer in 0..16"),
-        (["sweep", cfg(GOOD), "--lanes", "0"], "--lanes must be an integer in 1.."),
+        (["sweep", cfg(GOOD), "--lanes", "0"], "--lanes must be 'auto', 'all' or an integer in 1.."),
+        (["sweep", cfg(GOOD), "--lanes", "some"], "--lanes must be 'auto', 'all' or an integer in 1.."),
         (["frobnicate"], "argument VERB: invalid choice: 'frobnicate'"),
         ([], "missing verb; valid: check, report, datasets, run, sweep"),
     ]
