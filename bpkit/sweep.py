@@ -299,7 +299,8 @@ def group_lanes(run: cfg.RunConfig, chunk: int, lanes: Lanes) -> int | None:
     ``lanes="auto"``: on CPU, :data:`AUTO_LANES` for CG and L-BFGS, whose line searches
     make runs of one chunk cost very different numbers of evaluations, each lane waiting on
     the slowest; one lane per run otherwise (every run of gradient descent does the same
-    cheap step, so wide lanes win) and on accelerators (where width costs little).  Measured on
+    cheap step, so wide lanes win) and on accelerators (where a wide vmap is assumed to cost
+    little; not measured).  Measured on
     2 CPU cores, flagship groups of 80 runs (run time, warm): digits sigmoid PR+ CG 55.7 s with
     one lane per run, 16.8 s with 8 lanes, 24.4 s with 16; XOR batch gradient descent 49 ms,
     167 ms with 8 lanes.

@@ -525,9 +525,10 @@ def train_queue(
     ``lanes x`` its longest run, however short the others.  Here a lane whose run has
     stopped hands its result over and takes the next run of the queue at once, so the
     loop costs about ``sum(epochs) / lanes`` plus the last, longest runs.  Every epoch is
-    ``jax.vmap(advance)`` at width ``lanes``, the same program as :func:`train_lanes` at
-    that width: on CPU, run ``i``'s numbers are bitwise those of :func:`train_lanes`
-    (tested), whichever lane it ran in and whichever runs ran beside it.
+    ``jax.vmap(advance)`` at width ``lanes``.  On CPU, run ``i``'s numbers are bitwise the
+    same whichever lane it ran in and whichever runs ran beside it (tested); against
+    :func:`train_lanes`, another compiled program, they may differ in the last bits, which
+    chaotic runs (CG on parity) amplify: the tests check equal epochs and stop reasons on XOR.
 
     ``count`` may be traced (data), so a queue padded to Q runs reuses one program; entries
     from ``count`` on never run: their rows hold zeros (0 epochs) and a blank history.  Lanes
@@ -542,6 +543,7 @@ def train_queue(
         return jax.tree_util.tree_map(lambda c: jnp.take(c, slot, axis=0, mode="clip"), runs)
 
     start, advance, finish = _lane_steps(make_lane, x, y, x_val, y_val)
+
     def begin(slot, held):  # fresh states for the runs in ``slot``; lanes not ``held`` are idle
         state = jax.vmap(start)(*at(slot))
         return state._replace(reason=jnp.where(held, state.reason, IDLE))
