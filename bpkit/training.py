@@ -560,14 +560,17 @@ def train_queue(
             lambda a, b: jnp.where(held.reshape((-1,) + (1,) * (a.ndim - 1)), a, b), fresh, lane)
         return lane, slot, taken + jnp.sum(done, dtype=jnp.int32)
 
+    def store(lane, history, slot, taken, done, out):  # the stopped lanes' results, then hand over
+        result = jax.vmap(finish)(lane._replace(history=history), *at(slot))
+        out = jax.tree_util.tree_map(lambda o, v: o.at[jnp.where(done, slot, q)].set(v, mode="drop"), out, result)
+        return *hand_over(lane, slot, taken, done), out
+
     def body(carry):
         state, slot, taken, out = carry
         state = jax.vmap(advance)(state, *at(slot))
         done = (state.reason != stopping.RUNNING) & (slot < q)
-        result = jax.vmap(finish)(state, *at(slot))
-        out = jax.tree_util.tree_map(lambda o, v: o.at[jnp.where(done, slot, q)].set(v, mode="drop"), out, result)
-        lane, slot, taken = jax.lax.cond(jnp.any(done), hand_over, lambda l, s, t, d: (l, s, t),
-                                         state._replace(history=None), slot, taken, done)
+        lane, slot, taken, out = jax.lax.cond(jnp.any(done), store, lambda l, h, s, t, d, o: (l, s, t, o),
+                                              state._replace(history=None), state.history, slot, taken, done, out)
         return lane._replace(history=state.history), slot, taken, out
 
     first = jnp.arange(lanes, dtype=jnp.int32)
