@@ -284,7 +284,8 @@ class Group(NamedTuple):
 
 
 Lanes = Union[int, Literal["auto"], None]
-AUTO_LANES = 8  # lanes of a line-search group on CPU under lanes="auto" (measured: see group_lanes)
+AUTO_LANES = 8  # lanes of a queued group on CPU under lanes="auto" (measured: see group_lanes)
+AUTO_WORK = 10**6  # examples x weights per epoch from which lanes="auto" queues every optimizer on CPU
 
 
 def check_lanes(lanes: Lanes) -> None:
@@ -293,24 +294,36 @@ def check_lanes(lanes: Lanes) -> None:
         raise ValueError(f"lanes must be a positive integer (runs stepped side by side), 'auto' or None, got {lanes!r}")
 
 
-def group_lanes(run: cfg.RunConfig, chunk: int, lanes: Lanes) -> int | None:
+def epoch_work(run: cfg.RunConfig, data: datasets.Dataset) -> int:
+    """One run's epoch in multiply-adds of the forward pass: training examples x weights."""
+    sizes = (data.inputs, *run["network.hidden"], data.outputs)
+    return len(data.x_train) * MLP(sizes, shortcuts=run["network.shortcuts"]).num_params
+
+
+def group_lanes(run: cfg.RunConfig, data: datasets.Dataset, chunk: int, lanes: Lanes) -> int | None:
     """How many lanes a group's chunk of ``chunk`` runs steps through (None: one per run).
 
-    ``lanes="auto"``: on CPU, :data:`AUTO_LANES` for CG and L-BFGS, whose line searches
-    make runs of one chunk cost very different numbers of evaluations, each lane waiting on
-    the slowest; one lane per run otherwise (every run of gradient descent does the same
-    cheap step, so wide lanes win) and on accelerators (where a wide vmap is assumed to cost
-    little; not measured).  Measured on
-    2 CPU cores, flagship groups of 80 runs (run time, warm): digits sigmoid PR+ CG 55.7 s with
-    one lane per run, 16.8 s with 8 lanes, 24.4 s with 16; XOR batch gradient descent 49 ms,
-    167 ms with 8 lanes.
+    ``lanes="auto"``, on CPU: :data:`AUTO_LANES` for CG and L-BFGS, whose line searches make
+    the runs of a chunk cost very different numbers of evaluations, and for every optimizer
+    once an epoch is heavy (:func:`epoch_work` >= :data:`AUTO_WORK`), where a lane's step
+    costs about its share of the work and runs that stop early free their lane; one lane
+    per run otherwise (a tiny step costs the loop's overhead, whatever the width) and on
+    accelerators (where a wide vmap is assumed to cost little; not measured).
+
+    Measured on 2 CPU cores, the flagship's groups of 80 runs (run time, warm, one lane per
+    run vs 8 lanes): digits 64-32-10 (2.6 million multiply-adds an epoch) online gradient
+    descent 53.4 s vs 29.8 s over its five activations (tanh 11.2 s vs 3.8 s), SCG 9.7 s vs
+    7.6 s, batch 12.2 s vs 12.0 s, sigmoid PR+ CG 55.7 s vs 16.8 s (24.4 s with 16 lanes);
+    XOR and parity-3 (36 and 128 multiply-adds) gradient descent and SCG 2-4x slower with 8
+    lanes (XOR batch, tanh: 0.07 s vs 0.18 s).  Problems in between were not measured.
 
     Example:
-        >>> group_lanes(run, 80, "auto")  # doctest: +SKIP
+        >>> group_lanes(run, data, 80, "auto")  # doctest: +SKIP
         8
     """
     if lanes == "auto":
-        queued = run["optimizer.name"] in ("cg", "lbfgs") and jax.default_backend() == "cpu"
+        queued = jax.default_backend() == "cpu" and (
+            run["optimizer.name"] in ("cg", "lbfgs") or epoch_work(run, data) >= AUTO_WORK)
         lanes = AUTO_LANES if queued else None
     return None if lanes is None else device_chunk(min(lanes, chunk))
 
@@ -350,7 +363,7 @@ def plan(
         want = min(want, chunk_for_budget(members[0], data, memory_budget_mb))
         plain = all(r["optimizer.momentum"] == 0 for r in full[key])
         chunk = device_chunk(want)
-        width = group_lanes(members[0], chunk, lanes)
+        width = group_lanes(members[0], data, chunk, lanes)
         groups.append(Group(members, data, group_program(members[0], data, plain, width), chunk,
                             run_bytes(members[0], data) / 2**20, width))
     return groups

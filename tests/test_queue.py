@@ -126,16 +126,25 @@ def test_lanes_must_be_positive(tmp_path):
         run_sweep(cfg.load(path), Store(tmp_path / "s.sqlite"), lanes=0, progress=False)
 
 
-def test_auto_lanes_queue_line_search_groups_on_cpu_only(tmp_path):
-    from bpkit.sweep import AUTO_LANES, group_lanes
+def test_auto_lanes_queue_line_search_and_heavy_groups_on_cpu_only(tmp_path):
+    from bpkit.sweep import AUTO_LANES, AUTO_WORK, epoch_work, group_lanes, load_data
 
     path = tmp_path / "q.toml"
     path.write_text(CONFIG)
     cg = cfg.expand(cfg.load(path))[0]
+    data = load_data(cg)
     assert cg["optimizer.name"] == "cg" and jax.default_backend() == "cpu"
-    assert group_lanes(cg, 64, "auto") == AUTO_LANES
-    assert group_lanes(cg, 4, "auto") == 4  # never wider than the chunk
-    assert group_lanes(cg, 64, None) is None and group_lanes(cg, 64, 3) == 3
+    assert group_lanes(cg, data, 64, "auto") == AUTO_LANES
+    assert group_lanes(cg, data, 4, "auto") == 4  # never wider than the chunk
+    assert group_lanes(cg, data, 64, None) is None and group_lanes(cg, data, 64, 3) == 3
     path.write_text(CONFIG.replace('name = "cg"\nbeta = "pr+"\nc2 = [0.1, 0.9]', 'name = "sgd"'))
     sgd = cfg.expand(cfg.load(path))[0]
-    assert sgd["optimizer.name"] == "sgd" and group_lanes(sgd, 64, "auto") is None
+    assert sgd["optimizer.name"] == "sgd" and group_lanes(sgd, data, 64, "auto") is None
+    # Gradient descent is queued once an epoch is heavy: the count is examples x weights.
+    assert epoch_work(sgd, data) == len(data.x_train) * (data.inputs * 2 + 2 + 2 * data.outputs + data.outputs) < AUTO_WORK
+    path.write_text(CONFIG.replace('name = "cg"\nbeta = "pr+"\nc2 = [0.1, 0.9]', 'name = "sgd"')
+                    .replace('name = "xor"', 'name = "digits"').replace("hidden = [2]", "hidden = [32]"))
+    heavy = cfg.expand(cfg.load(path))[0]
+    digits = load_data(heavy)
+    assert epoch_work(heavy, digits) == len(digits.x_train) * (64 * 32 + 32 + 32 * 10 + 10) >= AUTO_WORK
+    assert group_lanes(heavy, digits, 80, "auto") == AUTO_LANES
