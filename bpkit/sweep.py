@@ -152,6 +152,12 @@ def group_program(run: cfg.RunConfig, data: datasets.Dataset, plain_momentum: bo
     return jax.jit(program)
 
 
+def num_params(run: cfg.RunConfig, data: datasets.Dataset) -> int:
+    """Weights and biases of one run's network on ``data``."""
+    sizes = (data.inputs, *run["network.hidden"], data.outputs)
+    return MLP(sizes, shortcuts=run["network.shortcuts"]).num_params
+
+
 def run_bytes(run: cfg.RunConfig, data: datasets.Dataset) -> int:
     """An upper estimate of one run's live memory inside the vmapped program.
 
@@ -161,9 +167,8 @@ def run_bytes(run: cfg.RunConfig, data: datasets.Dataset) -> int:
     measurement (z, a and delta per unit), doubled for XLA's temporaries.
     """
     itemsize = np.dtype(run["dtype"]).itemsize
-    sizes = (data.inputs, *run["network.hidden"], data.outputs)
-    n_params = MLP(sizes, shortcuts=run["network.shortcuts"]).num_params
-    units = sum(sizes)
+    n_params = num_params(run, data)
+    units = data.inputs + sum(run["network.hidden"]) + data.outputs
     n = len(data.x_train)
     bs = n if run["training.batch_size"] == "full" else min(run["training.batch_size"], n)
     floats = 12 * n_params + 6 * run["training.max_epochs"] + 3 * units * (bs + n)
@@ -296,8 +301,7 @@ def check_lanes(lanes: Lanes) -> None:
 
 def epoch_work(run: cfg.RunConfig, data: datasets.Dataset) -> int:
     """One run's epoch in multiply-adds of the forward pass: training examples x weights."""
-    sizes = (data.inputs, *run["network.hidden"], data.outputs)
-    return len(data.x_train) * MLP(sizes, shortcuts=run["network.shortcuts"]).num_params
+    return len(data.x_train) * num_params(run, data)
 
 
 def group_lanes(run: cfg.RunConfig, data: datasets.Dataset, chunk: int, lanes: Lanes) -> int | None:
