@@ -332,6 +332,14 @@ def group_lanes(run: cfg.RunConfig, data: datasets.Dataset, chunk: int, lanes: L
     return None if lanes is None else device_chunk(min(lanes, chunk))
 
 
+def check_dtypes(runs: list[cfg.RunConfig]) -> None:
+    """Raise a one-line ValueError if a run asks for float64 while JAX's 64-bit mode is off: JAX
+    would truncate it to float32 (with only a warning) and the store would call float32 numbers float64."""
+    if any(r["dtype"] == "float64" for r in runs) and jax.dtypes.canonicalize_dtype(np.float64) != np.float64:
+        raise ValueError('dtype "float64" needs JAX\'s 64-bit mode, which is off: set JAX_ENABLE_X64=1 '
+                         '(or use dtype "float32")')
+
+
 def plan(
     runs: list[cfg.RunConfig],
     all_runs: list[cfg.RunConfig] | None = None,
@@ -358,6 +366,7 @@ def plan(
     if chunk_size is None and memory_budget_mb is None:
         raise ValueError("give a chunk size, a memory budget, or both")
     check_lanes(lanes)
+    check_dtypes(runs)
     full = group_runs(all_runs if all_runs is not None else runs)
     groups = []
     for key, members in group_runs(runs).items():

@@ -148,3 +148,31 @@ def test_auto_lanes_queue_line_search_and_heavy_groups_on_cpu_only(tmp_path):
     digits = load_data(heavy)
     assert epoch_work(heavy, digits) == len(digits.x_train) * (64 * 32 + 32 + 32 * 10 + 10) >= AUTO_WORK
     assert group_lanes(heavy, digits, 80, "auto") == AUTO_LANES
+
+
+TWO_DEVICES = """
+import sys, jax
+from bpkit import config as cfg
+from bpkit.store import Store
+from bpkit.sweep import run_sweep
+assert jax.device_count() == 2, jax.devices()
+run_sweep(cfg.load(sys.argv[1]), Store(sys.argv[2]), chunk_size=4, lanes=2, progress=False)
+"""
+
+
+def test_a_queue_sharded_over_two_devices_equals_one_device_bitwise(tmp_path):
+    # The queue's columns are sharded over the devices (sweep._shard) and its lanes gather from
+    # them: two CPU devices in a subprocess must store exactly the runs of one device.
+    import os
+    import subprocess
+    import sys
+    path = tmp_path / "q.toml"
+    path.write_text(CONFIG)
+    one = Store(tmp_path / "one.sqlite")
+    run_sweep(cfg.load(path), one, chunk_size=4, lanes=2, progress=False)
+    # JAX_ENABLE_X64 as in this process (conftest): float32 runs' last bits differ with it off.
+    env = {**os.environ, "JAX_ENABLE_X64": "1", "XLA_FLAGS": os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=2"}
+    done = subprocess.run([sys.executable, "-c", TWO_DEVICES, str(path), str(tmp_path / "two.sqlite")], env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert _table(Store(tmp_path / "two.sqlite")) == _table(one)

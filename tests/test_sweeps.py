@@ -455,3 +455,20 @@ def test_keys_added_later_keep_stored_run_ids():
     for key, default in LATER_KEYS.items():
         other = "all" if isinstance(default, str) else (not default) if isinstance(default, bool) else default * 2 + 1
         assert config_hash({**run, key: other}) != config_hash(before), key
+
+
+def test_float64_without_64_bit_mode_is_refused_before_any_work(config_file, tmp_path):
+    # JAX would truncate float64 to float32 with only a warning, and the store would label the
+    # float32 numbers float64.  The CLI runs without 64-bit mode (this process has it on).
+    import jax
+    store = Store(tmp_path / "s.sqlite")
+    with jax.enable_x64(False), pytest.raises(ValueError, match='dtype "float64" needs .* JAX_ENABLE_X64=1'):
+        run_sweep(cfg.load(config_file, ["dtype=float64"]), store, progress=False)
+    assert not store.run_ids()  # nothing written
+    done = subprocess.run([sys.executable, "-m", "bpkit", "sweep", str(config_file), "--set", "dtype=float64",
+                           "--store", str(tmp_path / "cli.sqlite"), "--no-progress"],
+                          env={k: v for k, v in os.environ.items() if k != "JAX_ENABLE_X64"},
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1 and "JAX_ENABLE_X64=1" in done.stderr
+    assert run_sweep(cfg.load(config_file, ["dtype=float64"]), Store(tmp_path / "x64.sqlite"),
+                     progress=False)["written"] == 12  # with the mode on (as here), it runs
