@@ -1,6 +1,10 @@
 """A queue of runs through a few lanes (training.train_queue; issue 11): the same runs as one
 lane each, whichever lane a run takes and whichever runs share the loop."""
 
+import os
+import subprocess
+import sys
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -163,9 +167,6 @@ run_sweep(cfg.load(sys.argv[1]), Store(sys.argv[2]), chunk_size=4, lanes=2, prog
 def test_a_queue_sharded_over_two_devices_equals_one_device_bitwise(tmp_path):
     # The queue's columns are sharded over the devices (sweep._shard) and its lanes gather from
     # them: two CPU devices in a subprocess must store exactly the runs of one device.
-    import os
-    import subprocess
-    import sys
     path = tmp_path / "q.toml"
     path.write_text(CONFIG)
     one = Store(tmp_path / "one.sqlite")

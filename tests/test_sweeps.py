@@ -7,6 +7,7 @@ import subprocess
 import sys
 import textwrap
 
+import jax
 import numpy as np
 import pytest
 
@@ -460,7 +461,6 @@ def test_keys_added_later_keep_stored_run_ids():
 def test_float64_without_64_bit_mode_is_refused_before_any_work(config_file, tmp_path):
     # JAX would truncate float64 to float32 with only a warning, and the store would label the
     # float32 numbers float64.  The CLI runs without 64-bit mode (this process has it on).
-    import jax
     store = Store(tmp_path / "s.sqlite")
     with jax.enable_x64(False), pytest.raises(ValueError, match='dtype "float64" needs .* JAX_ENABLE_X64=1'):
         run_sweep(cfg.load(config_file, ["dtype=float64"]), store, progress=False)
