@@ -38,7 +38,7 @@ from bpkit import datasets, distributed, optim, stopping
 from bpkit._validate import require_reachable_targets
 from bpkit.network import MLP
 from bpkit.store import Store, run_id
-from bpkit.training import seed_lane, train_lanes, train_queue
+from bpkit.training import seed_lane, train_lanes, train_queue, x64_mode
 
 
 COMPILE_AHEAD = 1  # groups compiled ahead, in a thread, while one runs (measured: see run_grid)
@@ -251,7 +251,8 @@ def compile_group(program: Callable, part: list[cfg.RunConfig], chunk: int) -> C
     """``program`` compiled ahead of time for chunks of ``chunk`` runs (XLA compiles without the GIL,
     so several groups can compile at once in threads).  Callable like ``program`` on such chunks."""
     try:
-        return program.lower(*chunk_args(part, chunk)).compile()
+        with x64_mode(part[0]["dtype"]):  # in the compiling thread: JAX's mode is per thread
+            return program.lower(*chunk_args(part, chunk)).compile()
     except jax.errors.JaxRuntimeError as e:
         raise _out_of_memory(e, chunk) from None
 
@@ -264,7 +265,8 @@ def run_chunk(program: Callable, part: list[cfg.RunConfig], chunk: int) -> tuple
     as host arrays, one row per padded run.
     """
     try:
-        return distributed.gather(jax.block_until_ready(program(*chunk_args(part, chunk))))
+        with x64_mode(part[0]["dtype"]):
+            return distributed.gather(jax.block_until_ready(program(*chunk_args(part, chunk))))
     except jax.errors.JaxRuntimeError as e:
         raise _out_of_memory(e, chunk) from None
 

@@ -39,6 +39,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import math
 from functools import partial
 from typing import Any, Callable, NamedTuple
@@ -55,6 +56,24 @@ from bpkit.network import MLP, Params
 from bpkit.optim import contract
 
 Array = jax.Array
+
+
+def x64_mode(dtype: Any) -> contextlib.AbstractContextManager:
+    """The JAX 64-bit mode a run in ``dtype`` is traced and run under, whatever the process's.
+
+    A float64 run needs the mode on (its callers check it); anything narrower runs with it
+    off, so a float32 run is one program with the same numbers, bitwise, whether or not the
+    process enabled 64-bit mode.  Without this, optax's zoom line search (CG, L-BFGS), whose
+    interval ends and interpolation scalars start as Python floats (``jnp.asarray(0.0)``),
+    interpolated in float64 under 64-bit mode and in float32 without: other last bits,
+    which chaotic runs amplify into other epochs and stop reasons.
+
+    Example:
+        >>> with x64_mode("float32"):
+        ...     jnp.asarray(0.0).dtype
+        dtype('float32')
+    """
+    return contextlib.nullcontext() if jnp.dtype(dtype) == jnp.float64 else jax.enable_x64(False)
 
 
 class History(NamedTuple):
@@ -404,12 +423,14 @@ def train(
     if rules.patience is not None and x_val is None:
         raise ValueError("the patience rule needs a validation set (x_val, y_val)")
     _validate.require_finite("params", params)
-    static, hyper = _split(optimizer, jax.tree_util.tree_leaves(params)[0].dtype)
-    return _train_jit(
-        params, x, y, key, x_val, y_val, hyper, net=net, optimizer=static, loss=loss, source=source,
-        batch_size=batch_size, shuffle=shuffle, rules=rules, checkpoints=tuple(checkpoints),
-        measure_every=measure_every,
-    )
+    dtype = jax.tree_util.tree_leaves(params)[0].dtype
+    static, hyper = _split(optimizer, dtype)
+    with x64_mode(dtype):
+        return _train_jit(
+            params, x, y, key, x_val, y_val, hyper, net=net, optimizer=static, loss=loss, source=source,
+            batch_size=batch_size, shuffle=shuffle, rules=rules, checkpoints=tuple(checkpoints),
+            measure_every=measure_every,
+        )
 
 
 def train_from_seed(
@@ -606,14 +627,15 @@ def train_many(
         >>> r = train_many(net, "sgd", [0, 1, 2], x, y, hyper={"learning_rate": [0.5, 0.5, 1.0]})  # doctest: +SKIP
     """
     dt = jnp.dtype(dtype)
-    seeds = jnp.asarray(seeds, jnp.uint32)
-    cols = {k: jnp.broadcast_to(jnp.asarray(v, dt), seeds.shape) for k, v in (hyper or {}).items()}
-    scales = jnp.broadcast_to(jnp.asarray(init_scale, dt), seeds.shape)
-    x, y = jnp.asarray(x, dt), jnp.asarray(y, dt)
-    xv = None if x_val is None else jnp.asarray(x_val, dt)
-    yv = None if y_val is None else jnp.asarray(y_val, dt)
-    return _train_many_jit(seeds, cols, scales, x, y, xv, yv, net=net, optimizer=optimizer, dtype=dt,
-                           kwargs=tuple(sorted(kwargs.items())))
+    with x64_mode(dt):
+        seeds = jnp.asarray(seeds, jnp.uint32)
+        cols = {k: jnp.broadcast_to(jnp.asarray(v, dt), seeds.shape) for k, v in (hyper or {}).items()}
+        scales = jnp.broadcast_to(jnp.asarray(init_scale, dt), seeds.shape)
+        x, y = jnp.asarray(x, dt), jnp.asarray(y, dt)
+        xv = None if x_val is None else jnp.asarray(x_val, dt)
+        yv = None if y_val is None else jnp.asarray(y_val, dt)
+        return _train_many_jit(seeds, cols, scales, x, y, xv, yv, net=net, optimizer=optimizer, dtype=dt,
+                               kwargs=tuple(sorted(kwargs.items())))
 
 
 @partial(jax.jit, static_argnames=("net", "optimizer", "dtype", "kwargs"))

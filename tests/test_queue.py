@@ -171,8 +171,8 @@ def test_a_queue_sharded_over_two_devices_equals_one_device_bitwise(tmp_path):
     path.write_text(CONFIG)
     one = Store(tmp_path / "one.sqlite")
     run_sweep(cfg.load(path), one, chunk_size=4, lanes=2, progress=False)
-    # JAX_ENABLE_X64 as in this process (conftest): float32 runs' last bits differ with it off.
-    env = {**os.environ, "JAX_ENABLE_X64": "1", "XLA_FLAGS": os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=2"}
+    # 64-bit mode off, as the CLI runs (on in this process, conftest): float32 runs do not depend on it.
+    env = {**os.environ, "JAX_ENABLE_X64": "0", "XLA_FLAGS": os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=2"}
     done = subprocess.run([sys.executable, "-c", TWO_DEVICES, str(path), str(tmp_path / "two.sqlite")], env=env,
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr

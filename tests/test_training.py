@@ -1,5 +1,9 @@
 """The one training loop: batch sizes, sources, stopping, determinism, compile count."""
 
+import os
+import subprocess
+import sys
+
 import chex
 import jax
 import jax.numpy as jnp
@@ -10,7 +14,7 @@ import pytest
 from bpkit import MLP, autodiff, optim
 from bpkit.gradients import objective
 from bpkit.stopping import StopRules
-from bpkit.training import make_trainer, train
+from bpkit.training import make_trainer, train, train_many
 
 XOR_X = jnp.array([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]])
 XOR_Y = jnp.array([[0.0], [1.0], [1.0], [0.0]])
@@ -283,3 +287,31 @@ def test_measuring_every_k_epochs_keeps_the_trajectory_and_judges_rules_when_mea
     late = train(net, optax.sgd(0.5), p0, x, y, rules=StopRules(max_epochs=23, goal=goal, stall_epochs=None),
                  measure_every=5, **kw)
     assert int(dense.epochs) == g and int(late.epochs) == min(-(-g // 5) * 5, 23)
+
+
+FLOAT32_RUNS = """
+import hashlib, sys, jax, jax.numpy as jnp, numpy as np
+from bpkit import MLP, optim
+from bpkit.stopping import StopRules
+from bpkit.training import train, train_many
+x = jnp.array([[0., 0.], [0., 1.], [1., 0.], [1., 1.]]); y = jnp.array([[0.], [1.], [1.], [0.]])
+net = MLP((2, 2, 1), hidden="tanh", output="sigmoid")
+rules = StopRules(max_epochs=60)
+results = [train(net, optim.make(n), net.init(jax.random.key(0)), x, y, key=jax.random.key(1), rules=rules)
+           for n in ("cg", "lbfgs")]
+results.append(train_many(net, "cg", np.arange(8), x, y, rules=rules))
+for r in results:
+    print(hashlib.sha256(b"".join(np.asarray(a).tobytes() for a in jax.tree.leaves(r))).hexdigest())
+"""
+
+
+def test_float32_runs_are_bitwise_the_same_with_jax_64_bit_mode_off():
+    # The tests run with 64-bit mode on (conftest), the CLI with it off. optax's zoom line
+    # search starts its interval and interpolation scalars as Python floats, float64 under
+    # 64-bit mode: a float32 run must still be the one program with the one result.
+    off = subprocess.run([sys.executable, "-c", FLOAT32_RUNS], capture_output=True, text=True, check=True,
+                         env={**os.environ, "JAX_ENABLE_X64": "0"})
+    on = subprocess.run([sys.executable, "-c", FLOAT32_RUNS], capture_output=True, text=True, check=True,
+                        env={**os.environ, "JAX_ENABLE_X64": "1"})
+    assert len(off.stdout.split()) == 3
+    assert off.stdout == on.stdout
