@@ -103,6 +103,9 @@ def bench_grad(rounds: int, dtype) -> dict:
     rules = ("exact", "output_form")
     fns = {r: jax.jit(partial(backprop, net, loss="mse", rule=r)) for r in rules}
     fns["jax.grad"] = jax.jit(partial(autodiff, net, loss="mse"))
+    # The same program measured again: how far apart two identical programs land in this run
+    # (output_form compiles to jax.grad's fusions and dots; only exact differs, by one exp per unit).
+    fns["jax.grad again"] = jax.jit(partial(autodiff, net, loss="mse"))
     ref = fns["jax.grad"](params, x, y)
     # Same numbers first: a fast wrong gradient is no result.
     errs = {
@@ -118,6 +121,7 @@ def bench_grad(rounds: int, dtype) -> dict:
         "problem": f"64-64-10 sigmoid, half MSE, batch {x.shape[0]}, {jnp.dtype(dtype).name}, {source}",
         "jax_grad_ms": 1e3 * statistics.median(t["jax.grad"]),
         "target": "hand-written <= 1.0x jax.grad",
+        "noise_ratio": statistics.median(a / b for a, b in zip(t["jax.grad again"], t["jax.grad"])),
         "rules": {},
     }
     for r in rules:
@@ -629,7 +633,8 @@ def _met(flag) -> str:
 def _print(r: dict) -> None:
     print(f"[{r['name']}] {r['problem']}")
     if r["name"] == "grad":
-        print(f"  jax.grad {r['jax_grad_ms']:.3f} ms per gradient")
+        print(f"  jax.grad {r['jax_grad_ms']:.3f} ms per gradient; the same program again {r['noise_ratio']:.3f}x "
+              "(the noise between identical programs in this run)")
         for rule, m in r["rules"].items():
             print(
                 f"  hand-written ({rule:<11}) {m['ms']:.3f} ms: {m['ratio']:.3f}x jax.grad "
