@@ -35,7 +35,8 @@ Benchmarks:
             Beside it, the same two ways for a minimal fused run (a scan of shuffled
             jax.grad steps): what vmapping buys on this machine at all.
   memory    peak memory (max RSS of a fresh process) of a 2,000-run sweep in one
-            chunk vs with the default 1024 MB chunk budget... and with a 16 MB one.
+            chunk vs with the default 1024 MB chunk budget, with a 16 MB one, and the
+            floor: one run of the same program in a fresh process.
   flagship  wall time of the README's main command (sweep + report), from scratch.
 
 Peers that are not installed are skipped with a line saying so.  PyTorch is
@@ -529,7 +530,7 @@ import resource, sys, tempfile, os
 from bpkit import config as cfg
 from bpkit.store import Store
 from bpkit.sweep import run_sweep
-flat = cfg.validate({"seeds": list(range(2000)), "data.name": "digits", "network.hidden": [32],
+flat = cfg.validate({"seeds": list(range(int(sys.argv[2]))), "data.name": "digits", "network.hidden": [32],
                      "optimizer.learning_rate": 0.5, "training.batch_size": 64, "training.max_epochs": 2,
                      "training.stall_epochs": 0})
 budget = None if sys.argv[1] == "none" else float(sys.argv[1])
@@ -543,9 +544,11 @@ def bench_memory(rounds: int, dtype) -> dict:
     import subprocess
 
     out = {"name": "memory", "problem": "2,000 runs, digits 64-32-10, batch 64, 2 epochs; max RSS of the process"}
-    for label, arg in (("one chunk of 2000", "none"), ("budget 1024 MB", "1024"), ("budget 16 MB", "16")):
+    # The floor: a process that compiles and runs one run of the same program; a budget can go no lower.
+    for label, arg, runs in (("one chunk of 2000", "none", "2000"), ("budget 1024 MB", "1024", "2000"),
+                             ("budget 16 MB", "16", "2000"), ("floor: 1 run", "16", "1")):
         t = time.perf_counter()
-        proc = subprocess.run([sys.executable, "-c", _MEMORY_SCRIPT, arg], capture_output=True, text=True)
+        proc = subprocess.run([sys.executable, "-c", _MEMORY_SCRIPT, arg, runs], capture_output=True, text=True)
         if proc.returncode != 0:
             out[label] = {"error": proc.stderr.strip().splitlines()[-1]}
         else:
