@@ -553,7 +553,11 @@ def train_queue(
 
     ``count`` may be traced (data), so a queue padded to Q runs reuses one program; entries
     from ``count`` on never run: their rows hold zeros (0 epochs) and a blank history.  Lanes
-    take runs in order: the first ``lanes`` at the start, then each lane that stops the next.
+    take runs in order: every lane starts idle, and each iteration the idle lanes take the next
+    runs, then every lane steps, then the stopped lanes hand in their results and go idle.
+    Every run starts in that one hand-over, so the start is compiled once (starting the first
+    ``lanes`` runs before the loop as well made the compiled CG and L-BFGS programs 21% larger
+    and their compile about 15% slower, with the same numbers).
 
     Example:
         >>> r = train_queue(lane, (seeds, rates), count=80, lanes=64, x=x, y=y)  # doctest: +SKIP
@@ -569,38 +573,45 @@ def train_queue(
         state = jax.vmap(start)(*at(slot))
         return state._replace(reason=jnp.where(held, state.reason, IDLE))
 
-    def hand_over(lane, slot, taken, done):
-        # The stopped lanes take the next runs, in lane order.  A lane's history is left as it
-        # is (the big part of the state, kept out of the branch): its new run writes entry by
+    def hand_over(lane, slot, taken):
+        # The idle lanes take the next runs, in lane order.  A lane's history is left as it is
+        # (the big part of the state, kept out of the branch): its new run writes entry by
         # entry from 0, and the entries past a run's last epoch are blanked once, at the end.
-        nxt = taken + jnp.cumsum(done, dtype=jnp.int32) - 1
-        held = done & (nxt < count)
-        slot = jnp.where(done, jnp.where(held, nxt, q), slot)
+        # Every run starts here, the first ``lanes`` too, so the start is compiled once.
+        free = lane.reason == IDLE
+        nxt = taken + jnp.cumsum(free, dtype=jnp.int32) - 1
+        held = free & (nxt < count)
+        slot = jnp.where(held, nxt, slot)
         fresh = begin(slot, held)._replace(history=None)
         lane = jax.tree_util.tree_map(
             lambda a, b: jnp.where(held.reshape((-1,) + (1,) * (a.ndim - 1)), a, b), fresh, lane)
-        return lane, slot, taken + jnp.sum(done, dtype=jnp.int32)
+        return lane, slot, taken + jnp.sum(held, dtype=jnp.int32)
 
-    def store(lane, history, slot, taken, done, out):  # the stopped lanes' results, then hand over
+    def store(lane, history, slot, done, out):  # the stopped lanes' results; the lanes go idle
         result = jax.vmap(finish)(lane._replace(history=history), *at(slot))
         out = jax.tree_util.tree_map(lambda o, v: o.at[jnp.where(done, slot, q)].set(v, mode="drop"), out, result)
-        return *hand_over(lane, slot, taken, done), out
+        return lane._replace(reason=jnp.where(done, IDLE, lane.reason)), jnp.where(done, q, slot), out
 
     def body(carry):
         state, slot, taken, out = carry
-        state = jax.vmap(advance)(state, *at(slot))
+        history = state.history
+        state, slot, taken = jax.lax.cond(jnp.any(state.reason == IDLE) & (taken < count), hand_over,
+                                          lambda l, s, t: (l, s, t), state._replace(history=None), slot, taken)
+        state = jax.vmap(advance)(state._replace(history=history), *at(slot))
         done = (state.reason != stopping.RUNNING) & (slot < q)
-        lane, slot, taken, out = jax.lax.cond(jnp.any(done), store, lambda l, h, s, t, d, o: (l, s, t, o),
-                                              state._replace(history=None), state.history, slot, taken, done, out)
+        lane, slot, out = jax.lax.cond(jnp.any(done), store, lambda l, h, s, d, o: (l, s, o),
+                                       state._replace(history=None), state.history, slot, done, out)
         return lane._replace(history=state.history), slot, taken, out
 
-    first = jnp.arange(lanes, dtype=jnp.int32)
-    slot = jnp.where(first < count, first, q).astype(jnp.int32)
-    state = begin(slot, slot < q)
+    slot = jnp.full((lanes,), q, jnp.int32)
+    shapes = jax.eval_shape(lambda sl: begin(sl, sl < q), slot)
+    state = jax.tree_util.tree_map(lambda a: jnp.zeros(a.shape, a.dtype), shapes)
+    state = state._replace(reason=jnp.full((lanes,), IDLE, state.reason.dtype))
     shapes = jax.eval_shape(lambda s, sl: jax.vmap(finish)(s, *at(sl)), state, slot)
     out = jax.tree_util.tree_map(lambda a: jnp.zeros((q,) + a.shape[1:], a.dtype), shapes)
-    carry = (state, slot, jnp.minimum(jnp.asarray(count, jnp.int32), lanes), out)
-    out = jax.lax.while_loop(lambda c: jnp.any(c[1] < q), body, carry)[3]
+    count = jnp.asarray(count, jnp.int32)
+    carry = (state, slot, jnp.zeros((), jnp.int32), out)
+    out = jax.lax.while_loop(lambda c: (c[2] < count) | jnp.any(c[1] < q), body, carry)[3]
     past = jnp.arange(out.history.loss.shape[-1])[None, :] >= out.epochs[:, None]  # entries past each stop
     return out._replace(history=History(*(jnp.where(past, -1 if h.dtype == jnp.int32 else jnp.nan, h).astype(h.dtype)
                                           for h in out.history)))
