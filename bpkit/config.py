@@ -107,9 +107,12 @@ SEED_MAX = 2**32 - 1  # a seed is one uint32 word of the key: a larger one would
 MAX_RUNS = 200_000  # runs per config: each is a Python object before anything is compiled
 MAX_CONFIG_BYTES = 1 << 20
 NAME_PATTERN = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,99}")
-# Data of the compiled program, not part of it: a sweep vmaps them (seed first).
+# Data of the compiled program, not part of it: a sweep vmaps them (seed first).  CG's beta and
+# Powell-Beale switch go in as integers (an index into optim.BETA_NAMES; 0 or 1), so a grid's
+# CG variants share one program.
 VMAPPED = ("seed", "network.init_scale", "optimizer.learning_rate", "optimizer.momentum", "optimizer.mu",
-           "optimizer.c1", "optimizer.c2", "optimizer.lambda_init", "optimizer.sigma")
+           "optimizer.c1", "optimizer.c2", "optimizer.lambda_init", "optimizer.sigma",
+           "optimizer.beta", "optimizer.powell_beale")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -235,16 +235,22 @@ def device_chunk(want: int) -> int:
     return max(n_dev, math.ceil(want / n_dev) * n_dev)
 
 
+# Discrete vmapped fields and their int32 codes (the compiled CG reads them back: optim.cg).
+DISCRETE: dict[str, Callable[[Any], int]] = {"optimizer.beta": optim.BETA_NAMES.index, "optimizer.powell_beale": int}
+
+
 def chunk_args(part: list[cfg.RunConfig], chunk: int) -> list[jax.Array]:
     """The program's arguments for ``part`` (runs of one group) padded to ``chunk`` runs and
     sharded over the devices: the number of real runs, then one column per
     :data:`bpkit.config.VMAPPED` field (the padding never runs)."""
     padded = part + [part[-1]] * (chunk - len(part))
-    cols = [np.array([r[k] for r in padded]) for k in cfg.VMAPPED]
-    # Hyperparameters in the run's own dtype (a float64 momentum would promote float32 state).
+    # Continuous hyperparameters in the run's own dtype (a float64 momentum would promote float32
+    # state); discrete ones as int32 codes; seeds are 0..2^32-1 (config.SEED_MAX), so the cast to
+    # one uint32 word is exact.
     dt = np.dtype(part[0]["dtype"])
-    # Seeds are 0..2^32-1 (config.SEED_MAX), so the cast to one uint32 word is exact.
-    return [jnp.int32(len(part)), _shard(cols[0].astype(np.uint32))] + [_shard(c.astype(dt)) for c in cols[1:]]
+    cols = [np.array([DISCRETE.get(k, lambda v: v)(r[k]) for r in padded],
+                     np.uint32 if k == "seed" else np.int32 if k in DISCRETE else dt) for k in cfg.VMAPPED]
+    return [jnp.int32(len(part))] + [_shard(c) for c in cols]
 
 
 def compile_group(program: Callable, part: list[cfg.RunConfig], chunk: int) -> Callable:

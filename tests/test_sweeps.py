@@ -440,6 +440,53 @@ def test_cg_and_scg_settings_are_one_program_each(tmp_path):
     assert by_setting[("scg", 0.4, 1e-8, 0)] != by_setting[("scg", 0.4, 1e-2, 0)]
 
 
+CG_VARIANTS = """
+name = "variants"
+seeds = [0, 1, 2]
+[data]
+name = "xor"
+[network]
+hidden = [2]
+activation = "tanh"
+[optimizer]
+name = "cg"
+beta = %s
+powell_beale = %s
+[training]
+batch_size = "full"
+max_epochs = 60
+"""
+
+
+@pytest.mark.parametrize("lanes", [2, None])
+def test_cg_variants_share_one_program_and_each_run_equals_its_variant_alone(tmp_path, lanes):
+    # beta and Powell-Beale are data (an int32 code per run), so the six variants of a study are one program;
+    # a run's numbers must not depend on which variants share its chunk.
+    grid = tmp_path / "grid.toml"
+    grid.write_text(CG_VARIANTS % ('["fr", "pr+", "hs", "dy"]', "[false, true]"))
+    store = Store(tmp_path / "grid.sqlite")
+    assert run_sweep(cfg.load(grid), store, chunk_size=8, lanes=lanes, progress=False)["groups"] == 1
+    together = _table(store)
+    assert len(together) == 24
+    alone = {}
+    for beta, pb in (("pr+", "true"), ("hs", "true"), ("dy", "false")):
+        one = tmp_path / f"{beta}{pb}.toml"
+        one.write_text(CG_VARIANTS % (f'"{beta}"', pb))
+        s = Store(tmp_path / f"{beta}{pb}.sqlite")
+        run_sweep(cfg.load(one), s, chunk_size=8, lanes=lanes, progress=False)
+        alone.update(_table(s))
+    shared = alone.keys() & together.keys()
+    assert len(shared) == 9
+    for k in shared:
+        assert together[k] == alone[k], k  # bitwise, on CPU
+    runs, _ = store.runs()
+    curve = {(r["config"]["optimizer.beta"], r["config"]["optimizer.powell_beale"], r["config"]["seed"]):
+             r["curves"]["loss"] for r in runs}
+    betas = ("fr", "pr+", "hs", "dy")  # the codes reach the program: each beta, and Powell-Beale, trains its own way
+    assert any(len({str(curve[b, False, s]) for b in betas}) == 4 for s in range(3))
+    assert any(curve[b, False, s] != curve[b, True, s] for b in betas for s in range(3))
+
+
 def test_wolfe_constants_must_be_ordered(tmp_path):
     p = tmp_path / "bad.toml"
     p.write_text('[optimizer]\nname = "cg"\nc1 = 0.5\nc2 = [0.4, 0.9]\n')

@@ -36,7 +36,7 @@ import optax
 from bpkit import _validate
 from bpkit.optim import contract
 from bpkit.optim.cg import (
-    BETAS, NonlinearCGState, beta_dy, beta_fr, beta_hs, beta_pr, beta_pr_plus, nonlinear_cg, scale_by_line_newton,
+    BETA_NAMES, BETAS, NonlinearCGState, beta_dy, beta_fr, beta_hs, beta_pr, beta_pr_plus, nonlinear_cg, scale_by_line_newton,
     scale_by_nonlinear_cg, zoom,
 )
 from bpkit.optim.contract import Evaluations
@@ -145,7 +145,7 @@ def spec(tx: Any) -> tuple[str, dict[str, Any]] | None:
 
 
 __all__ = [
-    "BETAS", "DATA_HYPERPARAMETERS", "Evaluations", "HYPERPARAMETERS", "LINE_SEARCH", "NonlinearCGState", "OPTIMIZERS", "QuickpropState",
+    "BETA_NAMES", "BETAS", "DATA_HYPERPARAMETERS", "Evaluations", "HYPERPARAMETERS", "LINE_SEARCH", "NonlinearCGState", "OPTIMIZERS", "QuickpropState",
     "RPROP_VARIANTS", "RpropState", "SCGState", "beta_dy", "beta_fr", "beta_hs", "beta_pr", "beta_pr_plus",
     "contract", "make", "nonlinear_cg", "spec", "quickprop", "rprop", "scale_by_line_newton", "scale_by_nonlinear_cg",
     "scg", "zoom",

@@ -78,10 +78,32 @@ def beta_dy(g, g_prev, d_prev):
 BETAS: dict[str, Callable] = {"fr": beta_fr, "pr": beta_pr, "pr+": beta_pr_plus, "hs": beta_hs, "dy": beta_dy}
 
 
-def _beta(name: str) -> Callable:
-    if name not in BETAS:
-        raise ValueError(f"unknown CG beta {name!r}; valid: {', '.join(BETAS)}")
-    return BETAS[name]
+BETA_NAMES: tuple[str, ...] = tuple(BETAS)  # a beta given as data is an index into this
+
+
+def _beta(beta: str | int | jax.Array) -> Callable:
+    """The beta formula by name, or by index into :data:`BETA_NAMES` (data: a traced index
+    selects among the formulas' dot products, so one compiled program runs every formula)."""
+    if isinstance(beta, str):
+        if beta not in BETAS:
+            raise ValueError(f"unknown CG beta {beta!r}; valid: {', '.join(BETAS)}")
+        return BETAS[beta]
+    if _validate.is_concrete(beta) and not 0 <= int(beta) < len(BETAS):
+        raise ValueError(f"a CG beta index must lie in 0..{len(BETAS) - 1} ({', '.join(BETA_NAMES)}), got {beta!r}")
+    index = jnp.asarray(beta, jnp.int32)
+    is_ = {name: index == i for i, name in enumerate(BETA_NAMES)}
+
+    def beta_by_index(g, g_prev, d_prev):
+        # Each formula is num / den over four dot products: select scalars, not lax.switch
+        # (under vmap it runs every branch).  Equal to the named formula up to rounding.
+        y = tree.sub(g, g_prev)
+        gg, gy, pp, dy = tree.vdot(g, g), tree.vdot(g, y), tree.vdot(g_prev, g_prev), tree.vdot(d_prev, y)
+        num = jnp.where(is_["fr"] | is_["dy"], gg, gy)
+        den = jnp.where(is_["hs"] | is_["dy"], dy, pp)
+        b = safe_div(num, den)
+        return jnp.where(is_["pr+"], jnp.maximum(0.0, b), b)
+
+    return beta_by_index
 
 
 class NonlinearCGState(NamedTuple):
@@ -95,13 +117,16 @@ class NonlinearCGState(NamedTuple):
 
 
 def scale_by_nonlinear_cg(
-    beta: str = "pr+", restart_every: int | None = None, powell_beale: bool = False, nu: float = 0.2
+    beta: str | int | jax.Array = "pr+", restart_every: int | None = None,
+    powell_beale: bool | jax.Array = False, nu: float = 0.2,
 ) -> optax.GradientTransformationExtraArgs:
     """The CG direction in optax's sign convention: returns ``-alpha_0 d_k``.
 
     Like every optax ``scale_by_*`` transform it returns a gradient-like vector,
     so ``optax.chain(scale_by_nonlinear_cg(), optax.scale_by_learning_rate(lr))``
     steps ``lr alpha_0`` along ``d_k`` and descends.  It needs ``value=``.
+    ``beta`` (a name, or an index into :data:`BETA_NAMES`) and ``powell_beale`` may be
+    traced, so a sweep runs every variant through one compiled program.
     """
     beta_fn = _beta(beta)
     if restart_every is not None and restart_every < 1:
@@ -122,7 +147,9 @@ def scale_by_nonlinear_cg(
         gg = tree.vdot(grads, grads)
         b = beta_fn(grads, state.prev_grad, state.prev_direction)
         restart = (state.since_restart == 0) | (state.since_restart >= n)
-        if powell_beale:
+        if not isinstance(powell_beale, bool):  # data: the test runs, and counts where it is on
+            restart |= jnp.asarray(powell_beale, bool) & (jnp.abs(tree.vdot(grads, state.prev_grad)) >= nu * gg)
+        elif powell_beale:
             restart |= jnp.abs(tree.vdot(grads, state.prev_grad)) >= nu * gg
         d = tree.add_scale(tree.scale(-1.0, grads), jnp.where(restart, 0.0, b), state.prev_direction)
         slope = tree.vdot(grads, d)
@@ -200,9 +227,9 @@ _DEFAULT = object()
 
 
 def nonlinear_cg(
-    beta: str = "pr+",
+    beta: str | int | jax.Array = "pr+",
     restart_every: int | None = None,
-    powell_beale: bool = False,
+    powell_beale: bool | jax.Array = False,
     *,
     nu: float = 0.2,
     learning_rate: float | None = None,
