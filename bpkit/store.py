@@ -193,7 +193,8 @@ class Store:
              ) -> tuple[list[dict[str, Any]], list[str]]:
         """All runs as dicts (config and curves parsed), and a message per corrupt row (by run id).
 
-        ``order``: ``"run_id"``, or ``"written"`` (the order the sweep stored them: its grid's order).
+        ``order``: ``"run_id"``, or ``"written"`` (the order the sweep stored them: compiled group by
+        group; :func:`bpkit.sweep.in_grid_order` puts them in the grid's order).
         ``each``: applied to every run as it is read, e.g. :func:`bpkit.compare.slim`, so a large
         store never sits in memory whole.
         """

@@ -507,6 +507,19 @@ def run_sweep(
             "meanwhile": meanwhile, "groups": len(group_runs(todo))}
 
 
+def in_grid_order(stored: list[dict[str, Any]], flat: dict[str, Any]) -> list[dict[str, Any]]:
+    """``stored`` runs (as :meth:`Store.runs` gives them) in the order of ``flat``'s grid; runs the
+    grid does not hold follow in their stored order.
+
+    A sweep stores a compiled group's runs together, so a store's write order follows the groups
+    (all CG variants of a (problem, activation) in one, say), not the grid.  Reports read runs in
+    this order, so their rows do not change when the engine groups runs differently.
+    """
+    position = {run_id(r.as_dict()): i for i, r in enumerate(cfg.expand(flat))}
+    last = len(position)
+    return sorted(stored, key=lambda r: position.get(r["run_id"], last))  # stable: the rest keep their order
+
+
 def _record(run: cfg.RunConfig, out: dict[str, Any]) -> dict[str, Any]:
     reason = out["stop_reason"]
     return {

@@ -151,15 +151,17 @@ def sweep_and_answer(name: str, title: str) -> list:
     for the i-th problem.  Returns the answers."""
     from bpkit import compare, figures
     from bpkit.store import Store
-    from bpkit.sweep import run_sweep
+    from bpkit.sweep import in_grid_order, run_sweep
 
     store = HERE.parent / "results" / f"{name}.sqlite"
     store.parent.mkdir(parents=True, exist_ok=True)
-    stats = run_sweep(load_config(HERE / f"{name}.toml"), Store(store), progress=True)
+    flat = load_config(HERE / f"{name}.toml")
+    stats = run_sweep(flat, Store(store), progress=True)
     print(f"{stats['runs']} runs, {stats['written']} new, in {stats['groups']} compiled groups")
     runs, errors = report.load_runs(store, each=compare.slim)  # curves cut to what the answers read
     if errors:
         raise SystemExit(f"{store}: {len(errors)} unreadable runs, e.g. {errors[0]}")
+    runs = in_grid_order(runs, flat)  # rows in the grid's order, however the engine grouped the runs
     answers = compare.answers(runs)
     report.write_text(RESULTS / f"{name}_answers.csv", report.answers_csv(answers))
     FIGURES.mkdir(parents=True, exist_ok=True)

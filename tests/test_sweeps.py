@@ -13,7 +13,7 @@ import pytest
 
 from bpkit import config as cfg
 from bpkit import datasets
-from bpkit.store import Store
+from bpkit.store import Store, run_id
 from bpkit.sweep import run_sweep
 
 CONFIG = textwrap.dedent("""
@@ -485,6 +485,41 @@ def test_cg_variants_share_one_program_and_each_run_equals_its_variant_alone(tmp
     betas = ("fr", "pr+", "hs", "dy")  # the codes reach the program: each beta, and Powell-Beale, trains its own way
     assert any(len({str(curve[b, False, s]) for b in betas}) == 4 for s in range(3))
     assert any(curve[b, False, s] != curve[b, True, s] for b in betas for s in range(3))
+
+
+def test_reports_read_runs_in_grid_order_though_groups_store_them_otherwise(tmp_path):
+    # CG FR and CG PR share one compiled group, so the store holds them before BP, which sits between
+    # them in the grid; in_grid_order restores the grid's order, which the studies' answer rows follow.
+    from bpkit.sweep import in_grid_order
+
+    grid = tmp_path / "grid.toml"
+    grid.write_text(textwrap.dedent("""
+        seeds = [0, 1]
+        [data]
+        name = "xor"
+        [network]
+        hidden = [2]
+        [training]
+        batch_size = "full"
+        max_epochs = 5
+        [[axis.method]]
+        optimizer.name = "cg"
+        optimizer.beta = "fr"
+        [[axis.method]]
+        optimizer.name = "sgd"
+        [[axis.method]]
+        optimizer.name = "cg"
+        optimizer.beta = "pr"
+    """))
+    flat = cfg.load(grid)
+    store = Store(tmp_path / "grid.sqlite")
+    assert run_sweep(flat, store, progress=False)["groups"] == 2
+    expected = [run_id(r.as_dict()) for r in cfg.expand(flat)]
+    written, _ = store.runs(order="written")
+    assert [r["run_id"] for r in written] != expected  # the groups' order: FR, PR, then BP
+    assert [r["run_id"] for r in in_grid_order(written, flat)] == expected
+    stranger = {**written[0], "run_id": "not-in-this-grid"}
+    assert in_grid_order([stranger] + written, flat)[-1] is stranger
 
 
 def test_wolfe_constants_must_be_ordered(tmp_path):
