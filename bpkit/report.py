@@ -201,7 +201,9 @@ def load_runs(store_path: str | Path, each: Callable[[dict[str, Any]], dict[str,
     """
     store = Store(store_path, create=False)
     try:
-        runs, errors = store.runs(order="written", each=each)  # methods and activations in the grid's order
+        # The order the sweep wrote them: group by group, which is the grid's order unless one compiled group
+        # holds configs apart in the grid (CG variants); with the grid at hand, sweep.in_grid_order restores it.
+        runs, errors = store.runs(order="written", each=each)
     finally:
         store.close()
     if not runs:
