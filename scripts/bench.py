@@ -433,7 +433,8 @@ def bench_optimistix(rounds: int, dtype) -> dict:
            "target": "lower loss than optimistix.NonlinearCG after 200 iterations"}
     ours, secs = _train_until(net, optim.nonlinear_cg("pr+"), params, x, y,
                               StopRules(max_epochs=iters, stall_epochs=None))
-    out.update({"bpkit_loss": float(ours.final_loss), "bpkit_s": secs})
+    out.update({"bpkit_loss": float(ours.final_loss), "bpkit_s": secs, "bpkit_iterations": int(ours.epochs),
+                "bpkit_reason": ours.reason})
     try:
         import optimistix as optx
     except ImportError:
@@ -452,10 +453,11 @@ def bench_scg(rounds: int, dtype) -> dict:
 
     net, params, x, y, source = _cg_problem(dtype)
     cg, _ = _train_until(net, optim.nonlinear_cg("pr+"), params, x, y, StopRules(max_epochs=100, stall_epochs=None))
-    goal = float(cg.final_loss)
+    goal, n = float(cg.final_loss), int(cg.epochs)  # CG may stop before 100 (a failed line search): count to its end
     out = {"name": "scg", "problem": f"64-32-10 sigmoid, half MSE, {jnp.dtype(dtype).name}, {source}; "
-           f"goal = PR+ CG's loss after 100 iterations ({goal:.4g})",
-           "cg_grad_evals": float(cg.history.grad_evals[99]), "cg_loss_evals": float(cg.history.loss_evals[99])}
+           f"goal = PR+ CG's loss after at most 100 iterations ({goal:.4g})",
+           "cg_iterations": n, "cg_reason": cg.reason,
+           "cg_grad_evals": float(cg.history.grad_evals[n - 1]), "cg_loss_evals": float(cg.history.loss_evals[n - 1])}
     for hvp in ("exact", "finite_difference"):
         r, secs = _train_until(net, optim.scg(hvp=hvp), params, x, y, StopRules(max_epochs=2000, goal=goal, stall_epochs=None))
         e = int(r.epochs)
@@ -667,7 +669,8 @@ def _print(r: dict) -> None:
                   f"{m['per_start_median']:.1f}x faster (median; lowest {m['per_start_min']:.1f}x); target "
                   f"{r['target']}: {_met(m['met'])}")
     elif r["name"] == "optimistix":
-        print(f"  bpkit: loss {r['bpkit_loss']:.5g} after 200 iterations ({r['bpkit_s']:.2f} s)")
+        print(f"  bpkit: loss {r['bpkit_loss']:.5g} after {r['bpkit_iterations']} of 200 iterations "
+              f"({r['bpkit_reason']}, {r['bpkit_s']:.2f} s)")
         if "skipped" in r:
             print("  " + r["skipped"])
         else:
@@ -692,7 +695,8 @@ def _print(r: dict) -> None:
                 print(f"  {k} cache: {m['seconds']:.1f} s, peak RSS {m['peak_mb']:.0f} MB; target {m['target']}: "
                       f"{_met(m['met'])}")
     elif r["name"] == "scg":
-        print(f"  PR+ CG: {r['cg_grad_evals']:.0f} gradient / {r['cg_loss_evals']:.0f} loss evaluations in 100 iterations")
+        print(f"  PR+ CG: {r['cg_grad_evals']:.0f} gradient / {r['cg_loss_evals']:.0f} loss evaluations in "
+              f"{r['cg_iterations']} iterations ({r['cg_reason']})")
         for hvp in ("exact", "finite_difference"):
             m = r[f"scg_{hvp}"]
             print(f"  SCG ({hvp}): {m['reason']} after {m['iterations']} iterations, "
