@@ -13,6 +13,7 @@ from bpkit.store import Store
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "experiments" / "xor.toml"
+CPU = {"JAX_PLATFORMS": "cpu"}  # two processes on this machine's CPU, as on any machine: one GPU is not two devices
 
 
 def _free_port() -> int:
@@ -23,7 +24,7 @@ def _free_port() -> int:
 
 def _sweep(store, *extra, env=None):
     return subprocess.Popen([sys.executable, "-m", "bpkit", "sweep", str(CONFIG), "--store", str(store), "--no-progress",
-                             *extra], cwd=ROOT, env={**os.environ, **(env or {})}, stdout=subprocess.PIPE,
+                             *extra], cwd=ROOT, env={**os.environ, **CPU, **(env or {})}, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
 
 

@@ -130,14 +130,18 @@ def test_lanes_must_be_positive(tmp_path):
         run_sweep(cfg.load(path), Store(tmp_path / "s.sqlite"), lanes=0, progress=False)
 
 
-def test_auto_lanes_queue_line_search_and_heavy_groups_on_cpu_only(tmp_path):
+def test_auto_lanes_queue_line_search_and_heavy_groups_on_cpu_only(tmp_path, monkeypatch):
+    from bpkit import sweep
     from bpkit.sweep import AUTO_LANES, AUTO_WORK, epoch_work, group_lanes, load_data
 
     path = tmp_path / "q.toml"
     path.write_text(CONFIG)
     cg = cfg.expand(cfg.load(path))[0]
     data = load_data(cg)
-    assert cg["optimizer.name"] == "cg" and jax.default_backend() == "cpu"
+    assert cg["optimizer.name"] == "cg"
+    monkeypatch.setattr(sweep.jax, "default_backend", lambda: "gpu")  # the answer on an accelerator
+    assert group_lanes(cg, data, 64, "auto") is None and group_lanes(cg, data, 64, 3) == 3
+    monkeypatch.setattr(sweep.jax, "default_backend", lambda: "cpu")  # and on CPU, wherever the suite runs
     assert group_lanes(cg, data, 64, "auto") == AUTO_LANES
     assert group_lanes(cg, data, 4, "auto") == 4  # never wider than the chunk
     assert group_lanes(cg, data, 64, None) is None and group_lanes(cg, data, 64, 3) == 3
@@ -164,6 +168,8 @@ run_sweep(cfg.load(sys.argv[1]), Store(sys.argv[2]), chunk_size=4, lanes=2, prog
 """
 
 
+@pytest.mark.skipif(jax.default_backend() != "cpu", reason="compares this process's sweep with CPU devices forced "
+                    f"in a subprocess, and this process runs on {jax.default_backend()}: other last bits")
 def test_a_queue_sharded_over_two_devices_equals_one_device_bitwise(tmp_path):
     # The queue's columns are sharded over the devices (sweep._shard) and its lanes gather from
     # them: two CPU devices in a subprocess must store exactly the runs of one device.
@@ -172,7 +178,8 @@ def test_a_queue_sharded_over_two_devices_equals_one_device_bitwise(tmp_path):
     one = Store(tmp_path / "one.sqlite")
     run_sweep(cfg.load(path), one, chunk_size=4, lanes=2, progress=False)
     # 64-bit mode off, as the CLI runs (on in this process, conftest): float32 runs do not depend on it.
-    env = {**os.environ, "JAX_ENABLE_X64": "0", "XLA_FLAGS": os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=2"}
+    env = {**os.environ, "JAX_ENABLE_X64": "0", "JAX_PLATFORMS": "cpu",
+           "XLA_FLAGS": os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=2"}
     done = subprocess.run([sys.executable, "-c", TWO_DEVICES, str(path), str(tmp_path / "two.sqlite")], env=env,
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
