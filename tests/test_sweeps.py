@@ -69,6 +69,20 @@ def test_split_is_seeded_and_standardised_on_train():
     assert len(a.x_train) + len(a.x_val) + len(a.x_test) == 1797
 
 
+def test_digits_are_scikit_learns_read_without_importing_it(monkeypatch):
+    from sklearn.datasets import load_digits
+
+    read = datasets.load("digits", seed=3)
+    monkeypatch.setattr(datasets, "_digits_file", lambda: None)  # through scikit-learn's own loader
+    loaded = datasets.load("digits", seed=3)
+    for field in ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test"):
+        np.testing.assert_array_equal(getattr(read, field), getattr(loaded, field))
+    x, y = load_digits(return_X_y=True)
+    assert x.shape == (1797, 64) and read.y_train.shape[1] == 10 == len(set(y))
+    code = 'import sys; from bpkit import datasets; datasets.load("digits"); print("sklearn" in sys.modules)'
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "False\n"
+
+
 def test_csv_and_fann_files(tmp_path):
     (tmp_path / "d.csv").write_text("a,b,label\n0,1,1\n1,1,0\n2,0,1\n3,1,0\n4,0,1\n")
     d = datasets.load_csv(tmp_path / "d.csv")
