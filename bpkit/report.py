@@ -25,7 +25,7 @@ import math
 import re
 import statistics
 from pathlib import Path
-from typing import Any, Callable, NamedTuple, Sequence
+from typing import Any, Callable, Container, NamedTuple, Sequence
 
 from bpkit import compare, figures, stats
 from bpkit.figures import pyplot, save_figure  # noqa: F401  (the studies save through these)
@@ -193,8 +193,8 @@ def write_text(path: Path, text: str) -> None:
 
 
 def load_runs(store_path: str | Path, each: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
-              ) -> tuple[list[dict[str, Any]], list[str]]:
-    """A store's readable runs and a warning per unreadable row (``each``: as :meth:`Store.runs`).
+              ids: Container[str] | None = None) -> tuple[list[dict[str, Any]], list[str]]:
+    """A store's readable runs and a warning per unreadable row (``each``, ``ids``: as :meth:`Store.runs`).
 
     Raises:
         ValueError: no such store, or it holds no readable run.
@@ -203,12 +203,16 @@ def load_runs(store_path: str | Path, each: Callable[[dict[str, Any]], dict[str,
     try:
         # The order the sweep wrote them: group by group, which is the grid's order unless one compiled group
         # holds configs apart in the grid (CG variants); with the grid at hand, sweep.in_grid_order restores it.
-        runs, errors = store.runs(order="written", each=each)
+        runs, errors = store.runs(order="written", each=each, ids=ids)
     finally:
         store.close()
     if not runs:
         raise ValueError(f"{store_path}: the store holds no readable runs")
     return runs, errors
+
+
+def _loss_curve_only(run: dict[str, Any]) -> dict[str, Any]:
+    return {**run, "curves": {"loss": run["curves"].get("loss", [])}}
 
 
 INTRO = (
@@ -226,8 +230,10 @@ def write(store_path: str | Path, out_dir: str | Path | None = None,
           compare_with: str | Path | None = None) -> tuple[Path, list[Path], list[str]]:
     """Write ``report.md``, its figures and a CSV per table; returns the report path, figures and warnings."""
     store_path = Path(store_path)
-    runs, errors = load_runs(store_path)
-    other = load_runs(compare_with) if compare_with is not None else None
+    # Curves cut to what the answers read (compare.slim); only the chosen settings' runs are read again, for
+    # their loss curves. Every curve of the README's flagship store in memory at once peaked at 930 MB.
+    runs, errors = load_runs(store_path, each=compare.slim)
+    other = load_runs(compare_with, each=compare.slim) if compare_with is not None else None
     out = Path(out_dir) if out_dir else store_path.with_name(store_path.stem + "-report")
     out.mkdir(parents=True, exist_ok=True)
     answers = compare.answers(runs)
@@ -235,6 +241,8 @@ def write(store_path: str | Path, out_dir: str | Path | None = None,
     if not answers:
         raise ValueError(f"{store_path}: no run switched on a success criterion (training.goal or "
                          f"training.criterion_40_20_40), so there is nothing to compare")
+    chosen = {i for a in answers for i in a.chosen.run_ids}
+    curves = {r["run_id"]: r for r in load_runs(store_path, each=_loss_curve_only, ids=chosen)[0]}
     md = [f"# Report: {store_path.name}", "", f"{len(runs)} runs. {INTRO}", ""]
     md += _censored_note(runs)
     tables: list[Table] = []
@@ -260,7 +268,7 @@ def write(store_path: str | Path, out_dir: str | Path | None = None,
         stem = _slug(problem)
         figs += figures.success_heatmap(mine, problem, out / f"{stem}_success")
         figs += figures.cost_figure(mine, problem, out / f"{stem}_cost")
-        figs += figures.learning_curves(mine, _chosen_runs(runs, mine), problem, out / f"{stem}_curves")
+        figs += figures.learning_curves(mine, _chosen_runs(curves, mine), problem, out / f"{stem}_curves")
         md += [f"![success, {problem}]({stem}_success.png)", "", f"![cost, {problem}]({stem}_cost.png)", "",
                "Cost markers: the estimate with its bootstrap 95% interval; an arrow, an interval open upwards "
                "(too few successes to bound it); x on the top edge, no run succeeded.", "",
@@ -300,9 +308,9 @@ def answers_csv(answers: Sequence[compare.Answer]) -> str:
     return buf.getvalue()
 
 
-def _chosen_runs(runs: list[dict[str, Any]], answers: Sequence[compare.Answer]) -> dict[tuple[str, str], list]:
-    """The stored runs of each (method, activation)'s setting chosen for its first criterion."""
-    by_id = {r["run_id"]: r for r in runs}
+def _chosen_runs(by_id: dict[str, dict[str, Any]], answers: Sequence[compare.Answer]) -> dict[tuple[str, str], list]:
+    """The stored runs (``by_id``: run id -> run) of each (method, activation)'s setting chosen for its
+    first criterion."""
     out: dict[tuple[str, str], list] = {}
     for a in answers:
         out.setdefault((a.method, a.activation), [by_id[i] for i in a.chosen.run_ids])

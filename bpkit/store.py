@@ -29,7 +29,7 @@ import json
 import math
 import sqlite3
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Container, Iterable
 
 FORMAT = "bpkit-results"
 SCHEMA_VERSION = 1
@@ -190,19 +190,22 @@ class Store:
         return cur.rowcount
 
     def runs(self, order: str = "run_id", each: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
-             ) -> tuple[list[dict[str, Any]], list[str]]:
+             ids: Container[str] | None = None) -> tuple[list[dict[str, Any]], list[str]]:
         """All runs as dicts (config and curves parsed), and a message per corrupt row (by run id).
 
         ``order``: ``"run_id"``, or ``"written"`` (the order the sweep stored them: compiled group by
         group; :func:`bpkit.sweep.in_grid_order` puts them in the grid's order).
         ``each``: applied to every run as it is read, e.g. :func:`bpkit.compare.slim`, so a large
         store never sits in memory whole.
+        ``ids``: only the runs with these run ids (the others are not parsed).
         """
         if order not in ("run_id", "written"):
             raise ValueError(f"order must be 'run_id' or 'written', got {order!r}")
         out, errors = [], []
         by = "run_id" if order == "run_id" else "rowid"
         for row in self._db.execute(f"SELECT {', '.join(NAMES)} FROM runs ORDER BY {by}"):
+            if ids is not None and row[0] not in ids:  # NAMES[0] is run_id
+                continue
             rec = dict(zip(NAMES, row))
             try:
                 rec["config"] = json.loads(rec["config"])

@@ -219,6 +219,29 @@ def test_the_report_leads_with_answers_that_recount_from_the_runs(both_store, tm
     assert table[0] == "method,tanh,sigmoid" and len(table) == 3
 
 
+def test_the_report_reads_slim_runs_and_writes_what_every_curve_gives(both_store, tmp_path, monkeypatch):
+    path, runs, _ = both_store
+    assert sum(compare.slim(r)["curves"] != r["curves"] for r in runs) > 10  # slim runs do hold less
+    report.write(path, tmp_path / "slim", compare_with=path)
+    monkeypatch.setattr(report.compare, "slim", lambda r: r)  # every run with every curve, as before
+    monkeypatch.setattr(report, "_loss_curve_only", lambda r: r)
+    report.write(path, tmp_path / "full", compare_with=path)
+    files = sorted(f.relative_to(tmp_path / "full") for f in (tmp_path / "full").rglob("*") if f.is_file())
+    assert len(files) > 10 and any(f.suffix == ".png" for f in files)
+    for f in files:
+        assert (tmp_path / "slim" / f).read_bytes() == (tmp_path / "full" / f).read_bytes(), f
+
+
+def test_store_runs_reads_only_the_ids_asked_for(both_store):
+    path, runs, _ = both_store
+    ids = {runs[0]["run_id"], runs[-1]["run_id"], "no-such-run"}
+    with Store(path, create=False) as s:
+        some, errors = s.runs(ids=ids)
+        every, _ = s.runs()
+    assert not errors and {r["run_id"] for r in some} == ids - {"no-such-run"}
+    assert some == [r for r in every if r["run_id"] in ids]
+
+
 def test_report_compare_puts_two_stores_side_by_side(both_store, tmp_path):
     path, runs, _ = both_store
     md, _, _ = report.write(path, tmp_path / "rep", compare_with=path)
