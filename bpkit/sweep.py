@@ -23,6 +23,8 @@ with exactly the runs of an uninterrupted one.
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import math
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -448,10 +450,29 @@ def _execute(groups: list[Group | None], compile_ahead: int) -> Iterator[list[tu
                 yield [(r, _outcome(k, hist, epochs, reasons, metrics, met, wall)) for k, r in enumerate(part)]
             del program
             groups[i] = None  # its traced and compiled program can go: memory holds the groups ahead only
+            _return_freed_memory()
     finally:
         # Stopped early (Ctrl-C, an error, the caller done): compile nothing more for groups that
         # will not run; a compile already under way finishes on its own.
         pool.shutdown(wait=False, cancel_futures=True)
+
+
+@functools.cache
+def _malloc_trim() -> Callable[[int], int] | None:
+    return getattr(ctypes.CDLL(None), "malloc_trim", None)  # glibc's; None elsewhere (macOS, musl)
+
+
+def _return_freed_memory() -> None:
+    """Hand the memory a finished group freed back to the system (glibc's ``malloc_trim``).
+
+    glibc keeps freed blocks for reuse, but what compiling and running one group leaves
+    behind is too scattered to serve the next, so the process grew group by group.  Measured on
+    the flagship's programs (warm cache, every third group compiled, run and dropped): 294 MB
+    after the first, 760 MB after the twentieth; with this after each, 263 MB and 312 MB.
+    """
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
 
 
 def _outcome(i, hist, epochs, reasons, metrics, met, wall) -> dict[str, Any]:

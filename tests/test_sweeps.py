@@ -203,6 +203,19 @@ def _table(store):
     return {r["run_id"]: (r["epochs"], r["train_loss"], r["curves"]["loss"]) for r in runs}
 
 
+def test_each_finished_group_hands_its_freed_memory_back(tmp_path, config_file, monkeypatch):
+    from bpkit import sweep
+
+    assert sweep._malloc_trim() is not None or not sys.platform.startswith("linux")  # glibc has it
+    trims = []
+    monkeypatch.setattr(sweep, "_malloc_trim", lambda: trims.append)
+    chunks = 0
+    for chunk in sweep.run_grid(cfg.expand(cfg.load(config_file)), chunk_size=4):
+        chunks += 1
+        assert len(trims) == (chunks - 1) // 2  # 6 runs a group, in chunks of 4 and 2: trimmed after its last
+    assert chunks == 4 and trims == [0, 0]  # two groups, each trimmed once it is done
+
+
 def test_vmapped_sweep_equals_runs_one_by_one(tmp_path, config_file):
     flat = cfg.load(config_file)
     together = Store(tmp_path / "a.sqlite")
