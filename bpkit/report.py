@@ -201,13 +201,15 @@ def load_runs(store_path: str | Path, each: Callable[[dict[str, Any]], dict[str,
     """
     store = Store(store_path, create=False)
     try:
-        # The order the sweep wrote them: group by group, which is the grid's order unless one compiled group
-        # holds configs apart in the grid (CG variants); with the grid at hand, sweep.in_grid_order restores it.
+        # In the grid's order, as the sweep recorded it: it writes them group by group, and one compiled
+        # group can hold configs apart in the grid (CG variants). Runs of no recorded grid follow as written.
         runs, errors = store.runs(order="written", each=each, ids=ids)
+        position = store.grid_order()
     finally:
         store.close()
     if not runs:
         raise ValueError(f"{store_path}: the store holds no readable runs")
+    runs.sort(key=lambda r: position.get(r["run_id"], len(position)))  # stable
     return runs, errors
 
 

@@ -29,7 +29,7 @@ import json
 import math
 import sqlite3
 from pathlib import Path
-from typing import Any, Callable, Container, Iterable
+from typing import Any, Callable, Container, Iterable, Sequence
 
 FORMAT = "bpkit-results"
 SCHEMA_VERSION = 1
@@ -189,12 +189,32 @@ class Store:
             raise ValueError(f"{self.path}: cannot write the results store ({e})") from None
         return cur.rowcount
 
+    def add_grid(self, ids: Sequence[str]) -> None:
+        """Record a grid's run ids in the grid's order (once per grid), so that a report can read
+        the runs in that order though a sweep writes them group by group (:meth:`grid_order`)."""
+        value = json.dumps(list(ids))
+        key = "grid:" + hashlib.sha256(value.encode()).hexdigest()[:16]
+        try:
+            with self._db:
+                self._db.execute("INSERT OR IGNORE INTO meta VALUES (?, ?)", (key, value))
+        except sqlite3.OperationalError as e:
+            raise ValueError(f"{self.path}: cannot write the results store ({e})") from None
+
+    def grid_order(self) -> dict[str, int]:
+        """Run id -> position in the grids recorded by :meth:`add_grid`, the first recorded first
+        (a run in two grids keeps its first position); empty for a store written before bpkit kept them."""
+        order: dict[str, int] = {}
+        for (value,) in self._db.execute("SELECT value FROM meta WHERE key LIKE 'grid:%' ORDER BY rowid"):
+            for i in json.loads(value):
+                order.setdefault(i, len(order))
+        return order
+
     def runs(self, order: str = "run_id", each: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
              ids: Container[str] | None = None) -> tuple[list[dict[str, Any]], list[str]]:
         """All runs as dicts (config and curves parsed), and a message per corrupt row (by run id).
 
         ``order``: ``"run_id"``, or ``"written"`` (the order the sweep stored them: compiled group by
-        group; :func:`bpkit.sweep.in_grid_order` puts them in the grid's order).
+        group; :meth:`grid_order` and :func:`bpkit.sweep.in_grid_order` give the grid's order).
         ``each``: applied to every run as it is read, e.g. :func:`bpkit.compare.slim`, so a large
         store never sits in memory whole.
         ``ids``: only the runs with these run ids (the others are not parsed).

@@ -512,6 +512,8 @@ def run_sweep(
     todo = [r for r in runs if run_id(r.as_dict()) not in done]
     writer = distributed.is_writer()
     chunks = run_grid(todo, runs, chunk_size, memory_budget_mb, compile_ahead=compile_ahead, lanes=lanes)  # every check first
+    if writer:
+        store.add_grid([run_id(r.as_dict()) for r in runs])  # a report reads the runs in this order
     bar = _progress(len(todo), progress and writer)
     written = meanwhile = 0
     for chunk in chunks:

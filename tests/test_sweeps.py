@@ -549,6 +549,24 @@ def test_reports_read_runs_in_grid_order_though_groups_store_them_otherwise(tmp_
     assert [r["run_id"] for r in in_grid_order(written, flat)] == expected
     stranger = {**written[0], "run_id": "not-in-this-grid"}
     assert in_grid_order([stranger] + written, flat)[-1] is stranger
+    # The sweep recorded its grid in the store, so `bpkit report STORE`, which has no config, reads that order too.
+    assert list(store.grid_order()) == expected
+    from bpkit import report
+
+    assert [r["run_id"] for r in report.load_runs(tmp_path / "grid.sqlite")[0]] == expected
+    # A second grid into the same store: its new runs follow the first grid's; a resumed sweep adds nothing.
+    flat2 = cfg.load(grid, ["seeds=[2, 0]"])
+    run_sweep(flat2, store, progress=False)
+    run_sweep(flat, store, progress=False)
+    second = [i for i in (run_id(r.as_dict()) for r in cfg.expand(flat2)) if i not in expected]
+    assert list(store.grid_order()) == expected + second
+    assert [r["run_id"] for r in report.load_runs(tmp_path / "grid.sqlite")[0]] == expected + second
+    # A store written before grids were recorded: the written order, as before.
+    store._db.execute("DELETE FROM meta WHERE key LIKE 'grid:%'")
+    store._db.commit()
+    assert store.grid_order() == {}
+    assert [r["run_id"] for r in report.load_runs(tmp_path / "grid.sqlite")[0]] == \
+        [r["run_id"] for r in store.runs(order="written")[0]]
 
 
 def test_wolfe_constants_must_be_ordered(tmp_path):
