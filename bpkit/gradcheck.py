@@ -299,6 +299,7 @@ def check_gradient(
     fd_order: int = 4,
     finite_differences: bool = True,
     compile: bool = True,
+    fuse: bool = False,
 ) -> GradientReport:
     """Compare a hand-written ``grad_fn`` against ``jax.grad`` and finite differences.
 
@@ -312,6 +313,12 @@ def check_gradient(
         fd_step, fd_order: finite-difference step and stencil order (2 or 4).
         finite_differences: False skips the (slower) finite-difference reference.
         compile: jit-compile the finite differences (see :func:`finite_difference_grad`).
+        fuse: compute ``grad_fn``, ``jax.grad`` and the finite differences in one compiled
+            program, traced in 64-bit mode (``grad_fn`` must then be JAX-traceable too): one
+            executable per check instead of one per operation.  On CPU each executable keeps about
+            1.4 MB resident, so many checks op by op grow by gigabytes: ``bpkit check --fused``
+            holds 1.1 GB for its full matrix against 3.2 GB, but takes 322 s against 118 s with
+            the compilation cache off, since op by op the checks share each operation's kernel.
 
     Returns:
         A :class:`GradientReport`; ``passed`` is True when every leaf agrees.
@@ -328,15 +335,26 @@ def check_gradient(
     fd_rtol = fd_rtol0 if fd_rtol is None else fd_rtol
     fd_atol = fd_atol0 if fd_atol is None else fd_atol
 
-    got = grad_fn(params, *args)
-    _check_same_structure(params, got)
-    comparisons = [_compare("jax.grad", got, jax.grad(loss_fn)(params, *args), ad_rtol, ad_atol)]
-    if finite_differences:
-        fd = finite_difference_grad(loss_fn, params, *args, step=fd_step, order=fd_order, compile=compile)
-        h = FD_STEPS[fd_order] if fd_step is None else fd_step
+    def references(p, a):  # jax.grad, and the finite differences with the loss (in float64) they were taken at
+        ref = jax.grad(loss_fn)(p, *a)
+        if not finite_differences:
+            return ref, None, None
+        fd = finite_difference_grad(loss_fn, p, *a, step=fd_step, order=fd_order, compile=compile and not fuse)
         with jax.enable_x64(True):
-            c = abs(float(loss_fn(_to64(params), *_to64(args))))
-        fd_atol += 64 * np.finfo(np.float64).eps * c / h  # rounding noise of the stencil
+            return ref, fd, loss_fn(_to64(p), *_to64(a))
+
+    if fuse:
+        with jax.enable_x64(True):
+            got, (ref, fd, c) = jax.jit(lambda p, a: (grad_fn(p, *a), references(p, a)))(params, args)
+        _check_same_structure(params, got)
+    else:
+        got = grad_fn(params, *args)
+        _check_same_structure(params, got)
+        ref, fd, c = references(params, args)
+    comparisons = [_compare("jax.grad", got, ref, ad_rtol, ad_atol)]
+    if finite_differences:
+        h = FD_STEPS[fd_order] if fd_step is None else fd_step
+        fd_atol += 64 * np.finfo(np.float64).eps * abs(float(c)) / h  # rounding noise of the stencil
         comparisons.append(_compare(f"finite diff (f64, O(h^{fd_order}), h={h:g})", got, fd, fd_rtol, fd_atol))
     return GradientReport(tuple(comparisons))
 

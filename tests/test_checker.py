@@ -131,3 +131,49 @@ def test_finite_difference_order_2_and_bad_options(problem):
     assert report.passed, str(report)
     with pytest.raises(ValueError, match="fd_order must be one of"):
         check_gradient(user_loss, user_grad, *problem, fd_order=3)
+
+
+def _compiles(caplog, fn):
+    """How many programs ``fn()`` compiled (JAX's compile log; the persistent cache does not hide them)."""
+    caplog.clear()
+    with jax.log_compiles(True), caplog.at_level("WARNING", logger="jax"):
+        fn()
+    return sum(r.getMessage().startswith("Compiling") for r in caplog.records)
+
+
+@pytest.mark.parametrize("bug", [None, "missing_input", "sign", "omitted_derivative"])
+def test_fused_check_is_one_program_with_the_same_verdicts(problem, bug, caplog):
+    # One executable per check, not one per operation (each keeps ~1.4 MB resident on CPU).
+    p, x, y = problem
+    grad = lambda p, x, y: user_grad(p, x, y, bug)  # noqa: E731
+    reports = {}
+    counts = {}
+    for fuse in (True, False):
+        jax.clear_caches()  # this process's compiled operations: counted afresh, whatever ran before
+        counts[fuse] = _compiles(caplog, lambda: reports.__setitem__(fuse, check_gradient(user_loss, grad, p, x, y,
+                                                                                           fuse=fuse)))
+    assert counts[True] == 1 and counts[False] > 10, counts
+    fused, apart = reports[True], reports[False]
+    assert fused.passed == apart.passed == (bug is None)
+    assert {leaf.path for _, leaf in fused.failures} == {leaf.path for _, leaf in apart.failures}
+    for a, b in zip(fused.comparisons, apart.comparisons):
+        for la, lb in zip(a.leaves, b.leaves):
+            assert la.path == lb.path and la.passed == lb.passed
+            if not la.passed:  # a real error, not rounding: the same entry, the same size
+                assert la.worst_index == lb.worst_index
+                assert la.max_rel_error == pytest.approx(lb.max_rel_error, rel=1e-6)
+
+
+def test_fused_check_keeps_the_clear_errors_and_float32(problem):
+    with pytest.raises(ValueError, match=r"leaf \['W1'\] has shape \(1, 3\), params' has \(3, 1\)"):
+        check_gradient(user_loss, lambda p, x, y: {**user_grad(p, x, y), "W1": user_grad(p, x, y)["W1"].T},
+                       *problem, fuse=True)
+    with pytest.raises(ValueError, match="fd_order must be one of"):
+        check_gradient(user_loss, user_grad, *problem, fd_order=3, fuse=True)
+    net = MLP((3, 4, 2), hidden="tanh", output="sigmoid")
+    p = net.init(jax.random.key(1))
+    x = jax.random.normal(jax.random.key(2), (5, 3))
+    y = jnp.ones((5, 2)) * 0.25
+    report = check_gradient(lambda p, x, y: loss_value(net, p, x, y), lambda p, x, y: backprop(net, p, x, y), p, x, y,
+                            fuse=True)
+    assert report.passed and report.comparisons[0].rtol == 1e-4, str(report)  # float32 params, float32 tolerance

@@ -34,6 +34,18 @@ def test_check_json_is_machine_readable(capsys):
     assert max(c["max_rel_error_vs_jax_grad"] for c in exact) < 1e-10
 
 
+def test_check_fused_gives_the_same_verdicts(capsys):
+    # One compiled program per case instead of one per operation: the same cases, each as expected.
+    argv = ["check", "--activations", "tanh,relu", "--depths", "1,2", "--dtypes", "float64", "--json"]
+    reports = []
+    for extra in ([], ["--fused"]):
+        assert main(argv + extra) == 0
+        reports.append(json.loads(capsys.readouterr().out))
+    verdicts = [[(c["rule"], c["hidden"], c["passed"], c["as_expected"]) for c in r["cases"]] for r in reports]
+    assert verdicts[0] == verdicts[1] and len(verdicts[0]) > 20
+    assert any(not passed for _, _, passed, _ in verdicts[1])  # the ablations fail, fused too
+
+
 def test_check_fails_with_exit_1_on_a_wrong_derivative(monkeypatch, capsys):
     tanh = activations.REGISTRY["tanh"]
     wrong = dataclasses.replace(tanh, deriv=lambda z: 1.0 - jnp.tanh(z))  # forgot the square
