@@ -459,7 +459,10 @@ def _execute(groups: list[Group | None], compile_ahead: int) -> Iterator[list[tu
 
 @functools.cache
 def _malloc_trim() -> Callable[[int], int] | None:
-    return getattr(ctypes.CDLL(None), "malloc_trim", None)  # glibc's; None elsewhere (macOS, musl)
+    try:
+        return getattr(ctypes.CDLL(None), "malloc_trim", None)  # glibc's; None elsewhere (macOS, musl)
+    except (OSError, TypeError):  # no C library to open by name None (Windows)
+        return None
 
 
 def _return_freed_memory() -> None:
