@@ -511,12 +511,13 @@ def run_sweep(
     ``groups`` (compiled programs).  ``compile_ahead``, ``lanes``: see :func:`run_grid`.
     """
     runs = cfg.expand(flat)
+    ids = [run_id(r.as_dict()) for r in runs]
     done = store.run_ids()
-    todo = [r for r in runs if run_id(r.as_dict()) not in done]
+    todo = [r for r, i in zip(runs, ids) if i not in done]
     writer = distributed.is_writer()
     chunks = run_grid(todo, runs, chunk_size, memory_budget_mb, compile_ahead=compile_ahead, lanes=lanes)  # every check first
     if writer:
-        store.add_grid([run_id(r.as_dict()) for r in runs])  # a report reads the runs in this order
+        store.add_grid(ids)  # a report reads the runs in this order
     bar = _progress(len(todo), progress and writer)
     written = meanwhile = 0
     for chunk in chunks:
