@@ -46,6 +46,7 @@ from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from bpkit import _validate
@@ -96,6 +97,7 @@ class TrainResult(NamedTuple):
     initial_loss: Array
     checkpoints: Params | None = None  # params at each checkpoint epoch, stacked (see make_trainer)
     met: Array | None = None  # int32 (2,): 1-based epoch the loss goal, 40-20-40 first held; 0: never (or off)
+    within: History | None = None  # measures_per_epoch > 1: the records within epochs, (max_epochs, m) each
 
     @property
     def reason(self) -> str:
@@ -126,6 +128,7 @@ class _Loop(NamedTuple):
     checkpoints: Params | None  # params stacked per checkpoint epoch
     met: Array  # int32 (2,): epoch the goal and 40-20-40 first held (0: not yet)
     initial_loss: Array
+    within: History | None = None  # measures_per_epoch > 1: (max_epochs, m) records per field
 
 
 class Trainer(NamedTuple):
@@ -173,6 +176,7 @@ def trainer_parts(
     rules: stopping.StopRules = stopping.StopRules(),
     checkpoints: tuple[int, ...] = (),
     measure_every: int = 1,
+    measures_per_epoch: int = 1,
 ) -> Trainer:
     """The training run as a :class:`Trainer`: ``start``, ``advance`` (one epoch), ``finish``.
 
@@ -190,9 +194,34 @@ def trainer_parts(
     -1) between, and the stop rules other than ``max_epochs`` are judged only
     on measured epochs.  In batch mode the measurement is the next step's
     gradient, so it runs every epoch whatever k.
+
+    ``measures_per_epoch = m`` (online and mini-batch): the same measurement also
+    runs within each epoch, after batch ``floor(j B / m)`` for ``j = 1..m-1`` of its
+    ``B`` batches, for studies that need finer resolution than an epoch (online
+    learning on redundant data reaches a goal within its first pass).  The result's
+    ``within`` holds them: each :class:`History` field of shape ``(max_epochs, m)``,
+    ``within.loss[e, j]`` the loss after ``floor((j + 1) B / m)`` batches of epoch
+    ``e + 1`` (``[e, m - 1]`` is the epoch-end record, ``history.loss[e]``), its
+    evaluation counts in full-data equivalents (``k`` of ``N`` examples count
+    ``k / N``).  It records; it does not change the training (the history and the
+    params are bitwise those of ``m = 1``) nor when the stop rules are judged (at
+    epoch ends).  Each measurement costs a full-data loss and gradient.
+
+    Example:
+        >>> r = train(net, optax.sgd(0.1), params, x, y, key=key, batch_size=1,  # doctest: +SKIP
+        ...           measures_per_epoch=10)
+        >>> r.within.loss.reshape(-1)  # the loss every tenth of an epoch  # doctest: +SKIP
     """
     if not (isinstance(measure_every, int) and measure_every >= 1):
         raise ValueError(f"measure_every must be a positive integer, got {measure_every!r}")
+    m = measures_per_epoch
+    if not (isinstance(m, int) and not isinstance(m, bool) and m >= 1):
+        raise ValueError(f"measures_per_epoch must be a positive integer, got {m!r}")
+    if m > 1 and batch_size is None:
+        raise ValueError("measures_per_epoch > 1 needs online or mini-batch training (a batch_size): "
+                         "a batch epoch is one step, measured at its end")
+    if m > 1 and measure_every != 1:
+        raise ValueError(f"give measure_every (got {measure_every}) or measures_per_epoch (got {m}), not both")
     if any(not isinstance(c, int) or c < 0 for c in checkpoints) or list(checkpoints) != sorted(set(checkpoints)):
         raise ValueError(f"checkpoints must be increasing epoch counts >= 0, got {checkpoints!r}")
     f = objective(net, loss, source)
@@ -225,6 +254,9 @@ def trainer_parts(
         # exactly the caller's gradient per batch; in full batch a known point may spare it.
         counts_itself = full or contract.reports(optimizer.init(params))
         sparse = measure_every > 1 and not full  # in batch mode the measurement is the next step's
+        if m > n_batches:
+            raise ValueError(f"measures_per_epoch = {m} is more than the {n_batches} batches of an epoch; "
+                             f"use 1..{n_batches}")
 
         def batch_step(carry, batch, measured=None):
             params, opt_state, evals, failed = carry
@@ -267,7 +299,11 @@ def trainer_parts(
                 carry, _ = batch_step(carry, (x, y, mask[0]), s.measured if reuse_measurement else None)
             else:  # the epoch's order gathered once, then scanned batch by batch
                 idx = jnp.concatenate([order, order[:pad]]).reshape(n_batches, b)
-                carry, _ = jax.lax.scan(batch_step, carry, (x[idx], y[idx], mask))
+                if m == 1:
+                    carry, _ = jax.lax.scan(batch_step, carry, (x[idx], y[idx], mask))
+                else:
+                    (carry, inner), _ = jax.lax.scan(measured_step, (carry, blank_epoch()),
+                                                     ((x[idx], y[idx], mask), slots, seen))
             new_params, opt_state, evals, failed = carry
             if not counts_itself:  # the batches of an epoch hold every example once: one gradient
                 evals = evals + jnp.asarray([0, 1], dt)
@@ -294,15 +330,43 @@ def trainer_parts(
                 *(a.at[i].set(jnp.where(running, v.astype(a.dtype), a[i])) for a, v in zip(
                     h, (value, gnorm, val, wrong, evals[0], evals[1])))
             )
+            within = s.within
+            if m > 1:  # the epoch's last record is its end's; written entry by entry, like the history
+                inner = _record(inner, m - 1, (value, gnorm, val, wrong, evals[0], evals[1]))
+                within = History(*(a.at[i].set(jnp.where(running, v, a[i])) for a, v in zip(s.within, inner)))
             met = stopping.first_met(s.met, stopping.met_now(rules, value, wrong) & on, ep)
             reason = stopping.stop_reason(rules, ep, value, gnorm, wrong, since_best, unchanged, failed, met)
             reason = jnp.where(on, reason, stopping.RUNNING)  # rules are judged on measured epochs only
             new = _Loop(new_params, opt_state, key, ep, evals, history, jnp.where(better, val, s.best_val),
                         best_params, since_best, unchanged, measured, reason,
-                        _keep(s.checkpoints, new_params, ep, running), met, s.initial_loss)
+                        _keep(s.checkpoints, new_params, ep, running), met, s.initial_loss, within)
             small = lambda a, b: jnp.where(running, a, b)  # noqa: E731
             return new._replace(**{k: jax.tree_util.tree_map(small, getattr(new, k), getattr(s, k))
-                                   for k in _Loop._fields if k not in ("history", "checkpoints")})
+                                   for k in _Loop._fields if k not in ("history", "checkpoints", "within")})
+
+        # measures_per_epoch = m: after batch floor(j B / m), j = 1..m-1, the measurement goes in
+        # slot j - 1 of the epoch's records (slot -1: no measurement after this batch).
+        if m > 1:
+            after = np.arange(1, n_batches + 1)  # batches done
+            slots = np.full(n_batches, -1, np.int32)
+            slots[np.arange(1, m) * n_batches // m - 1] = np.arange(m - 1)
+            seen = jnp.asarray(np.minimum(after * b, n) / n, dt)  # the epoch's examples seen so far
+
+        def blank_epoch():
+            nan_ = jnp.full((m,), jnp.nan, dt)
+            return History(nan_, nan_, nan_, jnp.full((m,), -1, jnp.int32), nan_, nan_)
+
+        def measured_step(carry, batch):
+            (inner_carry, rec), (data, slot, frac) = carry, batch
+            inner_carry, _ = batch_step(inner_carry, data)
+            params, _, evals, _ = inner_carry
+
+            def record(rec):
+                (value, _), gnorm, wrong, val = measure(params)
+                ev = evals if counts_itself else evals + jnp.stack([jnp.zeros((), dt), frac])
+                return _record(rec, slot, (value, gnorm, val, wrong, ev[0], ev[1]))
+
+            return (inner_carry, jax.lax.cond(slot >= 0, record, lambda r: r, rec)), None
 
         def _keep(stack, p, ep, running):
             """Write ``p`` into every checkpoint slot not yet passed (``ep <= checkpoint``)."""
@@ -313,6 +377,9 @@ def trainer_parts(
                 lambda buf, leaf: jnp.where(live.reshape((-1,) + (1,) * leaf.ndim), leaf[None], buf), stack, p)
 
         return measure, epoch
+
+    def _record(rec: History, j, values) -> History:
+        return History(*(a.at[j].set(jnp.asarray(v).astype(a.dtype)) for a, v in zip(rec, values)))
 
     def start(params, x, y, key, x_val=None, y_val=None) -> _Loop:
         measure, _ = bind(params, x, y, x_val, y_val)
@@ -326,6 +393,8 @@ def trainer_parts(
             jnp.asarray(jnp.inf, dt), params, zero, zero, measured, jnp.int32(stopping.RUNNING),
             jax.tree_util.tree_map(lambda a: jnp.stack([a] * len(checkpoints)), params) if checkpoints else None,
             jnp.zeros((2,), jnp.int32), measured[0],
+            None if m == 1 else History(*(jnp.full((rules.max_epochs, m), v, d) for v, d in (
+                (jnp.nan, dt), (jnp.nan, dt), (jnp.nan, dt), (-1, jnp.int32), (jnp.nan, dt), (jnp.nan, dt)))),
         )
 
     def advance(s: _Loop, x, y, x_val=None, y_val=None) -> _Loop:
@@ -333,7 +402,7 @@ def trainer_parts(
 
     def finish(s: _Loop) -> TrainResult:
         return TrainResult(s.params, s.best_params, s.history, s.epoch, s.reason, s.initial_loss,
-                           s.checkpoints, s.met)
+                           s.checkpoints, s.met, s.within)
 
     return Trainer(start, advance, finish)
 
@@ -359,14 +428,14 @@ def _split(optimizer: optax.GradientTransformation, dtype) -> tuple[Any, dict[st
 
 
 @partial(jax.jit, static_argnames=("net", "optimizer", "loss", "source", "batch_size", "shuffle", "rules",
-                                   "checkpoints", "measure_every"))
+                                   "checkpoints", "measure_every", "measures_per_epoch"))
 def _train_jit(params, x, y, key, x_val, y_val, hyper, *, net, optimizer, loss, source, batch_size, shuffle, rules,
-               checkpoints, measure_every):
+               checkpoints, measure_every, measures_per_epoch):
     if isinstance(optimizer, _Recipe):
         optimizer = optim.make(optimizer.name, **dict(optimizer.static), **hyper)
     run = make_trainer(
         net, optimizer, loss=loss, source=source, batch_size=batch_size, shuffle=shuffle, rules=rules,
-        checkpoints=checkpoints, measure_every=measure_every,
+        checkpoints=checkpoints, measure_every=measure_every, measures_per_epoch=measures_per_epoch,
     )
     return run(params, x, y, key, x_val, y_val)
 
@@ -388,12 +457,15 @@ def train(
     y_val: Array | None = None,
     checkpoints: tuple[int, ...] = (),
     measure_every: int = 1,
+    measures_per_epoch: int = 1,
 ) -> TrainResult:
     """Train ``net`` from ``params`` on ``(x, y)``; see the module docstring.
 
     ``checkpoints``: epochs at which to keep the params, in one uninterrupted
     run; ``result.checkpoints`` stacks them.  ``measure_every``: the epoch-end
-    measurement every k epochs (online and mini-batch).  See :func:`make_trainer`.
+    measurement every k epochs (online and mini-batch).  ``measures_per_epoch``:
+    m measurements per epoch instead, in ``result.within`` (online and mini-batch).
+    See :func:`trainer_parts`.
 
     Compiles once per (net, optimizer, loss, source, batch size, shuffle,
     rules) and data shapes.  An optimizer from :func:`bpkit.optim.make` counts
@@ -429,7 +501,7 @@ def train(
         return _train_jit(
             params, x, y, key, x_val, y_val, hyper, net=net, optimizer=static, loss=loss, source=source,
             batch_size=batch_size, shuffle=shuffle, rules=rules, checkpoints=tuple(checkpoints),
-            measure_every=measure_every,
+            measure_every=measure_every, measures_per_epoch=measures_per_epoch,
         )
 
 

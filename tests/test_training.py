@@ -289,6 +289,75 @@ def test_measuring_every_k_epochs_keeps_the_trajectory_and_judges_rules_when_mea
     assert int(dense.epochs) == g and int(late.epochs) == min(-(-g // 5) * 5, 23)
 
 
+def test_measures_within_an_epoch_record_the_run_a_plain_loop_gives_and_change_nothing():
+    # 10 examples in mini-batches of 3 (the last holds 1), measured 3 times an epoch: after batch
+    # floor(4 / 3) = 1, floor(8 / 3) = 2 and 4 of 4.  Float64, no shuffle, against a plain loop.
+    net, (x, y), m, b, epochs = NET3, data(), 3, 3, 6
+    rules = StopRules(max_epochs=epochs, stall_epochs=None)
+    kw = dict(key=KEY, batch_size=b, shuffle=False, rules=rules)
+    plain = train(net, optax.sgd(0.3), P3, x, y, **kw)
+    fine = train(net, optax.sgd(0.3), P3, x, y, measures_per_epoch=m, **kw)
+    chex.assert_trees_all_equal((plain.params, plain.history, plain.epochs), (fine.params, fine.history, fine.epochs))
+    assert plain.within is None and fine.within.loss.shape == (epochs, m)
+    chex.assert_trees_all_equal(jax.tree.map(lambda a: a[:, -1], fine.within), fine.history)
+
+    def half_mse(p, xb, yb):  # the loss by hand: a sigmoid output, half the squared error, mean over examples
+        h = jnp.tanh(xb @ p[0]["w"] + p[0]["b"][None, :])
+        out = jax.nn.sigmoid(h @ p[1]["w"] + p[1]["b"][None, :])
+        return 0.5 * jnp.mean(jnp.sum((out - yb) ** 2, axis=1))
+
+    p, losses, seen = P3, [], []
+    for epoch in range(epochs):
+        for k, start in enumerate(range(0, 10, b), start=1):
+            g = jax.grad(half_mse)(p, x[start:start + b], y[start:start + b])
+            p = jax.tree.map(lambda w, d: w - 0.3 * d, p, g)
+            if k in (1, 2, 4):
+                losses.append(half_mse(p, x, y))
+                seen.append(epoch * 10 + min(k * b, 10))
+    np.testing.assert_allclose(fine.within.loss.reshape(-1), np.array(losses), rtol=1e-12)
+    # Gradient evaluations in full-data equivalents: the examples seen so far over N, counted exactly.
+    np.testing.assert_array_equal(np.rint(np.asarray(fine.within.grad_evals).reshape(-1) * 10).astype(int), seen)
+    assert np.all(fine.within.loss_evals == 0)
+
+
+def test_measures_within_an_epoch_end_where_the_run_stops_and_are_judged_at_epoch_ends():
+    net, (x, y) = MLP((2, 3, 1), "tanh"), _xor32()
+    p0 = net.init(jax.random.key(0), dtype=jnp.float32)
+    kw = dict(key=jax.random.key(1), batch_size=1)  # shuffled: the same keys with and without
+    free = train(net, optax.sgd(0.5), p0, x, y, rules=StopRules(max_epochs=40, stall_epochs=None),
+                 measures_per_epoch=4, **kw)
+    # A goal first met within epoch e (and not at the end of an earlier one) stops the run at e's end at the earliest.
+    flat = np.asarray(free.within.loss).reshape(-1)
+    goal = float(np.sort(flat)[len(flat) // 2])
+    first = int(np.argmax(flat <= goal))  # a brute-force search of the records
+    stopped = train(net, optax.sgd(0.5), p0, x, y, rules=StopRules(max_epochs=40, goal=goal, stall_epochs=None),
+                    measures_per_epoch=4, **kw)
+    e = int(stopped.epochs)
+    assert e >= first // 4 + 1 and stopped.reason == "goal"
+    assert float(stopped.history.loss[e - 1]) <= goal
+    np.testing.assert_array_equal(stopped.within.loss[:e], free.within.loss[:e])
+    assert np.all(np.isnan(stopped.within.loss[e:])) and np.all(stopped.within.wrong[e:] == -1)
+    # Vmapped over seeds: each run's records are its own run's.
+    many = train_many(net, "sgd", [3, 4], x, y, hyper={"learning_rate": 0.5}, batch_size=1,
+                      rules=StopRules(max_epochs=5, stall_epochs=None), measures_per_epoch=2)
+    assert many.within.loss.shape == (2, 5, 2) and not np.array_equal(many.within.loss[0], many.within.loss[1])
+    chex.assert_trees_all_equal(jax.tree.map(lambda a: a[:, :, -1], many.within), many.history)
+
+
+@pytest.mark.parametrize("kw, message", [
+    (dict(measures_per_epoch=0), "measures_per_epoch must be a positive integer, got 0"),
+    (dict(measures_per_epoch=2.5), "measures_per_epoch must be a positive integer, got 2.5"),
+    (dict(measures_per_epoch=2, batch_size=None), "measures_per_epoch > 1 needs online or mini-batch training"),
+    (dict(measures_per_epoch=5), "measures_per_epoch = 5 is more than the 4 batches of an epoch; use 1..4"),
+    (dict(measures_per_epoch=2, measure_every=3), "give measure_every (got 3) or measures_per_epoch (got 2), not both"),
+])
+def test_measures_per_epoch_refuses_what_it_cannot_do(kw, message):
+    kw = {"batch_size": 1, **kw}
+    with pytest.raises(ValueError) as e:
+        train(NET, optax.sgd(0.5), P0, XOR_X, XOR_Y, key=KEY, rules=StopRules(max_epochs=3), **kw)
+    assert str(e.value).startswith(message)
+
+
 FLOAT32_RUNS = """
 import hashlib, sys, jax, jax.numpy as jnp, numpy as np
 from bpkit import MLP, optim
