@@ -46,6 +46,10 @@ RESOLUTION = 0.1  # passes between two measurements of the loss, online and mini
 SWEEP_SIZES = (1, 4, 16, 64, 256, 1078)
 SWEEP_LRS = (0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
 SWEEP_BUDGET = {1: 60, 4: 120, 16: 300, 64: 800, 256: 2000, 1078: 4000}
+# Measurements per epoch in the sweep (training.train's measures_per_epoch): where the goal comes within
+# a few epochs, a whole epoch is too coarse a unit (2 epochs could be 1.1), so those sizes are measured
+# every 0.1 epoch; the larger sizes need tens to thousands of epochs and are measured at epoch ends.
+SWEEP_MEASURES = {1: 10, 4: 10, 16: 10}
 
 
 def _digits():
@@ -60,21 +64,33 @@ def _net():
     return MLP((64, HIDDEN, 10), hidden="sigmoid", output="sigmoid")
 
 
-def _to_goal(res, i):
-    """(epochs, cumulative gradient evaluations in passes) to the goal for run i, or None."""
-    loss = np.asarray(res.history.loss[i])
-    hit = np.flatnonzero(loss <= GOAL)
-    return (int(hit[0]) + 1) if hit.size else None
+def _to_goal(res, i, n: int, batch_size: int | None, measures: int = 1) -> float | None:
+    """Epochs of run i until the first measurement with loss <= GOAL, or None.
+
+    Measured at epoch ends (``measures = 1``: a whole number), or ``measures`` times an epoch
+    (:func:`bpkit.training.trainer_parts`' ``measures_per_epoch``): record ``j`` of epoch ``e`` comes
+    after ``floor((j + 1) B / measures)`` of its ``B`` batches, so the epochs are ``e`` plus the
+    examples seen then over ``n``, counted exactly."""
+    if measures == 1:
+        hit = np.flatnonzero(np.asarray(res.history.loss[i]) <= GOAL)
+        return (int(hit[0]) + 1) if hit.size else None
+    hit = np.flatnonzero(np.asarray(res.within.loss[i]).reshape(-1) <= GOAL)
+    if not hit.size:
+        return None
+    e, j = divmod(int(hit[0]), measures)
+    b = n if batch_size is None else batch_size
+    batches = (j + 1) * -(-n // b) // measures
+    return e + min(batches * b, n) / n
 
 
-def runs_to_goal(x, y, batch_size, lrs, budget, replicas=1) -> list[dict]:
+def runs_to_goal(x, y, batch_size, lrs, budget, replicas=1, measures=1) -> list[dict]:
     from bpkit.stopping import StopRules
 
-    res = _study.train_many(_net(), x, y, SEEDS, lrs, batch_size=batch_size,
+    res = _study.train_many(_net(), x, y, SEEDS, lrs, batch_size=batch_size, measures_per_epoch=measures,
                             rules=StopRules(max_epochs=budget, goal=GOAL, stall_epochs=None))
     rows = []
     for i, (seed, lr) in enumerate((s, lr) for s in SEEDS for lr in lrs):
-        e = _to_goal(res, i)
+        e = _to_goal(res, i, len(x), batch_size, measures)
         rows.append({"seed": seed, "lr": lr, "epochs": e, "passes": None if e is None else e * replicas,
                      "stop": int(res.stop_reason[i]), "final_loss": float(np.asarray(res.history.loss[i])[int(res.epochs[i]) - 1])})
     return rows
@@ -203,7 +219,8 @@ def batch_size_sweep() -> list[dict]:
     d = _digits()
     out = []
     for bs in SWEEP_SIZES:
-        rows = runs_to_goal(d.x_train, d.y_train, None if bs == len(d.x_train) else bs, SWEEP_LRS, SWEEP_BUDGET[bs])
+        rows = runs_to_goal(d.x_train, d.y_train, None if bs == len(d.x_train) else bs, SWEEP_LRS, SWEEP_BUDGET[bs],
+                            measures=SWEEP_MEASURES.get(bs, 1))
         out.append({"batch_size": bs, **best(rows), "runs": rows})
     return out
 
@@ -397,7 +414,7 @@ def write_readme(res: dict, fig: str) -> None:
     s_lines = ["| batch size | best lr | reached goal | epochs (median) | updates |", "|---|---|---|---|---|"]
     for c in sw:
         ups = None if c["epochs"] is None else c["epochs"] * int(np.ceil(1078 / c["batch_size"]))
-        s_lines.append(f"| {c['batch_size']} | {c['lr']} | {c['reached']}/{c['seeds']} | {_study.fmt(c['epochs'])} | {_study.fmt(ups)} |")
+        s_lines.append(f"| {c['batch_size']} | {c['lr']} | {c['reached']}/{c['seeds']} | {_study.fmt(c['epochs'], '{:.1f}' if c['batch_size'] in SWEEP_MEASURES else '{:.0f}')} | {_study.fmt(ups)} |")
     lms = res["lms"]
     l_lines = ["| eta | eta / eta_max | outcome (200 epochs) | first loss | last loss |", "|---|---|---|---|---|"]
     for r in lms["runs"]:
@@ -452,7 +469,8 @@ example: eigenvalues 0.84 and 0.036, eta_max = 2.38, eta = 1.5 converges, 2.5 di
 
 {batch_text}
 
-**Batch size sweep** on digits (each size at its best lr of {", ".join(map(str, SWEEP_LRS))}):
+**Batch size sweep** on digits (each size at its best lr of {", ".join(map(str, SWEEP_LRS))}; batch sizes
+{", ".join(map(str, SWEEP_MEASURES))} are measured {_study.fmt(max(SWEEP_MEASURES.values()))} times an epoch, to 0.1 epoch, the others at epoch ends):
 
 {chr(10).join(s_lines)}
 
@@ -496,7 +514,7 @@ at lr 0.5, its params kept by the loop at each checkpoint epoch):
         f"{_study.fmt(ratios['online'], '{:.2f}')} and {_study.fmt(ratios['mini-batch 10'], '{:.2f}')}) and made batch learning "
         f"{_study.fmt(ratios['batch'], '{:.1f}')}x slower. Even on plain digits batch GD needed {_study.fmt(b1['passes'])} passes where "
         f"online needed {_study.fmt(on1['passes'], '{:.0f}')}; past a batch of about 16, the epochs to the goal grow roughly in "
-        f"proportion to the batch size ({_study.fmt(first['epochs'])} epochs at batch {first['batch_size']}, "
+        f"proportion to the batch size ({_study.fmt(first['epochs'], '{:.1f}')} epochs at batch {first['batch_size']}, "
         f"{_study.fmt(last['epochs'])} at {last['batch_size']}) because the number of updates needed stays about the same "
         "(Wilson & Martinez). The per-example gradients say why: at init they agree (norm of the mean / mean norm "
         f"{pe0:.2f}), so each example's step is nearly the batch step and online makes N of them per pass; after "

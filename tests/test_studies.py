@@ -240,3 +240,21 @@ def test_a_figure_saved_twice_is_the_same_bytes(tmp_path):
         plt.close(fig)
     for ext in ("png", "svg"):
         assert (tmp_path / f"a.{ext}").read_bytes() == (tmp_path / f"b.{ext}").read_bytes()
+
+
+def test_online_batch_counts_epochs_to_the_goal_from_the_records_within_epochs():
+    # 10 examples in batches of 3 (4 batches, the last holds 1), measured 3 times an epoch: records after
+    # 1, 2 and 4 batches, i.e. 3, 6 and 10 examples.  The first record at the goal gives the epochs.
+    from types import SimpleNamespace
+
+    ob = load("online_batch")
+    loss = np.full((1, 4, 3), 1.0)
+    res = SimpleNamespace(within=SimpleNamespace(loss=loss), history=SimpleNamespace(loss=loss[:, :, -1]))
+    for (e, j), want in {(0, 0): 0.3, (0, 2): 1.0, (2, 1): 2.6}.items():
+        loss[:] = 1.0
+        loss[0, e, j] = ob.GOAL
+        loss[0, e + 1:, :] = ob.GOAL / 2  # later records below the goal too: the first one counts
+        assert ob._to_goal(res, 0, 10, 3, 3) == want
+    assert ob._to_goal(res, 0, 10, 3, 1) == 4  # at epoch ends only: the third epoch's end was above the goal
+    loss[:] = 1.0
+    assert ob._to_goal(res, 0, 10, 3, 3) is None
