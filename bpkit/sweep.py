@@ -329,7 +329,11 @@ def group_lanes(run: cfg.RunConfig, data: datasets.Dataset, chunk: int, lanes: L
     descent 53.4 s vs 29.8 s over its five activations (tanh 11.2 s vs 3.8 s), SCG 9.7 s vs
     7.6 s, batch 12.2 s vs 12.0 s, sigmoid PR+ CG 55.7 s vs 16.8 s (24.4 s with 16 lanes);
     XOR and parity-3 (36 and 128 multiply-adds) gradient descent and SCG 2-4x slower with 8
-    lanes (XOR batch, tanh: 0.07 s vs 0.18 s).  Problems in between were not measured.
+    lanes (XOR batch, tanh: 0.07 s vs 0.18 s).  Problems in between were not measured.  4 lanes
+    instead of 8 (2026-12-04, warm, one run each): the flagship's 20 digits groups gave bitwise
+    the same results in 64.2 s against 69.9 s (sigmoid PR+ CG 11.3 s against 14.2 s; 2 lanes
+    8.3 s, with other last bits), but cg_family's 40 CG and L-BFGS groups gave other last bits
+    (220.6 s against 244.9 s), so the studies' stored results keep it at 8.
 
     Example:
         >>> group_lanes(run, data, 80, "auto")  # doctest: +SKIP
