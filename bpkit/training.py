@@ -120,7 +120,7 @@ class _Loop(NamedTuple):
     evals: Array  # (loss-only, gradient) evaluations so far, full-data equivalents
     history: History
     best_val: Array
-    best_params: Params
+    best_params: Params | None  # None without a validation set (the result's are then the last params)
     since_best: Array  # epochs since the best validation loss
     unchanged: Array  # epochs in a row without a change of the params
     measured: tuple  # (loss, gradient) at params, from the epoch-end measurement
@@ -316,24 +316,28 @@ def trainer_parts(
             else:
                 on, (measured, gnorm, wrong, val) = True, measure(new_params)
             value = measured[0]
+            # The stall count is kept without the stall rule too: leaving it out changed how XLA fused
+            # SCG's digits programs and so their last bits (measured).  The best params are only
+            # tracked with a validation set (without one, the result's are the last params).
             same = jnp.all(jnp.stack([jnp.all(u == v) for u, v in zip(
                 jax.tree_util.tree_leaves(new_params), jax.tree_util.tree_leaves(s.params))]))
             unchanged = jnp.where(same, s.unchanged + 1, 0)
             better = val < s.best_val if x_val is not None else jnp.asarray(True)
-            best_params = jax.tree_util.tree_map(lambda a, c: jnp.where(better, a, c), new_params, s.best_params)
+            best_params = None if s.best_params is None else jax.tree_util.tree_map(
+                lambda a, c: jnp.where(better, a, c), new_params, s.best_params)
             since_best = jnp.where(better, 0, s.since_best + 1)
             h = s.history
-            # Written entry by entry (a stopped run rewrites its last entry's old value), so that
-            # the history never takes part in a select of the whole loop state (see train_lanes).
-            i = jnp.minimum(s.epoch, rules.max_epochs - 1)
+            # Written entry by entry (a stopped run's write falls past the end and is dropped), so
+            # that the history never takes part in a select of the whole loop state (see train_lanes).
+            i = jnp.where(running, jnp.minimum(s.epoch, rules.max_epochs - 1), rules.max_epochs)
             history = History(
-                *(a.at[i].set(jnp.where(running, v.astype(a.dtype), a[i])) for a, v in zip(
+                *(a.at[i].set(v.astype(a.dtype), mode="drop") for a, v in zip(
                     h, (value, gnorm, val, wrong, evals[0], evals[1])))
             )
             within = s.within
             if m > 1:  # the epoch's last record is its end's; written entry by entry, like the history
                 inner = _record(inner, m - 1, (value, gnorm, val, wrong, evals[0], evals[1]))
-                within = History(*(a.at[i].set(jnp.where(running, v, a[i])) for a, v in zip(s.within, inner)))
+                within = History(*(a.at[i].set(v, mode="drop") for a, v in zip(s.within, inner)))
             met = stopping.first_met(s.met, stopping.met_now(rules, value, wrong) & on, ep)
             reason = stopping.stop_reason(rules, ep, value, gnorm, wrong, since_best, unchanged, failed, met)
             reason = jnp.where(on, reason, stopping.RUNNING)  # rules are judged on measured epochs only
@@ -390,7 +394,8 @@ def trainer_parts(
         return _Loop(
             params, optimizer.init(params), key, zero, jnp.zeros((2,), dt),
             History(nan, nan, nan, jnp.full((rules.max_epochs,), -1, jnp.int32), nan, nan),
-            jnp.asarray(jnp.inf, dt), params, zero, zero, measured, jnp.int32(stopping.RUNNING),
+            jnp.asarray(jnp.inf, dt), None if x_val is None else params, zero, zero, measured,
+            jnp.int32(stopping.RUNNING),
             jax.tree_util.tree_map(lambda a: jnp.stack([a] * len(checkpoints)), params) if checkpoints else None,
             jnp.zeros((2,), jnp.int32), measured[0],
             None if m == 1 else History(*(jnp.full((rules.max_epochs, m), v, d) for v, d in (
@@ -401,7 +406,8 @@ def trainer_parts(
         return bind(s.params, x, y, x_val, y_val)[1](s)
 
     def finish(s: _Loop) -> TrainResult:
-        return TrainResult(s.params, s.best_params, s.history, s.epoch, s.reason, s.initial_loss,
+        best = s.params if s.best_params is None else s.best_params  # without validation: the last
+        return TrainResult(s.params, best, s.history, s.epoch, s.reason, s.initial_loss,
                            s.checkpoints, s.met, s.within)
 
     return Trainer(start, advance, finish)

@@ -172,6 +172,24 @@ def test_stopping_rules_goal_min_grad_patience():
     chex.assert_trees_all_close(NET3.apply(pat.best_params, xv).shape, (10, 2))
 
 
+def test_best_params_are_the_checkpoint_at_the_lowest_validation_loss_and_else_the_last():
+    # The loop keeps the params of the first epoch with the lowest validation loss; the same run
+    # checkpointed at that epoch must hold them bitwise.  Without validation, the last params.
+    x, y = data()
+    xv, yv = data(seed=7)
+    kw = dict(key=KEY, batch_size=3, rules=StopRules(max_epochs=60, stall_epochs=None))
+    run = train(NET3, optax.sgd(2.0), P3, x, y, x_val=xv, y_val=yv, **kw)
+    best = int(np.argmin(np.asarray(run.history.val_loss))) + 1
+    assert 1 < best < 60  # the validation loss rose again: best and last differ
+    again = train(NET3, optax.sgd(2.0), P3, x, y, x_val=xv, y_val=yv, checkpoints=(best,), **kw)
+    chex.assert_trees_all_equal(run.best_params, jax.tree.map(lambda a: a[0], again.checkpoints))
+    plain = train(NET3, optax.sgd(2.0), P3, x, y, **kw)
+    chex.assert_trees_all_equal(plain.best_params, plain.params)
+    many = train_many(NET3, "sgd", [0, 1], x, y, hyper={"learning_rate": 2.0}, dtype=jnp.float64, batch_size=3,
+                      rules=kw["rules"])
+    chex.assert_trees_all_equal(many.best_params, many.params)
+
+
 def test_evaluation_counts_are_moellers_units():
     # Counted as Moeller counts cu: a gradient (its loss included) 3 cu, a loss alone 1 cu.
     x, y = data()
