@@ -88,6 +88,17 @@ class History(NamedTuple):
     grad_evals: Array  # gradient evaluations so far (each with its loss; 3 cu each)
 
 
+def _blank(shape: tuple[int, ...], dt: Any) -> History:
+    """A history of ``shape`` per field with nothing recorded yet: NaN (``wrong``: -1)."""
+    nan = jnp.full(shape, jnp.nan, dt)
+    return History(nan, nan, nan, jnp.full(shape, -1, jnp.int32), nan, nan)
+
+
+def _write(h: History, i: Array, values: tuple) -> History:
+    """``h`` with entry ``i`` of each field set to ``values`` (an ``i`` past the end writes nothing)."""
+    return History(*(a.at[i].set(jnp.asarray(v).astype(a.dtype), mode="drop") for a, v in zip(h, values)))
+
+
 class TrainResult(NamedTuple):
     params: Params  # after the last epoch
     best_params: Params  # with the best validation loss (the last params without validation)
@@ -302,7 +313,7 @@ def trainer_parts(
                 if m == 1:
                     carry, _ = jax.lax.scan(batch_step, carry, (x[idx], y[idx], mask))
                 else:
-                    (carry, inner), _ = jax.lax.scan(measured_step, (carry, blank_epoch()),
+                    (carry, inner), _ = jax.lax.scan(measured_step, (carry, _blank((m,), dt)),
                                                      ((x[idx], y[idx], mask), slots, seen))
             new_params, opt_state, evals, failed = carry
             if not counts_itself:  # the batches of an epoch hold every example once: one gradient
@@ -326,18 +337,14 @@ def trainer_parts(
             best_params = None if s.best_params is None else jax.tree_util.tree_map(
                 lambda a, c: jnp.where(better, a, c), new_params, s.best_params)
             since_best = jnp.where(better, 0, s.since_best + 1)
-            h = s.history
             # Written entry by entry (a stopped run's write falls past the end and is dropped), so
             # that the history never takes part in a select of the whole loop state (see train_lanes).
             i = jnp.where(running, jnp.minimum(s.epoch, rules.max_epochs - 1), rules.max_epochs)
-            history = History(
-                *(a.at[i].set(v.astype(a.dtype), mode="drop") for a, v in zip(
-                    h, (value, gnorm, val, wrong, evals[0], evals[1])))
-            )
+            record = (value, gnorm, val, wrong, evals[0], evals[1])
+            history = _write(s.history, i, record)
             within = s.within
             if m > 1:  # the epoch's last record is its end's; written entry by entry, like the history
-                inner = _record(inner, m - 1, (value, gnorm, val, wrong, evals[0], evals[1]))
-                within = History(*(a.at[i].set(v, mode="drop") for a, v in zip(s.within, inner)))
+                within = _write(s.within, i, _write(inner, m - 1, record))
             met = stopping.first_met(s.met, stopping.met_now(rules, value, wrong) & on, ep)
             reason = stopping.stop_reason(rules, ep, value, gnorm, wrong, since_best, unchanged, failed, met)
             reason = jnp.where(on, reason, stopping.RUNNING)  # rules are judged on measured epochs only
@@ -356,10 +363,6 @@ def trainer_parts(
             slots[np.arange(1, m) * n_batches // m - 1] = np.arange(m - 1)
             seen = jnp.asarray(np.minimum(after * b, n) / n, dt)  # the epoch's examples seen so far
 
-        def blank_epoch():
-            nan_ = jnp.full((m,), jnp.nan, dt)
-            return History(nan_, nan_, nan_, jnp.full((m,), -1, jnp.int32), nan_, nan_)
-
         def measured_step(carry, batch):
             (inner_carry, rec), (data, slot, frac) = carry, batch
             inner_carry, _ = batch_step(inner_carry, data)
@@ -368,7 +371,7 @@ def trainer_parts(
             def record(rec):
                 (value, _), gnorm, wrong, val = measure(params)
                 ev = evals if counts_itself else evals + jnp.stack([jnp.zeros((), dt), frac])
-                return _record(rec, slot, (value, gnorm, val, wrong, ev[0], ev[1]))
+                return _write(rec, slot, (value, gnorm, val, wrong, ev[0], ev[1]))
 
             return (inner_carry, jax.lax.cond(slot >= 0, record, lambda r: r, rec)), None
 
@@ -382,24 +385,20 @@ def trainer_parts(
 
         return measure, epoch
 
-    def _record(rec: History, j, values) -> History:
-        return History(*(a.at[j].set(jnp.asarray(v).astype(a.dtype)) for a, v in zip(rec, values)))
-
     def start(params, x, y, key, x_val=None, y_val=None) -> _Loop:
         measure, _ = bind(params, x, y, x_val, y_val)
         dt = jax.tree_util.tree_leaves(params)[0].dtype
-        nan = jnp.full((rules.max_epochs,), jnp.nan, dt)
+        history = _blank((rules.max_epochs,), dt)
         measured = measure(params)[0]
         zero = jnp.zeros((), jnp.int32)
         return _Loop(
             params, optimizer.init(params), key, zero, jnp.zeros((2,), dt),
-            History(nan, nan, nan, jnp.full((rules.max_epochs,), -1, jnp.int32), nan, nan),
+            history,
             jnp.asarray(jnp.inf, dt), None if x_val is None else params, zero, zero, measured,
             jnp.int32(stopping.RUNNING),
             jax.tree_util.tree_map(lambda a: jnp.stack([a] * len(checkpoints)), params) if checkpoints else None,
             jnp.zeros((2,), jnp.int32), measured[0],
-            None if m == 1 else History(*(jnp.full((rules.max_epochs, m), v, d) for v, d in (
-                (jnp.nan, dt), (jnp.nan, dt), (jnp.nan, dt), (-1, jnp.int32), (jnp.nan, dt), (jnp.nan, dt)))),
+            None if m == 1 else _blank((rules.max_epochs, m), dt),
         )
 
     def advance(s: _Loop, x, y, x_val=None, y_val=None) -> _Loop:
