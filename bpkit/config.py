@@ -98,6 +98,12 @@ SCHEMA: dict[str, tuple[tuple[type, ...], Any, Any, str]] = {
     "training.criterion_40_20_40": ((bool,), False, None, "stop when every output is right by 40-20-40"),
     "training.patience": ((int,), 0, _nonneg, "validation patience in epochs (0: off)"),
     "training.stall_epochs": ((int,), 10, _nonneg, "stop after this many epochs without change (0: off)"),
+    "training.measure_every": ((int,), 1, _pos,
+                               "online and mini-batch: measure the full-data loss every k epochs and at the last "
+                               "(NaN between; the stop rules are judged when measured)"),
+    "training.measures_per_epoch": ((int,), 1, _pos,
+                                    "online and mini-batch: m measurements per epoch, stored as curves['within'] "
+                                    "(m x epochs; the stop rules are judged at epoch ends)"),
     "training.stop_on": ((str,), "first", STOP_ON,
                          "'first': the first success criterion met ends the run; 'all': run until goal and 40-20-40 both held"),
 }
@@ -341,6 +347,13 @@ def _grid(flat: dict[str, Any]) -> list[dict[str, Any]]:
 
 def _check_run(point: dict[str, Any]) -> None:
     """What no single key can check: fields that constrain each other in one grid point."""
+    every, m = point["training.measure_every"], point["training.measures_per_epoch"]
+    if every > 1 and m > 1:
+        raise ValueError(f"training.measure_every = {every} and training.measures_per_epoch = {m}: give one "
+                         f"of them (measurements every k epochs, or m per epoch), not both")
+    if m > 1 and point["training.batch_size"] == "full":
+        raise ValueError(f"training.measures_per_epoch = {m} needs online or mini-batch training; with "
+                         f"training.batch_size = 'full' an epoch is one step, measured at its end (use 1)")
     if point["optimizer.name"] == "cg" and not point["optimizer.c1"] < point["optimizer.c2"]:
         raise ValueError(f"optimizer.c1 = {point['optimizer.c1']} must be below optimizer.c2 = "
                          f"{point['optimizer.c2']} (a Wolfe line search needs 0 < c1 < c2 < 1)")

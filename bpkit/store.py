@@ -10,8 +10,9 @@ IGNORE`` on the primary key, so no run is stored twice).
 Per run: the full config (JSON), hash, seed, status and stop reason, epochs,
 final train/validation/test loss and accuracy, loss and gradient
 evaluations, cu (Moeller's forward-pass equivalents: a loss evaluation 1 cu,
-a gradient 3 cu), wall time, the per-epoch curves (JSON), and the bpkit and
-jax versions and the device kind.  Plain data only: SQL columns and JSON text.
+a gradient 3 cu), wall time, the per-epoch curves (JSON; with
+``training.measures_per_epoch = m`` also ``curves["within"]``, each field a list of
+m records per epoch), and the bpkit and jax versions and the device kind.  Plain data only: SQL columns and JSON text.
 
 Example:
     >>> import tempfile, os
@@ -48,7 +49,7 @@ NAMES = tuple(c for c, _ in COLUMNS)
 # key existed: left out of the hash at that default, so stored runs keep their ids.
 LATER_KEYS = {"training.stop_on": "first", "optimizer.c1": 1e-4, "optimizer.c2": 0.4, "optimizer.lambda_init": 5e-7,
               "optimizer.sigma": 5e-5, "network.shortcuts": False,
-              "network.bias_init": 0.0}
+              "network.bias_init": 0.0, "training.measure_every": 1, "training.measures_per_epoch": 1}
 
 
 def config_hash(config: dict[str, Any]) -> str:

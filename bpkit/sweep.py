@@ -108,6 +108,11 @@ def group_program(run: cfg.RunConfig, data: datasets.Dataset, plain_momentum: bo
             f"{data.name}; use 1..{len(data.x_train)} or 'full'"
         )
     batch_size = None if bs == "full" or bs == len(data.x_train) else bs
+    m = run["training.measures_per_epoch"]
+    if m > 1 and (batch_size is None or m > math.ceil(len(data.x_train) / batch_size)):
+        batches = 1 if batch_size is None else math.ceil(len(data.x_train) / batch_size)
+        raise ValueError(f"training.measures_per_epoch = {m} is more than the {batches} batch(es) of an epoch "
+                         f"of {data.name} at training.batch_size = {bs}; use 1..{batches}")
     y_tr = _targets(data.y_train, run, data.task)
     lo, hi = float(np.min(y_tr)), float(np.max(y_tr))
     arrays = {k: (None if v is None else jnp.asarray(v, dtype)) for k, v in {
@@ -137,13 +142,14 @@ def group_program(run: cfg.RunConfig, data: datasets.Dataset, plain_momentum: bo
         return seed_lane(net, name, seed, hyper, static_hyper=static_hyper, init=run["network.init"],
                          init_scale=traced["network.init_scale"], init_bias=run["network.bias_init"],
                          dtype=dtype, loss=run["loss"], source=run["source"], batch_size=batch_size,
-                         shuffle=run["training.shuffle"], rules=rules)
+                         shuffle=run["training.shuffle"], rules=rules,
+                         measure_every=run["training.measure_every"], measures_per_epoch=m)
 
     def outcome(r):
         metrics = {}
         for split, (x, y) in {"train": ("x", "y"), "val": ("xv", "yv"), "test": ("xt", "yt")}.items():
             metrics[f"{split}_loss"], metrics[f"{split}_acc"] = evaluate(r.params, arrays[x], arrays[y])
-        return r.history, r.epochs, r.stop_reason, metrics, r.met
+        return r.history, r.epochs, r.stop_reason, metrics, r.met, r.within
 
     def program(count, *columns):
         data = (arrays["x"], arrays["y"], arrays["xv"], arrays["yv"])
@@ -165,7 +171,8 @@ def run_bytes(run: cfg.RunConfig, data: datasets.Dataset) -> int:
 
     Params-sized buffers (params, candidate params, gradients, optimizer
     state, best params, the line search's copies: 12 of them), the history
-    (6 x max_epochs), and activations for a batch and for the full-data
+    (6 x max_epochs, times m with ``training.measures_per_epoch = m``: one per
+    epoch, and the records within epochs), and activations for a batch and for the full-data
     measurement (z, a and delta per unit), doubled for XLA's temporaries.
     """
     itemsize = np.dtype(run["dtype"]).itemsize
@@ -173,7 +180,8 @@ def run_bytes(run: cfg.RunConfig, data: datasets.Dataset) -> int:
     units = data.inputs + sum(run["network.hidden"]) + data.outputs
     n = len(data.x_train)
     bs = n if run["training.batch_size"] == "full" else min(run["training.batch_size"], n)
-    floats = 12 * n_params + 6 * run["training.max_epochs"] + 3 * units * (bs + n)
+    m = run["training.measures_per_epoch"]
+    floats = 12 * n_params + 6 * run["training.max_epochs"] * (1 if m == 1 else 1 + m) + 3 * units * (bs + n)
     return 2 * floats * itemsize
 
 
@@ -202,6 +210,9 @@ def chunk_for_budget(run: cfg.RunConfig, data: datasets.Dataset, budget_mb: floa
     what = (f"one run of {data.name} with hidden {list(run['network.hidden'])} and "
             f"max_epochs {run['training.max_epochs']} needs an estimated {one:,.0f} MB")
     fix = "lower training.max_epochs or network.hidden"
+    if run["training.measures_per_epoch"] > 1:
+        what += f" with {run['training.measures_per_epoch']} measures per epoch"
+        fix = "lower training.max_epochs, training.measures_per_epoch or network.hidden"
     if budget_mb is not None and one > budget_mb:
         raise ValueError(f"{what}, more than the memory budget of {budget_mb:,.0f} MB; {fix}, "
                          f"or raise --memory-budget")
@@ -269,8 +280,8 @@ def run_chunk(program: Callable, part: list[cfg.RunConfig], chunk: int) -> tuple
     """Run ``part`` (runs of one group) through its ``program`` (jitted or compiled) at shape ``chunk``.
 
     The runs are padded to ``chunk`` (same shape: no recompile) and sharded
-    over the devices; returns ``(history, epochs, stop_reasons, metrics, met)``
-    as host arrays, one row per padded run.
+    over the devices; returns ``(history, epochs, stop_reasons, metrics, met, within)``
+    as host arrays, one row per padded run (``within``: None unless ``training.measures_per_epoch > 1``).
     """
     try:
         with x64_mode(part[0]["dtype"]):
@@ -410,7 +421,8 @@ def run_grid(
     Checks everything when called (:func:`plan`: a bad config raises here, before
     any work), then the returned iterator yields, chunk by chunk, a list
     of ``(run, out)``: ``out`` holds the run's curves (each :class:`History`
-    field cut at its last epoch, ``wrong`` as ints), ``epochs``,
+    field cut at its last epoch, ``wrong`` as ints; with ``training.measures_per_epoch = m``
+    also ``curves["within"]``, each field ``(epochs, m)``), ``epochs``,
     ``stop_reason`` (a name), the final train/val/test loss and accuracy,
     ``loss_evals``, ``grad_evals``, ``cu``, ``wall_time`` (per run, its
     chunk's run time over its runs; compiling is not in it) and ``goal_epoch``
@@ -449,9 +461,9 @@ def _execute(groups: list[Group | None], compile_ahead: int) -> Iterator[list[tu
             for start in range(0, len(g.members), g.chunk):
                 part = g.members[start:start + g.chunk]
                 t0 = time.perf_counter()
-                hist, epochs, reasons, metrics, met = run_chunk(program, part, g.chunk)
+                hist, epochs, reasons, metrics, met, within = run_chunk(program, part, g.chunk)
                 wall = (time.perf_counter() - t0) / len(part)
-                yield [(r, _outcome(k, hist, epochs, reasons, metrics, met, wall)) for k, r in enumerate(part)]
+                yield [(r, _outcome(k, hist, epochs, reasons, metrics, met, wall, within)) for k, r in enumerate(part)]
             del program
             groups[i] = None  # its traced and compiled program can go: memory holds the groups ahead only
             _return_freed_memory()
@@ -482,9 +494,11 @@ def _return_freed_memory() -> None:
         trim(0)
 
 
-def _outcome(i, hist, epochs, reasons, metrics, met, wall) -> dict[str, Any]:
+def _outcome(i, hist, epochs, reasons, metrics, met, wall, within=None) -> dict[str, Any]:
     e = int(epochs[i])
     curves = {k: np.asarray(getattr(hist, k)[i][:e]) for k in hist._fields}
+    if within is not None:  # measures_per_epoch = m: (epochs, m) records per field
+        curves["within"] = {k: np.asarray(getattr(within, k)[i][:e]) for k in within._fields}
     le = float(hist.loss_evals[i][e - 1]) if e else 0.0
     ge = float(hist.grad_evals[i][e - 1]) if e else 0.0
     return {"curves": curves, "epochs": e, "stop_reason": stopping.reason_name(int(reasons[i])),
@@ -557,7 +571,8 @@ def _record(run: cfg.RunConfig, out: dict[str, Any]) -> dict[str, Any]:
         **{k: v for k, v in out.items() if k != "curves"},
         "config": run.as_dict(), "seed": int(run["seed"]),
         "status": "diverged" if reason == "diverged" else "finished",
-        "curves": {k: v.tolist() for k, v in out["curves"].items()},  # wrong: ints
+        "curves": {k: ({f: a.tolist() for f, a in v.items()} if k == "within" else v.tolist())
+                   for k, v in out["curves"].items()},  # wrong: ints
         "bpkit_version": bpkit.__version__, "jax_version": jax.__version__,
         "device": jax.devices()[0].device_kind,
     }

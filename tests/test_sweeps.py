@@ -5,6 +5,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+import re
 import textwrap
 
 import jax
@@ -601,3 +602,116 @@ def test_float64_without_64_bit_mode_is_refused_before_any_work(config_file, tmp
     assert done.returncode == 2 and done.stderr.count("\n") == 1 and "JAX_ENABLE_X64=1" in done.stderr
     assert run_sweep(cfg.load(config_file, ["dtype=float64"]), Store(tmp_path / "x64.sqlite"),
                      progress=False)["written"] == 12  # with the mode on (as here), it runs
+
+
+# -- measurements per epoch and every k epochs, from a config ---------------------------------
+
+MEASURED = textwrap.dedent("""
+    name = "m"
+    seeds = [0, 1, 2, 3]
+    dtype = "float64"
+    [network]
+    hidden = [3]
+    activation = "tanh"
+    [optimizer]
+    learning_rate = [1.0, 3.0]
+    [training]
+    batch_size = 1
+    max_epochs = 300
+    goal = 0.02
+    stall_epochs = 0
+""")
+
+
+def _alone(run: cfg.RunConfig, **measurement):
+    """The run through ``train()`` itself: the sweep's init and training keys, from the seed."""
+    import jax.numpy as jnp
+    import optax
+
+    from bpkit import MLP
+    from bpkit.sweep import _rules
+    from bpkit.training import train
+
+    kinit, ktrain = jax.random.split(jax.random.key(run["seed"]))
+    net = MLP((2, *run["network.hidden"], 1), hidden=run["network.activation"])
+    x, y = datasets.load("xor").x_train, datasets.load("xor").y_train
+    return train(net, optax.sgd(run["optimizer.learning_rate"]), net.init(kinit, dtype=jnp.float64), x, y, key=ktrain,
+                 batch_size=run["training.batch_size"], rules=_rules(run), **measurement)
+
+
+@pytest.mark.parametrize("lanes", [None, 3])  # a lane per run, and a queue whose lanes take new runs
+def test_a_sweep_stores_measures_within_epochs_and_they_are_the_single_runs(tmp_path, lanes):
+    p = tmp_path / "m.toml"
+    p.write_text(MEASURED + "measures_per_epoch = 4\n")  # after each of XOR's 4 examples
+    flat = cfg.load(p)
+    store = Store(tmp_path / "m.sqlite")
+    run_sweep(flat, store, progress=False, lanes=lanes)
+    stored = {r["run_id"]: r for r in store.runs()[0]}
+    epochs = set()
+    for run in cfg.expand(flat):
+        got, want = stored[run_id(run.as_dict())], _alone(run, measures_per_epoch=4)
+        e = int(want.epochs)
+        epochs.add(e)
+        assert got["epochs"] == e and got["stop_reason"] == want.reason
+        within = got["curves"]["within"]
+        assert set(within) == set(want.within._fields)
+        for field in want.within._fields:
+            rows = np.array(within[field], dtype=float)
+            assert rows.shape == (e, 4), field  # the records of the run's epochs, none past its stop
+            np.testing.assert_allclose(rows, np.asarray(getattr(want.within, field))[:e], rtol=1e-10, err_msg=field)
+        np.testing.assert_array_equal(np.array(within["wrong"]), np.asarray(want.within.wrong)[:e])
+        assert np.array_equal(np.array(within["loss"])[:, -1], np.array(got["curves"]["loss"]))  # the epoch-end record
+        # 4 examples a measurement apart: j+1 of them seen in the record j of epoch 1 (one gradient each)
+        assert [round(4 * g) for g in within["grad_evals"][0]] == [1, 2, 3, 4]
+    assert len(epochs) > 2 and min(epochs) < 300  # runs stop at different epochs (the queue hands lanes over)
+
+
+def test_keys_at_their_default_keep_the_curves_as_they_were(tmp_path):
+    p = tmp_path / "m.toml"
+    p.write_text(MEASURED)
+    store = Store(tmp_path / "m.sqlite")
+    run_sweep(cfg.load(p), store, progress=False)
+    assert all(set(r["curves"]) == {"loss", "grad_norm", "val_loss", "wrong", "loss_evals", "grad_evals"}
+               for r in store.runs()[0])
+
+
+def test_a_sweep_measures_every_k_epochs_and_judges_the_goal_there(tmp_path):
+    p = tmp_path / "m.toml"
+    p.write_text(MEASURED.replace("max_epochs = 300", "max_epochs = 301") + "measure_every = 7\n")
+    flat = cfg.load(p)
+    store = Store(tmp_path / "m.sqlite")
+    run_sweep(flat, store, progress=False)
+    stored = {r["run_id"]: r for r in store.runs()[0]}
+    stopped = 0
+    for run in cfg.expand(flat):
+        got, dense = stored[run_id(run.as_dict())], _alone(run)  # dense: measured every epoch
+        e, loss = got["epochs"], got["curves"]["loss"]
+        on = [i for i, v in enumerate(loss) if v is not None]  # 0-based: epoch i + 1 was measured
+        assert on == [i for i in range(e) if (i + 1) % 7 == 0 or i + 1 == 301], (e, on)
+        # the same training: the loss where measured is the dense run's (which may stop earlier)
+        d = np.asarray(dense.history.loss)
+        both = [i for i in on if i < int(dense.epochs)]
+        np.testing.assert_allclose([loss[i] for i in both], d[both], rtol=1e-10)
+        if got["stop_reason"] == "goal":
+            stopped += 1
+            first = next(i for i in on if loss[i] <= 0.02)  # the goal's first measured epoch, found by brute force
+            assert e == first + 1 and e % 7 == 0 and e >= int(dense.epochs)  # not before the goal held
+        # the evaluations are counted every epoch, measured or not: one gradient per example
+        assert got["curves"]["grad_evals"] == pytest.approx(list(range(1, e + 1)))
+    assert stopped >= 2
+
+
+@pytest.mark.parametrize("body, message", [
+    ("measure_every = 2\nmeasures_per_epoch = 2\n", "give one of them"),
+    ("measures_per_epoch = 2\nbatch_size = 'full'\n", "needs online or mini-batch training"),
+    ("measures_per_epoch = 3\nbatch_size = 2\n", "is more than the 2 batch(es) of an epoch of xor at training.batch_size = 2; use 1..2"),
+    ("measures_per_epoch = 0\n", "training.measures_per_epoch = 0 is out of range"),
+    ("measure_every = -1\n", "training.measure_every = -1 is out of range"),
+])
+def test_bad_measurement_settings_are_one_line_before_any_work(tmp_path, body, message):
+    from bpkit.sweep import plan
+
+    p = tmp_path / "bad.toml"
+    p.write_text("[training]\n" + body)
+    with pytest.raises(ValueError, match=re.escape(message)):
+        plan(cfg.expand(cfg.load(p)))
