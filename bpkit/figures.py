@@ -133,6 +133,30 @@ def cost_figure(answers: Sequence[Answer], title: str, stem: Path) -> list[Path]
     return paths
 
 
+def median_curve(losses: Sequence[Sequence[float | None]]) -> tuple[np.ndarray, np.ndarray]:
+    """The median over runs of positive losses at each epoch, and the 1-based epochs that have one.
+
+    A run that stopped early keeps its last loss; None (an epoch not measured, as with
+    ``training.measure_every``) and non-positive losses are left out of the median, and an
+    epoch no run measured is left out of the curve, so a curve measured every k epochs is a
+    line through its measured points, not gaps.
+
+    Example:
+        >>> median_curve([[0.5, None, 0.2], [0.4, None, 0.1, 0.05]])
+        (array([1, 3, 4]), array([0.45 , 0.15 , 0.125]))
+    """
+    curves = [np.array([np.nan if v is None else v for v in c], float) for c in losses]
+    n = max((len(c) for c in curves), default=0)
+    if n == 0:
+        return np.zeros(0, int), np.zeros(0)
+    padded = np.array([np.pad(c, (0, n - len(c)), mode="edge") if len(c) else np.full(n, np.nan) for c in curves])
+    with warnings.catch_warnings():  # an epoch where every seed is NaN has a NaN median
+        warnings.simplefilter("ignore", RuntimeWarning)
+        med = np.nanmedian(np.where(padded > 0, padded, np.nan), 0)
+    seen = np.isfinite(med)
+    return np.arange(1, n + 1)[seen], med[seen]
+
+
 def learning_curves(answers: Sequence[Answer], runs_by_cell: dict[tuple[str, str], list[dict[str, Any]]],
                     title: str, stem: Path) -> list[Path]:
     """Median training loss over seeds against epochs, one panel per activation, one line per method.
@@ -150,16 +174,9 @@ def learning_curves(answers: Sequence[Answer], runs_by_cell: dict[tuple[str, str
                              sharex=True, sharey=True)
     for ax, act in zip(axes.flat, acts):
         for m in methods:
-            curves = [np.array([np.nan if v is None else v for v in r["curves"].get("loss", [])], float)
-                      for r in runs_by_cell.get((m, act), [])]
-            n = max((len(c) for c in curves), default=0)
-            if n == 0:
-                continue
-            padded = np.array([np.pad(c, (0, n - len(c)), mode="edge") if len(c) else np.full(n, np.nan) for c in curves])
-            with warnings.catch_warnings():  # an epoch where every seed is NaN has a NaN median
-                warnings.simplefilter("ignore", RuntimeWarning)
-                med = np.nanmedian(np.where(padded > 0, padded, np.nan), 0)
-            ax.plot(np.arange(1, n + 1), med, color=colors[m], lw=1.2)
+            epochs, med = median_curve([r["curves"].get("loss", []) for r in runs_by_cell.get((m, act), [])])
+            if len(epochs):
+                ax.plot(epochs, med, color=colors[m], lw=1.2)
         ax.set_title(act, fontsize=9)
         ax.set_xscale("log")
         ax.set_yscale("log")
