@@ -67,9 +67,19 @@ def attempt(run: dict[str, Any], criterion: str) -> Attempt:
     """Whether ``run`` met ``criterion`` and what it cost, from its stored curves.
 
     The goal is compared in the run's dtype, as the compiled loop compares it;
-    unmeasured epochs (NaN) never count.
+    unmeasured epochs (NaN) never count.  A run that stored records within epochs
+    (``training.measures_per_epoch = m``: ``curves["within"]``) is judged at each of
+    them, in order: its success is the first record at which the criterion held, its
+    cost the evaluations counted there (a fraction of an epoch's), and ``epochs`` the
+    epoch that record lies in.  So online learning that reaches the goal in its first
+    pass costs that part of a pass, not the whole epoch the loop judges at its end.
     """
     c, curves = run["config"], run["curves"]
+    m = 1
+    if curves.get("within"):  # (epochs, m) records per field, read in order
+        w = curves["within"]
+        m = len(w["loss"][0]) if w["loss"] else 1
+        curves = {k: [x for row in w[k] for x in row] for k in ATTEMPT_CURVES}
     if criterion == "goal":
         dt = np.dtype(c.get("dtype", "float32"))
         loss = np.array([np.nan if v is None else v for v in curves.get("loss", [])], dtype=np.float64).astype(dt)
@@ -84,10 +94,10 @@ def attempt(run: dict[str, Any], criterion: str) -> Attempt:
         return Attempt(False, int(run["epochs"] or 0), float(run["cu"] or 0.0))
     i = int(hits[0])
     le, ge = curves["loss_evals"][i], curves["grad_evals"][i]
-    return Attempt(True, i + 1, float(le + 3 * ge))
+    return Attempt(True, i // m + 1, float(le + 3 * ge))
 
 
-ATTEMPT_CURVES = ("loss", "wrong", "loss_evals", "grad_evals")  # what :func:`attempt` reads
+ATTEMPT_CURVES = ("loss", "wrong", "loss_evals", "grad_evals")  # what :func:`attempt` reads (and "within"'s)
 
 
 def slim(run: dict[str, Any]) -> dict[str, Any]:
@@ -97,7 +107,10 @@ def slim(run: dict[str, Any]) -> dict[str, Any]:
     """
     ends = [a.epochs for crit in criteria(run["config"]) if (a := attempt(run, crit)).success]
     n = max(ends, default=0)
-    return {**run, "curves": {k: v[:n] for k, v in run["curves"].items() if k in ATTEMPT_CURVES}}
+    curves = {k: v[:n] for k, v in run["curves"].items() if k in ATTEMPT_CURVES}
+    if run["curves"].get("within"):
+        curves["within"] = {k: v[:n] for k, v in run["curves"]["within"].items() if k in ATTEMPT_CURVES}
+    return {**run, "curves": curves}
 
 
 class Cell(NamedTuple):
