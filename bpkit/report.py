@@ -246,7 +246,7 @@ def write(store_path: str | Path, out_dir: str | Path | None = None,
     chosen = {i for a in answers for i in a.chosen.run_ids}
     curves = {r["run_id"]: r for r in load_runs(store_path, each=_loss_curve_only, ids=chosen)[0]}
     md = [f"# Report: {store_path.name}", "", f"{len(runs)} runs. {INTRO}", ""]
-    md += _censored_note(runs)
+    md += _censored_note(runs) + _resolution_note(runs)
     tables: list[Table] = []
     figs: list[Path] = []
     for problem in dict.fromkeys(a.problem for a in answers):
@@ -317,6 +317,29 @@ def _chosen_runs(by_id: dict[str, dict[str, Any]], answers: Sequence[compare.Ans
     for a in answers:
         out.setdefault((a.method, a.activation), [by_id[i] for i in a.chosen.run_ids])
     return out
+
+
+def _measured(config: dict[str, Any]) -> str:
+    """How often a run's criteria were judged: "every epoch", "every k epochs" or "m times an epoch"."""
+    m, k = config.get("training.measures_per_epoch", 1), config.get("training.measure_every", 1)
+    if m > 1:
+        return f"{m} times an epoch"
+    if k > 1 and config.get("training.batch_size") != "full":  # a full batch is measured every epoch
+        return f"every {k} epochs"
+    return "every epoch"
+
+
+def _resolution_note(runs: list[dict[str, Any]]) -> list[str]:
+    counts: dict[str, int] = {}
+    for r in runs:
+        if compare.criteria(r["config"]):
+            counts[_measured(r["config"])] = counts.get(_measured(r["config"]), 0) + 1
+    if len(counts) < 2:
+        return []
+    return ["> **Measured unequally:** these runs' criteria were judged "
+            + ", ".join(f"{how} ({n} runs)" for how, n in counts.items())
+            + ". A run judged more often has more chances to catch a fluctuating loss below the goal, and the "
+            "measurements themselves are not in the cost: compare methods measured alike.", ""]
 
 
 def _censored_note(runs: list[dict[str, Any]]) -> list[str]:

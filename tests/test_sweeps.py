@@ -765,3 +765,19 @@ def test_a_run_with_records_within_epochs_is_judged_and_costed_at_each_record(tm
             assert not epoch_end.success or (got.epochs <= epoch_end.epochs and got.cu <= epoch_end.cu)
             finer += got.cu < epoch_end.cu
     assert finer > 0  # some successes fell within an epoch
+
+
+def test_a_report_says_when_its_runs_were_measured_unequally(tmp_path):
+    from bpkit import report
+
+    p = tmp_path / "m.toml"
+    p.write_text(MEASURED.replace("seeds = [0, 1, 2, 3]", "seeds = [0, 1]").replace("max_epochs = 300", "max_epochs = 60"))
+    alike = tmp_path / "alike.sqlite"
+    run_sweep(cfg.load(p), Store(alike), progress=False)
+    run_sweep(cfg.load(p, ["training.batch_size=full", "training.measure_every=5"]), Store(alike), progress=False)
+    assert "Measured unequally" not in report.write(alike)[0].read_text()  # a full batch is measured every epoch
+    mixed = tmp_path / "mixed.sqlite"
+    run_sweep(cfg.load(p), Store(mixed), progress=False)
+    run_sweep(cfg.load(p, ["training.measures_per_epoch=4"]), Store(mixed), progress=False)
+    text = report.write(mixed)[0].read_text()
+    assert "judged every epoch (4 runs), 4 times an epoch (4 runs)" in text
