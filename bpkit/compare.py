@@ -73,6 +73,9 @@ def attempt(run: dict[str, Any], criterion: str) -> Attempt:
     cost the evaluations counted there (a fraction of an epoch's), and ``epochs`` the
     epoch that record lies in.  So online learning that reaches the goal in its first
     pass costs that part of a pass, not the whole epoch the loop judges at its end.
+    More records are also more chances to catch a fluctuating loss below the goal, and
+    their own evaluations are not in the cost: compare methods measured alike (the
+    report notes a store that mixes them).
     """
     c, curves = run["config"], run["curves"]
     m = 1

@@ -12,7 +12,8 @@ final train/validation/test loss and accuracy, loss and gradient
 evaluations, cu (Moeller's forward-pass equivalents: a loss evaluation 1 cu,
 a gradient 3 cu), wall time, the per-epoch curves (JSON; with
 ``training.measures_per_epoch = m`` also ``curves["within"]``, each field a list of
-m records per epoch), and the bpkit and jax versions and the device kind.  Plain data only: SQL columns and JSON text.
+m records per epoch), and the bpkit and jax versions and the device kind.  Plain
+data only: SQL columns and JSON text.
 
 Example:
     >>> import tempfile, os
