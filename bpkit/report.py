@@ -19,6 +19,7 @@ Example:
 
 from __future__ import annotations
 
+import collections
 import csv
 import io
 import math
@@ -330,10 +331,7 @@ def _measured(config: dict[str, Any]) -> str:
 
 
 def _resolution_note(runs: list[dict[str, Any]]) -> list[str]:
-    counts: dict[str, int] = {}
-    for r in runs:
-        if compare.criteria(r["config"]):
-            counts[_measured(r["config"])] = counts.get(_measured(r["config"]), 0) + 1
+    counts = collections.Counter(_measured(r["config"]) for r in runs if compare.criteria(r["config"]))
     if len(counts) < 2:
         return []
     return ["> **Measured unequally:** these runs' criteria were judged "

@@ -109,8 +109,8 @@ def group_program(run: cfg.RunConfig, data: datasets.Dataset, plain_momentum: bo
         )
     batch_size = None if bs == "full" or bs == len(data.x_train) else bs
     m = run["training.measures_per_epoch"]
-    if m > 1 and (batch_size is None or m > math.ceil(len(data.x_train) / batch_size)):
-        batches = 1 if batch_size is None else math.ceil(len(data.x_train) / batch_size)
+    batches = 1 if batch_size is None else math.ceil(len(data.x_train) / batch_size)
+    if m > batches:  # checked here, before any compile (training.trainer_parts checks it when traced)
         raise ValueError(f"training.measures_per_epoch = {m} is more than the {batches} batch(es) of an epoch "
                          f"of {data.name} at training.batch_size = {bs}; use 1..{batches}")
     y_tr = _targets(data.y_train, run, data.task)
