@@ -77,6 +77,20 @@ def _json_safe(v: Any) -> Any:
     return v
 
 
+def _json(v: Any) -> str:
+    """JSON text of ``v`` with NaN and infinities as ``null``.
+
+    Walked element by element in Python only when ``v`` holds such a float: a sweep's
+    curves come with them already ``None`` (:func:`bpkit.sweep.listed`), and walking all
+    22 million numbers of the flagship's curves made storing its 4800 runs take 14.5 s
+    instead of 9.5 s.  The text is the same either way (tested).
+    """
+    try:
+        return json.dumps(v, allow_nan=False)
+    except ValueError:  # a NaN or an infinity somewhere
+        return json.dumps(_json_safe(v))
+
+
 class Store:
     """A bpkit results store at ``path`` (created if missing).
 

@@ -565,13 +565,30 @@ def in_grid_order(stored: list[dict[str, Any]], flat: dict[str, Any]) -> list[di
     return sorted(stored, key=lambda r: position.get(r["run_id"], last))  # stable: the rest keep their order
 
 
+def listed(a: np.ndarray) -> list:
+    """``a.tolist()`` with NaN and infinities as None (JSON ``null``, as the store keeps them),
+    so that the store need not walk every number to find them.
+
+    Example:
+        >>> listed(np.array([0.5, np.nan], np.float32))
+        [0.5, None]
+    """
+    a = np.asarray(a)
+    bad = ~np.isfinite(a) if a.dtype.kind == "f" else None
+    if bad is None or not bad.any():
+        return a.tolist()
+    out = a.astype(object)  # Python floats, as tolist() gives them
+    out[bad] = None
+    return out.tolist()
+
+
 def _record(run: cfg.RunConfig, out: dict[str, Any]) -> dict[str, Any]:
     reason = out["stop_reason"]
     return {
         **{k: v for k, v in out.items() if k != "curves"},
         "config": run.as_dict(), "seed": int(run["seed"]),
         "status": "diverged" if reason == "diverged" else "finished",
-        "curves": {k: ({f: a.tolist() for f, a in v.items()} if k == "within" else v.tolist())
+        "curves": {k: ({f: listed(a) for f, a in v.items()} if k == "within" else listed(v))
                    for k, v in out["curves"].items()},  # wrong: ints
         "bpkit_version": bpkit.__version__, "jax_version": jax.__version__,
         "device": jax.devices()[0].device_kind,

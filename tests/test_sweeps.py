@@ -184,6 +184,34 @@ def test_store_version_check(tmp_path):
         Store(tmp_path / "r.sqlite")
 
 
+def test_curves_are_stored_as_the_element_by_element_walk_stores_them(tmp_path):
+    # The sweep hands the store curves whose NaN and infinities are already None (sweep.listed), so
+    # the store skips its walk over every number; another caller's NaN still gets walked.  Either
+    # way the stored text must be what the walk alone gives (null for every non-finite float).
+    from bpkit.store import _json_safe
+    from bpkit.sweep import listed
+
+    rng = np.random.default_rng(0)
+    loss = rng.normal(size=50).astype(np.float32)
+    loss[[3, 17]] = np.nan
+    loss[40] = np.inf
+    within = rng.normal(size=(5, 3)).astype(np.float32)
+    within[2, 1] = -np.inf
+    curves = {"loss": loss, "val_loss": np.full(50, np.nan, np.float32), "grad_norm": rng.normal(size=50),
+              "wrong": np.arange(50, dtype=np.int32), "within": {"loss": within}}
+    as_lists = {k: ({f: a.tolist() for f, a in v.items()} if k == "within" else v.tolist()) for k, v in curves.items()}
+    by_listed = {k: ({f: listed(a) for f, a in v.items()} if k == "within" else listed(v)) for k, v in curves.items()}
+    expected = json.dumps(_json_safe(as_lists))
+    assert by_listed["loss"][3] is None and by_listed["within"]["loss"][2][1] is None  # not vacuous
+    assert isinstance(by_listed["loss"][0], float) and isinstance(by_listed["wrong"][1], int)
+    s = Store(tmp_path / "r.sqlite")
+    for i, c in enumerate((by_listed, as_lists)):  # prepared by the sweep; raw NaN from another caller
+        s.add([{"config": {"seed": i, "x": 1}, "seed": i, "status": "finished", "curves": c}])
+    stored = [row[0] for row in s._db.execute("SELECT curves FROM runs ORDER BY seed")]
+    assert stored == [expected, expected]
+    assert "NaN" not in expected and "Infinity" not in expected and expected.count("null") == 50 + 3 + 1
+
+
 def test_corrupt_row_is_reported_by_id_and_hides_nothing_else(tmp_path, config_file):
     s = Store(tmp_path / "r.sqlite")
     run_sweep(cfg.load(config_file, ["seeds=[0]", "network.activation=tanh", "optimizer.learning_rate=0.5"]), s, progress=False)
