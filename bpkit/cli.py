@@ -308,8 +308,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--lanes", default="auto", metavar="W|auto|all",
                        help="step each chunk's runs through W lanes, a lane taking the next run as soon as "
                             "its own stops; all: one lane per run, all stepped until the last stops; auto "
-                            "(default): 8 on CPU for CG, L-BFGS and epochs of 1e6+ example-weights, all otherwise "
-                            "(other W: other last bits)")
+                            "(default): 8 on CPU for CG, L-BFGS and epochs of 1e6+ example-weights (4 for CG and "
+                            "L-BFGS on such epochs), all otherwise (other W: other last bits)")
         p.add_argument("--no-progress", action="store_true", help="no progress bar")
         p.add_argument("--plan", action="store_true",
                        help="check the config, data and memory, print the groups and chunks, run nothing")

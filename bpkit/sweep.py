@@ -311,6 +311,7 @@ class Group(NamedTuple):
 
 Lanes = Union[int, Literal["auto"], None]
 AUTO_LANES = 8  # lanes of a queued group on CPU under lanes="auto" (measured: see group_lanes)
+AUTO_LANES_HEAVY_SEARCH = 4  # ... of a CG or L-BFGS group whose epoch is heavy (measured: see group_lanes)
 AUTO_WORK = 10**6  # examples x weights per epoch from which lanes="auto" queues every optimizer on CPU
 
 
@@ -333,7 +334,10 @@ def group_lanes(run: cfg.RunConfig, data: datasets.Dataset, chunk: int, lanes: L
     once an epoch is heavy (:func:`epoch_work` >= :data:`AUTO_WORK`), where a lane's step
     costs about its share of the work and runs that stop early free their lane; one lane
     per run otherwise (a tiny step costs the loop's overhead, whatever the width) and on
-    accelerators (where a wide vmap is assumed to cost little; not measured).
+    accelerators (where a wide vmap is assumed to cost little; not measured).  Both at once,
+    a line search on a heavy epoch: :data:`AUTO_LANES_HEAVY_SEARCH`, since every lane pays
+    a full evaluation for each line-search step of the lane that needs most, and a wide lane
+    saves nothing on work that already fills the cores.
 
     Measured on 2 CPU cores, the flagship's groups of 80 runs (run time, warm, one lane per
     run vs 8 lanes): digits 64-32-10 (2.6 million multiply-adds an epoch) online gradient
@@ -344,16 +348,20 @@ def group_lanes(run: cfg.RunConfig, data: datasets.Dataset, chunk: int, lanes: L
     instead of 8 (2026-12-04, warm, one run each): the flagship's 20 digits groups gave bitwise
     the same results in 64.2 s against 69.9 s (sigmoid PR+ CG 11.3 s against 14.2 s; 2 lanes
     8.3 s, with other last bits), but cg_family's 40 CG and L-BFGS groups gave other last bits
-    (220.6 s against 244.9 s), so the studies' stored results keep it at 8.
+    (220.6 s against 244.9 s), so the studies' stored results keep it at 8.  For heavy line
+    searches alone (2026-12-06, warm, the flagship's five digits PR+ CG groups, runs only): 28.1 s
+    with 8 lanes, 21.8 s with 4 (bitwise the same results), 19.0 s with 2 and 16.2 s with 1 (other
+    last bits, and other epochs in its ReLU and linear groups); no study holds such a group, so 4
+    changes no stored result.
 
     Example:
         >>> group_lanes(run, data, 80, "auto")  # doctest: +SKIP
         8
     """
     if lanes == "auto":
-        queued = jax.default_backend() == "cpu" and (
-            run["optimizer.name"] in ("cg", "lbfgs") or epoch_work(run, data) >= AUTO_WORK)
-        lanes = AUTO_LANES if queued else None
+        search, heavy = run["optimizer.name"] in ("cg", "lbfgs"), epoch_work(run, data) >= AUTO_WORK
+        cpu = jax.default_backend() == "cpu"
+        lanes = (AUTO_LANES_HEAVY_SEARCH if search and heavy else AUTO_LANES) if cpu and (search or heavy) else None
     return None if lanes is None else device_chunk(min(lanes, chunk))
 
 

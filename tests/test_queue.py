@@ -132,7 +132,7 @@ def test_lanes_must_be_positive(tmp_path):
 
 def test_auto_lanes_queue_line_search_and_heavy_groups_on_cpu_only(tmp_path, monkeypatch):
     from bpkit import sweep
-    from bpkit.sweep import AUTO_LANES, AUTO_WORK, epoch_work, group_lanes, load_data
+    from bpkit.sweep import AUTO_LANES, AUTO_LANES_HEAVY_SEARCH, AUTO_WORK, epoch_work, group_lanes, load_data
 
     path = tmp_path / "q.toml"
     path.write_text(CONFIG)
@@ -156,6 +156,14 @@ def test_auto_lanes_queue_line_search_and_heavy_groups_on_cpu_only(tmp_path, mon
     digits = load_data(heavy)
     assert epoch_work(heavy, digits) == len(digits.x_train) * (64 * 32 + 32 + 32 * 10 + 10) >= AUTO_WORK
     assert group_lanes(heavy, digits, 80, "auto") == AUTO_LANES
+    # A line search on a heavy epoch: fewer lanes (each pays for the slowest lane's line search).
+    path.write_text(CONFIG.replace('name = "xor"', 'name = "digits"').replace("hidden = [2]", "hidden = [32]"))
+    heavy_cg = cfg.expand(cfg.load(path))[0]
+    assert heavy_cg["optimizer.name"] == "cg" and epoch_work(heavy_cg, digits) >= AUTO_WORK
+    assert group_lanes(heavy_cg, digits, 80, "auto") == AUTO_LANES_HEAVY_SEARCH < AUTO_LANES
+    assert group_lanes(heavy_cg, digits, 2, "auto") == 2 and group_lanes(heavy_cg, digits, 80, 8) == 8
+    monkeypatch.setattr(sweep.jax, "default_backend", lambda: "gpu")
+    assert group_lanes(heavy_cg, digits, 80, "auto") is None and group_lanes(heavy, digits, 80, "auto") is None
 
 
 TWO_DEVICES = """
