@@ -14,11 +14,12 @@ Benchmarks:
 
   online    online learning on digits (64-64-10 sigmoid, half MSE, one update per
             example, lr 0.1): bpkit's compiled loop vs the minimal fused loop (one
-            lax.scan of jax.grad steps), a PyTorch eager per-example loop and a plain
-            NumPy loop.  Target >= 0.9x the minimal loop (measuring every 10 epochs).
+            lax.scan of jax.grad steps), FANN's C library (fann_train_epoch, incremental),
+            a PyTorch eager per-example loop and a plain NumPy loop.  Target >= 0.9x the
+            minimal loop (measuring every 10 epochs).
   batch     batch gradient descent epochs per second, same net and data, vs the
-            minimal fused loop (lax.fori_loop of jax.grad steps) and PyTorch.
-            Target >= 0.9x the minimal loop.
+            minimal fused loop (lax.fori_loop of jax.grad steps), FANN (batch) and
+            PyTorch.  Target >= 0.9x the minimal loop.
   cg        PR+ CG and L-BFGS on the small CMU problems (XOR 2-2-1, parity-3 3-3-1, 8-3-8
             encoder; sigmoid, half MSE), 5 starts each, vs scipy.optimize.minimize (CG,
             L-BFGS-B) driven by the same jitted JAX value-and-grad: wall time to reach
@@ -41,7 +42,9 @@ Benchmarks:
 
 Peers that are not installed are skipped with a line saying so.  PyTorch is
 not in the `bench` extra (a plain requirement pulls a multi-GB CUDA build):
-install a CPU build yourself.
+install a CPU build yourself.  FANN 2.2 is a system library (Debian: apt-get
+install libfann-dev), reached through the conformance tests' ctypes binding
+(tests/fann_ref.py): libfloatfann for float32, libdoublefann for float64.
 
 Usage:
   python scripts/bench.py [--rounds 15] [--dtype float32] [--json PATH]
@@ -158,6 +161,52 @@ def _torch_net(torch, params, x, y, dtype):
     return layers, xt, yt, forward
 
 
+def _fann(dtype):
+    """``(fann_ref, precision)``: FANN's C library through the conformance tests' ctypes binding,
+    in ``dtype``'s precision; ``(None, precision)`` where it is not installed."""
+    import os
+
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests"))
+    import fann_ref
+
+    precision = "float" if jnp.dtype(dtype) == jnp.float32 else "double"
+    return (fann_ref if fann_ref.load(precision) is not None else None), precision
+
+
+def fann_epochs(params, x, y, algorithm: str, lr: float, epochs: int, dtype):
+    """FANN's own training (``fann_train_epoch``) from ``params``: ``(run, weights)``, ``run()``
+    doing ``epochs`` epochs and ``weights()`` the params after them; None without FANN.
+
+    The same net: FANN's sigmoid with steepness 0.5 is the logistic function, its linear
+    error function is half MSE, "incremental" is online learning in the data's order and
+    "batch" one mean-gradient step an epoch.  Its update clips the output-form derivative:
+    bpkit's ``fann_clipped`` source is that rule (tests/test_conformance_fann.py: equal to
+    rounding level), so :func:`_fann_result` checks FANN's weights against it.  Calls go on
+    from the weights the last one left (an epoch costs the same from any weights; FANN's
+    ``fann_set_weight_array`` looks up every connection, O(n^2): 40 ms, more than an epoch).
+    """
+    import weakref
+
+    fann_ref, precision = _fann(dtype)
+    if fann_ref is None:
+        return None
+    sizes = (params[0]["w"].shape[0],) + tuple(layer["w"].shape[1] for layer in params)
+    net = fann_ref.Net(sizes, precision=precision)
+    net.set_params(params)
+    net.set("learning_rate", lr)
+    lib = net.lib
+    lib.fann_set_training_algorithm(net.ann, {"incremental": fann_ref.INCREMENTAL, "batch": fann_ref.BATCH}[algorithm])
+    data = net.train_data(np.asarray(x, np.float64), np.asarray(y, np.float64))
+
+    def run():
+        for _ in range(epochs):
+            lib.fann_train_epoch(net.ann, data)
+
+    run.net = net  # the network lives as long as the callable
+    weakref.finalize(run, lib.fann_destroy_train, data)
+    return run, net.params
+
+
 def _numpy_params(params):
     return [(np.array(l["w"], np.float64), np.array(l["b"], np.float64)) for l in params]
 
@@ -247,6 +296,11 @@ def bench_online(rounds: int, dtype) -> dict:
         return w1
 
     fns["numpy"] = numpy_epoch
+    fann = fann_epochs(params, x, y, "incremental", lr, 1, dtype)
+    if fann is not None:
+        fns["fann"] = fann[0]
+        fann[0]()  # one epoch from params: checked below, against bpkit with FANN's rule
+        fann = (fann[0], lambda w=fann[1](): w)
     torch = _torch()
     if torch is not None:
 
@@ -268,6 +322,10 @@ def bench_online(rounds: int, dtype) -> dict:
     out = {"name": "online", "problem": f"online epochs ({x.shape[0]} updates each), 64-64-10 sigmoid, "
            f"{jnp.dtype(dtype).name}, {source}", "max_rel_diff_vs_numpy": diff,
            "ms": {k: 1e3 * statistics.median(v) / per.get(k, 1) for k, v in t.items()}}
+    fann_rule = jax.jit(make_trainer(net, optax.sgd(lr), batch_size=1, shuffle=False, source="fann_clipped",
+                                     rules=StopRules(max_epochs=1, stall_epochs=None)))
+    _fann_result(out, fann, lambda: fann_rule(params, x, y, key).params[0]["w"],
+                 out["ms"]["fann"] / out["ms"]["bpkit"] if fann else None, dtype)
     out["speedup_vs_numpy"] = out["ms"]["numpy"] / out["ms"]["bpkit"]
     out["vs_minimal"] = out["ms"]["minimal"] / out["ms"]["bpkit"]
     out["vs_minimal_every_10"] = out["ms"]["minimal"] / out["ms"]["bpkit_every_10"]
@@ -293,6 +351,11 @@ def bench_batch(rounds: int, dtype) -> dict:
     key = jax.random.key(0)
     minimal = minimal_batch(lr, epochs)
     fns = {"bpkit": lambda: run(params, x, y, key).params, "minimal": lambda: minimal(params, x, y)}
+    fann = fann_epochs(params, x, y, "batch", lr, epochs, dtype)
+    if fann is not None:
+        fns["fann"] = fann[0]
+        fann[0]()  # the timed epochs from params: checked below, against bpkit with FANN's rule
+        fann = (fann[0], lambda w=fann[1](): w)
     torch = _torch()
     if torch is not None:
 
@@ -314,7 +377,25 @@ def bench_batch(rounds: int, dtype) -> dict:
     out["met"] = out["vs_minimal"] >= 0.9
     if torch is not None:
         out["speedup_vs_torch"] = out["epochs_per_s"]["bpkit"] / out["epochs_per_s"]["torch"]
+    fann_rule = jax.jit(make_trainer(net, optax.sgd(lr), source="fann_clipped",
+                                     rules=StopRules(max_epochs=epochs, stall_epochs=None)))
+    _fann_result(out, fann, lambda: fann_rule(params, x, y, key).params[0]["w"],
+                 out["epochs_per_s"]["bpkit"] / out["epochs_per_s"]["fann"] if fann else None, dtype)
     return out
+
+
+def _fann_result(out: dict, fann, check, speedup: float | None, dtype) -> None:
+    """Put FANN's speed beside bpkit's in ``out`` (or why it is absent), and how far FANN's weights
+    after its first call land from ``check()``: bpkit's first-layer weights after the same epochs
+    with FANN's own rule (source ``fann_clipped``)."""
+    fann_ref, precision = _fann(dtype)
+    if fann is None:
+        out["fann"] = "skipped: " + (fann_ref.WHY_MISSING if fann_ref else "FANN is not installed").replace(
+            "libdoublefann", "libfloatfann" if precision == "float" else "libdoublefann")
+        return
+    ref = np.asarray(check(), np.float64)
+    out["fann"] = {"speedup": speedup, "precision": precision,
+                   "max_rel_diff": float(np.max(np.abs(fann[1]()[0]["w"] - ref)) / np.max(np.abs(ref)))}
 
 
 def _cg_problem(dtype):
@@ -635,6 +716,15 @@ def _met(flag) -> str:
     return "met" if flag else "NOT met"
 
 
+def _print_fann(r: dict) -> None:
+    f = r.get("fann")
+    if isinstance(f, str):
+        print(f"  FANN {f}")
+    elif f:
+        print(f"  {f['speedup']:.2f}x FANN 2.2 (C, one thread, {f['precision']} precision; after the same "
+              f"epochs its weights are {f['max_rel_diff']:.1e} from bpkit's with FANN's rule, fann_clipped)")
+
+
 def _print(r: dict) -> None:
     print(f"[{r['name']}] {r['problem']}")
     if r["name"] == "grad":
@@ -653,11 +743,13 @@ def _print(r: dict) -> None:
               f"{r['vs_minimal_every_10']:.2f}x measuring every 10; target {r['target']}: {_met(r['met'])}")
         if "speedup_vs_torch" in r:
             print(f"  {r['speedup_vs_torch']:.1f}x the PyTorch loop")
+        _print_fann(r)
     elif r["name"] == "batch":
         print("  " + ", ".join(f"{k} {v:.0f} epochs/s" for k, v in r["epochs_per_s"].items()))
         print(f"  {r['vs_minimal']:.2f}x the minimal fused loop; target {r['target']}: {_met(r['met'])}")
         if "speedup_vs_torch" in r:
             print(f"  {r['speedup_vs_torch']:.2f}x PyTorch")
+        _print_fann(r)
     elif r["name"] == "cg":
         if "skipped" in r:
             print("  " + r["skipped"])

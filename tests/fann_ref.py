@@ -27,20 +27,27 @@ class Connection(ctypes.Structure):  # struct fann_connection, fann_type = doubl
     _fields_ = [("from_neuron", ctypes.c_uint), ("to_neuron", ctypes.c_uint), ("weight", ctypes.c_double)]
 
 
-_LIB = None
+class FloatConnection(ctypes.Structure):  # the same in libfloatfann, fann_type = float
+    _fields_ = [("from_neuron", ctypes.c_uint), ("to_neuron", ctypes.c_uint), ("weight", ctypes.c_float)]
+
+
+# precision -> (library name, its soname, fann_type, struct fann_connection)
+PRECISIONS = {"double": ("doublefann", "libdoublefann.so.2", ctypes.c_double, Connection),
+              "float": ("floatfann", "libfloatfann.so.2", ctypes.c_float, FloatConnection)}
+_LIBS: dict = {}
 WHY_MISSING = "FANN's libdoublefann is not installed (Debian: apt-get install libfann-dev)"
 
 
-def load():
-    """The ctypes library, or None."""
-    global _LIB
-    if _LIB is None:
-        name = ctypes.util.find_library("doublefann") or "libdoublefann.so.2"
+def load(precision: str = "double"):
+    """The ctypes library of ``precision`` ("double": libdoublefann, the tests' reference;
+    "float": libfloatfann, for float32 timings), or None."""
+    if precision not in _LIBS:
+        short, soname, T, Conn = PRECISIONS[precision]
         try:
-            lib = ctypes.CDLL(name)
+            lib = ctypes.CDLL(ctypes.util.find_library(short) or soname)
         except OSError:
             return None
-        P, F, D, U = ctypes.c_void_p, ctypes.c_float, ctypes.c_double, ctypes.c_uint
+        P, F, D, U = ctypes.c_void_p, ctypes.c_float, T, ctypes.c_uint
         sig = {
             "fann_create_standard_array": (P, [U, ctypes.POINTER(U)]),
             "fann_destroy": (None, [P]),
@@ -60,8 +67,8 @@ def load():
             "fann_set_rprop_delta_max": (None, [P, F]),
             "fann_set_rprop_delta_zero": (None, [P, F]),
             "fann_get_total_connections": (U, [P]),
-            "fann_get_connection_array": (None, [P, ctypes.POINTER(Connection)]),
-            "fann_set_weight_array": (None, [P, ctypes.POINTER(Connection), U]),
+            "fann_get_connection_array": (None, [P, ctypes.POINTER(Conn)]),
+            "fann_set_weight_array": (None, [P, ctypes.POINTER(Conn), U]),
             "fann_read_train_from_file": (P, [ctypes.c_char_p]),
             "fann_destroy_train": (None, [P]),
             "fann_train_epoch": (F, [P, P]),
@@ -70,15 +77,17 @@ def load():
         for fn, (res, args) in sig.items():
             f = getattr(lib, fn)
             f.restype, f.argtypes = res, args
-        _LIB = lib
-    return _LIB
+        _LIBS[precision] = lib
+    return _LIBS[precision]
 
 
 class Net:
     """One FANN network with bpkit-shaped params in and out."""
 
-    def __init__(self, sizes, hidden=SIGMOID, output=SIGMOID, steepness_hidden=0.5, steepness_output=0.5):
-        self.lib = load()
+    def __init__(self, sizes, hidden=SIGMOID, output=SIGMOID, steepness_hidden=0.5, steepness_output=0.5,
+                 precision="double"):
+        self.lib = load(precision)
+        _, _, self.type, self.connection = PRECISIONS[precision]
         self.sizes = tuple(sizes)
         layers = (ctypes.c_uint * len(sizes))(*sizes)
         self.ann = self.lib.fann_create_standard_array(len(sizes), layers)
@@ -89,7 +98,7 @@ class Net:
         self.lib.fann_set_train_error_function(self.ann, ERRORFUNC_LINEAR)  # FANN's default is tanh-shaped
         self.lib.fann_set_learning_momentum(self.ann, 0.0)
         n = self.lib.fann_get_total_connections(self.ann)
-        self.conns = (Connection * n)()
+        self.conns = (self.connection * n)()
         self.lib.fann_get_connection_array(self.ann, self.conns)
         starts = np.cumsum([0] + [s + 1 for s in sizes])  # first neuron of each layer
         self.where = []  # (layer, "w" or "b", row, col) per connection
@@ -124,23 +133,28 @@ class Net:
     def run(self, x):
         rows = []
         for row in np.asarray(x, np.float64):
-            buf = (ctypes.c_double * len(row))(*row)
+            buf = (self.type * len(row))(*row)
             res = self.lib.fann_run(self.ann, buf)
             rows.append([res[k] for k in range(self.sizes[-1])])
         return np.array(rows)
 
-    def train_epochs(self, x, y, epochs, algorithm):
-        """Run ``epochs`` epochs of ``fann_train_epoch``; returns the params after each one."""
-        self.lib.fann_set_training_algorithm(self.ann, algorithm)
+    def train_data(self, x, y):
+        """FANN's training data for ``(x, y)`` (read from a file, FANN's one way in); free it with
+        ``lib.fann_destroy_train``."""
         fd, path = tempfile.mkstemp(suffix=".data")
         try:
             with os.fdopen(fd, "w") as f:
                 f.write(f"{len(x)} {x.shape[1]} {y.shape[1]}\n")
                 for a, b in zip(x, y):
                     f.write(" ".join(repr(float(v)) for v in a) + "\n" + " ".join(repr(float(v)) for v in b) + "\n")
-            data = self.lib.fann_read_train_from_file(path.encode())
+            return self.lib.fann_read_train_from_file(path.encode())
         finally:
             os.unlink(path)
+
+    def train_epochs(self, x, y, epochs, algorithm):
+        """Run ``epochs`` epochs of ``fann_train_epoch``; returns the params after each one."""
+        self.lib.fann_set_training_algorithm(self.ann, algorithm)
+        data = self.train_data(x, y)
         try:
             trajectory = []
             for _ in range(epochs):
