@@ -86,12 +86,19 @@ def digits(dtype) -> tuple[jax.Array, jax.Array, str]:
 
 
 def interleaved(fns: dict[str, callable], rounds: int, inner: int) -> dict[str, list[float]]:
-    """Seconds per call for each fn, measured in alternation, ``rounds`` samples each."""
+    """Seconds per call for each fn, measured in alternation, ``rounds`` samples each.
+
+    Each sample follows an untimed call of the same fn: whatever ran after a pause of about
+    a second (a slow peer such as FANN's batch epochs, or a plain sleep) ran 25-30% slower,
+    which made bpkit's batch loop 0.67x the minimal one when it came after FANN and 0.92x
+    without FANN in the round (measured; the order of the others made no such difference).
+    """
     for f in fns.values():  # compile and warm up
         jax.block_until_ready(f())
     times = {k: [] for k in fns}
     for _ in range(rounds):
         for k, f in fns.items():
+            jax.block_until_ready(f())  # untimed: the sample below does not pay for the pause before it
             t = time.perf_counter()
             for _ in range(inner):
                 out = f()
