@@ -359,9 +359,12 @@ def group_lanes(run: cfg.RunConfig, data: datasets.Dataset, chunk: int, lanes: L
         8
     """
     if lanes == "auto":
-        search, heavy = run["optimizer.name"] in ("cg", "lbfgs"), epoch_work(run, data) >= AUTO_WORK
-        cpu = jax.default_backend() == "cpu"
-        lanes = (AUTO_LANES_HEAVY_SEARCH if search and heavy else AUTO_LANES) if cpu and (search or heavy) else None
+        search = run["optimizer.name"] in ("cg", "lbfgs")
+        heavy = epoch_work(run, data) >= AUTO_WORK
+        if jax.default_backend() != "cpu" or not (search or heavy):
+            lanes = None
+        else:
+            lanes = AUTO_LANES_HEAVY_SEARCH if search and heavy else AUTO_LANES
     return None if lanes is None else device_chunk(min(lanes, chunk))
 
 

@@ -173,7 +173,9 @@ def _fann(dtype):
     in ``dtype``'s precision; ``(None, precision)`` where it is not installed."""
     import os
 
-    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests"))
+    tests = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests")
+    if tests not in sys.path:
+        sys.path.insert(0, tests)
     import fann_ref
 
     precision = "float" if jnp.dtype(dtype) == jnp.float32 else "double"
@@ -181,14 +183,14 @@ def _fann(dtype):
 
 
 def fann_epochs(params, x, y, algorithm: str, lr: float, epochs: int, dtype):
-    """FANN's own training (``fann_train_epoch``) from ``params``: ``(run, weights)``, ``run()``
-    doing ``epochs`` epochs and ``weights()`` the params after them; None without FANN.
+    """FANN's own training (``fann_train_epoch``) from ``params``: ``(run, after)``, where ``run()``
+    does ``epochs`` epochs and ``after`` is the params after the first call; None without FANN.
 
     The same net: FANN's sigmoid with steepness 0.5 is the logistic function, its linear
     error function is half MSE, "incremental" is online learning in the data's order and
     "batch" one mean-gradient step an epoch.  Its update clips the output-form derivative:
     bpkit's ``fann_clipped`` source is that rule (tests/test_conformance_fann.py: equal to
-    rounding level), so :func:`_fann_result` checks FANN's weights against it.  Calls go on
+    rounding level), so :func:`_fann_result` checks ``after`` against it.  Later calls go on
     from the weights the last one left (an epoch costs the same from any weights; FANN's
     ``fann_set_weight_array`` looks up every connection, O(n^2): 40 ms, more than an epoch).
     """
@@ -211,7 +213,8 @@ def fann_epochs(params, x, y, algorithm: str, lr: float, epochs: int, dtype):
 
     run.net = net  # the network lives as long as the callable
     weakref.finalize(run, lib.fann_destroy_train, data)
-    return run, net.params
+    run()
+    return run, net.params()
 
 
 def _numpy_params(params):
@@ -306,8 +309,6 @@ def bench_online(rounds: int, dtype) -> dict:
     fann = fann_epochs(params, x, y, "incremental", lr, 1, dtype)
     if fann is not None:
         fns["fann"] = fann[0]
-        fann[0]()  # one epoch from params: checked below, against bpkit with FANN's rule
-        fann = (fann[0], lambda w=fann[1](): w)
     torch = _torch()
     if torch is not None:
 
@@ -361,8 +362,6 @@ def bench_batch(rounds: int, dtype) -> dict:
     fann = fann_epochs(params, x, y, "batch", lr, epochs, dtype)
     if fann is not None:
         fns["fann"] = fann[0]
-        fann[0]()  # the timed epochs from params: checked below, against bpkit with FANN's rule
-        fann = (fann[0], lambda w=fann[1](): w)
     torch = _torch()
     if torch is not None:
 
@@ -395,14 +394,13 @@ def _fann_result(out: dict, fann, check, speedup: float | None, dtype) -> None:
     """Put FANN's speed beside bpkit's in ``out`` (or why it is absent), and how far FANN's weights
     after its first call land from ``check()``: bpkit's first-layer weights after the same epochs
     with FANN's own rule (source ``fann_clipped``)."""
-    fann_ref, precision = _fann(dtype)
+    precision = _fann(dtype)[1]
     if fann is None:
-        out["fann"] = "skipped: " + (fann_ref.WHY_MISSING if fann_ref else "FANN is not installed").replace(
-            "libdoublefann", "libfloatfann" if precision == "float" else "libdoublefann")
+        out["fann"] = f"skipped: its lib{precision}fann is not installed (Debian: apt-get install libfann-dev)"
         return
     ref = np.asarray(check(), np.float64)
     out["fann"] = {"speedup": speedup, "precision": precision,
-                   "max_rel_diff": float(np.max(np.abs(fann[1]()[0]["w"] - ref)) / np.max(np.abs(ref)))}
+                   "max_rel_diff": float(np.max(np.abs(fann[1][0]["w"] - ref)) / np.max(np.abs(ref)))}
 
 
 def _cg_problem(dtype):
