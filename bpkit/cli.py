@@ -124,8 +124,9 @@ def _cmd_datasets(args: argparse.Namespace) -> int:
 
 def _grid_keys(flat: dict) -> list[str]:
     from bpkit import config as cfg
+    from bpkit.spec import FIELDS
 
-    return [k for k, v in flat.items() if k in cfg.SCHEMA and cfg.is_grid(k, v)]
+    return [k for k, v in flat.items() if k in FIELDS and cfg.is_grid(k, v)]
 
 
 def _lanes(text: str) -> int | str | None:
@@ -145,8 +146,9 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 
     from bpkit import config as cfg
     from bpkit import distributed
+    from bpkit.plan import plan
     from bpkit.store import Store
-    from bpkit.sweep import plan, run_sweep
+    from bpkit.sweep import run_sweep
 
     several = distributed.settings(args.coordinator, args.num_processes, args.process_id)  # checked first
     flat = cfg.load(args.config, args.set or [])
@@ -166,9 +168,9 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         print(f"{len(runs)} runs in {len(groups)} compiled group(s); nothing run, no store written")
         for g in groups:
             r = g.members[0]
-            hidden = f"{list(r['network.hidden'])}{' shortcut' if r['network.shortcuts'] else ''}"
-            print(f"  {g.data.name:<14} hidden {hidden:<10} {r['network.activation']:<12} "
-                  f"{r['optimizer.name']:<10} {len(g.members):>5} runs, chunk {g.chunk:>5}, "
+            hidden = f"{list(r.network.hidden)}{' shortcut' if r.network.shortcuts else ''}"
+            print(f"  {g.data.name:<14} hidden {hidden:<10} {r.network.activation:<12} "
+                  f"{r.optimizer.name:<10} {len(g.members):>5} runs, chunk {g.chunk:>5}, "
                   f"{'lanes ' + str(g.lanes) if g.lanes else 'a lane per run'}, "
                   f"~{g.mb_per_run * g.chunk:,.1f} MB per chunk")
         return 0

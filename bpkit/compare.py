@@ -34,16 +34,9 @@ from typing import Any, Iterable, NamedTuple
 import numpy as np
 
 from bpkit import stats
+from bpkit.spec import INIT_KEYS, TUNED  # a sweep's vmapped settings; what fixes a seed's initial weights
 
 CRITERIA = ("goal", "40-20-40")
-TUNED = ("optimizer.learning_rate", "optimizer.momentum", "optimizer.mu", "optimizer.c1", "optimizer.c2",
-         "optimizer.lambda_init", "optimizer.sigma", "network.init_scale")  # a sweep's vmapped settings
-METHOD_KEYS = ("optimizer.name", "optimizer.beta", "optimizer.powell_beale", "optimizer.hvp", "optimizer.variant",
-               "training.batch_size", "training.shuffle", "source")
-INIT_KEYS = ("network.init", "network.init_scale", "network.bias_init", "dtype", "data.name", "data.path",
-             "data.split_seed", "network.hidden", "network.activation", "network.output",
-             "network.shortcuts")  # what fixes a seed's initial weights
-
 
 def criteria(config: dict[str, Any]) -> list[str]:
     """The success criteria a run's config switched on."""

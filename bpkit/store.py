@@ -33,6 +33,8 @@ import sqlite3
 from pathlib import Path
 from typing import Any, Callable, Container, Iterable, Sequence
 
+from bpkit.spec import LATER_KEYS
+
 FORMAT = "bpkit-results"
 SCHEMA_VERSION = 1
 COLUMNS = (
@@ -46,17 +48,10 @@ COLUMNS = (
 NAMES = tuple(c for c, _ in COLUMNS)
 
 
-# Config keys added after runs were stored, with the default that trains exactly as before the
-# key existed: left out of the hash at that default, so stored runs keep their ids.
-LATER_KEYS = {"training.stop_on": "first", "optimizer.c1": 1e-4, "optimizer.c2": 0.4, "optimizer.lambda_init": 5e-7,
-              "optimizer.sigma": 5e-5, "network.shortcuts": False,
-              "network.bias_init": 0.0, "training.measure_every": 1, "training.measures_per_epoch": 1}
-
-
 def config_hash(config: dict[str, Any]) -> str:
     """SHA-256 (first 16 hex digits) of a config without its seed and label, as canonical JSON.
 
-    A key of :data:`LATER_KEYS` at its default is left out too: such a run is the run stored
+    A key of :data:`bpkit.spec.LATER_KEYS` (added after runs were stored) at its default is left out too: such a run is the run stored
     before that key existed."""
     body = {k: v for k, v in config.items()
             if k not in ("seed", "label") and not (k in LATER_KEYS and v == LATER_KEYS[k])}

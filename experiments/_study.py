@@ -123,22 +123,22 @@ def run_grid(
     progress: bool = True,
 ) -> list[dict[str, Any]]:
     """Every run of a (validated, flat) sweep config through the library's engine
-    (:func:`bpkit.sweep.run_grid`), one summary row per run: ``summarise(run, out, data)``
+    (:func:`bpkit.engine.run_grid`), one summary row per run: ``summarise(run, out, data)``
     gets the run's config, its outcome (each curve as an array under its own name, so
     ``loss_evals`` is the curve; ``epochs``, ``stop_reason``, final metrics) and its data set.  Curves are not kept, so big grids stay small."""
     from bpkit import config as cfg
-    from bpkit import sweep
+    from bpkit import engine, experiment
 
     runs = cfg.expand(flat)
     data = {}
     rows = []
     t0 = time.perf_counter()
-    for chunk in sweep.run_grid(runs, runs, chunk_size=max_chunk, fit=True):
+    for chunk in engine.run_grid(runs, runs, chunk_size=max_chunk, fit=True):
         for run, out in chunk:
-            key = (run["data.name"], run["data.path"], run["data.split_seed"])
-            data.setdefault(key, sweep.load_data(run))
-            curves = out.pop("curves")
-            rows.append(summarise(run, {**out, **curves}, data[key]))  # a curve, not its last value
+            key = (run.data.name, run.data.path, run.data.split_seed)
+            data.setdefault(key, experiment.load_data(run))
+            fields = {k: v for k, v in out._asdict().items() if k != "curves"}
+            rows.append(summarise(run, {**fields, **out.curves}, data[key]))  # a curve, not its last value
         if progress:
             print(f"  {len(rows)}/{len(runs)} runs done, {time.perf_counter() - t0:.0f} s", flush=True)
     return rows
@@ -151,17 +151,16 @@ def sweep_and_answer(name: str, title: str) -> list:
     for the i-th problem.  Returns the answers."""
     from bpkit import compare, figures
     from bpkit.store import Store
-    from bpkit.sweep import in_grid_order, run_sweep
+    from bpkit.sweep import run_sweep
 
     store = HERE.parent / "results" / f"{name}.sqlite"
     store.parent.mkdir(parents=True, exist_ok=True)
     flat = load_config(HERE / f"{name}.toml")
     stats = run_sweep(flat, Store(store), progress=True)
     print(f"{stats['runs']} runs, {stats['written']} new, in {stats['groups']} compiled groups")
-    runs, errors = report.load_runs(store, each=compare.slim)  # curves cut to what the answers read
+    runs, errors = report.load_runs(store, each=compare.slim)  # in the grid's order; curves cut to what answers read
     if errors:
         raise SystemExit(f"{store}: {len(errors)} unreadable runs, e.g. {errors[0]}")
-    runs = in_grid_order(runs, flat)  # rows in the grid's order, however the engine grouped the runs
     answers = compare.answers(runs)
     report.write_text(RESULTS / f"{name}_answers.csv", report.answers_csv(answers))
     FIGURES.mkdir(parents=True, exist_ok=True)
@@ -230,13 +229,13 @@ def load_config(path: Path, **overrides: Any) -> dict[str, Any]:
 
 def train_many(net, x, y, seeds, lrs, *, optimizer="sgd", **kwargs):
     """Every (seed, lr) pair of ``itertools.product(seeds, lrs)`` in one compiled, vmapped
-    program: :func:`bpkit.training.train_many` with the learning rate as a column.
+    program: :func:`bpkit.lanes.train_many` with the learning rate as a column.
     Returns the stacked results as host arrays."""
     import itertools
 
     import jax
 
-    from bpkit.training import train_many as library_train_many
+    from bpkit.lanes import train_many as library_train_many
 
     pairs = list(itertools.product(seeds, lrs))
     return jax.device_get(library_train_many(net, optimizer, [p[0] for p in pairs], x, y,

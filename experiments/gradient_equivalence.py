@@ -136,10 +136,10 @@ def rounding_check(seeds=range(20)) -> dict:
 def summarise(run, out, data) -> dict:
     right = out["wrong"] == 0
     hits = np.flatnonzero(right)
-    problem = run["label"].split("/")[0]
+    problem = run.label.split("/")[0]
     return {
-        "problem": problem, "source": run["source"], "activation": run["network.activation"],
-        "init_scale": run["network.init_scale"], "seed": run["seed"], "epochs": out["epochs"],
+        "problem": problem, "source": run.source, "activation": run.network.activation,
+        "init_scale": run.network.init_scale, "seed": run.seed, "epochs": out["epochs"],
         "stop_reason": out["stop_reason"], "train_loss": out["train_loss"], "test_acc": out["test_acc"],
         "solved_epoch": int(hits[0]) + 1 if hits.size else "",
         "loss_at_100": float(out["loss"][min(99, out["epochs"] - 1)]),

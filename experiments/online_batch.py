@@ -68,7 +68,7 @@ def _to_goal(res, i, n: int, batch_size: int | None, measures: int = 1) -> float
     """Epochs of run i until the first measurement with loss <= GOAL, or None.
 
     Measured at epoch ends (``measures = 1``: a whole number), or ``measures`` times an epoch
-    (:func:`bpkit.training.trainer_parts`' ``measures_per_epoch``): record ``j`` of epoch ``e`` comes
+    (:func:`bpkit.loop.trainer_parts`' ``measures_per_epoch``): record ``j`` of epoch ``e`` comes
     after ``floor((j + 1) B / measures)`` of its ``B`` batches, so the epochs are ``e`` plus the
     examples seen then over ``n``, counted exactly."""
     if measures == 1:
@@ -116,7 +116,7 @@ def stream_to_goal(x1, y1, replicas: int, batch_size: int, lr: float, seed: int,
     """Passes over the original examples until the half MSE on them is <= GOAL, or None.
 
     The replicated set is shuffled once per epoch and fed to bpkit's training loop (one
-    compiled program, :func:`bpkit.training.make_trainer`) in consecutive pieces of about
+    compiled program, :func:`bpkit.loop.make_trainer`) in consecutive pieces of about
     :data:`RESOLUTION` of an original pass each (a whole number of mini-batches, in the
     shuffled order), and the loss on the originals is measured after every piece: progress
     has the same resolution whether one epoch of the replicated set is 1 or 10 passes long.
@@ -158,7 +158,7 @@ def _piece_trainer(batch_size: int, lr: float):
     import optax
 
     from bpkit.stopping import StopRules
-    from bpkit.training import make_trainer
+    from bpkit.loop import make_trainer
 
     return jax.jit(make_trainer(_net(), optax.sgd(lr), batch_size=batch_size, shuffle=False,
                                 rules=StopRules(max_epochs=1, stall_epochs=None)))

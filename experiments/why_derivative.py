@@ -52,13 +52,13 @@ def summarise(run, out, data) -> dict:
     """One row per run; 40-20-40 judged from the run's curves exactly as :mod:`bpkit.compare` judges stored runs."""
     from bpkit import compare
 
-    problem, loss, rule = run["label"].split("/")
+    problem, loss, rule = run.label.split("/")
     row = {"problem": problem, "loss": loss, "rule": rule,
-           "activation": run["network.activation"] if run["network.hidden"] else "-",
-           "learning_rate": run["optimizer.learning_rate"], "seed": run["seed"], "epochs": out["epochs"],
+           "activation": run.network.activation if run.network.hidden else "-",
+           "learning_rate": run.optimizer.learning_rate, "seed": run.seed, "epochs": out["epochs"],
            "stop_reason": out["stop_reason"], "train_loss": out["train_loss"], "val_acc": out["val_acc"],
            "test_acc": out["test_acc"]}
-    if run["training.criterion_40_20_40"]:
+    if run.training.criterion_40_20_40:
         curves = {k: out[k] for k in ("wrong", "loss_evals", "grad_evals")}
         a = compare.attempt({"config": run.as_dict(), "curves": curves, "epochs": out["epochs"], "cu": out["cu"]},
                             "40-20-40")
@@ -83,11 +83,11 @@ def _angles_one(problem: dict, flat: dict, seeds) -> list[dict]:
     import jax.numpy as jnp
     import optax
 
-    from bpkit import MLP, analysis, backprop, config as cfg, sweep
+    from bpkit import MLP, analysis, backprop, config as cfg, experiment
     from bpkit.stopping import StopRules
     from bpkit.training import train
 
-    data = sweep.load_data(cfg.expand({**flat, "axis": {"problem": [problem]}})[0])
+    data = experiment.load_data(cfg.expand({**flat, "axis": {"problem": [problem]}})[0])
     x, y = jnp.asarray(data.x_train, jnp.float64), jnp.asarray(data.y_train, jnp.float64)
     net = MLP((data.inputs, *problem["network.hidden"], data.outputs), hidden="sigmoid", output="sigmoid")
     opt = optax.sgd(2.0)
@@ -113,13 +113,13 @@ def linear_fits() -> dict[str, dict]:
     (Study 3's :func:`linear_collapse.least_squares_half_mse`, NumPy, no bpkit training): its half MSE on
     the training set, and on digits its test accuracy.  The reference the no-hidden-layer runs (and the
     ablated runs) are measured against."""
-    from bpkit import config as cfg, sweep
+    from bpkit import config as cfg, experiment
     from linear_collapse import least_squares_half_mse
 
     flat = _study.load_config(DELTA)
     out = {}
     for problem in flat["axis"]["problem"]:
-        data = sweep.load_data(cfg.expand({**flat, "axis": {"problem": [problem]}})[0])
+        data = experiment.load_data(cfg.expand({**flat, "axis": {"problem": [problem]}})[0])
         half_mse, coef = least_squares_half_mse(np.asarray(data.x_train, np.float64), np.asarray(data.y_train, np.float64))
         out[problem["label"]] = {"half_mse": half_mse}
         if data.x_test is not None and len(data.x_test):

@@ -267,7 +267,7 @@ def bench_online(rounds: int, dtype) -> dict:
     import optax
 
     from bpkit.stopping import StopRules
-    from bpkit.training import make_trainer
+    from bpkit.loop import make_trainer
 
     x, y, source = digits(dtype)
     net = MLP((64, 64, 10), hidden="sigmoid", output="sigmoid")
@@ -349,7 +349,7 @@ def bench_batch(rounds: int, dtype) -> dict:
     import optax
 
     from bpkit.stopping import StopRules
-    from bpkit.training import make_trainer
+    from bpkit.loop import make_trainer
 
     x, y, source = digits(dtype)
     net = MLP((64, 64, 10), hidden="sigmoid", output="sigmoid")
@@ -410,7 +410,7 @@ def _cg_problem(dtype):
 
 
 def _train_until(net, opt, params, x, y, rules):
-    from bpkit.training import make_trainer
+    from bpkit.loop import make_trainer
 
     run = jax.jit(make_trainer(net, opt, rules=rules))
     key = jax.random.key(0)
@@ -456,7 +456,7 @@ def _bench_cg(rounds: int, dtype, starts: int, iters: int) -> dict:
     from bpkit import datasets, optim
     from bpkit.gradients import objective
     from bpkit.stopping import StopRules
-    from bpkit.training import make_trainer
+    from bpkit.loop import make_trainer
 
     out = {"name": "cg", "problem": f"PR+ CG and L-BFGS vs scipy, {', '.join(f'{n} {s}' for n, s in SMALL)}, "
            f"sigmoid, half MSE, {jnp.dtype(dtype).name}, {starts} starts each, {iters} scipy iterations",
@@ -581,12 +581,12 @@ def minimal_online_runs(net: MLP, lr: float, epochs: int, x, y):
 
 def bench_sweep(rounds: int, dtype) -> dict:
     """64 seeds through the library's vmapped trainer (``training.train_many``) vs the same
-    runs one after another through its single-run form (``training.train_from_seed``), and
+    runs one after another through its single-run form (``lanes.train_from_seed``), and
     the same two ways for the minimal fused run (:func:`minimal_online_runs`): how much a
     vmapped lane saves on this CPU at all, measured beside bpkit's."""
     from bpkit import datasets
     from bpkit.stopping import StopRules
-    from bpkit.training import train_from_seed, train_many
+    from bpkit.lanes import train_from_seed, train_many
 
     d = datasets.load("parity3")
     x, y = jnp.asarray(d.x_train, dtype), jnp.asarray(d.y_train, dtype)

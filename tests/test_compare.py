@@ -17,7 +17,7 @@ import pytest
 
 from bpkit import MLP, compare, datasets, report, stats
 from bpkit import config as cfg
-from bpkit import sweep
+from bpkit import engine, sweep
 from bpkit.stopping import StopRules
 from bpkit.store import Store
 from bpkit.training import train
@@ -93,9 +93,9 @@ def both_store(tmp_path_factory):
     path = tmp_path_factory.mktemp("both") / "both.sqlite"
     flat = cfg.validate({**cfg.load(_write(path.parent / "c.toml", SWEEP))})
     loop = {}
-    for chunk in sweep.run_grid(cfg.expand(flat)):
+    for chunk in engine.run_grid(cfg.expand(flat)):
         for run, out in chunk:
-            loop[run["label"], run["network.activation"], run["optimizer.learning_rate"], run["seed"]] = out
+            loop[run.label, run.network.activation, run.optimizer.learning_rate, run.seed] = out
     with Store(path) as store:
         sweep.run_sweep(flat, store, progress=False)
         runs, _ = store.runs(order="written")
@@ -116,10 +116,11 @@ def test_the_stored_curves_give_the_loops_first_epochs(both_store):
         out = loop[c["label"], c["network.activation"], c["optimizer.learning_rate"], r["seed"]]
         for crit, key in (("goal", "goal_epoch"), ("40-20-40", "c40_epoch")):
             a = compare.attempt(r, crit)
-            assert a.success == (out[key] > 0)
-            assert a.epochs == (out[key] if a.success else r["epochs"])
-            cu = out["curves"]["loss_evals"] + 3 * out["curves"]["grad_evals"]
-            assert a.cu == (float(cu[out[key] - 1]) if a.success else r["cu"])
+            first = getattr(out, key)
+            assert a.success == (first > 0)
+            assert a.epochs == (first if a.success else r["epochs"])
+            cu = out.curves["loss_evals"] + 3 * out.curves["grad_evals"]
+            assert a.cu == (float(cu[first - 1]) if a.success else r["cu"])
             checked += a.success
     assert checked > 20  # most runs meet something: the comparison is not vacuous
 

@@ -68,7 +68,7 @@ def test_another_learning_rate_or_an_equal_optimizer_reuses_the_program(monkeypa
     # A net shape no other test uses, so the program is new to this process.
     net, (x, y) = MLP((2, 7, 1), "tanh"), _xor()
     params = net.init(jax.random.key(0), dtype=jnp.float32)
-    monkeypatch.setattr(training, "make_trainer", chex.assert_max_traces(training.make_trainer, n=1))
+    monkeypatch.setattr(training, "trainer_parts", chex.assert_max_traces(training.trainer_parts, n=1))
     rules = StopRules(max_epochs=30, stall_epochs=None)
     losses = []
     for opt in (optim.make("sgd", learning_rate=0.5), optim.make("sgd", learning_rate=0.7),
@@ -83,8 +83,8 @@ def test_line_search_and_scg_constants_are_data(monkeypatch):
     params = net.init(jax.random.key(0), dtype=jnp.float32)
     rules = StopRules(max_epochs=20, stall_epochs=None)
     for name, key, values in (("cg", "c2", (0.1, 0.9)), ("lbfgs", "c2", (0.1, 0.9)), ("scg", "lambda_init", (1e-8, 1e-2))):
-        traced = chex.assert_max_traces(training.make_trainer, n=1)
-        monkeypatch.setattr(training, "make_trainer", traced)
+        traced = chex.assert_max_traces(training.trainer_parts, n=1)
+        monkeypatch.setattr(training, "trainer_parts", traced)
         runs = [training.train(net, optim.make(name, **{key: v}), params, x, y, key=jax.random.key(1), rules=rules)
                 for v in values]
         assert float(runs[0].final_loss) != float(runs[1].final_loss), (name, key)  # the setting is used
@@ -110,5 +110,5 @@ def test_make_hashes_by_value():
     assert optim.make("cg", beta="fr") == optim.make("cg", beta="fr")
     assert hash(optim.make("rprop", learning_rate=0.1)) == hash(optim.make("rprop", learning_rate=0.1))
     assert optim.make("cg", beta="fr") != optim.make("cg", beta="pr")
-    assert optim.spec(optim.make("quickprop", mu=2.0)) == ("quickprop", {"mu": 2.0})
-    assert optim.spec(optax.sgd(0.1)) is None
+    assert optim.recipe(optim.make("quickprop", mu=2.0)) == ("quickprop", {"mu": 2.0})
+    assert optim.recipe(optax.sgd(0.1)) is None

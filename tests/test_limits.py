@@ -21,7 +21,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bpkit import config as cfg
-from bpkit import sweep
+from bpkit import engine, experiment, plan, spec
 from bpkit.cli import main, one_line
 from bpkit.network import MLP
 from bpkit.stopping import StopRules
@@ -98,23 +98,23 @@ def test_epochs_beyond_int32_are_refused(tmp_path, capsys):
     ("[network]\nhidden = [100000000]\n", "hidden [100000000] and max_epochs 1000 needs an estimated"),
 ])
 def test_a_run_larger_than_the_memory_budget_is_refused_before_compiling(tmp_path, capsys, monkeypatch, body, what):
-    monkeypatch.setattr(sweep, "group_program", lambda *a: pytest.fail("compiled a program"))
+    monkeypatch.setattr(engine, "group_program", lambda *a: pytest.fail("compiled a program"))
     err = refused(tmp_path, capsys, body)
     assert what in err and "more than the memory budget of 1,024 MB" in err
 
 
 def test_a_run_larger_than_the_machine_is_refused_whatever_the_budget(tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(sweep, "available_mb", lambda: 100.0)
+    monkeypatch.setattr(plan, "available_mb", lambda: 100.0)
     err = refused(tmp_path, capsys, "[training]\nmax_epochs = 5000000\n", "--memory-budget", "1e9")
     assert "more than the 100 MB this machine has available" in err
 
 
 def test_the_chunk_shrinks_to_the_memory_available(monkeypatch):
-    monkeypatch.setattr(sweep, "available_mb", lambda: 1.0)
+    monkeypatch.setattr(plan, "available_mb", lambda: 1.0)
     run = cfg.expand(cfg.validate({"training.max_epochs": 10_000}))[0]
-    data = sweep.load_data(run)
-    one = sweep.run_bytes(run, data) / 2**20
-    assert sweep.chunk_for_budget(run, data, 1024.0) == math.floor(1.0 / one) >= 1
+    data = experiment.load_data(run)
+    one = plan.run_bytes(run, data) / 2**20
+    assert plan.chunk_for_budget(run, data, 1024.0) == math.floor(1.0 / one) >= 1
 
 
 def test_a_grid_too_large_to_hold_is_refused_without_expanding_it(tmp_path, capsys):
@@ -133,7 +133,7 @@ def test_an_out_of_memory_on_the_device_is_one_line_saying_what_to_reduce():
     huge = jax.jit(lambda count, *columns: jax.vmap(lambda s, *h: jnp.full(2**37, s, jnp.float32))(*columns))  # 512 GB
     run = cfg.expand(cfg.validate({}))[0]
     with pytest.raises(MemoryError, match="ran out of memory running 1 runs at once; lower --chunk-size"):
-        sweep.run_chunk(huge, [run], 1)
+        engine.run_chunk(huge, [run], 1)
 
 
 # -- 3. seeds ------------------------------------------------------------------------------
@@ -148,7 +148,7 @@ def test_a_seed_that_would_alias_another_is_refused(tmp_path, capsys):
 
 def test_every_accepted_seed_gives_its_own_stream():
     """The sweep casts seeds to uint32: exact for every seed the config accepts."""
-    seeds = np.array([0, 1, 2**31, cfg.SEED_MAX])
+    seeds = np.array([0, 1, 2**31, spec.SEED_MAX])
     cast = seeds.astype(np.uint32)
     assert cast.tolist() == seeds.tolist()
     keys = {tuple(np.asarray(jax.random.key_data(jax.random.key(s))).tolist()) for s in cast}
@@ -238,7 +238,7 @@ def test_shipped_code_reads_no_test_variables():
 
 # -- fuzz: random configs through the CLI's validation ----------------------------------------
 
-_KEYS = list(cfg.SCHEMA) + ["network.sizes", "optimizer.lr", "nested.deep.key", "\u00e9\u00e8", "seeds"]
+_KEYS = list(spec.FIELDS) + ["network.sizes", "optimizer.lr", "nested.deep.key", "\u00e9\u00e8", "seeds"]
 _SCALARS = st.one_of(
     st.integers(min_value=-(2**63), max_value=2**63 - 1),
     st.floats(allow_nan=True, allow_infinity=True),

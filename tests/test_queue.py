@@ -1,4 +1,4 @@
-"""A queue of runs through a few lanes (training.train_queue; issue 11): the same runs as one
+"""A queue of runs through a few lanes (lanes.train_queue; issue 11): the same runs as one
 lane each, whichever lane a run takes and whichever runs share the loop."""
 
 import os
@@ -15,7 +15,7 @@ from bpkit import config as cfg
 from bpkit.stopping import StopRules
 from bpkit.store import Store
 from bpkit.sweep import run_sweep
-from bpkit.training import seed_lane, train_lanes, train_queue
+from bpkit.lanes import seed_lane, train_lanes, train_queue
 
 RULES = StopRules(max_epochs=400, goal=1e-3, criterion_40_20_40=True, stop_on="all")
 
@@ -131,23 +131,24 @@ def test_lanes_must_be_positive(tmp_path):
 
 
 def test_auto_lanes_queue_line_search_and_heavy_groups_on_cpu_only(tmp_path, monkeypatch):
-    from bpkit import sweep
-    from bpkit.sweep import AUTO_LANES, AUTO_LANES_HEAVY_SEARCH, AUTO_WORK, epoch_work, group_lanes, load_data
+    from bpkit import plan
+    from bpkit.experiment import load_data
+    from bpkit.plan import AUTO_LANES, AUTO_LANES_HEAVY_SEARCH, AUTO_WORK, epoch_work, group_lanes
 
     path = tmp_path / "q.toml"
     path.write_text(CONFIG)
     cg = cfg.expand(cfg.load(path))[0]
     data = load_data(cg)
-    assert cg["optimizer.name"] == "cg"
-    monkeypatch.setattr(sweep.jax, "default_backend", lambda: "gpu")  # the answer on an accelerator
+    assert cg.optimizer.name == "cg"
+    monkeypatch.setattr(plan.jax, "default_backend", lambda: "gpu")  # the answer on an accelerator
     assert group_lanes(cg, data, 64, "auto") is None and group_lanes(cg, data, 64, 3) == 3
-    monkeypatch.setattr(sweep.jax, "default_backend", lambda: "cpu")  # and on CPU, wherever the suite runs
+    monkeypatch.setattr(plan.jax, "default_backend", lambda: "cpu")  # and on CPU, wherever the suite runs
     assert group_lanes(cg, data, 64, "auto") == AUTO_LANES
     assert group_lanes(cg, data, 4, "auto") == 4  # never wider than the chunk
     assert group_lanes(cg, data, 64, None) is None and group_lanes(cg, data, 64, 3) == 3
     path.write_text(CONFIG.replace('name = "cg"\nbeta = "pr+"\nc2 = [0.1, 0.9]', 'name = "sgd"'))
     sgd = cfg.expand(cfg.load(path))[0]
-    assert sgd["optimizer.name"] == "sgd" and group_lanes(sgd, data, 64, "auto") is None
+    assert sgd.optimizer.name == "sgd" and group_lanes(sgd, data, 64, "auto") is None
     # Gradient descent is queued once an epoch is heavy: the count is examples x weights.
     assert epoch_work(sgd, data) == len(data.x_train) * (data.inputs * 2 + 2 + 2 * data.outputs + data.outputs) < AUTO_WORK
     path.write_text(CONFIG.replace('name = "cg"\nbeta = "pr+"\nc2 = [0.1, 0.9]', 'name = "sgd"')
@@ -159,10 +160,10 @@ def test_auto_lanes_queue_line_search_and_heavy_groups_on_cpu_only(tmp_path, mon
     # A line search on a heavy epoch: fewer lanes (each pays for the slowest lane's line search).
     path.write_text(CONFIG.replace('name = "xor"', 'name = "digits"').replace("hidden = [2]", "hidden = [32]"))
     heavy_cg = cfg.expand(cfg.load(path))[0]
-    assert heavy_cg["optimizer.name"] == "cg" and epoch_work(heavy_cg, digits) >= AUTO_WORK
+    assert heavy_cg.optimizer.name == "cg" and epoch_work(heavy_cg, digits) >= AUTO_WORK
     assert group_lanes(heavy_cg, digits, 80, "auto") == AUTO_LANES_HEAVY_SEARCH < AUTO_LANES
     assert group_lanes(heavy_cg, digits, 2, "auto") == 2 and group_lanes(heavy_cg, digits, 80, 8) == 8
-    monkeypatch.setattr(sweep.jax, "default_backend", lambda: "gpu")
+    monkeypatch.setattr(plan.jax, "default_backend", lambda: "gpu")
     assert group_lanes(heavy_cg, digits, 80, "auto") is None and group_lanes(heavy, digits, 80, "auto") is None
 
 
@@ -179,7 +180,7 @@ run_sweep(cfg.load(sys.argv[1]), Store(sys.argv[2]), chunk_size=4, lanes=2, prog
 @pytest.mark.skipif(jax.default_backend() != "cpu", reason="compares this process's sweep with CPU devices forced "
                     f"in a subprocess, and this process runs on {jax.default_backend()}: other last bits")
 def test_a_queue_sharded_over_two_devices_equals_one_device_bitwise(tmp_path):
-    # The queue's columns are sharded over the devices (sweep._shard) and its lanes gather from
+    # The queue's columns are sharded over the devices (engine._shard) and its lanes gather from
     # them: two CPU devices in a subprocess must store exactly the runs of one device.
     path = tmp_path / "q.toml"
     path.write_text(CONFIG)

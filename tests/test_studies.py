@@ -99,7 +99,7 @@ def test_run_grid_summaries_equal_the_sweep_store(tmp_path):
     study = load("_study")
     flat = cfg.load(ROOT / "experiments" / "xor.toml", ["seeds=[0, 1, 2]", "training.max_epochs=300"])
     rows = study.run_grid(flat, lambda run, out, data: {
-        "key": (run["network.activation"], run["optimizer.learning_rate"], run["seed"]),
+        "key": (run.network.activation, run.optimizer.learning_rate, run.seed),
         "epochs": out["epochs"], "stop": out["stop_reason"], "loss": float(out["loss"][-1])}, progress=False)
     store = Store(tmp_path / "s.sqlite")
     run_sweep(flat, store, chunk_size=6, progress=False)  # run_grid's chunk: one group's 6 runs, same program shape

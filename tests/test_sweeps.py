@@ -233,13 +233,13 @@ def _table(store):
 
 
 def test_each_finished_group_hands_its_freed_memory_back(tmp_path, config_file, monkeypatch):
-    from bpkit import sweep
+    from bpkit import engine
 
-    assert sweep._malloc_trim() is not None or not sys.platform.startswith("linux")  # glibc has it
+    assert engine._malloc_trim() is not None or not sys.platform.startswith("linux")  # glibc has it
     trims = []
-    monkeypatch.setattr(sweep, "_malloc_trim", lambda: trims.append)
+    monkeypatch.setattr(engine, "_malloc_trim", lambda: trims.append)
     chunks = 0
-    for chunk in sweep.run_grid(cfg.expand(cfg.load(config_file)), chunk_size=4):
+    for chunk in engine.run_grid(cfg.expand(cfg.load(config_file)), chunk_size=4):
         chunks += 1
         assert len(trims) == (chunks - 1) // 2  # 6 runs a group, in chunks of 4 and 2: trimmed after its last
     assert chunks == 4 and trims == [0, 0]  # two groups, each trimmed once it is done
@@ -343,7 +343,7 @@ def test_axes_zip_their_fields(tmp_path):
     p.write_text(AXES)
     runs = cfg.expand(cfg.load(p))
     assert len(runs) == 2 * 2 * 2
-    combos = {(r["label"], r["optimizer.name"], r["training.batch_size"]) for r in runs}
+    combos = {(r.label, r.optimizer.name, r.training.batch_size) for r in runs}
     assert combos == {("online", "sgd", 1), ("CG", "cg", "full")}  # never cg with batch size 1
 
 
@@ -389,7 +389,8 @@ def test_report_of_a_missing_or_empty_store(tmp_path):
 
 
 def test_memory_budget_sets_the_chunk(tmp_path, config_file):
-    from bpkit.sweep import load_data, chunk_for_budget, run_bytes
+    from bpkit.experiment import load_data
+    from bpkit.plan import chunk_for_budget, run_bytes
 
     run = cfg.expand(cfg.load(config_file))[0]
     data = load_data(run)
@@ -408,10 +409,10 @@ def test_memory_budget_sets_the_chunk(tmp_path, config_file):
 
 @pytest.mark.parametrize("ahead", [0, 2])
 def test_one_compile_per_static_group(tmp_path, config_file, monkeypatch, ahead):
-    from bpkit import sweep
+    from bpkit import engine
 
     compiled, keep, calls = {}, [], []
-    real_compile, real_chunk = sweep.compile_group, sweep.run_chunk
+    real_compile, real_chunk = engine.compile_group, engine.run_chunk
 
     def compiling(program, part, chunk):  # may run in a worker thread, in any order
         keep.append(real_compile(program, part, chunk))
@@ -422,25 +423,26 @@ def test_one_compile_per_static_group(tmp_path, config_file, monkeypatch, ahead)
         calls.append((compiled[id(program)], part[0].static_key()))
         return real_chunk(program, part, chunk)
 
-    monkeypatch.setattr(sweep, "compile_group", compiling)
-    monkeypatch.setattr(sweep, "run_chunk", chunk_recording)
+    monkeypatch.setattr(engine, "compile_group", compiling)
+    monkeypatch.setattr(engine, "run_chunk", chunk_recording)
     flat = cfg.load(config_file)
     runs = cfg.expand(flat)
-    out = [o for chunk in sweep.run_grid(runs, chunk_size=2, compile_ahead=ahead) for _, o in chunk]
+    out = [o for chunk in engine.run_grid(runs, chunk_size=2, compile_ahead=ahead) for _, o in chunk]
     assert len(compiled) == 2 and len(set(compiled.values())) == 2  # one program per group, compiled once...
     assert len(calls) == 6 and all(program == group for program, group in calls)  # ...run on its own chunks
     assert [g for g, _ in calls] == [calls[0][0]] * 3 + [calls[3][0]] * 3  # 3 chunks each, group by group
-    reference = [o for chunk in sweep.run_grid(runs, chunk_size=2, compile_ahead=1 - min(ahead, 1))
+    reference = [o for chunk in engine.run_grid(runs, chunk_size=2, compile_ahead=1 - min(ahead, 1))
                  for _, o in chunk]  # compiled ahead in a thread or not: the same numbers, bitwise
     for a, b in zip(out, reference):
-        np.testing.assert_array_equal(a["curves"]["loss"], b["curves"]["loss"])
+        np.testing.assert_array_equal(a.curves["loss"], b.curves["loss"])
 
 
 def test_budgeted_sweep_killed_and_resumed_is_bitwise_the_same(tmp_path, config_file):
     # Without an explicit chunk size the chunk comes from the budget and the group's size
     # in the whole sweep, never from the runs still to do: the resumed sweep compiles the
     # same shapes. A budget of ~4 runs makes 2 chunks per group (4 + 2 padded).
-    from bpkit.sweep import load_data, run_bytes
+    from bpkit.experiment import load_data
+    from bpkit.plan import run_bytes
 
     flat = cfg.load(config_file)
     first = cfg.expand(flat)[0]
@@ -547,9 +549,7 @@ def test_cg_variants_share_one_program_and_each_run_equals_its_variant_alone(tmp
 
 def test_reports_read_runs_in_grid_order_though_groups_store_them_otherwise(tmp_path):
     # CG FR and CG PR share one compiled group, so the store holds them before BP, which sits between
-    # them in the grid; in_grid_order restores the grid's order, which the studies' answer rows follow.
-    from bpkit.sweep import in_grid_order
-
+    # them in the grid; the store records the grid's order, which reports and the studies' answer rows follow.
     grid = tmp_path / "grid.toml"
     grid.write_text(textwrap.dedent("""
         seeds = [0, 1]
@@ -575,9 +575,6 @@ def test_reports_read_runs_in_grid_order_though_groups_store_them_otherwise(tmp_
     expected = [run_id(r.as_dict()) for r in cfg.expand(flat)]
     written, _ = store.runs(order="written")
     assert [r["run_id"] for r in written] != expected  # the groups' order: FR, PR, then BP
-    assert [r["run_id"] for r in in_grid_order(written, flat)] == expected
-    stranger = {**written[0], "run_id": "not-in-this-grid"}
-    assert in_grid_order([stranger] + written, flat)[-1] is stranger
     # The sweep recorded its grid in the store, so `bpkit report STORE`, which has no config, reads that order too.
     assert list(store.grid_order()) == expected
     from bpkit import report
@@ -606,7 +603,8 @@ def test_wolfe_constants_must_be_ordered(tmp_path):
 
 
 def test_keys_added_later_keep_stored_run_ids():
-    from bpkit.store import LATER_KEYS, config_hash
+    from bpkit.spec import LATER_KEYS
+    from bpkit.store import config_hash
 
     run = cfg.expand(cfg.validate({}))[0].as_dict()
     before = {k: v for k, v in run.items() if k not in LATER_KEYS}  # a run stored before those keys existed
@@ -651,20 +649,20 @@ MEASURED = textwrap.dedent("""
 """)
 
 
-def _alone(run: cfg.RunConfig, **measurement):
+def _alone(run, **measurement):
     """The run through ``train()`` itself: the sweep's init and training keys, from the seed."""
     import jax.numpy as jnp
     import optax
 
     from bpkit import MLP
-    from bpkit.sweep import _rules
+    from bpkit.experiment import stop_rules
     from bpkit.training import train
 
-    kinit, ktrain = jax.random.split(jax.random.key(run["seed"]))
-    net = MLP((2, *run["network.hidden"], 1), hidden=run["network.activation"])
+    kinit, ktrain = jax.random.split(jax.random.key(run.seed))
+    net = MLP((2, *run.network.hidden, 1), hidden=run.network.activation)
     x, y = datasets.load("xor").x_train, datasets.load("xor").y_train
-    return train(net, optax.sgd(run["optimizer.learning_rate"]), net.init(kinit, dtype=jnp.float64), x, y, key=ktrain,
-                 batch_size=run["training.batch_size"], rules=_rules(run), **measurement)
+    return train(net, optax.sgd(run.optimizer.learning_rate), net.init(kinit, dtype=jnp.float64), x, y, key=ktrain,
+                 batch_size=run.training.batch_size, rules=stop_rules(run), **measurement)
 
 
 @pytest.mark.parametrize("lanes", [None, 3])  # a lane per run, and a queue whose lanes take new runs
@@ -737,7 +735,7 @@ def test_a_sweep_measures_every_k_epochs_and_judges_the_goal_there(tmp_path):
     ("measure_every = -1\n", "training.measure_every = -1 is out of range"),
 ])
 def test_bad_measurement_settings_are_one_line_before_any_work(tmp_path, body, message):
-    from bpkit.sweep import plan
+    from bpkit.plan import plan
 
     p = tmp_path / "bad.toml"
     p.write_text("[training]\n" + body)

@@ -14,7 +14,9 @@ import pytest
 from bpkit import MLP, autodiff, optim
 from bpkit.gradients import objective
 from bpkit.stopping import StopRules
-from bpkit.training import make_trainer, train, train_many
+from bpkit.lanes import train_many
+from bpkit.loop import make_trainer
+from bpkit.training import train
 
 XOR_X = jnp.array([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]])
 XOR_Y = jnp.array([[0.0], [1.0], [1.0], [0.0]])
@@ -380,7 +382,8 @@ FLOAT32_RUNS = """
 import hashlib, sys, jax, jax.numpy as jnp, numpy as np
 from bpkit import MLP, optim
 from bpkit.stopping import StopRules
-from bpkit.training import train, train_many
+from bpkit.lanes import train_many
+from bpkit.training import train
 x = jnp.array([[0., 0.], [0., 1.], [1., 0.], [1., 1.]]); y = jnp.array([[0.], [1.], [1.], [0.]])
 net = MLP((2, 2, 1), hidden="tanh", output="sigmoid")
 rules = StopRules(max_epochs=60)

@@ -29,12 +29,16 @@ and the last one is reused as the next iteration's gradient).
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 import optax
 
 from bpkit import _validate
+from bpkit.optim import cg as _cg
 from bpkit.optim import contract
+from bpkit.optim import quickprop as _quickprop
+from bpkit.optim import rprop as _rprop
+from bpkit.optim import scg as _scg
 from bpkit.optim.cg import (
     BETA_NAMES, BETAS, NonlinearCGState, beta_dy, beta_fr, beta_hs, beta_pr, beta_pr_plus, nonlinear_cg, scale_by_line_newton,
     scale_by_nonlinear_cg, zoom,
@@ -59,42 +63,59 @@ def _lbfgs(c1: float = 1e-4, c2: float = 0.9, memory_size: int = 10):
     return optax.lbfgs(memory_size=memory_size, linesearch=zoom(c1, c2))
 
 
+def _adam(learning_rate: float = 1e-3, **kw: Any):
+    return optax.adam(learning_rate, **kw)
+
+
 OPTIMIZERS: dict[str, Callable[..., optax.GradientTransformation]] = {
     "sgd": _sgd,
     "rprop": rprop,
-    "adam": lambda learning_rate=1e-3, **kw: optax.adam(learning_rate, **kw),
+    "adam": _adam,
     "lbfgs": _lbfgs,
     "cg": nonlinear_cg,
     "scg": scg,
     "quickprop": quickprop,
 }
-# The hyperparameters each optimizer takes from a config's [optimizer] table.
+# The hyperparameters each optimizer takes from a config's [optimizer] table (bpkit's own
+# optimizers declare theirs beside their code; bpkit.spec declares each key's type and role).
 HYPERPARAMETERS: dict[str, tuple[str, ...]] = {
     "sgd": ("learning_rate", "momentum"),
-    "rprop": ("learning_rate", "variant"),
+    "rprop": _rprop.HYPERPARAMETERS,
     "adam": ("learning_rate",),
     "lbfgs": ("c1", "c2"),
-    "cg": ("beta", "powell_beale", "c1", "c2"),
-    "scg": ("hvp", "lambda_init", "sigma"),
-    "quickprop": ("learning_rate", "mu"),
+    "cg": _cg.HYPERPARAMETERS,
+    "scg": _scg.HYPERPARAMETERS,
+    "quickprop": _quickprop.HYPERPARAMETERS,
 }
-LINE_SEARCH = {"cg", "lbfgs", "scg"}  # batch methods: they evaluate the loss themselves
 
 
-# Continuous hyperparameters (CG's and L-BFGS's Wolfe constants c1, c2; SCG's lambda_init, sigma): data of the
-# compiled program, not part of it. ``train`` passes
-# them as arguments, so another learning rate reuses the program, and sweeps vmap them.
-DATA_HYPERPARAMETERS = ("learning_rate", "momentum", "mu", "c1", "c2", "lambda_init", "sigma")
+class Recipe(NamedTuple):
+    """An optimizer without its data: its name and the hyperparameters that are part of the compiled
+    program (hashable).  :meth:`build` adds the rest, which may be traced (vmapped, tuned without a
+    recompile), as ``optax.inject_hyperparams`` takes its numeric hyperparameters as data.
+
+    Example:
+        >>> Recipe("cg", (("beta", "fr"),)).build({"c2": 0.1})   # doctest: +SKIP
+    """
+
+    name: str
+    static: tuple[tuple[str, Any], ...] = ()
+
+    def build(self, data: dict[str, Any] | None = None) -> optax.GradientTransformationExtraArgs:
+        """The transform with these static hyperparameters and ``data`` (concrete or traced)."""
+        if self.name not in OPTIMIZERS:
+            raise ValueError(f"unknown optimizer {self.name!r}; valid: {', '.join(OPTIMIZERS)}")
+        try:
+            return optax.with_extra_args_support(OPTIMIZERS[self.name](**dict(self.static), **(data or {})))
+        except TypeError as e:
+            raise ValueError(f"bad hyperparameters for optimizer {self.name!r}: {e}") from None
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class _ByValue:
-    """A transform's ``init`` or ``update`` that compares and hashes by (name, hyperparameters).
-
-    ``jax.jit`` hashes static arguments; an optax transform is a NamedTuple of two
-    functions, hashed by identity, so an equal optimizer built again would compile
-    again.  Wrapped in this, two ``make("sgd", learning_rate=0.5)`` are equal.
-    """
+    """A transform's ``init`` or ``update`` that compares and hashes by its optimizer's name and
+    hyperparameters, so that ``jax.jit`` (which hashes static arguments) sees two equal
+    optimizers as one."""
 
     fn: Callable = dataclasses.field(repr=False)
     key: tuple
@@ -110,23 +131,19 @@ class _ByValue:
 
 
 def make(name: str, **hyper: Any) -> optax.GradientTransformationExtraArgs:
-    """An optimizer by name with its hyperparameters, e.g. ``make("cg", beta="fr")``.
+    """An optimizer by name with its hyperparameters, e.g. ``make("cg", beta="fr")``:
+    ``Recipe(name).build(hyper)``.
 
     With concrete hyperparameters the result compares and hashes by value: two
-    ``make("sgd", learning_rate=0.5)`` are equal, so ``train`` compiles once for
-    both, and :func:`spec` gives back the name and hyperparameters.  With traced
-    ones (inside ``jit`` or ``vmap``) it is the plain transform.
+    ``make("sgd", learning_rate=0.5)`` are equal, and :func:`recipe` gives back the name and
+    hyperparameters, so ``bpkit.training.train`` passes its numeric ones as data and compiles once
+    for every learning rate.  With traced ones (inside ``jit`` or ``vmap``) it is the plain transform.
 
     Example:
         >>> make("sgd", learning_rate=0.5) == make("sgd", learning_rate=0.5)
         True
     """
-    if name not in OPTIMIZERS:
-        raise ValueError(f"unknown optimizer {name!r}; valid: {', '.join(OPTIMIZERS)}")
-    try:
-        tx = optax.with_extra_args_support(OPTIMIZERS[name](**hyper))
-    except TypeError as e:
-        raise ValueError(f"bad hyperparameters for optimizer {name!r}: {e}") from None
+    tx = Recipe(name).build(hyper)
     key = (name, tuple(sorted(hyper.items())))
     try:
         hash(key)
@@ -135,7 +152,7 @@ def make(name: str, **hyper: Any) -> optax.GradientTransformationExtraArgs:
     return optax.GradientTransformationExtraArgs(_ByValue(tx.init, ("init", *key)), _ByValue(tx.update, ("update", *key)))
 
 
-def spec(tx: Any) -> tuple[str, dict[str, Any]] | None:
+def recipe(tx: Any) -> tuple[str, dict[str, Any]] | None:
     """``(name, hyperparameters)`` of an optimizer :func:`make` built, else None."""
     init = getattr(tx, "init", None)
     if isinstance(init, _ByValue):
@@ -145,8 +162,8 @@ def spec(tx: Any) -> tuple[str, dict[str, Any]] | None:
 
 
 __all__ = [
-    "BETA_NAMES", "BETAS", "DATA_HYPERPARAMETERS", "Evaluations", "HYPERPARAMETERS", "LINE_SEARCH", "NonlinearCGState", "OPTIMIZERS", "QuickpropState",
-    "RPROP_VARIANTS", "RpropState", "SCGState", "beta_dy", "beta_fr", "beta_hs", "beta_pr", "beta_pr_plus",
-    "contract", "make", "nonlinear_cg", "spec", "quickprop", "rprop", "scale_by_line_newton", "scale_by_nonlinear_cg",
+    "BETA_NAMES", "BETAS", "Evaluations", "HYPERPARAMETERS", "NonlinearCGState", "OPTIMIZERS", "QuickpropState",
+    "RPROP_VARIANTS", "Recipe", "RpropState", "SCGState", "beta_dy", "beta_fr", "beta_hs", "beta_pr", "beta_pr_plus",
+    "contract", "make", "nonlinear_cg", "quickprop", "recipe", "rprop", "scale_by_line_newton", "scale_by_nonlinear_cg",
     "scg", "zoom",
 ]

@@ -106,6 +106,9 @@ def _beta(beta: str | int | jax.Array) -> Callable:
     return beta_by_index
 
 
+# The hyperparameters a config's [optimizer] table passes (bpkit.spec declares each key's type and role).
+HYPERPARAMETERS = ("beta", "powell_beale", "c1", "c2")
+
 class NonlinearCGState(NamedTuple):
     # Not named value/grad: optax.value_and_grad_from_state looks those up in the line search's state.
     prev_grad: Params  # g_{k-1}

@@ -16,6 +16,9 @@ tree = optax.tree
 Params = Any
 
 
+# The hyperparameters a config's [optimizer] table passes (bpkit.spec declares each key's type and role).
+HYPERPARAMETERS = ("learning_rate", "mu")
+
 class QuickpropState(NamedTuple):
     prev_step: Params
     prev_slope: Params  # S' of the last update (decay included)

@@ -44,6 +44,9 @@ Params = Any
 VARIANTS = ("irprop-", "rprop+", "irprop+", "rprop-", "fann")
 
 
+# The hyperparameters a config's [optimizer] table passes (bpkit.spec declares each key's type and role).
+HYPERPARAMETERS = ("learning_rate", "variant")
+
 class RpropState(NamedTuple):
     step: Params  # Delta per weight
     prev_grad: Params  # g_{t-1}, zeroed after a sign change (all variants but rprop-)

@@ -44,6 +44,9 @@ tree = optax.tree
 Params = Any
 
 
+# The hyperparameters a config's [optimizer] table passes (bpkit.spec declares each key's type and role).
+HYPERPARAMETERS = ("hvp", "lambda_init", "sigma")
+
 class SCGState(NamedTuple):
     p: Params  # p_k, the search direction of the last iteration
     r: Params  # r_k = -E'(w_k) of the last iteration

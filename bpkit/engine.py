@@ -1,0 +1,257 @@
+"""bpkit's one sweep engine: each group's program compiled (ahead, in threads), run chunk by chunk.
+
+A group's program (:func:`group_program`) takes the number of real runs and one column
+per :data:`bpkit.spec.VMAPPED` field (seeds first) and runs every run of the chunk with
+:func:`bpkit.lanes.train_lanes` or through a queue of lanes (:func:`bpkit.lanes.train_queue`).
+The chunk is laid out over all visible devices with ``jax.sharding`` (a 1-D mesh); in a
+multi-process sweep (:mod:`bpkit.distributed`) ``jax.devices()`` spans every process and the
+same sharding splits each chunk across them.  Each run comes out as one :class:`Outcome`.
+
+On CPU a run's numbers are bitwise the same whichever runs share its chunk (each chunk
+is padded to the same compiled program) and whichever lane of a queue it takes; another
+chunk size or number of lanes compiles another program and may change the last bits.
+
+Example:
+    >>> for chunk in run_grid(runs):                      # doctest: +SKIP
+    ...     for run, out in chunk:
+    ...         print(run.seed, out.stop_reason, out.cu)
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, Callable, Iterator, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from bpkit import distributed, lanes, losses, stopping
+from bpkit.experiment import Experiment
+from bpkit.loop import x64_mode
+from bpkit.plan import Group, Lanes, plan
+from bpkit.spec import DISCRETE, VMAPPED, Run
+
+COMPILE_AHEAD = 1  # groups compiled ahead, in a thread, while one runs
+
+
+class Outcome(NamedTuple):
+    """What one run of a sweep produced.
+
+    ``curves``: each :class:`bpkit.loop.History` field cut at the run's last epoch (with
+    ``training.measures_per_epoch = m`` also ``curves["within"]``, each field ``(epochs, m)``);
+    the final train/validation/test loss and accuracy; evaluations in full-data equivalents
+    (``cu = loss_evals + 3 grad_evals``); ``wall_time``: its chunk's run time over its runs
+    (compiling is not in it); ``goal_epoch``, ``c40_epoch``: the epoch each criterion first
+    held (0: never, or off).
+    """
+
+    curves: dict[str, Any]
+    epochs: int
+    stop_reason: str
+    train_loss: float
+    train_acc: float
+    val_loss: float
+    val_acc: float
+    test_loss: float
+    test_acc: float
+    loss_evals: float
+    grad_evals: float
+    cu: float
+    wall_time: float
+    goal_epoch: int
+    c40_epoch: int
+
+
+def _accuracy(out, y, lo, hi):
+    if y.shape[1] == 1:
+        return jnp.mean(((out > (lo + hi) / 2) == (y > (lo + hi) / 2)).astype(out.dtype))
+    return jnp.mean((jnp.argmax(out, 1) == jnp.argmax(y, 1)).astype(out.dtype))
+
+
+def group_program(ex: Experiment, width: int | None = None) -> Callable:
+    """The jitted program of a group: ``(count, seeds, *columns) -> results``, one column per
+    :data:`bpkit.spec.VMAPPED` field.
+
+    ``width=None``: every run of the chunk in its own vmapped lane, all stepped until the last
+    stops (padding runs too).  ``width=W``: runs ``0..count-1`` through W lanes, each lane
+    taking the next run as soon as its own stops: faster where runs stop at very different
+    epochs or line searches take different numbers of steps (CG, L-BFGS), with other last bits.
+    """
+    loss_obj = losses.get(ex.options["loss"])
+    lo, hi = ex.target_range
+    a = ex.arrays
+
+    def evaluate(p, x, y):
+        if x is None:
+            return jnp.asarray(jnp.nan, ex.dtype), jnp.asarray(jnp.nan, ex.dtype)
+        out, cache = ex.net.forward(p, x)
+        return loss_obj.value(cache.zs[-1], out, y), _accuracy(out, y, lo, hi)
+
+    def lane(seed, *vmapped):
+        traced = dict(zip(VMAPPED[1:], vmapped, strict=True))
+        hyper = {k: traced[f] for k, f in ex.data_hyper}
+        return lanes.seed_lane(ex.net, ex.optimizer, seed, hyper, static_hyper=ex.static_hyper, init=ex.init,
+                               init_scale=traced["network.init_scale"], init_bias=ex.bias_init, dtype=ex.dtype,
+                               **ex.options)
+
+    def outcome(r):
+        metrics = {}
+        for split, (x, y) in {"train": ("x", "y"), "val": ("xv", "yv"), "test": ("xt", "yt")}.items():
+            metrics[f"{split}_loss"], metrics[f"{split}_acc"] = evaluate(r.params, a[x], a[y])
+        return r.history, r.epochs, r.stop_reason, metrics, r.met, r.within
+
+    def program(count, *columns):
+        data = (a["x"], a["y"], a["xv"], a["yv"])
+        if width is None:
+            return jax.vmap(outcome)(lanes.train_lanes(lane, columns, *data))
+        return jax.vmap(outcome)(lanes.train_queue(lane, columns, count, width, *data))
+
+    return jax.jit(program)
+
+
+def _shard(a: np.ndarray) -> jax.Array:
+    """``a`` laid out along its first axis over every device, of every process (each process holds
+    the whole host array and places the rows of its own devices)."""
+    devices = jax.devices()
+    if len(devices) == 1:
+        return jnp.asarray(a)
+    mesh = jax.sharding.Mesh(np.array(devices), ("runs",))
+    sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("runs"))
+    return jax.make_array_from_callback(a.shape, sharding, lambda index: a[index])
+
+
+def chunk_args(part: list[Run], chunk: int) -> list[jax.Array]:
+    """The program's arguments for ``part`` (runs of one group) padded to ``chunk`` runs and
+    sharded over the devices: the number of real runs, then one column per
+    :data:`bpkit.spec.VMAPPED` field (the padding never runs).
+
+    Continuous hyperparameters go in the run's own dtype (a float64 momentum would promote
+    float32 state), discrete ones as int32 codes; seeds are 0..2^32-1, one uint32 word.
+    """
+    padded = part + [part[-1]] * (chunk - len(part))
+    dt = np.dtype(part[0].dtype)
+    items = [dict(r.items()) for r in padded]
+    cols = [np.array([DISCRETE.get(k, lambda v: v)(r[k]) for r in items],
+                     np.uint32 if k == "seed" else np.int32 if k in DISCRETE else dt) for k in VMAPPED]
+    return [jnp.int32(len(part))] + [_shard(c) for c in cols]
+
+
+def compile_group(program: Callable, part: list[Run], chunk: int) -> Callable:
+    """``program`` compiled ahead of time for chunks of ``chunk`` runs (XLA compiles without the GIL,
+    so several groups can compile at once in threads).  Callable like ``program`` on such chunks."""
+    try:
+        with x64_mode(part[0].dtype):  # in the compiling thread: JAX's mode is per thread
+            return program.lower(*chunk_args(part, chunk)).compile()
+    except jax.errors.JaxRuntimeError as e:
+        raise _out_of_memory(e, chunk) from None
+
+
+def run_chunk(program: Callable, part: list[Run], chunk: int) -> tuple:
+    """Run ``part`` (runs of one group) through its ``program`` (jitted or compiled) at shape ``chunk``:
+    ``(history, epochs, stop_reasons, metrics, met, within)`` as host arrays, one row per padded run."""
+    try:
+        with x64_mode(part[0].dtype):
+            return distributed.gather(jax.block_until_ready(program(*chunk_args(part, chunk))))
+    except jax.errors.JaxRuntimeError as e:
+        raise _out_of_memory(e, chunk) from None
+
+
+def _out_of_memory(e: Exception, chunk: int) -> Exception:
+    if "RESOURCE_EXHAUSTED" not in str(e):
+        return e
+    return MemoryError(f"the device ran out of memory running {chunk} runs at once; lower --chunk-size "
+                       f"or --memory-budget, or training.max_epochs or network.hidden")
+
+
+def outcomes(result: tuple, count: int, wall: float) -> list[Outcome]:
+    """The :class:`Outcome` of each of the first ``count`` runs of a chunk's host ``result``."""
+    hist, epochs, reasons, metrics, met, within = result
+    out = []
+    for i in range(count):
+        e = int(epochs[i])
+        curves = {k: np.asarray(getattr(hist, k)[i][:e]) for k in hist._fields}
+        if within is not None:  # measures_per_epoch = m: (epochs, m) records per field
+            curves["within"] = {k: np.asarray(getattr(within, k)[i][:e]) for k in within._fields}
+        le = float(hist.loss_evals[i][e - 1]) if e else 0.0
+        ge = float(hist.grad_evals[i][e - 1]) if e else 0.0
+        scalars = {k: float(metrics[k][i]) for k in ("train_loss", "train_acc", "val_loss", "val_acc",
+                                                       "test_loss", "test_acc")}
+        out.append(Outcome(curves, e, stopping.reason_name(int(reasons[i])), **scalars, loss_evals=le,
+                           grad_evals=ge, cu=le + 3 * ge, wall_time=wall, goal_epoch=int(met[i][0]),
+                           c40_epoch=int(met[i][1])))
+    return out
+
+
+def run_grid(runs: list[Run], all_runs: list[Run] | None = None, chunk_size: int | None = 64,
+             memory_budget_mb: float | None = None, fit: bool = False, compile_ahead: int | None = None,
+             lanes: Lanes = "auto") -> Iterator[list[tuple[Run, Outcome]]]:
+    """Every run of ``runs``, one chunk per compiled call: ``(run, outcome)`` pairs, chunk by chunk.
+
+    Checks everything when called (:func:`bpkit.plan.plan`: a bad config raises here, before any
+    work).  Each group's program is compiled once, before its first chunk; while one group runs,
+    the next ``compile_ahead`` groups compile in threads (0: none ahead; None:
+    :data:`COMPILE_AHEAD`).  A compiled program is dropped once its group is done.  ``lanes``:
+    None, every run of a chunk in a lane of its own; W, each chunk's runs through W lanes; "auto",
+    :func:`bpkit.plan.group_lanes` picks per group.
+    """
+    compile_ahead = COMPILE_AHEAD if compile_ahead is None else compile_ahead
+    return execute(plan(runs, all_runs, chunk_size, memory_budget_mb, fit, lanes), compile_ahead)
+
+
+def execute(groups: list[Group], compile_ahead: int) -> Iterator[list[tuple[Run, Outcome]]]:
+    """Compile and run ``groups`` in order (see :func:`run_grid`); the compiles go to a thread,
+    the next ``compile_ahead`` groups' while one group runs."""
+    pool = ThreadPoolExecutor(max_workers=max(1, compile_ahead))
+    ahead: dict[int, Future] = {}
+    todo: list[Group | None] = list(groups)
+    del groups  # a finished group is dropped from ``todo``: nothing else may hold it
+    try:
+        for i in range(len(todo)):
+            for j in range(i, min(i + compile_ahead + 1, len(todo))) if compile_ahead else ():
+                if j not in ahead:
+                    ahead[j] = pool.submit(_compile, todo[j])
+            program = ahead.pop(i).result() if i in ahead else _compile(todo[i])
+            yield from _run_group(program, todo[i])
+            del program
+            todo[i] = None  # its data and program can go: memory holds the groups ahead only
+            _return_freed_memory()
+    finally:
+        # Stopped early (Ctrl-C, an error, the caller done): compile nothing more for groups that
+        # will not run; a compile already under way finishes on its own.
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _compile(g: Group | None) -> Callable:
+    assert g is not None
+    return compile_group(group_program(g.experiment, g.lanes), g.members[:g.chunk], g.chunk)
+
+
+def _run_group(program: Callable, g: Group | None) -> Iterator[list[tuple[Run, Outcome]]]:
+    assert g is not None
+    for start in range(0, len(g.members), g.chunk):
+        part = g.members[start:start + g.chunk]
+        t0 = time.perf_counter()
+        result = run_chunk(program, part, g.chunk)
+        wall = (time.perf_counter() - t0) / len(part)
+        yield list(zip(part, outcomes(result, len(part), wall), strict=True))
+
+
+@functools.cache
+def _malloc_trim() -> Callable[[int], int] | None:
+    try:
+        return getattr(ctypes.CDLL(None), "malloc_trim", None)  # glibc's; None elsewhere (macOS, musl)
+    except (OSError, TypeError):  # no C library to open by name None (Windows)
+        return None
+
+
+def _return_freed_memory() -> None:
+    """Hand the memory a finished group freed back to the system (glibc's ``malloc_trim``): glibc
+    keeps freed blocks for reuse, but what compiling and running one group leaves behind is too
+    scattered to serve the next, so the process would grow group by group."""
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)

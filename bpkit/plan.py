@@ -1,0 +1,197 @@
+"""A sweep's plan: its runs grouped by compiled program, each group checked and sized before any work.
+
+Runs are grouped by everything that shapes the compiled program (data set, sizes,
+activations, loss, source, optimizer kind and its static settings, batch size,
+stopping rules): :meth:`bpkit.spec.Run.static_key`.  Inside a group the vmapped
+fields (:data:`bpkit.spec.VMAPPED`: the seed, learning rate, momentum, ...) are
+data.  Each group gets a *chunk*, the number of runs one call of its program
+takes (the last call padded), bounded by the memory an estimate gives each run
+(:func:`run_bytes`), and a number of *lanes* (:func:`group_lanes`).
+
+The plan depends only on the config and the machine, never on which runs are still
+to do: a resumed sweep compiles the programs of an uninterrupted one, and a run's
+numbers do not depend on how many runs its group has.
+
+Example:
+    >>> groups = plan(runs, chunk_size=64)   # doctest: +SKIP
+    >>> [(len(g.members), g.chunk, g.lanes) for g in groups]   # doctest: +SKIP
+    [(80, 64, None), (80, 64, 8)]
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal, NamedTuple, Union
+
+import jax
+import numpy as np
+
+from bpkit import datasets, experiment
+from bpkit.spec import Run
+
+Lanes = Union[int, Literal["auto"], None]
+AUTO_LANES = 8  # lanes of a queued group on CPU under lanes="auto"
+AUTO_LANES_HEAVY_SEARCH = 4  # ... of a CG or L-BFGS group whose epoch is heavy
+AUTO_WORK = 10**6  # examples x weights per epoch from which lanes="auto" queues every optimizer on CPU
+
+
+class Group(NamedTuple):
+    """One compiled program's share of a sweep: its runs, their data and pieces, the chunk, the
+    memory estimate per run and the lanes (None: one per run of the chunk)."""
+
+    members: list[Run]
+    data: datasets.Dataset
+    experiment: experiment.Experiment
+    chunk: int
+    mb_per_run: float
+    lanes: int | None = None
+
+
+def group_runs(runs: list[Run]) -> dict[tuple, list[Run]]:
+    """Runs by compiled program: one group per static key (all but the vmapped fields), in order."""
+    groups: dict[tuple, list[Run]] = {}
+    for r in runs:
+        groups.setdefault(r.static_key(), []).append(r)
+    return groups
+
+
+def num_params(run: Run, data: datasets.Dataset) -> int:
+    """Weights and biases of one run's network on ``data``."""
+    return experiment.network(run, data).num_params
+
+
+def run_bytes(run: Run, data: datasets.Dataset) -> int:
+    """An upper estimate of one run's live memory inside the vmapped program.
+
+    Params-sized buffers (params, candidate params, gradients, optimizer state, best
+    params, the line search's copies: 12 of them), the history (6 x max_epochs, times
+    1 + m with ``training.measures_per_epoch = m > 1``), and activations for a batch and
+    for the full-data measurement (z, a and delta per unit), doubled for XLA's temporaries.
+    """
+    itemsize = np.dtype(run.dtype).itemsize
+    units = data.inputs + sum(run.network.hidden) + data.outputs
+    n = len(data.x_train)
+    bs = n if run.training.batch_size == "full" else min(run.training.batch_size, n)
+    m = run.training.measures_per_epoch
+    floats = 12 * num_params(run, data) + 6 * run.training.max_epochs * (1 if m == 1 else 1 + m) + 3 * units * (bs + n)
+    return 2 * floats * itemsize
+
+
+def available_mb() -> float | None:
+    """Memory this machine has available now (Linux ``MemAvailable``), in MB; None if unknown."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) / 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def chunk_for_budget(run: Run, data: datasets.Dataset, budget_mb: float | None) -> int:
+    """How many runs of this group fit in ``budget_mb`` megabytes at once, and in the memory
+    available now.
+
+    Raises:
+        ValueError: one run alone needs more than either; nothing has been compiled yet.
+    """
+    if budget_mb is not None and not budget_mb > 0:
+        raise ValueError(f"the memory budget must be positive (megabytes), got {budget_mb!r}")
+    one = run_bytes(run, data) / 2**20
+    what = (f"one run of {data.name} with hidden {list(run.network.hidden)} and "
+            f"max_epochs {run.training.max_epochs} needs an estimated {one:,.0f} MB")
+    fix = "lower training.max_epochs or network.hidden"
+    if run.training.measures_per_epoch > 1:
+        what += f" with {run.training.measures_per_epoch} measures per epoch"
+        fix = "lower training.max_epochs, training.measures_per_epoch or network.hidden"
+    if budget_mb is not None and one > budget_mb:
+        raise ValueError(f"{what}, more than the memory budget of {budget_mb:,.0f} MB; {fix}, "
+                         f"or raise --memory-budget")
+    free = available_mb()
+    if free is not None and one > free:
+        raise ValueError(f"{what}, more than the {free:,.0f} MB this machine has available; {fix}")
+    limits = [x for x in (budget_mb, free) if x is not None]
+    return max(1, int(min(limits) // one)) if limits else 2**31 - 1
+
+
+def device_chunk(want: int) -> int:
+    """A chunk of at least ``want`` runs, rounded up to a multiple of the device count."""
+    n_dev = len(jax.devices())
+    return max(n_dev, math.ceil(want / n_dev) * n_dev)
+
+
+def check_lanes(lanes: Lanes) -> None:
+    """Raise a one-line ValueError unless ``lanes`` is None, "auto" or a positive int."""
+    if not (lanes is None or lanes == "auto" or (isinstance(lanes, int) and not isinstance(lanes, bool) and lanes >= 1)):
+        raise ValueError(f"lanes must be a positive integer (runs stepped side by side), 'auto' or None, got {lanes!r}")
+
+
+def epoch_work(run: Run, data: datasets.Dataset) -> int:
+    """One run's epoch in multiply-adds of the forward pass: training examples x weights."""
+    return len(data.x_train) * num_params(run, data)
+
+
+def group_lanes(run: Run, data: datasets.Dataset, chunk: int, lanes: Lanes) -> int | None:
+    """How many lanes a group's chunk of ``chunk`` runs steps through (None: one per run).
+
+    ``lanes="auto"``, on CPU: :data:`AUTO_LANES` for CG and L-BFGS, whose line searches make
+    the runs of a chunk cost very different numbers of evaluations, and for every optimizer
+    once an epoch is heavy (:func:`epoch_work` >= :data:`AUTO_WORK`), where a lane's step
+    costs about its share of the work and runs that stop early free their lane; both at once,
+    :data:`AUTO_LANES_HEAVY_SEARCH`, since every lane pays a full evaluation for each
+    line-search step of the lane that needs most.  One lane per run otherwise (a tiny step
+    costs the loop's overhead, whatever the width) and on accelerators.  The numbers were
+    chosen by timing the flagship's groups at several widths (the commit messages give them).
+
+    Example:
+        >>> group_lanes(run, data, 80, "auto")  # doctest: +SKIP
+        8
+    """
+    if lanes == "auto":
+        search = run.optimizer.name in ("cg", "lbfgs")
+        heavy = epoch_work(run, data) >= AUTO_WORK
+        if jax.default_backend() != "cpu" or not (search or heavy):
+            lanes = None
+        else:
+            lanes = AUTO_LANES_HEAVY_SEARCH if search and heavy else AUTO_LANES
+    return None if lanes is None else device_chunk(min(lanes, chunk))
+
+
+def check_dtypes(runs: list[Run]) -> None:
+    """Raise a one-line ValueError if a run asks for float64 while JAX's 64-bit mode is off: JAX
+    would truncate it to float32 (with only a warning) and the store would call float32 numbers float64."""
+    if any(r.dtype == "float64" for r in runs) and jax.dtypes.canonicalize_dtype(np.float64) != np.float64:
+        raise ValueError('dtype "float64" needs JAX\'s 64-bit mode, which is off: set JAX_ENABLE_X64=1 '
+                         '(or use dtype "float32")')
+
+
+def plan(runs: list[Run], all_runs: list[Run] | None = None, chunk_size: int | None = 64,
+         memory_budget_mb: float | None = None, fit: bool = False, lanes: Lanes = "auto") -> list[Group]:
+    """Group ``runs`` by program and check every group before anything is compiled.
+
+    Loads each data set and builds each group's pieces (:func:`bpkit.experiment.build`:
+    every check that needs the data), and fixes each group's chunk: ``chunk_size`` (with
+    ``fit``, at most the group's size in ``all_runs``, so a small group is not padded), or
+    without it the group's size in ``all_runs`` (the whole sweep), capped by what fits
+    ``memory_budget_mb`` and the memory available.  Whether a group's momentum is fixed at
+    0 is read from ``all_runs`` too.
+
+    Raises:
+        ValueError: bad input, or a run too large for the memory (one line each).
+    """
+    if chunk_size is None and memory_budget_mb is None:
+        raise ValueError("give a chunk size, a memory budget, or both")
+    check_lanes(lanes)
+    check_dtypes(runs)
+    full = group_runs(all_runs if all_runs is not None else runs)
+    groups = []
+    for key, members in group_runs(runs).items():
+        first, data = members[0], experiment.load_data(members[0])
+        size = len(full[key])
+        want = size if chunk_size is None else min(chunk_size, size) if fit else chunk_size
+        chunk = device_chunk(min(want, chunk_for_budget(first, data, memory_budget_mb)))
+        plain = all(r.optimizer.momentum == 0 for r in full[key])
+        groups.append(Group(members, data, experiment.build(first, data, plain), chunk,
+                            run_bytes(first, data) / 2**20, group_lanes(first, data, chunk, lanes)))
+    return groups
