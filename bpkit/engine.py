@@ -1,7 +1,7 @@
 """bpkit's one sweep engine: each group's program compiled (ahead, in threads), run chunk by chunk.
 
 A group's program (:func:`group_program`) takes the number of real runs and one column
-per :data:`bpkit.spec.VMAPPED` field (seeds first) and runs every run of the chunk with
+per field of data it uses (the seed, the init scale, its optimizer's data hyperparameters) and runs every run of the chunk with
 :func:`bpkit.lanes.train_lanes` or through a queue of lanes (:func:`bpkit.lanes.train_queue`).
 The chunk is laid out over all visible devices with ``jax.sharding`` (a 1-D mesh); in a
 multi-process sweep (:mod:`bpkit.distributed`) ``jax.devices()`` spans every process and the
@@ -33,7 +33,7 @@ from bpkit import distributed, lanes, losses, stopping
 from bpkit.experiment import Experiment
 from bpkit.loop import x64_mode
 from bpkit.plan import Group, Lanes, plan
-from bpkit.spec import DISCRETE, VMAPPED, Run
+from bpkit.spec import DISCRETE, Run
 
 COMPILE_AHEAD = 1  # groups compiled ahead, in a thread, while one runs
 
@@ -73,8 +73,8 @@ def _accuracy(out, y, lo, hi):
 
 
 def group_program(ex: Experiment, width: int | None = None) -> Callable:
-    """The jitted program of a group: ``(count, seeds, *columns) -> results``, one column per
-    :data:`bpkit.spec.VMAPPED` field.
+    """The jitted program of a group: ``(count, *columns) -> results``, one column per field of
+    ``ex.columns`` (the seed, the init scale and the optimizer's data hyperparameters).
 
     ``width=None``: every run of the chunk in its own vmapped lane, all stepped until the last
     stops (padding runs too).  ``width=W``: runs ``0..count-1`` through W lanes, each lane
@@ -91,9 +91,10 @@ def group_program(ex: Experiment, width: int | None = None) -> Callable:
         out, cache = ex.net.forward(p, x)
         return loss_obj.value(cache.zs[-1], out, y), _accuracy(out, y, lo, hi)
 
-    def lane(seed, *vmapped):
-        traced = dict(zip(VMAPPED[1:], vmapped, strict=True))
+    def lane(*vmapped):
+        traced = dict(zip(ex.columns, vmapped, strict=True))
         hyper = {k: traced[f] for k, f in ex.data_hyper}
+        seed = traced["seed"]
         return lanes.seed_lane(ex.net, ex.optimizer, seed, hyper, static_hyper=ex.static_hyper, init=ex.init,
                                init_scale=traced["network.init_scale"], init_bias=ex.bias_init, dtype=ex.dtype,
                                **ex.options)
@@ -124,10 +125,10 @@ def _shard(a: np.ndarray) -> jax.Array:
     return jax.make_array_from_callback(a.shape, sharding, lambda index: a[index])
 
 
-def chunk_args(part: list[Run], chunk: int) -> list[jax.Array]:
+def chunk_args(part: list[Run], chunk: int, columns: tuple[str, ...]) -> list[jax.Array]:
     """The program's arguments for ``part`` (runs of one group) padded to ``chunk`` runs and
-    sharded over the devices: the number of real runs, then one column per
-    :data:`bpkit.spec.VMAPPED` field (the padding never runs).
+    sharded over the devices: the number of real runs, then one column per field of ``columns``
+    (:data:`bpkit.spec.VMAPPED` fields; the padding never runs).
 
     Continuous hyperparameters go in the run's own dtype (a float64 momentum would promote
     float32 state), discrete ones as int32 codes; seeds are 0..2^32-1, one uint32 word.
@@ -136,26 +137,26 @@ def chunk_args(part: list[Run], chunk: int) -> list[jax.Array]:
     dt = np.dtype(part[0].dtype)
     items = [dict(r.items()) for r in padded]
     cols = [np.array([DISCRETE.get(k, lambda v: v)(r[k]) for r in items],
-                     np.uint32 if k == "seed" else np.int32 if k in DISCRETE else dt) for k in VMAPPED]
+                     np.uint32 if k == "seed" else np.int32 if k in DISCRETE else dt) for k in columns]
     return [jnp.int32(len(part))] + [_shard(c) for c in cols]
 
 
-def compile_group(program: Callable, part: list[Run], chunk: int) -> Callable:
+def compile_group(program: Callable, part: list[Run], chunk: int, columns: tuple[str, ...]) -> Callable:
     """``program`` compiled ahead of time for chunks of ``chunk`` runs (XLA compiles without the GIL,
     so several groups can compile at once in threads).  Callable like ``program`` on such chunks."""
     try:
         with x64_mode(part[0].dtype):  # in the compiling thread: JAX's mode is per thread
-            return program.lower(*chunk_args(part, chunk)).compile()
+            return program.lower(*chunk_args(part, chunk, columns)).compile()
     except jax.errors.JaxRuntimeError as e:
         raise _out_of_memory(e, chunk) from None
 
 
-def run_chunk(program: Callable, part: list[Run], chunk: int) -> tuple:
+def run_chunk(program: Callable, part: list[Run], chunk: int, columns: tuple[str, ...]) -> tuple:
     """Run ``part`` (runs of one group) through its ``program`` (jitted or compiled) at shape ``chunk``:
     ``(history, epochs, stop_reasons, metrics, met, within)`` as host arrays, one row per padded run."""
     try:
         with x64_mode(part[0].dtype):
-            return distributed.gather(jax.block_until_ready(program(*chunk_args(part, chunk))))
+            return distributed.gather(jax.block_until_ready(program(*chunk_args(part, chunk, columns))))
     except jax.errors.JaxRuntimeError as e:
         raise _out_of_memory(e, chunk) from None
 
@@ -227,7 +228,7 @@ def execute(groups: list[Group], compile_ahead: int) -> Iterator[list[tuple[Run,
 
 def _compile(g: Group | None) -> Callable:
     assert g is not None
-    return compile_group(group_program(g.experiment, g.lanes), g.members[:g.chunk], g.chunk)
+    return compile_group(group_program(g.experiment, g.lanes), g.members[:g.chunk], g.chunk, g.experiment.columns)
 
 
 def _run_group(program: Callable, g: Group | None) -> Iterator[list[tuple[Run, Outcome]]]:
@@ -235,7 +236,7 @@ def _run_group(program: Callable, g: Group | None) -> Iterator[list[tuple[Run, O
     for start in range(0, len(g.members), g.chunk):
         part = g.members[start:start + g.chunk]
         t0 = time.perf_counter()
-        result = run_chunk(program, part, g.chunk)
+        result = run_chunk(program, part, g.chunk, g.experiment.columns)
         wall = (time.perf_counter() - t0) / len(part)
         yield list(zip(part, outcomes(result, len(part), wall), strict=True))
 

@@ -59,6 +59,7 @@ class Experiment(NamedTuple):
     optimizer: str  # a bpkit.optim.make name
     static_hyper: tuple[tuple[str, Any], ...]  # the optimizer's hyperparameters fixed in the program
     data_hyper: tuple[tuple[str, str], ...]  # (hyperparameter, config key) of those passed as data
+    columns: tuple[str, ...]  # the program's data, one column per run: the seed, the init scale, data_hyper
     options: dict[str, Any]  # bpkit.loop.Options
     init: str
     bias_init: float
@@ -126,5 +127,7 @@ def build(run: Run, data: datasets.Dataset, plain_momentum: bool = False) -> Exp
                    rules=stop_rules(run), measure_every=run.training.measure_every,
                    measures_per_epoch=run.training.measures_per_epoch)
     static, data_hyper = _hyper(run, plain_momentum)
-    return Experiment(net, run.optimizer.name, static, data_hyper, options, run.network.init,
+    used = {"seed", "network.init_scale"} | {f for _, f in data_hyper}
+    columns = tuple(k for k in VMAPPED if k in used)
+    return Experiment(net, run.optimizer.name, static, data_hyper, columns, options, run.network.init,
                       run.network.bias_init, dtype, arrays, (lo, hi))

@@ -210,6 +210,10 @@ class Optimizer:
                                Role.DATA | Role.TUNED | Role.LATER)
     sigma: float = field(5e-5, _NUMBER, "SCG: finite-difference step for hvp = 'finite_difference' (vmapped)",
                          _positive, Role.DATA | Role.TUNED | Role.LATER)
+    eta_minus: float = field(0.5, _NUMBER, "RPROP: step factor after a sign change, 0 < eta_minus < 1 (vmapped)",
+                             _open_unit, Role.DATA | Role.TUNED | Role.LATER)
+    eta_plus: float = field(1.2, _NUMBER, "RPROP: step factor while the sign holds, eta_plus > 1 (vmapped)",
+                            Range(lambda v: v > 1), Role.DATA | Role.TUNED | Role.LATER)
     beta: str = field("pr+", (str,), "CG beta", choices(*BETA_NAMES), Role.DISCRETE, code=BETA_NAMES.index)
     powell_beale: bool = field(False, (bool,), "CG: Powell-Beale restarts", roles=Role.DISCRETE, code=int)
     hvp: str = field("exact", (str,), "SCG Hessian-vector product", choices("exact", "finite_difference"))

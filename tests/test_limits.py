@@ -133,7 +133,7 @@ def test_an_out_of_memory_on_the_device_is_one_line_saying_what_to_reduce():
     huge = jax.jit(lambda count, *columns: jax.vmap(lambda s, *h: jnp.full(2**37, s, jnp.float32))(*columns))  # 512 GB
     run = cfg.expand(cfg.validate({}))[0]
     with pytest.raises(MemoryError, match="ran out of memory running 1 runs at once; lower --chunk-size"):
-        engine.run_chunk(huge, [run], 1)
+        engine.run_chunk(huge, [run], 1, ("seed",))
 
 
 # -- 3. seeds ------------------------------------------------------------------------------

@@ -414,14 +414,14 @@ def test_one_compile_per_static_group(tmp_path, config_file, monkeypatch, ahead)
     compiled, keep, calls = {}, [], []
     real_compile, real_chunk = engine.compile_group, engine.run_chunk
 
-    def compiling(program, part, chunk):  # may run in a worker thread, in any order
-        keep.append(real_compile(program, part, chunk))
+    def compiling(program, part, chunk, columns):  # may run in a worker thread, in any order
+        keep.append(real_compile(program, part, chunk, columns))
         compiled[id(keep[-1])] = part[0].static_key()
         return keep[-1]
 
-    def chunk_recording(program, part, chunk):
+    def chunk_recording(program, part, chunk, columns):
         calls.append((compiled[id(program)], part[0].static_key()))
-        return real_chunk(program, part, chunk)
+        return real_chunk(program, part, chunk, columns)
 
     monkeypatch.setattr(engine, "compile_group", compiling)
     monkeypatch.setattr(engine, "run_chunk", chunk_recording)

@@ -45,7 +45,7 @@ VARIANTS = ("irprop-", "rprop+", "irprop+", "rprop-", "fann")
 
 
 # The hyperparameters a config's [optimizer] table passes (bpkit.spec declares each key's type and role).
-HYPERPARAMETERS = ("learning_rate", "variant")
+HYPERPARAMETERS = ("learning_rate", "variant", "eta_minus", "eta_plus")
 
 class RpropState(NamedTuple):
     step: Params  # Delta per weight
@@ -66,6 +66,8 @@ def rprop(
 ) -> optax.GradientTransformationExtraArgs:
     """RPROP with initial step ``learning_rate`` (Riedmiller & Braun's Delta_0 = 0.1).
 
+    ``learning_rate``, ``eta_minus`` and ``eta_plus`` may be traced (data of a compiled program).
+
     ``irprop+`` needs ``value=`` (the loss at params) in ``update``.  FANN's
     defaults for ``"fann"`` are ``min_step = 0`` and ``max_step = 50``.
     """
@@ -73,7 +75,8 @@ def rprop(
         raise ValueError(f"unknown RPROP variant {variant!r}; valid: {', '.join(VARIANTS)}")
     if _validate.is_concrete(learning_rate) and not learning_rate > 0:
         raise ValueError(f"learning_rate (the initial step) must be positive, got {learning_rate!r}")
-    if not (0 < eta_minus < 1 < eta_plus and 0 <= min_step <= max_step):
+    concrete = _validate.is_concrete(eta_minus) and _validate.is_concrete(eta_plus)  # traced: data, checked upstream
+    if concrete and not 0 < eta_minus < 1 < eta_plus or not 0 <= min_step <= max_step:
         raise ValueError("need 0 < eta_minus < 1 < eta_plus and 0 <= min_step <= max_step, got "
                          f"{eta_minus}, {eta_plus}, {min_step}, {max_step}")
 
