@@ -168,3 +168,17 @@ def layer_norms(grads: Params) -> dict[str, list[float]]:
     """``{"w": [|dC/dW_l|], "b": [|dC/db_l|]}`` per layer of a bpkit gradient (a list of {"w", "b"})."""
     return {"w": [float(np.linalg.norm(np.asarray(g["w"], np.float64))) for g in grads],
             "b": [float(np.linalg.norm(np.asarray(g["b"], np.float64))) for g in grads]}
+
+
+def least_squares_half_mse(x: Any, y: Any) -> tuple[float, np.ndarray]:
+    """The best an affine map ``[x, 1] @ coef`` does on ``(x, y)`` under half MSE, by least squares
+    (NumPy, float64): the loss of a net without hidden units at its optimum, and ``coef``.
+
+    Example:
+        >>> x = np.array([[0., 0.], [0., 1.], [1., 0.], [1., 1.]]); y = np.array([[0.], [1.], [1.], [0.]])
+        >>> least_squares_half_mse(x, y)[0]  # XOR: 0.5 everywhere, MSE 1/4
+        0.125
+    """
+    a = np.hstack([np.asarray(x, np.float64), np.ones((len(x), 1))])
+    coef, *_ = np.linalg.lstsq(a, np.asarray(y, np.float64), rcond=None)
+    return float(0.5 * np.mean(np.sum((a @ coef - y) ** 2, axis=1))), coef

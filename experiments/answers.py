@@ -16,8 +16,13 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _study  # noqa: E402
+import cg_family as cg  # the studies this table sums up: the script's own folder is on sys.path
+import online_batch as ob
+import why_derivative as wd
+
+from bpkit import report, study
+
+FOLDER = study.Folder(Path(__file__).resolve().parent)
 
 START, END = "<!-- answers -->", "<!-- /answers -->"
 
@@ -37,35 +42,33 @@ STUDY6C = _link("Study 6c", "study-6c-moellers-claim-as-he-stated-it")
 
 def why_derivative() -> tuple[list[str], list[str]]:
     """Rows for "why f'" and "without it": pooled sigmoid successes per rule, and where ablated runs end."""
-    import why_derivative as wd
-
-    rows = _study.load_csv(wd.NAME)
+    rows = FOLDER.load_csv(wd.NAME)
     ans = wd.tuned(rows)
     pooled = {rule: (sum(a.success for k, a in ans.items() if k[2] == "sigmoid" and k[3] == rule),
                      sum(a.runs for k, a in ans.items() if k[2] == "sigmoid" and k[3] == rule)) for rule in wd.RULES}
-    lin = _study.load_json(wd.NAME + "_linear")
-    _, near = wd.link_table(rows, _study.load_csv(wd.NAME + "_delta"), lin, ["sigmoid"])
+    lin = FOLDER.load_json(wd.NAME + "_linear")
+    _, near = wd.link_table(rows, FOLDER.load_csv(wd.NAME + "_delta"), lin, ["sigmoid"])
     ablated = [near[k] for k in near if k[3] != "exact"]
     exact = [near[k] for k in near if k[3] == "exact"]
-    ang = _study.load_json(wd.NAME + "_angles")
+    ang = FOLDER.load_json(wd.NAME + "_angles")
     worst_bce_out = max(wd._deg(r["layers"][-1]) for r in ang if r["loss"] == "bce")
     first = (f"The chain rule puts it there: dC/dw = dC/da f'(z) x. Sigmoid hidden units, XOR, parity-3 and two "
              f"spirals under squared error and cross-entropy, each cell at its best learning rate: with f' "
-             f"{_study.rate(*pooled['exact'])} of runs solved (40-20-40); f' omitted "
-             f"{_study.rate(*pooled['omitted'])}; f' frozen at 1/4 {_study.rate(*pooled[wd.RULES[2]])}.")
+             f"{study.rate(*pooled['exact'])} of runs solved (40-20-40); f' omitted "
+             f"{study.rate(*pooled['omitted'])}; f' frozen at 1/4 {study.rate(*pooled[wd.RULES[2]])}.")
     second = (f"The hidden layer learns as a linear one would: {sum(a for a, _ in ablated)} of "
               f"{sum(n for _, n in ablated)} ablated sigmoid runs on XOR and parity-3 (every learning rate) end "
               f"within 1% of the best loss of a net without hidden units, against {sum(a for a, _ in exact)} of "
               f"{sum(n for _, n in exact)} with f'. At a sigmoid output under cross-entropy nothing is lost: the "
               f"factor cancels (output-layer update at most {worst_bce_out:.0e} deg from the gradient).")
-    return ([f"Why is f'(z) in the update? | {first} | The delta rule: delta = dC/da f'(z); hidden layers keep "
-             f"f'(z) whatever the loss (../shared/REFERENCES.md) | {STUDY2}"],
-            [f"What happens without it, or with a constant? | {second} | A constant derivative gives every "
-             f"weight the same sensitivity: the update is no longer the gradient | {STUDY2}"])
+    return ([["Why is f'(z) in the update?", first, "The delta rule: delta = dC/da f'(z); hidden layers keep "
+              "f'(z) whatever the loss (../shared/REFERENCES.md)", STUDY2]],
+            [["What happens without it, or with a constant?", second, "A constant derivative gives every "
+              "weight the same sensitivity: the update is no longer the gradient", STUDY2]])
 
 
 def linear_collapse() -> list[str]:
-    res = _study.load_json("linear_collapse")
+    res = FOLDER.load_json("linear_collapse")
     xor = [r for r in res["depth"] if r["data"] == "xor"]
     depths = sorted({r["depth"] for r in xor})
     gap = max(abs(r["half_mse"] - r["least_squares_half_mse"]) for r in xor)
@@ -74,12 +77,12 @@ def linear_collapse() -> list[str]:
             f"{np.median([r['half_mse'] for r in xor]):.3f} (MSE 0.25), the least-squares optimum, to "
             f"{gap:.0e}; each trained net equals its multiplied-out affine map to {product:.0e}. Depth changes "
             f"how they learn (plateaus from small init), not what.")
-    return [f"Do linear layers collapse? | {text} | One linear map; XOR's best MSE 0.25; plateaus, then sudden "
-            f"drops (Saxe et al. 2013) | {STUDY3}"]
+    return [["Do linear layers collapse?", text, "One linear map; XOR's best MSE 0.25; plateaus, then sudden "
+             "drops (Saxe et al. 2013)", STUDY3]]
 
 
 def online_batch() -> list[str]:
-    res = _study.load_json("online_batch")
+    res = FOLDER.load_json("online_batch")
     cell = {(c["data"], c["method"]): c for c in res["redundancy"]}
 
     def num(v: float) -> str:
@@ -91,16 +94,14 @@ def online_batch() -> list[str]:
 
     o1, b1 = cell[("digits", "online")], cell[("digits", "batch")]
     o10, b10 = cell[("digits x10", "online")], cell[("digits x10", "batch")]
-    import online_batch as ob
-
     text = (f"Online, on digits: passes over the data to half MSE <= {ob.GOAL} (median [range over "
             f"{len(o1['runs']) // len({r['lr'] for r in o1['runs']})} seeds]), online {at_best(o1)} against batch "
             f"{at_best(b1)}, {b1['passes'] / o1['passes']:.0f}x; with every example copied 10 times, online "
             f"{at_best(o10)}, batch {at_best(b10)}, {b10['passes'] / o10['passes']:.0f}x (batch: the same epochs, each "
             f"{b10['epoch_seconds'] / b1['epoch_seconds']:.1f}x slower in wall time).")
-    return [f"Online or batch? | {text} | Online is usually much faster on redundant data; 10 copies make batch "
-            f"10x slower, online unaffected (LeCun et al. 1998); often orders of magnitude (Wilson & Martinez "
-            f"2003) | {STUDY5}"]
+    return [["Online or batch?", text, "Online is usually much faster on redundant data; 10 copies make batch "
+             "10x slower, online unaffected (LeCun et al. 1998); often orders of magnitude (Wilson & Martinez "
+             "2003)", STUDY5]]
 
 
 def _speedup(r: dict) -> str:
@@ -110,10 +111,8 @@ def _speedup(r: dict) -> str:
 
 
 def optimizers() -> list[str]:
-    import cg_family as cg
-
-    rows = _study.load_csv("cg_family_answers")
-    wins = cg.separated_wins(_study.load_csv("cg_family_ratios"))
+    rows = FOLDER.load_csv("cg_family_answers")
+    wins = cg.separated_wins(FOLDER.load_csv("cg_family_ratios"))
     methods = list(dict.fromkeys(a["method"] for a in rows))
     acts = list(dict.fromkeys(a["activation"] for a in rows))
     rate = {m: cg.pooled(rows, method=m, criterion="40-20-40") for m in methods}
@@ -121,28 +120,28 @@ def optimizers() -> list[str]:
     level = [m for m in methods if m != best and not cg._apart(rate[m], rate[best])]
     cheap = sorted(wins, key=lambda m: -wins[m][0])[:3]
     act = {a: cg.pooled(rows, activation=a, criterion="40-20-40") for a in acts}
-    scg = {(r["problem"], r["criterion"]): r for r in _study.load_csv("moeller_ratios")}
+    scg = {(r["problem"], r["criterion"]): r for r in FOLDER.load_csv("moeller_ratios")}
     scg_text = "; ".join(f"{p.split()[0]} {_speedup(scg[(p, '40-20-40')])} loose, {_speedup(scg[(p, 'goal')])} tight"
                          for p in dict.fromkeys(p for p, _ in scg))
-    spirals = _study.load_csv("two_spirals_answers")
+    spirals = FOLDER.load_csv("two_spirals_answers")
     sp = ", ".join(f"{a['method']} {a['successes']}/{a['runs']}" for a in spirals if a["criterion"] == "40-20-40")
-    relu = {a["problem"]: a for a in _study.load_csv("relu_tiny_answers")
+    relu = {a["problem"]: a for a in FOLDER.load_csv("relu_tiny_answers")
             if a["criterion"] == "40-20-40" and a["method"] == "relu, LeCun init, biases 0"}
-    narrow, wide = (_study.rate(int(relu[p]["successes"]), int(relu[p]["runs"])) for p in ("xor 2-2-1", "xor 2-8-1"))
+    narrow, wide = (study.rate(int(relu[p]["successes"]), int(relu[p]["runs"])) for p in ("xor 2-2-1", "xor 2-8-1"))
     text = (f"On XOR, parity and the encoders, every method tuned over four settings, 40-20-40 pooled over "
-            f"problems and activations: {best} most reliable, {_study.rate(*rate[best])}; not separated from it: "
+            f"problems and activations: {best} most reliable, {study.rate(*rate[best])}; not separated from it: "
             f"{', '.join(level) or 'none'}. Cheapest (or within the interval of the cheapest) in most "
             f"of the {wins[cheap[0]][1]} (problem, criterion, activation) cells: "
             f"{', '.join(f'{m} ({wins[m][0]})' for m in cheap)} ({STUDY6}). Hidden units over all methods: "
-            f"{', '.join(f'{a} {_study.rate(*act[a])}' for a in acts)}; ReLU's deficit on these 2-5 unit nets is their "
+            f"{', '.join(f'{a} {study.rate(*act[a])}' for a in acts)}; ReLU's deficit on these 2-5 unit nets is their "
             f"width: from the same start, ReLU solves XOR 2-2-1 in {narrow} of runs and 2-8-1 in {wide} "
             f"({STUDY6B}). SCG over BP with momentum, in cu with "
             f"restarts [paired bootstrap 95%]: {scg_text} ({STUDY6C}). Two spirals as published, within "
             f"30,000 epochs: {sp} solved; their costs are not ordered by their intervals ({STUDY6A}).")
-    return [f"Which optimizer learns best with which activation? | {text} | PR or HS the best CG betas (JetNet); "
-            f"PR CG best for small problems (LeCun et al. 1998); SCG at least 10x faster than BP, more as the "
-            f"criterion tightens (Moeller 1993); two spirals: RPROP about 6,000 epochs < quickprop about 8,000 "
-            f"< BP about 20,000 | {STUDY6}, {STUDY6C}, {STUDY6A}, {STUDY6B}"]
+    return [["Which optimizer learns best with which activation?", text, "PR or HS the best CG betas (JetNet); "
+             "PR CG best for small problems (LeCun et al. 1998); SCG at least 10x faster than BP, more as the "
+             "criterion tightens (Moeller 1993); two spirals: RPROP about 6,000 epochs < quickprop about 8,000 "
+             "< BP about 20,000", f"{STUDY6}, {STUDY6C}, {STUDY6A}, {STUDY6B}"]]
 
 
 def section() -> str:
@@ -155,14 +154,12 @@ def section() -> str:
         "rebuilds this table; every number comes from a file under `experiments/results/`). Success counts carry Wilson 95% "
         "intervals; an answer is only as strong as its interval.",
         "",
-        "| question | measured | published | study |",
-        "|---|---|---|---|",
-        *(f"| {r} |" for r in rows),
+        report.Table("answers", ["question", "measured", "published", "study"], rows).markdown(),
     ])
 
 
 def write(text: str) -> None:
-    readme = _study.README.read_text()
+    readme = FOLDER.readme.read_text()
     block = f"{START}\n{text}\n{END}"
     if START in readme:
         readme = readme[: readme.index(START)] + block + readme[readme.index(END) + len(END):]
@@ -171,7 +168,7 @@ def write(text: str) -> None:
         readme = readme[:at] + block + "\n\n" + readme[at:]
     from bpkit import report
 
-    report.write_text(_study.README, readme)
+    report.write_text(FOLDER.readme, readme)
 
 
 def main() -> int:

@@ -15,8 +15,9 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _study  # noqa: E402
+from bpkit import report, study
+
+FOLDER = study.Folder(Path(__file__).resolve().parent)
 
 NAME = "cg_family"
 CRITERIA = ("40-20-40", "goal")
@@ -38,9 +39,9 @@ def ratio_rows(answers: list) -> list[dict]:
 
 def run(args) -> None:
     t0 = time.perf_counter()
-    answers = _study.sweep_and_answer(NAME, "CG family and others")
-    _study.save_csv(f"{NAME}_ratios", ratio_rows(answers))
-    _study.save_json(f"{NAME}_meta", {"wall_s": time.perf_counter() - t0})
+    answers = FOLDER.sweep_and_answer(NAME, "CG family and others")
+    FOLDER.save_csv(f"{NAME}_ratios", ratio_rows(answers))
+    FOLDER.save_json(f"{NAME}_meta", {"wall_s": time.perf_counter() - t0})
 
 
 def pooled(rows: list[dict[str, str]], **where: str) -> tuple[int, int]:
@@ -53,23 +54,19 @@ def pooled(rows: list[dict[str, str]], **where: str) -> tuple[int, int]:
 def activation_table(rows: list[dict[str, str]], crit: str) -> list[str]:
     """Methods x activations: successes pooled over the problems at each cell's tuned setting."""
     acts = list(dict.fromkeys(a["activation"] for a in rows))
-    out = [f"| method | {' | '.join(acts)} |", "|---|" + "---|" * len(acts)]
-    for m in dict.fromkeys(a["method"] for a in rows):
-        out.append(f"| {m} | " + " | ".join(_study.rate(*pooled(rows, method=m, activation=act, criterion=crit))
-                                          for act in acts) + " |")
-    return out
+    cells = [[m] + [study.rate(*pooled(rows, method=m, activation=act, criterion=crit)) for act in acts]
+             for m in dict.fromkeys(a["method"] for a in rows)]
+    return report.Table("activation", ["method", *acts], cells).markdown().splitlines()
 
 
 def problem_table(rows: list[dict[str, str]], crit: str, act: str) -> list[str]:
     """Methods x problems at one activation: success, expected cu with restarts, the chosen setting."""
     rows = [a for a in rows if a["criterion"] == crit and a["activation"] == act]
     problems = list(dict.fromkeys(a["problem"] for a in rows))
-    cell = {(a["problem"], a["method"]): _study.answer_cells(a) for a in rows}
-    out = [f"| method | {' | '.join(problems)} |", "|---|" + "---|" * len(problems)]
-    for m in dict.fromkeys(a["method"] for a in rows):
-        parts = [f"{cell[p, m][0]}<br>{cell[p, m][2]} cu<br>{cell[p, m][3].split(' (of')[0]}" for p in problems]
-        out.append(f"| {m} | {' | '.join(parts)} |")
-    return out
+    cell = {(a["problem"], a["method"]): study.answer_cells(a) for a in rows}
+    cells = [[m] + [f"{cell[p, m][0]}<br>{cell[p, m][2]} cu<br>{cell[p, m][3].split(' (of')[0]}" for p in problems]
+             for m in dict.fromkeys(a["method"] for a in rows)]
+    return report.Table("problem", ["method", *problems], cells).markdown().splitlines()
 
 
 def best_table(ratios: list[dict[str, str]], crit: str) -> list[str]:
@@ -77,7 +74,7 @@ def best_table(ratios: list[dict[str, str]], crit: str) -> list[str]:
     interval reaching 1 (not separated from it)."""
     acts = list(dict.fromkeys(r["activation"] for r in ratios))
     problems = list(dict.fromkeys(r["problem"] for r in ratios))
-    out = [f"| problem | {' | '.join(acts)} |", "|---|" + "---|" * len(acts)]
+    cells = []
     for p in problems:
         parts = []
         for act in acts:
@@ -87,8 +84,8 @@ def best_table(ratios: list[dict[str, str]], crit: str) -> list[str]:
                 continue
             tied = [r["method"] for r in rs if r["method"] != r["cheapest"] and float(r["lo"]) <= 1.0]
             parts.append(f"**{rs[0]['cheapest']}**" + (f"; not separated: {', '.join(tied)}" if tied else ""))
-        out.append(f"| {p} | {' | '.join(parts)} |")
-    return out
+        cells.append([p, *parts])
+    return report.Table("best", ["problem", *acts], cells).markdown().splitlines()
 
 
 def separated_wins(ratios: list[dict[str, str]]) -> dict[str, tuple[int, int]]:
@@ -119,7 +116,7 @@ def conclusion(rows: list[dict[str, str]], ratios: list[dict[str, str]]) -> str:
         behind = [m for m in methods if m != best and _apart(rate[m], rate[best])]
         level = [m for m in methods if m != best and m not in behind]
         text.append(f"Reliability, {name} criterion, pooled over problems and activations: {best} "
-                    f"{_study.rate(*rate[best])}; not separated from it: {', '.join(level) or 'none'}; behind it: "
+                    f"{study.rate(*rate[best])}; not separated from it: {', '.join(level) or 'none'}; behind it: "
                     f"{', '.join(behind) or 'none'}.")
     wins = separated_wins(ratios)
     top = sorted(wins, key=lambda m: -wins[m][0])
@@ -131,12 +128,12 @@ def conclusion(rows: list[dict[str, str]], ratios: list[dict[str, str]]) -> str:
     cg_best = max(cg, key=lambda m: cg_rate[m][0])
     cg_apart = [m for m in cg if _apart(cg_rate[m], cg_rate[cg_best])]
     text.append(f"Among the CG betas (JetNet: PR or HS best), by 40-20-40 {cg_best} succeeds most "
-                f"({_study.rate(*cg_rate[cg_best])}); separated from it: {', '.join(cg_apart) or 'none'}.")
+                f"({study.rate(*cg_rate[cg_best])}); separated from it: {', '.join(cg_apart) or 'none'}.")
     act_rate = {a: pooled(rows, activation=a, criterion="40-20-40") for a in acts}
     best_act = max(acts, key=lambda a: act_rate[a][0])
     worst_act = min(acts, key=lambda a: act_rate[a][0])
     text.append(f"By hidden activation, over every method and problem (40-20-40): "
-                + ", ".join(f"{a} {_study.rate(*act_rate[a])}" for a in acts)
+                + ", ".join(f"{a} {study.rate(*act_rate[a])}" for a in acts)
                 + f"; {worst_act} is {'separated from' if _apart(act_rate[worst_act], act_rate[best_act]) else 'not separated from'} "
                 f"{best_act}. ReLU's count on these 2-5 unit nets with zero biases is mostly dead starts, not the "
                 "optimizer: Study 6b shows width and other starts lift it.")
@@ -144,14 +141,14 @@ def conclusion(rows: list[dict[str, str]], ratios: list[dict[str, str]]) -> str:
 
 
 def section() -> None:
-    rows = _study.load_csv(f"{NAME}_answers")
-    ratios = _study.load_csv(f"{NAME}_ratios")
-    meta = _study.load_json(f"{NAME}_meta")
-    flat = _study.load_config(_study.HERE / f"{NAME}.toml")
-    tuned = ["| method | tuned over |", "|---|---|"]
-    for m in flat["axis"]["method"]:
-        key = next(k for k, v in m.items() if isinstance(v, list))
-        tuned.append(f"| {m['label']} | {key.split('.')[-1]} {', '.join(f'{v:g}' for v in m[key])} |")
+    rows = FOLDER.load_csv(f"{NAME}_answers")
+    ratios = FOLDER.load_csv(f"{NAME}_ratios")
+    meta = FOLDER.load_json(f"{NAME}_meta")
+    flat = study.load_config(FOLDER.root / f"{NAME}.toml")
+    grids = [(m["label"], next(k for k, v in m.items() if isinstance(v, list))) for m in flat["axis"]["method"]]
+    tuned = report.Table("tuned", ["method", "tuned over"], [
+        [label, f"{key.split('.')[-1]} {', '.join(f'{v:g}' for v in m[key])}"]
+        for (label, key), m in zip(grids, flat["axis"]["method"], strict=True)]).markdown().splitlines()
     problems = list(dict.fromkeys(a["problem"] for a in rows))
     n_runs = sum(int(a["runs"]) * int(a["budget"]) for a in rows if a["criterion"] == "goal")
     body = [
@@ -224,11 +221,11 @@ def section() -> None:
         "",
         *(f"![success, {p}](figures/{NAME}_success_{i + 1}.png)" for i, p in enumerate(problems)),
     ]
-    _study.write_section(NAME, "\n".join(body))
+    FOLDER.write_section(NAME, "\n".join(body))
 
 
 def main(argv: list[str] | None = None) -> int:
-    return _study.cli(NAME, __doc__, argv, run, section)
+    return FOLDER.cli(NAME, __doc__, argv, run, section)
 
 
 if __name__ == "__main__":

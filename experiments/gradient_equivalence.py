@@ -27,11 +27,13 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _study  # noqa: E402
+from bpkit import study
+from bpkit.report import Table
+
+FOLDER = study.Folder(Path(__file__).resolve().parent)
 
 NAME = "gradient_equivalence"
-CONFIG = _study.HERE / "gradient_equivalence.toml"
+CONFIG = FOLDER.root / "gradient_equivalence.toml"
 CONVENTIONS = ("exact", "output_form", "fann_clipped")
 
 
@@ -153,7 +155,7 @@ def figure(conv: list[dict]) -> str:
     from bpkit import activations as acts
     from bpkit.gradients import FANN_CLIP
 
-    plt = _study.pyplot()
+    plt = study.pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     z = np.linspace(0, 40, 4001)
     for ax, name in zip(axes, ("sigmoid", "tanh")):
@@ -175,7 +177,7 @@ def figure(conv: list[dict]) -> str:
     axes[0].set_ylabel("f'")
     axes[1].legend(fontsize=7, loc="lower left")
     fig.tight_layout()
-    name = _study.save_figure(fig, NAME).name
+    name = FOLDER.save_figure(fig, NAME).name
     plt.close(fig)
     return name
 
@@ -184,60 +186,78 @@ def _z(v):
     return "never" if v is None else f"{v:.3g}"
 
 
-def write_readme(res: dict, training: list[dict], fig: str) -> None:
-    cases = res["cases"]
-    n_ok = sum(c["as_expected"] for c in cases)
+def _worst(rows: list[dict], dt: str, key: str) -> float | None:
+    vals = [r[key] for r in rows if r["dtype"] == dt]
+    return max(vals) if vals else None
 
-    def worst(rows, dt, key):
-        vals = [r[key] for r in rows if r["dtype"] == dt]
-        return max(vals) if vals else None
 
+def activation_table(res: dict) -> list[str]:
+    """Per hidden activation: the worst relative error of the exact rule against jax.grad and FD, per dtype."""
+    cases, e = res["cases"], "{:.1e}"
     grad_cases = [c for c in cases if c["rule"] == "exact"]
-    lines = ["| hidden activation | cases | f64 vs jax.grad | f64 vs FD | f32 vs jax.grad | f32 vs FD | "
-             "derivative check f64 / f32 (max abs err) | all as expected |", "|---|---|---|---|---|---|---|---|"]
     derivs = {(d["name"], d["dtype"]): d for d in res["derivatives"]}
+    rows = []
     for h in dict.fromkeys(c["hidden"] for c in cases if not c["flax"] and c["hidden"] != "-"):
         rs = [c for c in grad_cases if c["hidden"] == h and not c["flax"]]
         allrs = [c for c in cases if c["hidden"] == h]
         d64, d32 = derivs.get((h, "float64")), derivs.get((h, "float32"))
-        lines.append(
-            f"| {h} | {len(allrs)} | {_study.fmt(worst(rs, 'float64', 'max_rel_vs_grad'), '{:.1e}')} | {_study.fmt(worst(rs, 'float64', 'max_rel_vs_fd'), '{:.1e}')} "
-            f"| {_study.fmt(worst(rs, 'float32', 'max_rel_vs_grad'), '{:.1e}')} | {_study.fmt(worst(rs, 'float32', 'max_rel_vs_fd'), '{:.1e}')} "
-            f"| {_study.fmt(d64['max_abs_error'] if d64 else None, '{:.1e}')} / {_study.fmt(d32['max_abs_error'] if d32 else None, '{:.1e}')} "
-            f"| {'yes' if all(c['as_expected'] for c in allrs) else 'NO'} |")
-    by_rule = ["| rule | loss | cases | expected | as expected |", "|---|---|---|---|---|"]
+        rows.append([h, str(len(allrs)), *(study.fmt(_worst(rs, dt, k), e) for dt in ("float64", "float32")
+                                           for k in ("max_rel_vs_grad", "max_rel_vs_fd")),
+                     f"{study.fmt(d64['max_abs_error'] if d64 else None, e)} / "
+                     f"{study.fmt(d32['max_abs_error'] if d32 else None, e)}",
+                     "yes" if all(c["as_expected"] for c in allrs) else "NO"])
+    return Table("activations", ["hidden activation", "cases", "f64 vs jax.grad", "f64 vs FD", "f32 vs jax.grad",
+                                 "f32 vs FD", "derivative check f64 / f32 (max abs err)", "all as expected"],
+                 rows).markdown().splitlines()
+
+
+def rule_table(cases: list[dict]) -> list[str]:
+    rows = []
     for rule in dict.fromkeys(c["rule"] for c in cases):
         for loss in dict.fromkeys(c["loss"] for c in cases):
             rs = [c for c in cases if c["rule"] == rule and c["loss"] == loss]
-            if not rs:
-                continue
-            g = sum(c["expected_gradient"] for c in rs)
-            by_rule.append(f"| {rule} | {loss} | {len(rs)} | gradient in {g}, not in {len(rs) - g} "
-                           f"| {sum(c['as_expected'] for c in rs)}/{len(rs)} |")
-    conv = res["conventions"]
-    conv_lines = ["| activation | dtype | exact: max rel err | output form: max rel err | output form is 0 from abs(z) = "
-                  "| exact is 0 from abs(z) = | FANN clip (C float literals) | FANN differs (>1%) from abs(z) = | FANN f' floor | FANN/exact at z = 10 |",
-                  "|---|---|---|---|---|---|---|---|---|---|"]
-    for c in conv:
-        conv_lines.append(
-            f"| {c['activation']} | {c['dtype']} | {_study.fmt(c['exact_max_rel_error'], '{:.1e}')} | {_study.fmt(c['output_form_max_rel_error'], '{:.1e}')} "
-            f"| {_z(c['output_form_zero_from'])} | {_z(c['exact_zero_from'])} "
-            f"| {'[{:.3g}, {:.3g}]'.format(*c['fann_clip']) if c['fann_clip'] else 'none'} | {_z(c['fann_differs_from'])} "
-            f"| {_study.fmt(c['fann_floor'], '{:.1e}') if c['fann_floor'] is not None else '-'} | {_study.fmt(c['fann_at_z10_over_exact'], '{:.3g}')} |")
+            if rs:
+                g = sum(c["expected_gradient"] for c in rs)
+                rows.append([rule, loss, str(len(rs)), f"gradient in {g}, not in {len(rs) - g}",
+                             f"{sum(c['as_expected'] for c in rs)}/{len(rs)}"])
+    return Table("rules", ["rule", "loss", "cases", "expected", "as expected"], rows).markdown().splitlines()
 
-    # Training: one row per (problem, activation, init scale, source).
-    cells: dict[tuple, list[dict]] = {}
-    for r in training:
-        cells.setdefault((r["problem"], r["activation"], r["init_scale"], r["source"]), []).append(r)
-    tr_lines = ["| problem | hidden | init scale | convention | solved (40-20-40) | median epochs to solve | "
-                "mean final half MSE | max abs(final loss - exact's), same seed |", "|---|---|---|---|---|---|---|---|"]
+
+def convention_table(conv: list[dict]) -> list[str]:
+    e = "{:.1e}"
+    rows = [[c["activation"], c["dtype"], study.fmt(c["exact_max_rel_error"], e),
+             study.fmt(c["output_form_max_rel_error"], e), _z(c["output_form_zero_from"]), _z(c["exact_zero_from"]),
+             "[{:.3g}, {:.3g}]".format(*c["fann_clip"]) if c["fann_clip"] else "none", _z(c["fann_differs_from"]),
+             study.fmt(c["fann_floor"], e) if c["fann_floor"] is not None else "-",
+             study.fmt(c["fann_at_z10_over_exact"], "{:.3g}")] for c in conv]
+    return Table("conventions", ["activation", "dtype", "exact: max rel err", "output form: max rel err",
+                                 "output form is 0 from abs(z) =", "exact is 0 from abs(z) =",
+                                 "FANN clip (C float literals)", "FANN differs (>1%) from abs(z) =", "FANN f' floor",
+                                 "FANN/exact at z = 10"], rows).markdown().splitlines()
+
+
+def training_table(cells: dict[tuple, list[dict]]) -> list[str]:
+    """One row per (problem, activation, init scale, source)."""
+    rows = []
     for (p, a, s, src), rs in cells.items():
         solved = [float(r["solved_epoch"]) for r in rs if r["solved_epoch"] not in ("", None)]
         exact = {str(r["seed"]): float(r["train_loss"]) for r in cells[(p, a, s, "exact")]}
         gap = max(abs(float(r["train_loss"]) - exact[str(r["seed"])]) for r in rs)
-        tr_lines.append(
-            f"| {p} | {a} | {s} | {src} | {len(solved)}/{len(rs)} | {_study.median_or_dash(solved)} "
-            f"| {np.mean([float(r['train_loss']) for r in rs]):.4g} | {gap:.1e} |")
+        rows.append([p, a, s, src, f"{len(solved)}/{len(rs)}", study.median_or_dash(solved),
+                     f"{np.mean([float(r['train_loss']) for r in rs]):.4g}", f"{gap:.1e}"])
+    return Table("training", ["problem", "hidden", "init scale", "convention", "solved (40-20-40)",
+                              "median epochs to solve", "mean final half MSE",
+                              "max abs(final loss - exact's), same seed"], rows).markdown().splitlines()
+
+
+def write_readme(res: dict, training: list[dict], fig: str) -> None:
+    cases, conv = res["cases"], res["conventions"]
+    n_ok = sum(c["as_expected"] for c in cases)
+    cells: dict[tuple, list[dict]] = {}
+    for r in training:
+        cells.setdefault((r["problem"], r["activation"], r["init_scale"], r["source"]), []).append(r)
+    lines, by_rule = activation_table(res), rule_table(cases)
+    conv_lines, tr_lines = convention_table(conv), training_table(cells)
 
     sig32 = next(c for c in conv if c["activation"] == "sigmoid" and c["dtype"] == "float32")
     tanh32 = next(c for c in conv if c["activation"] == "tanh" and c["dtype"] == "float32")
@@ -285,9 +305,9 @@ before the exact derivative does; FANN deliberately clips outputs to [0.01, 0.99
 finite differences).
 
 **The check matrix**: {len(cases)} cases, {n_ok} as expected. Worst relative error of the hand-written exact rule
-against jax.grad: {_study.fmt(worst(exact_cases, 'float64', 'max_rel_vs_grad'), '{:.1e}')} in float64 and
-{_study.fmt(worst(exact_cases, 'float32', 'max_rel_vs_grad'), '{:.1e}')} in float32; against finite differences
-{_study.fmt(worst(exact_cases, 'float64', 'max_rel_vs_fd'), '{:.1e}')} and {_study.fmt(worst(exact_cases, 'float32', 'max_rel_vs_fd'), '{:.1e}')}.
+against jax.grad: {study.fmt(_worst(exact_cases, 'float64', 'max_rel_vs_grad'), '{:.1e}')} in float64 and
+{study.fmt(_worst(exact_cases, 'float32', 'max_rel_vs_grad'), '{:.1e}')} in float32; against finite differences
+{study.fmt(_worst(exact_cases, 'float64', 'max_rel_vs_fd'), '{:.1e}')} and {study.fmt(_worst(exact_cases, 'float32', 'max_rel_vs_fd'), '{:.1e}')}.
 Per hidden activation (exact rule, all losses and depths 1-4; "cases" counts every rule):
 
 {chr(10).join(lines)}
@@ -311,9 +331,9 @@ batch (a linear unit, a ReLU whose units are all active, a cross-entropy output 
   and the difference stalls at a floor of {st32['output_form_floor']:.2e}, where the true derivative falls to
   {st32['exact_floor']:.1e}. Saturated units then get a small spurious derivative, up to
   {st32['output_form_max_rel_error']:.0e} times too large: an accidental version of what FANN does on purpose.
-- FANN's clipping replaces the tail by a floor: for the sigmoid f' >= {_study.fmt(sig32['fann_floor'], '{:.1e}')}, departing from
+- FANN's clipping replaces the tail by a floor: for the sigmoid f' >= {study.fmt(sig32['fann_floor'], '{:.1e}')}, departing from
   the true f' by more than 1% from abs(z) = {_z(sig32['fann_differs_from'])}; at z = 10 it is
-  {sig32['fann_at_z10_over_exact']:.3g} times the true derivative (tanh: {_study.fmt(tanh32['fann_at_z10_over_exact'], '{:.3g}')} times).
+  {sig32['fann_at_z10_over_exact']:.3g} times the true derivative (tanh: {study.fmt(tanh32['fann_at_z10_over_exact'], '{:.3g}')} times).
   It is a different rule there, not a rounding of the same one.
 
 **Does training notice?** Batch backprop (lr 2, half MSE, sigmoid output, {len({str(r['seed']) for r in training})}
@@ -344,7 +364,7 @@ output of every pattern), driven by each convention:
         + (f"and it did not rescue saturated starts here ({fs1}/{fn1} solved against {es1}/{en1})." if fs1 <= es1 else
            f"and it helped saturated starts here ({fs1}/{fn1} solved against {es1}/{en1}).")
     )
-    _study.write_section(NAME, body.replace("{conclusion}", conclusion))
+    FOLDER.write_section(NAME, body.replace("{conclusion}", conclusion))
 
 
 def run(args) -> None:
@@ -355,17 +375,17 @@ def run(args) -> None:
     res["conventions"] = conventions()
     res["rounding_check"] = rounding_check()
     jax.config.update("jax_enable_x64", False)
-    _study.save_json(NAME, res)
-    _study.save_csv(NAME + "_training", _study.run_grid(_study.load_config(CONFIG), summarise))
+    FOLDER.save_json(NAME, res)
+    FOLDER.save_csv(NAME + "_training", study.run_grid(study.load_config(CONFIG), summarise))
 
 
 def report() -> None:
-    res = _study.load_json(NAME)
-    write_readme(res, _study.load_csv(NAME + "_training"), figure(res["conventions"]))
+    res = FOLDER.load_json(NAME)
+    write_readme(res, FOLDER.load_csv(NAME + "_training"), figure(res["conventions"]))
 
 
 def main(argv=None) -> int:
-    return _study.cli(NAME, __doc__, argv, run, report)
+    return FOLDER.cli(NAME, __doc__, argv, run, report)
 
 
 if __name__ == "__main__":

@@ -30,14 +30,13 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-jax.config.update("jax_enable_x64", True)
+from bpkit import MLP, datasets, loss_value, optim, study
+from bpkit.analysis import least_squares_half_mse
+from bpkit.report import Table
+from bpkit.stopping import StopRules
+from bpkit.training import train
 
-from bpkit import MLP, datasets, loss_value, optim  # noqa: E402
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _study  # noqa: E402
-from bpkit.stopping import StopRules  # noqa: E402
-from bpkit.training import train  # noqa: E402
+FOLDER = study.Folder(Path(__file__).resolve().parent)
 
 NAME = "linear_collapse"
 SEEDS = (0, 1, 2)
@@ -51,12 +50,6 @@ def collapse(params):
         lw, lb = np.asarray(layer["w"]), np.asarray(layer["b"])
         w, b = w @ lw, b @ lw + lb
     return w, b
-
-
-def least_squares_half_mse(x, y):
-    a = np.hstack([x, np.ones((len(x), 1))])
-    coef, *_ = np.linalg.lstsq(a, y, rcond=None)
-    return float(0.5 * np.mean(np.sum((a @ coef - y) ** 2, axis=1))), coef
 
 
 def depth_rows() -> list[dict]:
@@ -107,14 +100,15 @@ def plateau_epochs(curve, final, frac=0.5):
 
 def write_readme(results: dict) -> None:
     rows = results["depth"]
-    lines = ["| data | depth | half MSE (mean over seeds) | least squares | max abs(net - product map) | stop reasons |",
-             "|---|---|---|---|---|---|"]
+    cells = []
     for name in ("xor", "sine"):
         for depth in range(1, 7):
             rs = [r for r in rows if r["data"] == name and r["depth"] == depth]
-            lines.append(
-                f"| {name} | {depth} | {np.mean([r['half_mse'] for r in rs]):.6f} | {rs[0]['least_squares_half_mse']:.6f} "
-                f"| {max(r['max_abs_net_minus_product'] for r in rs):.1e} | {', '.join(sorted({r['stop'] for r in rs}))} |")
+            cells.append([name, str(depth), f"{np.mean([r['half_mse'] for r in rs]):.6f}",
+                          f"{rs[0]['least_squares_half_mse']:.6f}", f"{max(r['max_abs_net_minus_product'] for r in rs):.1e}",
+                          ", ".join(sorted({r["stop"] for r in rs}))])
+    lines = Table("depth", ["data", "depth", "half MSE (mean over seeds)", "least squares",
+                                   "max abs(net - product map)", "stop reasons"], cells).markdown().splitlines()
     dyn = results["dynamics"]
     ls = results["sine_least_squares_half_mse"]
     half = {s: [plateau_epochs(c, ls) for c in curves] for s, curves in dyn.items()}
@@ -137,18 +131,18 @@ def write_readme(results: dict) -> None:
         f"- **Deep = one matrix**: the trained net's outputs equal its multiplied-out affine map to rounding, and on "
         f"sine no depth beats closed-form least squares (largest excess half MSE {sine_gap:.1e}).",
         f"- **Plateau, then drop**: depth 3 on sine, batch GD (lr 0.05). From small init (scale 0.05) the loss needs "
-        f"{_study.span(half['0.05'])} epochs to cover half its way to the least-squares optimum; from "
-        f"LeCun init (scale 1), {_study.span(half['1.0'])}. See the figure.",
+        f"{study.span(half['0.05'])} epochs to cover half its way to the least-squares optimum; from "
+        f"LeCun init (scale 1), {study.span(half['1.0'])}. See the figure.",
         "",
         "![linear collapse](figures/linear_collapse.png)",
         "",
         "Conclusion: depth in a linear network changes how it learns, not what it can learn.",
     ])
-    _study.write_section(NAME, body)
+    FOLDER.write_section(NAME, body)
 
 
 def figure(results: dict) -> None:
-    plt = _study.pyplot()
+    plt = study.pyplot()
     fig, ax = plt.subplots(figsize=(6, 3.5))
     for scale, color in (("0.05", "tab:red"), ("1.0", "tab:blue")):
         for i, c in enumerate(results["dynamics"][scale]):
@@ -161,26 +155,27 @@ def figure(results: dict) -> None:
     ax.set_title("3-layer linear net on sine, batch GD")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    _study.save_figure(fig, NAME)
+    FOLDER.save_figure(fig, NAME)
     plt.close(fig)
 
 
 def run(args) -> None:
     sine = datasets.load("sine")
-    _study.save_json(NAME, {
+    FOLDER.save_json(NAME, {
         "depth": depth_rows(), "dynamics": dynamics(),
         "sine_least_squares_half_mse": least_squares_half_mse(np.asarray(sine.x_train), np.asarray(sine.y_train))[0],
     })
 
 
 def report() -> None:
-    results = _study.load_json(NAME)
+    results = FOLDER.load_json(NAME)
     figure(results)
     write_readme(results)
 
 
 def main(argv=None) -> int:
-    return _study.cli(NAME, __doc__, argv, run, report)
+    jax.config.update("jax_enable_x64", True)  # the study computes in float64
+    return FOLDER.cli(NAME, __doc__, argv, run, report)
 
 
 if __name__ == "__main__":

@@ -19,8 +19,9 @@ import math
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _study  # noqa: E402
+from bpkit import report, study
+
+FOLDER = study.Folder(Path(__file__).resolve().parent)
 
 from bpkit import compare  # noqa: E402
 
@@ -52,8 +53,8 @@ def speedups(answers: list) -> list[dict]:
 
 
 def run(args) -> None:
-    answers = _study.sweep_and_answer(NAME, "BP with momentum against SCG")
-    _study.save_csv(f"{NAME}_ratios", speedups(answers))
+    answers = FOLDER.sweep_and_answer(NAME, "BP with momentum against SCG")
+    FOLDER.save_csv(f"{NAME}_ratios", speedups(answers))
 
 
 def _verdict(r: dict) -> str:
@@ -100,21 +101,22 @@ def conclusion(ratios: list[dict], rows: list[dict]) -> str:
 
 
 def section() -> None:
-    rows = _study.load_csv(f"{NAME}_answers")
-    ratios = _study.load_csv(f"{NAME}_ratios")
-    flat = _study.load_config(_study.HERE / f"{NAME}.toml")
-    cell = {(a["problem"], a["criterion"], a["method"]): _study.answer_cells(a) for a in rows}
-    table = ["| problem | criterion | BP momentum 0.9: success; expected cu | SCG: success; expected cu | "
-             "speed-up BP / SCG in cu [95%] | Moeller: at least 10x |", "|---|---|---|---|---|---|"]
+    rows = FOLDER.load_csv(f"{NAME}_answers")
+    ratios = FOLDER.load_csv(f"{NAME}_ratios")
+    flat = study.load_config(FOLDER.root / f"{NAME}.toml")
+    cell = {(a["problem"], a["criterion"], a["method"]): study.answer_cells(a) for a in rows}
+    speed = []
     for r in ratios:
         p, c = r["problem"], r["criterion"]
         crit = "40-20-40 (loose)" if c == "40-20-40" else f"half MSE <= {flat['training.goal']:g} (tight)"
         bp, scg = cell[(p, c, BP)], cell[(p, c, SCG)]
-        table.append(f"| {p} | {crit} | {bp[0]}; {bp[2]} | {scg[0]}; {scg[2]} | {_ratio(r)} | {_verdict(r)} |")
-    settings = ["| problem | criterion | BP: learning rate | SCG: lambda_1 |", "|---|---|---|---|"]
-    for r in ratios:
-        p, c = r["problem"], r["criterion"]
-        settings.append(f"| {p} | {c} | {cell[(p, c, BP)][3]} | {cell[(p, c, SCG)][3]} |")
+        speed.append([p, crit, f"{bp[0]}; {bp[2]}", f"{scg[0]}; {scg[2]}", _ratio(r), _verdict(r)])
+    table = report.Table("speedup", ["problem", "criterion", "BP momentum 0.9: success; expected cu",
+                                     "SCG: success; expected cu", "speed-up BP / SCG in cu [95%]",
+                                     "Moeller: at least 10x"], speed).markdown().splitlines()
+    settings = report.Table("settings", ["problem", "criterion", "BP: learning rate", "SCG: lambda_1"], [
+        [r["problem"], r["criterion"], cell[(r["problem"], r["criterion"], BP)][3],
+         cell[(r["problem"], r["criterion"], SCG)][3]] for r in ratios]).markdown().splitlines()
     body = [
         "## Study 6c: Moeller's claim, as he stated it",
         "",
@@ -147,8 +149,8 @@ def section() -> None:
         *(f"![cost, {p}](figures/{NAME}_cost_{i + 1}.png)"
           for i, p in enumerate(dict.fromkeys(a["problem"] for a in rows))),
     ]
-    _study.write_section(NAME, "\n".join(body))
+    FOLDER.write_section(NAME, "\n".join(body))
 
 
 if __name__ == "__main__":
-    sys.exit(_study.cli(NAME, __doc__, None, run, section))
+    sys.exit(FOLDER.cli(NAME, __doc__, None, run, section))

@@ -28,8 +28,10 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _study  # noqa: E402
+from bpkit import study
+from bpkit.report import Table
+
+FOLDER = study.Folder(Path(__file__).resolve().parent)
 
 NAME = "online_batch"
 SEEDS = (0, 1, 2, 3, 4)
@@ -86,7 +88,7 @@ def _to_goal(res, i, n: int, batch_size: int | None, measures: int = 1) -> float
 def runs_to_goal(x, y, batch_size, lrs, budget, replicas=1, measures=1) -> list[dict]:
     from bpkit.stopping import StopRules
 
-    res = _study.train_many(_net(), x, y, SEEDS, lrs, batch_size=batch_size, measures_per_epoch=measures,
+    res = study.train_many(_net(), x, y, SEEDS, lrs, batch_size=batch_size, measures_per_epoch=measures,
                             rules=StopRules(max_epochs=budget, goal=GOAL, stall_epochs=None))
     rows = []
     for i, (seed, lr) in enumerate((s, lr) for s in SEEDS for lr in lrs):
@@ -329,7 +331,7 @@ def per_example_gradients() -> list[dict]:
 
 
 def figure(res: dict) -> str:
-    plt = _study.pyplot()
+    plt = study.pyplot()
     fig, axes = plt.subplots(1, 3, figsize=(14, 3.8))
     ax = axes[0]
     labels = list(METHODS)
@@ -360,7 +362,7 @@ def figure(res: dict) -> str:
     ax.set_title("LMS example, batch GD", fontsize=9)
     ax.legend(fontsize=7)
     fig.tight_layout()
-    name = _study.save_figure(fig, NAME).name
+    name = FOLDER.save_figure(fig, NAME).name
     plt.close(fig)
     return name
 
@@ -374,7 +376,7 @@ def _lr(cell: dict) -> str:
 def _passes(cell: dict) -> str:
     """Median passes at the chosen learning rate, and the range over seeds."""
     ps = [r["passes"] for r in cell["runs"] if r["lr"] == cell["lr"] and r["passes"] is not None]
-    return f"{_study.fmt(cell['passes'], '{:.1f}')} [{min(ps):.1f}, {max(ps):.1f}]" if ps else "-"
+    return f"{study.fmt(cell['passes'], '{:.1f}')} [{min(ps):.1f}, {max(ps):.1f}]" if ps else "-"
 
 
 def _batch_measured(red: list[dict]) -> str:
@@ -398,50 +400,73 @@ def _batch_measured(red: list[dict]) -> str:
             f"digits (table).")
 
 
-def write_readme(res: dict, fig: str) -> None:
-    red = res["redundancy"]
-    r_lines = ["| method | digits: best lr | reached goal | passes | digits x10: best lr | reached goal | passes | x10 / x1 |",
-               "|---|---|---|---|---|---|---|---|"]
-    ratios = {}
+def redundancy_table(red: list[dict]) -> tuple[list[str], dict[str, float | None]]:
+    """Per method: best learning rate, goal reached and passes on digits and on digits x10; and x10 / x1."""
+    rows, ratios = [], {}
     for m in METHODS:
         a = next(c for c in red if c["data"] == "digits" and c["method"] == m)
         b = next(c for c in red if c["data"] == "digits x10" and c["method"] == m)
-        ratio = b["passes"] / a["passes"] if a["passes"] and b["passes"] else None
-        ratios[m] = ratio
-        r_lines.append(f"| {m} | {_lr(a)} | {a['reached']}/{a['seeds']} | {_passes(a)} | {_lr(b)} "
-                       f"| {b['reached']}/{b['seeds']} | {_passes(b)} | {_study.fmt(ratio, '{:.2f}')} |")
-    sw = res["batch_sizes"]
-    s_lines = ["| batch size | best lr | reached goal | epochs (median) | updates |", "|---|---|---|---|---|"]
+        ratios[m] = b["passes"] / a["passes"] if a["passes"] and b["passes"] else None
+        rows.append([m, _lr(a), f"{a['reached']}/{a['seeds']}", _passes(a), _lr(b), f"{b['reached']}/{b['seeds']}",
+                     _passes(b), study.fmt(ratios[m], "{:.2f}")])
+    cols = ["method", "digits: best lr", "reached goal", "passes", "digits x10: best lr", "reached goal", "passes",
+            "x10 / x1"]
+    return Table("redundancy", cols, rows).markdown().splitlines(), ratios
+
+
+def batch_size_table(sw: list[dict]) -> list[str]:
+    rows = []
     for c in sw:
         ups = None if c["epochs"] is None else c["epochs"] * int(np.ceil(1078 / c["batch_size"]))
-        s_lines.append(f"| {c['batch_size']} | {c['lr']} | {c['reached']}/{c['seeds']} | {_study.fmt(c['epochs'], '{:.1f}' if c['batch_size'] in SWEEP_MEASURES else '{:.0f}')} | {_study.fmt(ups)} |")
-    lms = res["lms"]
-    l_lines = ["| eta | eta / eta_max | outcome (200 epochs) | first loss | last loss |", "|---|---|---|---|---|"]
+        epochs = study.fmt(c["epochs"], "{:.1f}" if c["batch_size"] in SWEEP_MEASURES else "{:.0f}")
+        rows.append([str(c["batch_size"]), str(c["lr"]), f"{c['reached']}/{c['seeds']}", epochs, study.fmt(ups)])
+    return Table("batch_sizes", ["batch size", "best lr", "reached goal", "epochs (median)", "updates"],
+                 rows).markdown().splitlines()
+
+
+def lms_table(lms: dict) -> list[str]:
+    rows = []
     for r in lms["runs"]:
         outcome = "diverged" if r["stop"] == "diverged" or r["loss_last"] > r["loss_first"] else "converged"
-        l_lines.append(f"| {r['eta']:.3f} | {r['eta_over_eta_max']:.2f} | {outcome} ({r['stop']}) | {r['loss_first']:.3g} "
-                       f"| {r['loss_last']:.3g} |")
-    st = res["mlp_stability"]["runs"]
-    m_lines = ["| multiple of 2/lambda_max(init) | diverged | loss at init / after 1 epoch / after 500 (median) | "
-               "epochs with a rise (median) | largest-magnitude Hessian eigenvalue at the end (median) | "
-               "outputs within 1e-3 of 0 or 1 at the end |", "|---|---|---|---|---|---|"]
+        rows.append([f"{r['eta']:.3f}", f"{r['eta_over_eta_max']:.2f}", f"{outcome} ({r['stop']})",
+                     f"{r['loss_first']:.3g}", f"{r['loss_last']:.3g}"])
+    return Table("lms", ["eta", "eta / eta_max", "outcome (200 epochs)", "first loss", "last loss"],
+                 rows).markdown().splitlines()
+
+
+def stability_table(st: list[dict]) -> list[str]:
+    rows = []
     for mult in dict.fromkeys(r["multiple_of_eta_max"] for r in st):
         rs = [r for r in st if r["multiple_of_eta_max"] == mult]
         ok = [r for r in rs if r["stop"] != "diverged"]
         med = {k: (float(np.median([r[k] for r in ok])) if ok else None)
                for k in ("loss_init", "loss_epoch1", "loss_end", "rises", "lambda_max_end", "outputs_saturated_end")}
-        m_lines.append(
-            f"| {mult} | {len(rs) - len(ok)}/{len(rs)} | {_study.fmt(med['loss_init'], '{:.3g}')} / {_study.fmt(med['loss_epoch1'], '{:.3g}')} "
-            f"/ {_study.fmt(med['loss_end'], '{:.3g}')} | {_study.fmt(med['rises'])} | {_study.fmt(med['lambda_max_end'], '{:.3g}')} "
-            f"| {_study.fmt(None if med['outputs_saturated_end'] is None else 100 * med['outputs_saturated_end'], '{:.0f}%')} |")
-    pe = res["per_example"]
-    p_lines = ["| epoch | norm of mean gradient | mean per-example norm | ratio | median cos(g_i, mean) | "
-               "examples against the mean |", "|---|---|---|---|---|---|"]
+        saturated = None if med["outputs_saturated_end"] is None else 100 * med["outputs_saturated_end"]
+        rows.append([str(mult), f"{len(rs) - len(ok)}/{len(rs)}",
+                     " / ".join(study.fmt(med[k], "{:.3g}") for k in ("loss_init", "loss_epoch1", "loss_end")),
+                     study.fmt(med["rises"]), study.fmt(med["lambda_max_end"], "{:.3g}"), study.fmt(saturated, "{:.0f}%")])
+    return Table("stability", ["multiple of 2/lambda_max(init)", "diverged",
+                               "loss at init / after 1 epoch / after 500 (median)", "epochs with a rise (median)",
+                               "largest-magnitude Hessian eigenvalue at the end (median)",
+                               "outputs within 1e-3 of 0 or 1 at the end"], rows).markdown().splitlines()
+
+
+def per_example_table(pe: list[dict]) -> list[str]:
+    rows = []
     for ep in dict.fromkeys(r["epoch"] for r in pe):
         rs = [r for r in pe if r["epoch"] == ep]
         med = {k: float(np.median([r[k] for r in rs])) for k in rs[0] if k not in ("seed", "epoch")}
-        p_lines.append(f"| {ep} | {med['norm_of_mean']:.3g} | {med['mean_norm']:.3g} | {med['ratio']:.3f} "
-                       f"| {med['median_cos_to_mean']:.3f} | {100 * med['fraction_cos_negative']:.0f}% |")
+        rows.append([str(ep), f"{med['norm_of_mean']:.3g}", f"{med['mean_norm']:.3g}", f"{med['ratio']:.3f}",
+                     f"{med['median_cos_to_mean']:.3f}", f"{100 * med['fraction_cos_negative']:.0f}%"])
+    return Table("per_example", ["epoch", "norm of mean gradient", "mean per-example norm", "ratio",
+                                 "median cos(g_i, mean)", "examples against the mean"], rows).markdown().splitlines()
+
+
+def write_readme(res: dict, fig: str) -> None:
+    red, st, sw, lms, pe = (res["redundancy"], res["mlp_stability"]["runs"], res["batch_sizes"], res["lms"],
+                            res["per_example"])
+    (r_lines, ratios), s_lines = redundancy_table(red), batch_size_table(sw)
+    l_lines, m_lines, p_lines = lms_table(lms), stability_table(st), per_example_table(pe)
     lam0 = np.median([r["lambda_max_init"] for r in st])
     batch_text = _batch_measured(red)
     body = f"""
@@ -470,7 +495,7 @@ example: eigenvalues 0.84 and 0.036, eta_max = 2.38, eta = 1.5 converges, 2.5 di
 {batch_text}
 
 **Batch size sweep** on digits (each size at its best lr of {", ".join(map(str, SWEEP_LRS))}; batch sizes
-{", ".join(map(str, SWEEP_MEASURES))} are measured {_study.fmt(max(SWEEP_MEASURES.values()))} times an epoch, to 0.1 epoch, the others at epoch ends):
+{", ".join(map(str, SWEEP_MEASURES))} are measured {study.fmt(max(SWEEP_MEASURES.values()))} times an epoch, to 0.1 epoch, the others at epoch ends):
 
 {chr(10).join(s_lines)}
 
@@ -510,12 +535,12 @@ at lr 0.5, its params kept by the loop at each checkpoint epoch):
     best_mult = min(finals, key=finals.get) if finals else None
     conclusion = (
         f"Conclusion: on redundant data online learning wins, exactly as LeCun's argument says: replicating digits 10x "
-        f"left online and mini-batch-10 learning at about the same passes ({_study.fmt(on1['passes'], '{:.1f}')} for online; ratios "
-        f"{_study.fmt(ratios['online'], '{:.2f}')} and {_study.fmt(ratios['mini-batch 10'], '{:.2f}')}) and made batch learning "
-        f"{_study.fmt(ratios['batch'], '{:.1f}')}x slower. Even on plain digits batch GD needed {_study.fmt(b1['passes'])} passes where "
-        f"online needed {_study.fmt(on1['passes'], '{:.0f}')}; past a batch of about 16, the epochs to the goal grow roughly in "
-        f"proportion to the batch size ({_study.fmt(first['epochs'], '{:.1f}')} epochs at batch {first['batch_size']}, "
-        f"{_study.fmt(last['epochs'])} at {last['batch_size']}) because the number of updates needed stays about the same "
+        f"left online and mini-batch-10 learning at about the same passes ({study.fmt(on1['passes'], '{:.1f}')} for online; ratios "
+        f"{study.fmt(ratios['online'], '{:.2f}')} and {study.fmt(ratios['mini-batch 10'], '{:.2f}')}) and made batch learning "
+        f"{study.fmt(ratios['batch'], '{:.1f}')}x slower. Even on plain digits batch GD needed {study.fmt(b1['passes'])} passes where "
+        f"online needed {study.fmt(on1['passes'], '{:.0f}')}; past a batch of about 16, the epochs to the goal grow roughly in "
+        f"proportion to the batch size ({study.fmt(first['epochs'], '{:.1f}')} epochs at batch {first['batch_size']}, "
+        f"{study.fmt(last['epochs'])} at {last['batch_size']}) because the number of updates needed stays about the same "
         "(Wilson & Martinez). The per-example gradients say why: at init they agree (norm of the mean / mean norm "
         f"{pe0:.2f}), so each example's step is nearly the batch step and online makes N of them per pass; after "
         f"training they mostly disagree ({pe_late:.3f}; {100 * against:.0f}% of examples point against the mean at "
@@ -527,25 +552,25 @@ at lr 0.5, its params kept by the loop at each checkpoint epoch):
            "saturation, where the loss plateaus instead of blowing up."
            if no_div else "a divergence threshold only roughly: see the table.")
         + (f" Below that, the curvature falls as training goes on (largest eigenvalue {lam0:.2f} at init, "
-           f"{_study.span([round(float(np.median([r['lambda_max_end'] for r in st if r['multiple_of_eta_max'] == m])), 3) for m in (0.5, 0.9, 1.1, 2.0)])} "
+           f"{study.span([round(float(np.median([r['lambda_max_end'] for r in st if r['multiple_of_eta_max'] == m])), 3) for m in (0.5, 0.9, 1.1, 2.0)])} "
            f"after 500 epochs at 0.5-2x), so the step from the init's curvature is conservative: the lowest final loss "
            f"came at {best_mult}x." if best_mult is not None else "")
     )
-    _study.write_section(NAME, body.replace("{conclusion}", conclusion))
+    FOLDER.write_section(NAME, body.replace("{conclusion}", conclusion))
 
 
 def run(args) -> None:
-    _study.save_json(NAME, {"lms": lms_example(), "per_example": per_example_gradients(), "mlp_stability": mlp_stability(),
+    FOLDER.save_json(NAME, {"lms": lms_example(), "per_example": per_example_gradients(), "mlp_stability": mlp_stability(),
                             "redundancy": redundancy(), "batch_sizes": batch_size_sweep()})
 
 
 def report() -> None:
-    res = _study.load_json(NAME)
+    res = FOLDER.load_json(NAME)
     write_readme(res, figure(res))
 
 
 def main(argv=None) -> int:
-    return _study.cli(NAME, __doc__, argv, run, report)
+    return FOLDER.cli(NAME, __doc__, argv, run, report)
 
 
 if __name__ == "__main__":

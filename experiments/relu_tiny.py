@@ -11,26 +11,27 @@ tuned over four learning rates) into ``results/relu_tiny.sqlite``, keeps the tun
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
-import _study
+from bpkit import report, study
+
+FOLDER = study.Folder(Path(__file__).resolve().parent)
 
 NAME = "relu_tiny"
 
 
 def run(args) -> None:
-    _study.sweep_and_answer(NAME, "ReLU on XOR and parity-3, five starts")
+    FOLDER.sweep_and_answer(NAME, "ReLU on XOR and parity-3, five starts")
 
 
 def _table(rows: list[dict[str, str]], crit: str) -> list[str]:
     rows = [a for a in rows if a["criterion"] == crit]
     problems = list(dict.fromkeys(a["problem"] for a in rows))
     starts = list(dict.fromkeys(a["method"] for a in rows))
-    cell = {(a["problem"], a["method"]): _study.answer_cells(a) for a in rows}
-    out = [f"| start | {' | '.join(problems)} |", "|---|" + "---|" * len(problems)]
-    for s in starts:
-        parts = [f"{cell[p, s][0]}<br>{cell[p, s][1]} epochs" if (p, s) in cell else "" for p in problems]
-        out.append(f"| {s} | {' | '.join(parts)} |")
-    return out
+    cell = {(a["problem"], a["method"]): study.answer_cells(a) for a in rows}
+    cells = [[s] + [f"{cell[p, s][0]}<br>{cell[p, s][1]} epochs" if (p, s) in cell else "" for p in problems]
+             for s in starts]
+    return report.Table(f"starts_{crit}", ["start", *problems], cells).markdown().splitlines()
 
 
 BASE, REFERENCE = "relu, LeCun init, biases 0", "tanh, LeCun init"
@@ -70,8 +71,8 @@ def conclusion(rows: list[dict[str, str]]) -> str:
 
 
 def section() -> None:
-    rows = _study.load_csv(f"{NAME}_answers")
-    flat = _study.load_config(_study.HERE / f"{NAME}.toml")
+    rows = FOLDER.load_csv(f"{NAME}_answers")
+    flat = study.load_config(FOLDER.root / f"{NAME}.toml")
     body = [
         "## Study 6b: ReLU on the tiny benchmarks, started five ways",
         "",
@@ -100,8 +101,8 @@ def section() -> None:
         *(f"![success, {p}](figures/{NAME}_success_{i + 1}.png)"
           for i, p in enumerate(dict.fromkeys(a["problem"] for a in rows))),
     ]
-    _study.write_section(NAME, "\n".join(body))
+    FOLDER.write_section(NAME, "\n".join(body))
 
 
 if __name__ == "__main__":
-    sys.exit(_study.cli(NAME, __doc__, None, run, section))
+    sys.exit(FOLDER.cli(NAME, __doc__, None, run, section))

@@ -25,8 +25,10 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _study  # noqa: E402
+from bpkit import study
+from bpkit.report import Table
+
+FOLDER = study.Folder(Path(__file__).resolve().parent)
 
 NAME = "saturation"
 ACTIVATIONS = ("sigmoid", "tanh", "scaled_tanh", "relu")
@@ -89,7 +91,7 @@ def targets_study() -> list[dict]:
     rows = []
     for name, (lo, hi) in (("0/1", (0.0, 1.0)), ("0.1/0.9", (0.1, 0.9))):
         y = lo + (hi - lo) * np.asarray(data.y_train)
-        res = _study.train_many(net, data.x_train, y, SEEDS, [0.5],
+        res = study.train_many(net, data.x_train, y, SEEDS, [0.5],
                                 batch_size=10, rules=StopRules(max_epochs=100, stall_epochs=None))
         for i, seed in enumerate(SEEDS):
             p = [{k: jnp.asarray(v[i]) for k, v in layer.items()} for layer in res.params]
@@ -125,7 +127,7 @@ def standardisation_study(lrs=(0.1, 0.5, 2.0)) -> list[dict]:
         data = datasets.split("digits", d.data.astype(np.float64), datasets.one_hot(d.target), 0, "classification",
                               standardize=std)
         x = jnp.asarray(data.x_train, jnp.float32)
-        res = _study.train_many(net, data.x_train, data.y_train, SEEDS, lrs,
+        res = study.train_many(net, data.x_train, data.y_train, SEEDS, lrs,
                                 batch_size=10, rules=StopRules(max_epochs=100, stall_epochs=None))
         for i, (seed, lr) in enumerate(itertools.product(SEEDS, lrs)):
             p0 = net.init(jax.random.split(jax.random.key(seed))[0])
@@ -164,7 +166,7 @@ def _right_panel_curves(res: dict) -> dict[str, np.ndarray]:
 
 
 def figure(res: dict) -> str:
-    plt = _study.pyplot()
+    plt = study.pyplot()
     fig, axes = plt.subplots(1, 3, figsize=(14, 3.8))
     ax = axes[0]
     for k, act in enumerate(ACTIVATIONS):
@@ -199,35 +201,52 @@ def figure(res: dict) -> str:
     ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    name = _study.save_figure(fig, NAME).name
+    name = FOLDER.save_figure(fig, NAME).name
     plt.close(fig)
     return name
 
 
-def write_readme(res: dict, fig: str) -> None:
-    lines = ["| hidden | epoch | dC/db norm per layer: hidden 1, 2, 3, 4, output | last / first hidden | "
-             "units x examples with f' < 1% of its max (ReLU: inactive) per hidden layer | train accuracy |", "|---|---|---|---|---|---|"]
+def depth_table(res: dict) -> list[str]:
+    """Per hidden activation and epoch: bias-gradient norms per layer, last over first, saturated units."""
+    rows = []
     for act in ACTIVATIONS:
         for ep in (0, 10, 50):
             rs = [r for r in res["depth"] if r["activation"] == act and r["epoch"] == ep]
             norms = [_med(rs, "bias_grad_norms", j) for j in range(len(SIZES) - 1)]
             ratio = float(np.median([r["bias_grad_norms"][-2] / r["bias_grad_norms"][0] for r in rs]))
             sat = [_med(rs, "saturated", j) for j in range(len(SIZES) - 2)]
-            lines.append(f"| {act} | {ep} | {', '.join(f'{v:.2e}' for v in norms)} | {ratio:.3g} "
-                         f"| {', '.join(f'{100 * s:.0f}%' for s in sat)} | {100 * _med(rs, 'train_acc'):.1f}% |")
-    t_lines = ["| targets | test accuracy | mean abs(z) at the output | output units with s'(z) < 1% of 1/4 | "
-               "output weight norm |", "|---|---|---|---|---|"]
+            rows.append([act, str(ep), ", ".join(f"{v:.2e}" for v in norms), f"{ratio:.3g}",
+                         ", ".join(f"{100 * s:.0f}%" for s in sat), f"{100 * _med(rs, 'train_acc'):.1f}%"])
+    return Table("depth", ["hidden", "epoch", "dC/db norm per layer: hidden 1, 2, 3, 4, output", "last / first hidden",
+                           "units x examples with f' < 1% of its max (ReLU: inactive) per hidden layer",
+                           "train accuracy"], rows).markdown().splitlines()
+
+
+def targets_table(res: dict) -> list[str]:
+    rows = []
     for t in ("0/1", "0.1/0.9"):
         rs = [r for r in res["targets"] if r["targets"] == t]
-        t_lines.append(f"| {t} | {100 * np.mean([r['test_acc'] for r in rs]):.1f}% | {_med(rs, 'mean_abs_z_out'):.2f} "
-                       f"| {100 * _med(rs, 'out_saturated'):.1f}% | {_med(rs, 'out_weight_norm'):.2f} |")
-    i_lines = ["| inputs | largest abs(input) | lr | mean abs(z), first hidden layer at init | hidden units saturated at init | "
-               "half MSE after 1 / 10 / 100 epochs | test accuracy |", "|---|---|---|---|---|---|---|"]
+        rows.append([t, f"{100 * np.mean([r['test_acc'] for r in rs]):.1f}%", f"{_med(rs, 'mean_abs_z_out'):.2f}",
+                     f"{100 * _med(rs, 'out_saturated'):.1f}%", f"{_med(rs, 'out_weight_norm'):.2f}"])
+    return Table("targets", ["targets", "test accuracy", "mean abs(z) at the output",
+                             "output units with s'(z) < 1% of 1/4", "output weight norm"], rows).markdown().splitlines()
+
+
+def inputs_table(res: dict) -> list[str]:
+    rows = []
     for v, lr in dict.fromkeys((r["inputs"], r["lr"]) for r in res["inputs"]):
         rs = [r for r in res["inputs"] if r["inputs"] == v and r["lr"] == lr]
         at = [float(np.median([r["loss_curve"][e - 1] for r in rs])) for e in (1, 10, 100)]
-        i_lines.append(f"| {v} | {rs[0]['input_max_abs']:.1f} | {lr} | {_med(rs, 'mean_abs_z_hidden_at_init'):.2f} | {100 * _med(rs, 'hidden_saturated_at_init'):.0f}% "
-                       f"| {' / '.join(f'{a:.4f}' for a in at)} | {100 * np.mean([r['test_acc'] for r in rs]):.1f}% |")
+        rows.append([v, f"{rs[0]['input_max_abs']:.1f}", str(lr), f"{_med(rs, 'mean_abs_z_hidden_at_init'):.2f}",
+                     f"{100 * _med(rs, 'hidden_saturated_at_init'):.0f}%", " / ".join(f"{a:.4f}" for a in at),
+                     f"{100 * np.mean([r['test_acc'] for r in rs]):.1f}%"])
+    return Table("inputs", ["inputs", "largest abs(input)", "lr", "mean abs(z), first hidden layer at init",
+                            "hidden units saturated at init", "half MSE after 1 / 10 / 100 epochs", "test accuracy"],
+                 rows).markdown().splitlines()
+
+
+def write_readme(res: dict, fig: str) -> None:
+    lines, t_lines, i_lines = depth_table(res), targets_table(res), inputs_table(res)
 
     def ratio(act, ep=0):
         return float(np.median([r["bias_grad_norms"][-2] / r["bias_grad_norms"][0] for r in res["depth"]
@@ -271,7 +290,7 @@ def write_readme(res: dict, fig: str) -> None:
         f"hidden layer to the first at init) although hardly any hidden unit is saturated (at most {100 * sig_sat0:.0f}% "
         "of units x examples per layer): the ceiling s' <= 1/4, compounded over the layers, is enough. With tanh, the "
         f"scaled tanh or ReLU the layers stay within {max(others.values()):.1f}x of each other, and after 50 epochs they "
-        f"are at {_study.span([round(100 * acc[a]) for a in others])}% training accuracy against "
+        f"are at {study.span([round(100 * acc[a]) for a in others])}% training accuracy against "
         f"{100 * acc['sigmoid']:.0f}% for the sigmoid. Saturation proper comes from the targets: 0/1 targets push "
         f"{100 * _med(t['0/1'], 'out_saturated'):.0f}% of the output units into s' < 1% of its maximum (0.1/0.9: "
         f"{100 * _med(t['0.1/0.9'], 'out_saturated'):.1f}%) by growing the output weights "
@@ -313,20 +332,20 @@ Inputs, same net and training, three learning rates:
 
 {{conclusion}}
 """
-    _study.write_section(NAME, body.replace("{conclusion}", conclusion))
+    FOLDER.write_section(NAME, body.replace("{conclusion}", conclusion))
 
 
 def run(args) -> None:
-    _study.save_json(NAME, {"depth": depth_norms(), "targets": targets_study(), "inputs": standardisation_study()})
+    FOLDER.save_json(NAME, {"depth": depth_norms(), "targets": targets_study(), "inputs": standardisation_study()})
 
 
 def report() -> None:
-    res = _study.load_json(NAME)
+    res = FOLDER.load_json(NAME)
     write_readme(res, figure(res))
 
 
 def main(argv=None) -> int:
-    return _study.cli(NAME, __doc__, argv, run, report)
+    return FOLDER.cli(NAME, __doc__, argv, run, report)
 
 
 if __name__ == "__main__":

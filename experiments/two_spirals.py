@@ -12,13 +12,14 @@ report's success and cost figures, and writes the README section from the CSV.
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
-import _study
+from bpkit import compare, report, study
 
-from bpkit import compare
+FOLDER = study.Folder(Path(__file__).resolve().parent)
 
 NAME = "two_spirals"
-CONFIG = _study.HERE / f"{NAME}.toml"
+CONFIG = FOLDER.root / f"{NAME}.toml"
 # ../shared/REFERENCES.md: mean epochs to 40-20-40 on the 2-5-5-5-1 shortcut net.
 PUBLISHED_EPOCHS = {"BP momentum 0.9": 20_000, "quickprop": 8_000, "quickprop + offset 0.1": 8_000, "Rprop+": 6_000}
 PUBLISHED = {"BP momentum 0.9": "about 20,000 (Lang & Witbrock)", "quickprop": "about 8,000 (Fahlman)",
@@ -56,19 +57,18 @@ def conclusion(rows: list[dict[str, str]], budget: int) -> str:
 
 
 def run(args) -> None:
-    _study.sweep_and_answer(NAME, "two spirals, 2-5-5-5-1 with shortcuts, tanh hidden units")
+    FOLDER.sweep_and_answer(NAME, "two spirals, 2-5-5-5-1 with shortcuts, tanh hidden units")
 
 
-def _row(a: dict[str, str]) -> str:
-    pct, epochs, cu, setting = _study.answer_cells(a)
+def _row(a: dict[str, str]) -> list[str]:
+    pct, epochs, cu, setting = study.answer_cells(a)
     won = compare.short(float(a["success_epochs_mean"])) if a["success_epochs_mean"] else "-"
-    return (f"| {a['method']} | {pct} | {won} | {epochs} | {cu} | {setting} | "
-            f"{PUBLISHED.get(a['method'], '-')} |")
+    return [a["method"], pct, won, epochs, cu, setting, PUBLISHED.get(a["method"], "-")]
 
 
 def section() -> None:
-    rows = [a for a in _study.load_csv(f"{NAME}_answers") if a["criterion"] == "40-20-40"]
-    flat = _study.load_config(CONFIG)
+    rows = [a for a in FOLDER.load_csv(f"{NAME}_answers") if a["criterion"] == "40-20-40"]
+    flat = study.load_config(CONFIG)
     body = [
         "## Study 6a: two spirals as published",
         "",
@@ -85,10 +85,9 @@ def section() -> None:
         "Not yet here: CG with a line search (its group of 40 runs x 30,000 epochs, each epoch waiting on "
         "the slowest run's line search, had not finished after 30 min on 2 cores).",
         "",
-        "| method | success [95% interval] | mean epochs of the successes | expected epochs with restarts | "
-        "expected cu | setting chosen | published epochs |",
-        "|---|---|---|---|---|---|---|",
-        *(_row(a) for a in rows),
+        report.Table(NAME, ["method", "success [95% interval]", "mean epochs of the successes",
+                            "expected epochs with restarts", "expected cu", "setting chosen", "published epochs"],
+                     [_row(a) for a in rows]).markdown(),
         "",
         conclusion(rows, flat["training.max_epochs"]),
         "",
@@ -96,8 +95,8 @@ def section() -> None:
         "",
         f"![cost](figures/{NAME}_cost_1.png)",
     ]
-    _study.write_section(NAME, "\n".join(body))
+    FOLDER.write_section(NAME, "\n".join(body))
 
 
 if __name__ == "__main__":
-    sys.exit(_study.cli(NAME, __doc__, None, run, section))
+    sys.exit(FOLDER.cli(NAME, __doc__, None, run, section))

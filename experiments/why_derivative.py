@@ -34,12 +34,14 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _study  # noqa: E402
+from bpkit import study
+from bpkit.report import Table
+
+FOLDER = study.Folder(Path(__file__).resolve().parent)
 
 NAME = "why_derivative"
-CONFIG = _study.HERE / "why_derivative.toml"
-DELTA = _study.HERE / "why_derivative_delta.toml"
+CONFIG = FOLDER.root / "why_derivative.toml"
+DELTA = FOLDER.root / "why_derivative_delta.toml"
 RULES = ("exact", "omitted", "f'(0)")  # the rule axis' labels: true rule, f' taken as 1, f' frozen at f'(0)
 ABLATIONS = ("no_derivative", "constant_derivative")  # the sources the angles compare with "exact"
 CHECKPOINTS = (0, 10, 100, 1000)  # epochs of the true rule's trajectory where angles are measured
@@ -70,7 +72,7 @@ def angles(seeds=range(5)) -> list[dict]:
     """Per problem, loss, ablation, seed and checkpoint: cosines to the true gradient (float64, sigmoid units)."""
     import jax
 
-    flat = _study.load_config(CONFIG)
+    flat = study.load_config(CONFIG)
     rows = []
     with jax.enable_x64(True):  # float64: an angle of 0 must not read as float32's ~0.03 deg of rounding
         for problem in flat["axis"]["problem"]:
@@ -110,13 +112,13 @@ def _angles_one(problem: dict, flat: dict, seeds) -> list[dict]:
 
 def linear_fits() -> dict[str, dict]:
     """The closed-form least-squares linear map (inputs and a bias to targets) of each control problem
-    (Study 3's :func:`linear_collapse.least_squares_half_mse`, NumPy, no bpkit training): its half MSE on
+    (:func:`bpkit.analysis.least_squares_half_mse`, NumPy, no bpkit training): its half MSE on
     the training set, and on digits its test accuracy.  The reference the no-hidden-layer runs (and the
     ablated runs) are measured against."""
     from bpkit import config as cfg, experiment
-    from linear_collapse import least_squares_half_mse
+    from bpkit.analysis import least_squares_half_mse
 
-    flat = _study.load_config(DELTA)
+    flat = study.load_config(DELTA)
     out = {}
     for problem in flat["axis"]["problem"]:
         data = experiment.load_data(cfg.expand({**flat, "axis": {"problem": [problem]}})[0])
@@ -129,10 +131,10 @@ def linear_fits() -> dict[str, dict]:
 
 
 def run(args) -> None:
-    _study.save_json(NAME + "_angles", angles())
-    _study.save_json(NAME + "_linear", linear_fits())
-    _study.save_csv(NAME + "_delta", _study.run_grid(_study.load_config(DELTA), summarise))
-    _study.save_csv(NAME, _study.run_grid(_study.load_config(CONFIG), summarise))
+    FOLDER.save_json(NAME + "_angles", angles())
+    FOLDER.save_json(NAME + "_linear", linear_fits())
+    FOLDER.save_csv(NAME + "_delta", study.run_grid(study.load_config(DELTA), summarise))
+    FOLDER.save_csv(NAME, study.run_grid(study.load_config(CONFIG), summarise))
 
 
 # -- reading the rows ----------------------------------------------------------------------------
@@ -213,7 +215,7 @@ def identical(rows: list[dict], a: dict, b: dict, fields=("epochs", "solved_epoc
 # -- figures -------------------------------------------------------------------------------------
 
 def figure(ang: list[dict]) -> str:
-    plt = _study.pyplot()
+    plt = study.pyplot()
     problems = list(dict.fromkeys(r["problem"] for r in ang))
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharey=True)
     for ax, loss in zip(axes, ("mse", "bce")):
@@ -231,7 +233,7 @@ def figure(ang: list[dict]) -> str:
     axes[0].set_ylabel("degrees (median over seeds)")
     axes[1].legend(fontsize=6)
     fig.tight_layout()
-    name = _study.save_figure(fig, NAME).name
+    name = FOLDER.save_figure(fig, NAME).name
     plt.close(fig)
     return name
 
@@ -241,7 +243,7 @@ def lr_figure(lr_rows: dict[tuple, list]) -> str:
     problem and loss, a line per hidden unit."""
     from bpkit import stats
 
-    plt = _study.pyplot()
+    plt = study.pyplot()
     columns = [(p, loss) for p in dict.fromkeys(k[0] for k in lr_rows) for loss in ("mse", "bce")]
     acts = list(dict.fromkeys(k[2] for k in lr_rows))
     fig, axes = plt.subplots(len(RULES), len(columns), figsize=(2.6 * len(columns), 2.2 * len(RULES) + 0.6),
@@ -269,7 +271,7 @@ def lr_figure(lr_rows: dict[tuple, list]) -> str:
     axes[0, -1].legend(fontsize=7, loc="upper right", title="hidden", title_fontsize=7)
     fig.suptitle("runs solved (40-20-40) at each learning rate, with Wilson 95% bands", fontsize=9)
     fig.tight_layout()
-    name = _study.save_figure(fig, NAME + "_lr").name
+    name = FOLDER.save_figure(fig, NAME + "_lr").name
     plt.close(fig)
     return name
 
@@ -295,7 +297,7 @@ def _apart(a, b) -> bool:
 
 def success_table(ans: dict, lr_rows: dict, problems: list[str], acts: list[str]) -> list[str]:
     lrs = [p[0] for p in next(iter(lr_rows.values()))]
-    out = [f"| problem | loss | hidden | {' | '.join(RULES)} |", "|---|---|---|" + "---|" * len(RULES)]
+    out = []
     for p in problems:
         for loss in ("mse", "bce"):
             for act in acts:
@@ -308,14 +310,13 @@ def success_table(ans: dict, lr_rows: dict, problems: list[str], acts: list[str]
                     by = " ".join(str(k) for _, k, _ in lr_rows[(p, loss, act, rule)])
                     best = f", lr {a.chosen.setting[0][1]:g}" if a.tuned else ""
                     cells.append(f"{_rate(a)}{best}<br>by lr: {by}")
-                out.append(f"| {p} | {loss} | {act} | {' | '.join(cells)} |")
-    return out, lrs
+                out.append([p, loss, act, *cells])
+    return Table("success", ["problem", "loss", "hidden", *RULES], out).markdown().splitlines(), lrs
 
 
 def link_table(rows: list[dict], delta: list[dict], lin: dict, acts: list[str]) -> tuple[list[str], dict]:
     """Final losses of XOR and parity-3 runs against the best a net without hidden units does."""
-    out = ["| problem | loss | linear optimum | no hidden layer (delta rule) | hidden | exact | omitted | f'(0) |",
-           "|---|---|---|---|---|---|---|---|"]
+    out = []
     near = {}
     problems = [p for p in dict.fromkeys(r["problem"] for r in rows) if p.split()[0] in SMALL]
     for p in problems:
@@ -329,14 +330,14 @@ def link_table(rows: list[dict], delta: list[dict], lin: dict, acts: list[str]) 
                     fl = final_losses(rows, p, loss, act, rule)
                     near[(p, loss, act, rule)] = (int(np.sum(np.abs(fl - opt) <= 0.01 * opt)), len(fl))
                     cells.append(f"{np.median(fl):.4g} ({near[(p, loss, act, rule)][0]}/{len(fl)})" if len(fl) else "-")
-                out.append(f"| {p} | {loss} | {opt:.4g} | {np.median(dl):.4g} | {act} | {' | '.join(cells)} |")
-    return out, near
+                out.append([p, loss, f"{opt:.4g}", f"{np.median(dl):.4g}", act, *cells])
+    cols = ["problem", "loss", "linear optimum", "no hidden layer (delta rule)", "hidden", "exact", "omitted", "f'(0)"]
+    return Table("link", cols, out).markdown().splitlines(), near
 
 
 def delta_table(delta: list[dict], lin: dict) -> tuple[list[str], dict]:
     """The delta-rule control: per problem and output/loss, the two rules side by side."""
-    out = ["| problem | output, loss | exact: median final loss (best lr) | omitted | same runs bit for bit | "
-           "least-squares fit | test accuracy (exact, omitted) |", "|---|---|---|---|---|---|---|"]
+    out = []
     facts = {}
     for p in dict.fromkeys(r["problem"] for r in delta):
         for ol in dict.fromkeys(r["loss"] for r in delta):
@@ -352,9 +353,11 @@ def delta_table(delta: list[dict], lin: dict) -> tuple[list[str], dict]:
             lsq = f"{lin[p]['half_mse']:.4g}" if ol == "linear, mse" else "-"
             acc = accuracy([r for r in delta if r["problem"] == p and r["loss"] == ol])
             accs = ", ".join(f"{100 * acc[(p, ol, '-', rule)]['mean']:.1f}%" for rule in ("exact", "omitted")) if acc else "-"
-            out.append(f"| {p} | {ol} | {med['exact'][0]:.4g} (lr {float(med['exact'][1]):g}) | "
-                       f"{med['omitted'][0]:.4g} (lr {float(med['omitted'][1]):g}) | {'yes' if same else 'no'} | {lsq} | {accs} |")
-    return out, facts
+            out.append([p, ol, f"{med['exact'][0]:.4g} (lr {float(med['exact'][1]):g})",
+                        f"{med['omitted'][0]:.4g} (lr {float(med['omitted'][1]):g})", "yes" if same else "no", lsq, accs])
+    cols = ["problem", "output, loss", "exact: median final loss (best lr)", "omitted", "same runs bit for bit",
+            "least-squares fit", "test accuracy (exact, omitted)"]
+    return Table("delta", cols, out).markdown().splitlines(), facts
 
 
 def digits_table(rows: list[dict], delta: list[dict], lin: dict, acts: list[str]) -> tuple[list[str], dict]:
@@ -362,15 +365,34 @@ def digits_table(rows: list[dict], delta: list[dict], lin: dict, acts: list[str]
     dacc = accuracy(delta)
     dig = next(p for p in dict.fromkeys(r["problem"] for r in rows) if p.startswith("digits"))
     ddig = next(p for p in lin if p.startswith("digits"))
-    out = [f"| loss | hidden | {' | '.join(RULES)} |", "|---|---|" + "---|" * len(RULES)]
-    fmt = lambda a: f"{100 * a['mean']:.1f}% [{100 * a['lo']:.1f}, {100 * a['hi']:.1f}], lr {a['lr']:g}"  # noqa: E731
+    out = []
+
+    def fmt(a):
+        return f"{100 * a['mean']:.1f}% [{100 * a['lo']:.1f}, {100 * a['hi']:.1f}], lr {a['lr']:g}"
+
     for loss in ("mse", "bce"):
         for act in acts:
-            out.append(f"| {loss} | {act} | " + " | ".join(fmt(acc[(dig, loss, act, rule)]) for rule in RULES) + " |")
+            out.append([loss, act, *(fmt(acc[(dig, loss, act, rule)]) for rule in RULES)])
         lin_run = dacc[(ddig, f"sigmoid, {loss}", "-", "exact")]
-        out.append(f"| {loss} | none (64-10, delta rule) | {fmt(lin_run)} | | |")
-    out.append(f"| - | none (least squares, closed form) | {100 * lin[ddig]['test_acc']:.1f}% | | |")
-    return out, {"acc": acc, "dacc": dacc, "dig": dig, "ddig": ddig}
+        out.append([loss, "none (64-10, delta rule)", fmt(lin_run), "", ""])
+    out.append(["-", "none (least squares, closed form)", f"{100 * lin[ddig]['test_acc']:.1f}%", "", ""])
+    table = Table("digits", ["loss", "hidden", *RULES], out).markdown().splitlines()
+    return table, {"acc": acc, "dacc": dacc, "dig": dig, "ddig": ddig}
+
+
+def angle_table(ang: list[dict]) -> list[str]:
+    """Per problem, loss and ablation: the median angle between the ablated update and the gradient at init."""
+    out = []
+    for p in dict.fromkeys(r["problem"] for r in ang):
+        for loss in ("mse", "bce"):
+            for rule in ABLATIONS:
+                rs = [r for r in ang if r["problem"] == p and r["loss"] == loss and r["rule"] == rule and r["epoch"] == 0]
+                layers = np.array([r["layers"] for r in rs])
+                med = [np.median([_deg(v) for v in layers[:, j]]) for j in range(layers.shape[1])]
+                out.append([p, loss, rule, f"{med[-1]:.2f} deg", f"{', '.join(f'{m:.1f}' for m in med[:-1])} deg",
+                            f"{np.median([_deg(r['overall']) for r in rs]):.1f} deg"])
+    cols = ["problem", "loss", "rule", "angle at init: output layer", "hidden layers (first to last)", "whole update"]
+    return Table("angles", cols, out).markdown().splitlines()
 
 
 def write_readme(rows, delta, ang, lin, figs) -> None:
@@ -382,20 +404,10 @@ def write_readme(rows, delta, ang, lin, figs) -> None:
     dtab, dfacts = delta_table(delta, lin)
     digtab, dig = digits_table(rows, delta, lin, acts)
     seeds = len({r["seed"] for r in rows})
-    flat = _study.load_config(CONFIG)
+    flat = study.load_config(CONFIG)
     budget = {p["label"]: p["training.max_epochs"] for p in flat["axis"]["problem"]}
 
-    ang_lines = ["| problem | loss | rule | angle at init: output layer | hidden layers (first to last) | whole update |",
-                 "|---|---|---|---|---|---|"]
-    for p in dict.fromkeys(r["problem"] for r in ang):
-        for loss in ("mse", "bce"):
-            for rule in ABLATIONS:
-                rs = [r for r in ang if r["problem"] == p and r["loss"] == loss and r["rule"] == rule and r["epoch"] == 0]
-                layers = np.array([r["layers"] for r in rs])
-                med = [np.median([_deg(v) for v in layers[:, j]]) for j in range(layers.shape[1])]
-                ang_lines.append(f"| {p} | {loss} | {rule} | {med[-1]:.2f} deg | "
-                                 f"{', '.join(f'{m:.1f}' for m in med[:-1])} deg "
-                                 f"| {np.median([_deg(r['overall']) for r in rs]):.1f} deg |")
+    ang_lines = angle_table(ang)
     worst_bce_out = max(_deg(r["layers"][-1]) for r in ang if r["loss"] == "bce")
     mse_out = [_deg(r["layers"][-1]) for r in ang if r["loss"] == "mse" and r["rule"] == "no_derivative"]
     pairs: dict[tuple, dict[str, list[float]]] = {}
@@ -573,18 +585,18 @@ def write_readme(rows, delta, ang, lin, figs) -> None:
         "problems a linear model cannot solve; keep it where it is 0 (the step, a dead ReLU) and the hidden layer "
         "cannot learn at all. At a sigmoid output with cross-entropy the factor is not missing but cancelled.",
     ]
-    _study.write_section(NAME, "\n".join(body))
+    FOLDER.write_section(NAME, "\n".join(body))
 
 
 def report() -> None:
-    ang = _study.load_json(NAME + "_angles")
-    rows, delta = _study.load_csv(NAME), _study.load_csv(NAME + "_delta")
+    ang = FOLDER.load_json(NAME + "_angles")
+    rows, delta = FOLDER.load_csv(NAME), FOLDER.load_csv(NAME + "_delta")
     figs = (figure(ang), lr_figure(per_lr(rows)))
-    write_readme(rows, delta, ang, _study.load_json(NAME + "_linear"), figs)
+    write_readme(rows, delta, ang, FOLDER.load_json(NAME + "_linear"), figs)
 
 
 def main(argv=None) -> int:
-    return _study.cli(NAME, __doc__, argv, run, report)
+    return FOLDER.cli(NAME, __doc__, argv, run, report)
 
 
 if __name__ == "__main__":

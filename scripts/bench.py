@@ -44,7 +44,7 @@ Peers that are not installed are skipped with a line saying so.  PyTorch is
 not in the `bench` extra (a plain requirement pulls a multi-GB CUDA build):
 install a CPU build yourself.  FANN 2.2 is a system library (Debian: apt-get
 install libfann-dev), reached through the conformance tests' ctypes binding
-(tests/fann_ref.py): libfloatfann for float32, libdoublefann for float64.
+(bpkit/fann.py): libfloatfann for float32, libdoublefann for float64.
 
 Usage:
   python scripts/bench.py [--rounds 15] [--dtype float32] [--json PATH]
@@ -169,14 +169,9 @@ def _torch_net(torch, params, x, y, dtype):
 
 
 def _fann(dtype):
-    """``(fann_ref, precision)``: FANN's C library through the conformance tests' ctypes binding,
-    in ``dtype``'s precision; ``(None, precision)`` where it is not installed."""
-    import os
-
-    tests = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests")
-    if tests not in sys.path:
-        sys.path.insert(0, tests)
-    import fann_ref
+    """``(fann_ref, precision)``: FANN's C library through :mod:`bpkit.fann`, in ``dtype``'s
+    precision; ``(None, precision)`` where it is not installed."""
+    from bpkit import fann as fann_ref
 
     precision = "float" if jnp.dtype(dtype) == jnp.float32 else "double"
     return (fann_ref if fann_ref.load(precision) is not None else None), precision

@@ -3,9 +3,11 @@
 import os
 
 import jax
+import pytest
+from grids import CONFIG
+from hypothesis import HealthCheck, settings
 
 import bpkit.cache
-from hypothesis import HealthCheck, settings
 
 jax.config.update("jax_enable_x64", True)  # float64 checks; float32 arrays stay float32
 jax.config.update("jax_numpy_rank_promotion", "raise")  # no silent broadcasting in bpkit
@@ -24,3 +26,11 @@ settings.register_profile(
     suppress_health_check=[HealthCheck.too_slow],
 )
 settings.load_profile("bpkit")
+
+
+@pytest.fixture
+def config_file(tmp_path):
+    """A small sweep config (tests/grids.py: CONFIG) written to a file."""
+    p = tmp_path / "c.toml"
+    p.write_text(CONFIG)
+    return p

@@ -115,3 +115,13 @@ def test_bad_lanczos_arguments(tiny):
     for kw in ({"k": 0}, {"k": 5, "steps": 3}, {"steps": 999}, {"which": "middle"}):
         with pytest.raises(ValueError):
             analysis.hessian_eigenvalues(f, params, x, y, key=jax.random.key(0), **kw)
+
+
+def test_least_squares_on_xor_is_mse_a_quarter():
+    from bpkit.analysis import least_squares_half_mse
+
+    x = np.array([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]])
+    y = np.array([[0.0], [1.0], [1.0], [0.0]])
+    half_mse, coef = least_squares_half_mse(x, y)
+    assert abs(half_mse - 0.125) < 1e-15  # MSE 0.25: the best any linear map does on XOR
+    np.testing.assert_allclose(coef[:, 0], [0.0, 0.0, 0.5], atol=1e-15)  # predicts 0.5 everywhere

@@ -20,7 +20,9 @@ from bpkit import config as cfg
 from bpkit import engine, sweep
 from bpkit.stopping import StopRules
 from bpkit.store import Store
+from bpkit.sweep import run_sweep
 from bpkit.training import train
+from grids import MEASURED
 
 
 def _xor():
@@ -260,3 +262,30 @@ def test_a_store_without_criteria_gets_a_one_line_error(tmp_path):
         sweep.run_sweep(flat, store, progress=False)
     with pytest.raises(ValueError, match="no run switched on a success criterion"):
         report.write(tmp_path / "n.sqlite")
+
+
+def test_a_run_with_records_within_epochs_is_judged_and_costed_at_each_record(tmp_path):
+    from bpkit import compare
+
+    p = tmp_path / "m.toml"
+    p.write_text(MEASURED + "measures_per_epoch = 4\ncriterion_40_20_40 = true\nstop_on = 'all'\n")
+    store = Store(tmp_path / "m.sqlite")
+    run_sweep(cfg.load(p), store, progress=False)
+    finer = 0
+    for run in store.runs()[0]:
+        w = run["curves"]["within"]
+        coarse = {**run, "curves": {k: v for k, v in run["curves"].items() if k != "within"}}
+        for crit, holds in (("goal", lambda e, j: w["loss"][e][j] <= 0.02), ("40-20-40", lambda e, j: w["wrong"][e][j] == 0)):
+            got, epoch_end = compare.attempt(run, crit), compare.attempt(coarse, crit)
+            hit = next(((e, j) for e in range(run["epochs"]) for j in range(4) if holds(e, j)), None)  # brute force
+            if hit is None:
+                assert got == (False, run["epochs"], run["cu"])
+                continue
+            e, j = hit
+            assert got.success and got.epochs == e + 1
+            assert got.cu == w["loss_evals"][e][j] + 3 * w["grad_evals"][e][j]
+            assert got.cu == pytest.approx(3 * (e + (j + 1) / 4))  # one gradient per example seen, 4 examples
+            assert compare.attempt(compare.slim(run), crit) == got  # what the report reads keeps it
+            assert not epoch_end.success or (got.epochs <= epoch_end.epochs and got.cu <= epoch_end.cu)
+            finer += got.cu < epoch_end.cu
+    assert finer > 0  # some successes fell within an epoch

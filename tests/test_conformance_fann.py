@@ -20,7 +20,7 @@ from bpkit import MLP, backprop, loss_value, optim
 from bpkit.stopping import StopRules
 from bpkit.training import train
 
-import fann_ref
+from bpkit import fann as fann_ref
 
 pytestmark = pytest.mark.skipif(fann_ref.load() is None, reason=fann_ref.WHY_MISSING)
 

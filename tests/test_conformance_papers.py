@@ -17,8 +17,7 @@ from bpkit import MLP, loss_value, optim
 from bpkit.stopping import StopRules
 from bpkit.training import train
 
-import moeller_scg
-import rprop_reference
+from references import moeller_scg, rprop_reference
 
 XOR_X = jnp.array([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]])
 XOR_Y = jnp.array([[0.0], [1.0], [1.0], [0.0]])

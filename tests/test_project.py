@@ -26,14 +26,19 @@ def test_shipped_configs_are_valid():
 
 
 def test_every_study_is_reproduced_and_has_its_readme_section_and_figures():
-    scripts = sorted(p.stem for p in (ROOT / "experiments").glob("*.py") if not p.stem.startswith("_"))
+    from bpkit.study import studies
+
+    scripts = sorted(p.stem for p in (ROOT / "experiments").glob("*.py"))
+    order = studies(ROOT / "experiments")
     reproduce = (ROOT / "scripts" / "reproduce_all").read_text()
+    assert 'studies("experiments")' in reproduce and "experiments/answers.py" in reproduce
     readme = (ROOT / "experiments" / "README.md").read_text()
+    assert [n for n in order if f"<!-- study:{n} -->" in readme] == order  # the sections, in the listed order
     for name in scripts:
-        assert name in reproduce, f"scripts/reproduce_all does not run {name}"
         if name == "answers":  # not a study: the table on top, built from the studies' results
             assert "<!-- answers -->" in readme and "<!-- /answers -->" in readme
             continue
+        assert name in order, f"experiments/studies.txt does not list {name}, so scripts/reproduce_all skips it"
         assert f"<!-- study:{name} -->" in readme, f"experiments/README.md lacks the section of {name}"
         section = readme.split(f"<!-- study:{name} -->")[1].split(f"<!-- /study:{name} -->")[0]
         assert f"python3 experiments/{name}.py" in section  # each section names its command

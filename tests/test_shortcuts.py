@@ -130,7 +130,7 @@ def _fahlman_net(net, params):
 @pytest.mark.parametrize("shortcuts", [False, True])
 @pytest.mark.parametrize("offset, rule", [(0.1, "fahlman_offset"), (0.0, "exact")])
 def test_backprop_matches_fahlmans_quickprop1_backward_pass(shortcuts, offset, rule):
-    import fahlman_quickprop as fq
+    from references import fahlman_quickprop as fq
 
     net = MLP((3, 4, 3, 2), hidden="sigmoid", output="sigmoid", shortcuts=shortcuts)
     params = net.init(jax.random.key(6), scheme="uniform", scale=1.0, dtype=jnp.float64)

@@ -1,6 +1,7 @@
 """The studies' own computations, checked cheaply (the studies themselves run as scripts)."""
 
 import importlib.util
+import sys
 from pathlib import Path
 
 import jax
@@ -13,9 +14,15 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def load(name):
+    """A study script as a module.  A study may import a sibling script (``import why_derivative``),
+    as Python finds it when the study runs from its own folder; so does this, for that one import."""
     spec = importlib.util.spec_from_file_location(name, ROOT / "experiments" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    sys.path.insert(0, str(ROOT / "experiments"))
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(ROOT / "experiments"))
     return module
 
 
@@ -26,29 +33,6 @@ def test_linear_collapse_product_map_equals_the_deep_net():
     x = np.asarray(jax.random.normal(jax.random.key(1), (7, 3), jnp.float64))
     w, b = lc.collapse(p)
     np.testing.assert_allclose(x @ w + b, np.asarray(net.apply(p, x)), rtol=1e-13, atol=1e-14)
-
-
-def test_least_squares_on_xor_is_mse_a_quarter():
-    lc = load("linear_collapse")
-    x = np.array([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]])
-    y = np.array([[0.0], [1.0], [1.0], [0.0]])
-    half_mse, coef = lc.least_squares_half_mse(x, y)
-    assert abs(half_mse - 0.125) < 1e-15  # MSE 0.25: the best any linear map does on XOR
-    np.testing.assert_allclose(coef[:, 0], [0.0, 0.0, 0.5], atol=1e-15)  # predicts 0.5 everywhere
-
-
-def test_study_sections_are_replaced_in_place_and_inserted_in_order(tmp_path, monkeypatch):
-    study = load("_study")
-    monkeypatch.setattr(study, "README", tmp_path / "README.md")
-    study.write_section("cg_family", "six")
-    study.write_section("gradient_equivalence", "one")
-    study.write_section("saturation", "four")
-    study.write_section("saturation", "four again")
-    study.write_timing("took 1 min")
-    text = (tmp_path / "README.md").read_text()
-    assert text.startswith("# bpkit experiments\n\n<!-- reproduce_all -->\ntook 1 min")
-    assert text.index("one") < text.index("four again") < text.index("six")
-    assert "four\n" not in text and text.count("<!-- study:saturation -->") == 1
 
 
 def test_cg_family_pools_counts_and_names_the_methods_not_separated_from_the_cheapest():
@@ -90,28 +74,6 @@ def test_saturated_fraction_counts_units_with_a_vanishing_derivative():
     assert hidden == 0.5 and out == 0.0  # the 50x unit is saturated on both examples, the other on neither
 
 
-def test_run_grid_summaries_equal_the_sweep_store(tmp_path):
-    # The studies' grid runner and bpkit's sweep share one program per group: same runs, same numbers.
-    from bpkit import config as cfg
-    from bpkit.store import Store
-    from bpkit.sweep import run_sweep
-
-    study = load("_study")
-    flat = cfg.load(ROOT / "experiments" / "xor.toml", ["seeds=[0, 1, 2]", "training.max_epochs=300"])
-    rows = study.run_grid(flat, lambda run, out, data: {
-        "key": (run.network.activation, run.optimizer.learning_rate, run.seed),
-        "epochs": out["epochs"], "stop": out["stop_reason"], "loss": float(out["loss"][-1])}, progress=False)
-    store = Store(tmp_path / "s.sqlite")
-    run_sweep(flat, store, chunk_size=6, progress=False)  # run_grid's chunk: one group's 6 runs, same program shape
-    stored = {(r["config"]["network.activation"], r["config"]["optimizer.learning_rate"], r["seed"]): r
-              for r in store.runs()[0]}
-    assert len(rows) == len(stored) == 12
-    for row in rows:
-        r = stored[row["key"]]
-        assert (row["epochs"], row["stop"]) == (r["epochs"], r["stop_reason"])
-        assert row["loss"] == r["curves"]["loss"][-1]
-
-
 WHY_GRID = """
 name = "why_small"
 seeds = [0, 1, 2, 3]
@@ -150,12 +112,14 @@ def test_why_derivative_tunes_its_csv_rows_as_the_report_tunes_the_stored_curves
     from bpkit.store import Store
     from bpkit.sweep import run_sweep
 
-    study, wd = load("_study"), load("why_derivative")
-    monkeypatch.setattr(study, "RESULTS", tmp_path)
+    from bpkit import study
+
+    wd = load("why_derivative")
+    folder = study.Folder(tmp_path)
     (tmp_path / "g.toml").write_text(WHY_GRID)
     flat = cfg.load(tmp_path / "g.toml")
-    study.save_csv("rows", study.run_grid(flat, wd.summarise, progress=False))
-    mine = wd.tuned(study.load_csv("rows"))
+    folder.save_csv("rows", study.run_grid(flat, wd.summarise, progress=False))
+    mine = wd.tuned(folder.load_csv("rows"))
     store = Store(tmp_path / "s.sqlite")
     run_sweep(flat, store, chunk_size=12, progress=False)  # run_grid's chunk: one group's 12 runs
     theirs = compare.answers(store.runs(order="written")[0])

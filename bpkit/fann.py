@@ -1,8 +1,10 @@
-"""FANN 2.2's C library (libdoublefann) through ctypes: the independent reference for conformance tests.
+"""FANN 2.2's C library through ctypes: the peer that the conformance tests and the bench check bpkit against.
 
-Only tests use this; bpkit never depends on FANN.  ``load()`` returns None
-where the library is absent (the tests then skip, saying why); ``.ci/run``
-installs Debian's libfann-dev so that CI runs them.
+FANN is a system package (Debian: libfann-dev), never a dependency of bpkit: ``load()``
+returns None where the library is absent, and its callers then skip, saying why
+(:data:`WHY_MISSING`); ``.ci/run`` installs it so that CI runs the conformance tests.
+libdoublefann (``precision="double"``) is the tests' reference, libfloatfann (``"float"``)
+times FANN in float32 for the bench.
 
 FANN numbers its neurons layer by layer, each layer followed by a bias neuron
 (value 1); neuron j of layer l has one connection from every neuron of layer

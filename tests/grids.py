@@ -1,0 +1,84 @@
+"""Small grids and helpers the sweep-level tests share (a config, axes, measured runs; a store's rows; a run alone)."""
+
+import textwrap
+
+import jax
+
+from bpkit import datasets
+
+
+CONFIG = textwrap.dedent("""
+    name = "t"
+    seeds = [0, 1, 2]
+    [data]
+    name = "xor"
+    [network]
+    hidden = [2]
+    activation = ["tanh", "sigmoid"]
+    [optimizer]
+    name = "sgd"
+    learning_rate = [0.5, 1.0]
+    [training]
+    batch_size = 2
+    max_epochs = 40
+""")
+
+
+def stored_table(store):
+    runs, errors = store.runs()
+    assert not errors
+    return {r["run_id"]: (r["epochs"], r["train_loss"], r["curves"]["loss"]) for r in runs}
+
+
+AXES = textwrap.dedent("""
+    name = "axes"
+    seeds = [0, 1]
+    [network]
+    hidden = [2]
+    activation = ["tanh", "sigmoid"]
+    [training]
+    max_epochs = 30
+    criterion_40_20_40 = true
+    [[axis.method]]
+    label = "online"
+    optimizer.name = "sgd"
+    optimizer.learning_rate = 2.0
+    training.batch_size = 1
+    [[axis.method]]
+    label = "CG"
+    optimizer.name = "cg"
+    training.batch_size = "full"
+""")
+
+
+MEASURED = textwrap.dedent("""
+    name = "m"
+    seeds = [0, 1, 2, 3]
+    dtype = "float64"
+    [network]
+    hidden = [3]
+    activation = "tanh"
+    [optimizer]
+    learning_rate = [1.0, 3.0]
+    [training]
+    batch_size = 1
+    max_epochs = 300
+    goal = 0.02
+    stall_epochs = 0
+""")
+
+
+def alone(run, **measurement):
+    """The run through ``train()`` itself: the sweep's init and training keys, from the seed."""
+    import jax.numpy as jnp
+    import optax
+
+    from bpkit import MLP
+    from bpkit.experiment import stop_rules
+    from bpkit.training import train
+
+    kinit, ktrain = jax.random.split(jax.random.key(run.seed))
+    net = MLP((2, *run.network.hidden, 1), hidden=run.network.activation)
+    x, y = datasets.load("xor").x_train, datasets.load("xor").y_train
+    return train(net, optax.sgd(run.optimizer.learning_rate), net.init(kinit, dtype=jnp.float64), x, y, key=ktrain,
+                 batch_size=run.training.batch_size, rules=stop_rules(run), **measurement)

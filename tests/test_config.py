@@ -1,0 +1,71 @@
+"""bpkit.config: TOML files, grids, axes and overrides, each bad key or value one line."""
+
+
+import pytest
+
+from bpkit import config as cfg
+from grids import AXES
+
+
+def test_config_grid_expands(config_file):
+    runs = cfg.expand(cfg.load(config_file))
+    assert len(runs) == 2 * 2 * 3
+    assert len({r.static_key() for r in runs}) == 2  # learning rate and seed are vmapped data
+
+
+def test_set_overrides(config_file):
+    flat = cfg.load(config_file, ["optimizer.learning_rate=0.25", "training.max_epochs=7", "network.activation=relu"])
+    assert flat["optimizer.learning_rate"] == 0.25 and flat["training.max_epochs"] == 7
+    assert flat["network.activation"] == "relu"
+
+
+@pytest.mark.parametrize("text, message", [
+    ("[network]\nsizes = [2]\n", r"unknown config key 'network.sizes'; valid keys:"),
+    ("[model]\nx = 1\n", r"unknown table \[model\]"),
+    ("[optimizer]\nlearning_rate = 'fast'\n", r"optimizer.learning_rate must be a number, got 'fast'"),
+    ("[optimizer]\nlearning_rate = -0.1\n", r"optimizer.learning_rate = -0.1 is out of range"),
+    ("[training]\nmax_epochs = 0\n", r"training.max_epochs = 0 is out of range"),
+    ("[training]\nbatch_size = 0\n", r"training.batch_size must be a positive integer or 'full', got 0"),
+    ("[network]\nactivation = 'sigmoidd'\n", r"network.activation = 'sigmoidd' is not valid; valid: identity"),
+    ("[optimizer]\nname = 'newton'\n", r"optimizer.name = 'newton' is not valid; valid: sgd"),
+    ("loss = 'hinge'\n", r"loss = 'hinge' is not valid; valid: mse, bce, softmax_ce"),
+    ("seeds = []\n", r"seeds must be a non-empty list"),
+    ("[network]\nhidden = [0]\n", r"network.hidden must be a list of positive integers"),
+    ("[training\n", r"malformed TOML"),
+])
+def test_bad_configs_name_the_key(tmp_path, text, message):
+    p = tmp_path / "bad.toml"
+    p.write_text(text)
+    with pytest.raises(ValueError, match=message):
+        cfg.load(p)
+
+
+def test_binary_and_missing_config(tmp_path):
+    (tmp_path / "b.toml").write_bytes(b"\x00\x01\x02binary")
+    with pytest.raises(ValueError, match="a binary file, not a TOML config"):
+        cfg.load(tmp_path / "b.toml")
+    with pytest.raises(ValueError, match="no such config file"):
+        cfg.load(tmp_path / "nope.toml")
+
+
+def test_axes_zip_their_fields(tmp_path):
+    p = tmp_path / "a.toml"
+    p.write_text(AXES)
+    runs = cfg.expand(cfg.load(p))
+    assert len(runs) == 2 * 2 * 2
+    combos = {(r.label, r.optimizer.name, r.training.batch_size) for r in runs}
+    assert combos == {("online", "sgd", 1), ("CG", "cg", "full")}  # never cg with batch size 1
+
+
+def test_bad_axis_entry_names_the_key(tmp_path):
+    p = tmp_path / "a.toml"
+    p.write_text(AXES + '[[axis.method]]\noptimizer.nme = "sgd"\n')
+    with pytest.raises(ValueError, match=r"unknown config key 'optimizer.nme' in axis.method entry 3"):
+        cfg.load(p)
+
+
+def test_wolfe_constants_must_be_ordered(tmp_path):
+    p = tmp_path / "bad.toml"
+    p.write_text('[optimizer]\nname = "cg"\nc1 = 0.5\nc2 = [0.4, 0.9]\n')
+    with pytest.raises(ValueError, match=r"optimizer.c1 = 0.5 must be below optimizer.c2 = 0.4"):
+        cfg.expand(cfg.load(p))

@@ -1,0 +1,157 @@
+"""bpkit.sweep: a sweep into a store equals its runs one by one, killed and resumed or not."""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import jax
+import numpy as np
+import pytest
+
+from bpkit import config as cfg
+from bpkit.store import Store, run_id
+from bpkit.sweep import run_sweep
+from grids import MEASURED, stored_table, alone
+
+
+def test_vmapped_sweep_equals_runs_one_by_one(tmp_path, config_file):
+    flat = cfg.load(config_file)
+    together = Store(tmp_path / "a.sqlite")
+    stats = run_sweep(flat, together, chunk_size=64, progress=False)
+    assert stats == {"runs": 12, "skipped": 0, "written": 12, "meanwhile": 0, "groups": 2}
+    alone = Store(tmp_path / "b.sqlite")
+    for r in cfg.expand(flat):
+        d = r.as_dict()
+        one = {**flat, **{k: d[k] for k in ("network.activation", "optimizer.learning_rate")}, "seeds": [d["seed"]]}
+        run_sweep(one, alone, chunk_size=64, progress=False)  # alone, padded to the same program shape
+    # Bitwise on CPU: a run's numbers do not depend on which runs share its chunk
+    # (what makes a resumed sweep, which regroups runs, reproduce the uninterrupted one).
+    assert stored_table(together) == stored_table(alone)
+
+
+class Killed(Exception):
+    pass
+
+
+def _killed_after_first_chunk(flat, store, **kw):
+    """Run a sweep that dies right after its first chunk is committed."""
+
+    def kill(written):
+        raise Killed
+
+    with pytest.raises(Killed):
+        run_sweep(flat, store, progress=False, after_chunk=kill, **kw)
+
+
+def test_resumed_sweep_equals_uninterrupted(tmp_path, config_file):
+    flat = cfg.load(config_file)
+    full = Store(tmp_path / "full.sqlite")
+    run_sweep(flat, full, chunk_size=4, progress=False)
+    part = Store(tmp_path / "part.sqlite")
+    _killed_after_first_chunk(flat, part, chunk_size=4)
+    assert 0 < len(part.run_ids()) < 12
+    stats = run_sweep(flat, part, chunk_size=4, progress=False)
+    assert stats["skipped"] == 4 and stats["written"] == 8
+    assert stored_table(part) == stored_table(full)
+    assert part.integrity_ok()
+
+
+@pytest.mark.skipif(jax.default_backend() != "cpu", reason="compares this process's sweep with CPU devices forced "
+                    f"in a subprocess, and this process runs on {jax.default_backend()}: other last bits")
+def test_sharded_over_four_cpu_devices_equals_unsharded(tmp_path, config_file):
+    flat = cfg.load(config_file)
+    run_sweep(flat, Store(tmp_path / "one.sqlite"), chunk_size=8, progress=False)
+    code = textwrap.dedent(f"""
+        import jax
+        assert len(jax.devices()) == 4, jax.devices()
+        from bpkit import config as cfg
+        from bpkit.store import Store
+        from bpkit.sweep import run_sweep
+        run_sweep(cfg.load({str(config_file)!r}), Store({str(tmp_path / 'four.sqlite')!r}), chunk_size=8, progress=False)
+    """)
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert stored_table(Store(tmp_path / "four.sqlite")) == stored_table(Store(tmp_path / "one.sqlite"))
+
+
+def test_budgeted_sweep_killed_and_resumed_is_bitwise_the_same(tmp_path, config_file):
+    # Without an explicit chunk size the chunk comes from the budget and the group's size
+    # in the whole sweep, never from the runs still to do: the resumed sweep compiles the
+    # same shapes. A budget of ~4 runs makes 2 chunks per group (4 + 2 padded).
+    from bpkit.experiment import load_data
+    from bpkit.plan import run_bytes
+
+    flat = cfg.load(config_file)
+    first = cfg.expand(flat)[0]
+    budget = 4.5 * run_bytes(first, load_data(first)) / 2**20
+    full = Store(tmp_path / "full.sqlite")
+    run_sweep(flat, full, chunk_size=None, memory_budget_mb=budget, progress=False)
+    part = Store(tmp_path / "part.sqlite")
+    _killed_after_first_chunk(flat, part, chunk_size=None, memory_budget_mb=budget)
+    assert len(part.run_ids()) == 4
+    run_sweep(flat, part, chunk_size=None, memory_budget_mb=budget, progress=False)
+    assert stored_table(part) == stored_table(full)
+
+
+@pytest.mark.parametrize("lanes", [None, 3])  # a lane per run, and a queue whose lanes take new runs
+def test_a_sweep_stores_measures_within_epochs_and_they_are_the_single_runs(tmp_path, lanes):
+    p = tmp_path / "m.toml"
+    p.write_text(MEASURED + "measures_per_epoch = 4\n")  # after each of XOR's 4 examples
+    flat = cfg.load(p)
+    store = Store(tmp_path / "m.sqlite")
+    run_sweep(flat, store, progress=False, lanes=lanes)
+    stored = {r["run_id"]: r for r in store.runs()[0]}
+    epochs = set()
+    for run in cfg.expand(flat):
+        got, want = stored[run_id(run.as_dict())], alone(run, measures_per_epoch=4)
+        e = int(want.epochs)
+        epochs.add(e)
+        assert got["epochs"] == e and got["stop_reason"] == want.reason
+        within = got["curves"]["within"]
+        assert set(within) == set(want.within._fields)
+        for field in want.within._fields:
+            rows = np.array(within[field], dtype=float)
+            assert rows.shape == (e, 4), field  # the records of the run's epochs, none past its stop
+            np.testing.assert_allclose(rows, np.asarray(getattr(want.within, field))[:e], rtol=1e-10, err_msg=field)
+        np.testing.assert_array_equal(np.array(within["wrong"]), np.asarray(want.within.wrong)[:e])
+        assert np.array_equal(np.array(within["loss"])[:, -1], np.array(got["curves"]["loss"]))  # the epoch-end record
+        # 4 examples a measurement apart: j+1 of them seen in the record j of epoch 1 (one gradient each)
+        assert [round(4 * g) for g in within["grad_evals"][0]] == [1, 2, 3, 4]
+    assert len(epochs) > 2 and min(epochs) < 300  # runs stop at different epochs (the queue hands lanes over)
+
+
+def test_keys_at_their_default_keep_the_curves_as_they_were(tmp_path):
+    p = tmp_path / "m.toml"
+    p.write_text(MEASURED)
+    store = Store(tmp_path / "m.sqlite")
+    run_sweep(cfg.load(p), store, progress=False)
+    assert all(set(r["curves"]) == {"loss", "grad_norm", "val_loss", "wrong", "loss_evals", "grad_evals"}
+               for r in store.runs()[0])
+
+
+def test_a_sweep_measures_every_k_epochs_and_judges_the_goal_there(tmp_path):
+    p = tmp_path / "m.toml"
+    p.write_text(MEASURED.replace("max_epochs = 300", "max_epochs = 301") + "measure_every = 7\n")
+    flat = cfg.load(p)
+    store = Store(tmp_path / "m.sqlite")
+    run_sweep(flat, store, progress=False)
+    stored = {r["run_id"]: r for r in store.runs()[0]}
+    stopped = 0
+    for run in cfg.expand(flat):
+        got, dense = stored[run_id(run.as_dict())], alone(run)  # dense: measured every epoch
+        e, loss = got["epochs"], got["curves"]["loss"]
+        on = [i for i, v in enumerate(loss) if v is not None]  # 0-based: epoch i + 1 was measured
+        assert on == [i for i in range(e) if (i + 1) % 7 == 0 or i + 1 == 301], (e, on)
+        # the same training: the loss where measured is the dense run's (which may stop earlier)
+        d = np.asarray(dense.history.loss)
+        both = [i for i in on if i < int(dense.epochs)]
+        np.testing.assert_allclose([loss[i] for i in both], d[both], rtol=1e-10)
+        if got["stop_reason"] == "goal":
+            stopped += 1
+            first = next(i for i in on if loss[i] <= 0.02)  # the goal's first measured epoch, found by brute force
+            assert e == first + 1 and e % 7 == 0 and e >= int(dense.epochs)  # not before the goal held
+        # the evaluations are counted every epoch, measured or not: one gradient per example
+        assert got["curves"]["grad_evals"] == pytest.approx(list(range(1, e + 1)))
+    assert stopped >= 2
