@@ -9,11 +9,13 @@ The public API at a glance (data flows top to bottom)::
     autodiff, loss_value             jax.grad of the same loss
     check_gradient, check_activation the checker: which leaf, which entry is wrong
     optim                            optax transforms: CG, SCG, quickprop, RPROP; the loop contract
-    train, StopRules                 the one compiled training loop and its stop rules
+    train, StopRules                 the one compiled training loop (bpkit.loop) and its stop rules
     analysis                         per-example gradients, Hessian eigenvalues, angles, layer norms
     stats                            success intervals, expected cost with restarts, bootstrap
 
-Above these, ``bpkit.sweep`` runs grids into ``bpkit.store``, and ``bpkit.compare`` and
+Above these: ``bpkit.lanes`` runs many runs side by side; ``bpkit.spec`` declares every config
+field and ``bpkit.config`` reads TOML files into runs; ``bpkit.experiment``, ``bpkit.plan``,
+``bpkit.engine`` and ``bpkit.sweep`` run grids into ``bpkit.store``; ``bpkit.compare`` and
 ``bpkit.report`` turn stored runs into tuned answers with intervals.
 """
 

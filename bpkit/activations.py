@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -117,7 +117,7 @@ class Softmax(Activation):
 
     elementwise = False
 
-    def vjp(self, z: Array, a: Array, g: Array) -> Array:
+    def vjp(self, z: Array | None, a: Array, g: Array) -> Array:
         del z
         return a * (g - jnp.sum(g * a, axis=-1, keepdims=True))
 
@@ -244,6 +244,7 @@ _ACTIVATIONS: tuple[Activation, ...] = (
           description="e^{-z^2} (radial)"),
     _make("sine", jnp.sin, jnp.cos, description="sin(z)"),
 )
+
 
 def _no_elementwise_deriv(z):
     raise ValueError("activation 'softmax' has a Jacobian, not an elementwise derivative; use vjp")

@@ -34,7 +34,8 @@ Example:
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -161,7 +162,7 @@ def angle(u: Params, v: Params) -> float:
 
 def layer_cosines(u: Params, v: Params) -> list[float]:
     """:func:`cosine` per layer (weights and bias together) of two bpkit gradients."""
-    return [cosine(a, b) for a, b in zip(u, v)]
+    return [cosine(a, b) for a, b in zip(u, v, strict=True)]
 
 
 def layer_norms(grads: Params) -> dict[str, list[float]]:

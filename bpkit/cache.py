@@ -6,10 +6,9 @@ them again.  Library users opt in with ``bpkit.cache.enable()``.
 
 Where: ``$BPKIT_CACHE_DIR`` if set, else ``$XDG_CACHE_HOME/bpkit/jax`` (by default
 ``~/.cache/bpkit/jax``).  ``BPKIT_CACHE_DIR=off`` turns it off.  Programs are small (the
-whole test suite leaves about 10 MB), so the folder is not size-capped: JAX's cap keeps access
-times under a file lock on every write, which made cold compiles 25% slower here
-(``tests/test_gradients.py``: 52 s against 41 s).  Deleting the folder is always safe.  A folder
-that cannot be created leaves the cache off, never an error: the cache only saves time.
+whole test suite leaves some megabytes), so the folder is not size-capped: JAX's cap keeps access
+times under a file lock on every write, which slows cold compiles.  Deleting the folder is always
+safe.  A folder that cannot be created leaves the cache off, never an error: the cache only saves time.
 
 Example:
     >>> import bpkit.cache

@@ -11,13 +11,14 @@ import json
 import os
 import sys
 import time
-from typing import Sequence
+from collections.abc import Sequence
+from typing import NoReturn
 
 
 class _Parser(argparse.ArgumentParser):
     """argparse, but errors are one line: ``bpkit: error: ...``, exit code 2."""
 
-    def error(self, message: str):  # type: ignore[override]
+    def error(self, message: str) -> NoReturn:
         print(f"{self.prog}: error: {message}", file=sys.stderr)
         raise SystemExit(2)
 
@@ -42,76 +43,53 @@ def _cmd_check(args: argparse.Namespace) -> int:
     from bpkit import matrix
 
     t0 = time.perf_counter()
-    all_cases = matrix.cases(
-        activations=args.activations,
-        losses=args.losses,
-        depths=args.depths,
-        dtypes=args.dtypes,
-        ablations=not args.no_ablations,
-        flax=not args.no_flax,
-        shortcuts=not args.no_shortcuts,
-    )
+    all_cases = matrix.cases(activations=args.activations, losses=args.losses, depths=args.depths,
+                             dtypes=args.dtypes, ablations=not args.no_ablations, flax=not args.no_flax,
+                             shortcuts=not args.no_shortcuts)
     results = matrix.run(all_cases, fuse=args.fused)
     act_reports = matrix.check_activations(args.activations, args.dtypes)
     elapsed = time.perf_counter() - t0
-
-    unexpected = [r for r in results if not r.as_expected]
-    bad_acts = [r for r in act_reports if not r.passed]
-    ok = not unexpected and not bad_acts
-    n_not_grad = sum(not r.expected for r in results)
-
+    ok = all(r.as_expected for r in results) and all(r.passed for r in act_reports)
     if args.json:
-        out = {
-            "passed": ok,
-            "seconds": round(elapsed, 2),
-            "cases": [
-                {
-                    "label": r.case.label,
-                    "sizes": list(r.case.net.sizes),
-                    "hidden": list(r.case.net.hidden),
-                    "output": r.case.net.output,
-                    "loss": r.case.loss,
-                    "dtype": r.case.dtype,
-                    "rule": r.case.rule,
-                    "flax": r.case.flax,
-                    "expected_gradient": r.expected,
-                    "passed": r.passed,
-                    "as_expected": r.as_expected,
-                    "max_rel_error_vs_jax_grad": r.max_rel_ad,
-                    "max_rel_error_vs_finite_diff": r.max_rel_fd,
-                    **({"report": r.report.to_dict()} if not r.as_expected else {}),
-                }
-                for r in results
-            ],
-            "activations": [
-                {
-                    "name": a.name, "dtype": a.dtype, "passed": a.passed,
-                    "max_abs_error": a.max_abs_error, "worst_z": a.worst_z,
-                    "output_form_zero_from": a.output_form_zero_from,
-                }
-                for a in act_reports
-            ],
-        }
-        json.dump(out, sys.stdout, indent=1)
+        json.dump({"passed": ok, "seconds": round(elapsed, 2), "cases": [_case_json(r) for r in results],
+                   "activations": [_activation_json(a) for a in act_reports]}, sys.stdout, indent=1)
         print()
     else:
-        print("Hand-written backprop vs jax.grad vs finite differences (worst relative error over depths)")
-        print(matrix.summary_table(results))
-        print()
-        print("Activation derivatives vs jax.grad on a dense grid (|z| <= 40, every kink)")
-        for a in act_reports:
-            print(" ", a)
-        for r in unexpected:
-            why = "the true gradient is identically 0 here, so the check proves nothing" if r.vacuous else (
-                f"expected {'a gradient' if r.expected else 'not a gradient'}")
-            print(f"\nUNEXPECTED: {r.case.label}: {why}")
-            print(r.report)
-        print(
-            f"\n{len(results)} gradient checks ({n_not_grad} ablations expected to fail), "
-            f"{len(act_reports)} derivative checks, {elapsed:.0f}s: "
-            + ("all as expected" if ok else f"{len(unexpected) + len(bad_acts)} NOT as expected")
-        )
+        _print_check(matrix, results, act_reports, elapsed, ok)
     return 0 if ok else 1
+
+
+def _case_json(r) -> dict:
+    c = r.case
+    return {"label": c.label, "sizes": list(c.net.sizes), "hidden": list(c.net.hidden), "output": c.net.output,
+            "loss": c.loss, "dtype": c.dtype, "rule": c.rule, "flax": c.flax, "expected_gradient": r.expected,
+            "passed": r.passed, "as_expected": r.as_expected, "max_rel_error_vs_jax_grad": r.max_rel_ad,
+            "max_rel_error_vs_finite_diff": r.max_rel_fd,
+            **({"report": r.report.to_dict()} if not r.as_expected else {})}
+
+
+def _activation_json(a) -> dict:
+    return {"name": a.name, "dtype": a.dtype, "passed": a.passed, "max_abs_error": a.max_abs_error,
+            "worst_z": a.worst_z, "output_form_zero_from": a.output_form_zero_from}
+
+
+def _print_check(matrix, results: list, act_reports: list, elapsed: float, ok: bool) -> None:
+    unexpected = [r for r in results if not r.as_expected]
+    print("Hand-written backprop vs jax.grad vs finite differences (worst relative error over depths)")
+    print(matrix.summary_table(results))
+    print()
+    print("Activation derivatives vs jax.grad on a dense grid (|z| <= 40, every kink)")
+    for a in act_reports:
+        print(" ", a)
+    for r in unexpected:
+        why = "the true gradient is identically 0 here, so the check proves nothing" if r.vacuous else (
+            f"expected {'a gradient' if r.expected else 'not a gradient'}")
+        print(f"\nUNEXPECTED: {r.case.label}: {why}")
+        print(r.report)
+    wrong = len(unexpected) + sum(not a.passed for a in act_reports)
+    print(f"\n{len(results)} gradient checks ({sum(not r.expected for r in results)} ablations expected to fail), "
+          f"{len(act_reports)} derivative checks, {elapsed:.0f}s: "
+          + ("all as expected" if ok else f"{wrong} NOT as expected"))
 
 
 def _cmd_datasets(args: argparse.Namespace) -> int:
@@ -131,14 +109,32 @@ def _grid_keys(flat: dict) -> list[str]:
 
 def _lanes(text: str) -> int | str | None:
     """``--lanes``: "auto", "all" (None: one lane per run) or an integer W in 1..INT_MAX."""
-    from bpkit import config as cfg
+    from bpkit.spec import INT_MAX
 
     if text in ("auto", "all"):
         return None if text == "all" else text
-    if not (text.isdigit() and 1 <= int(text) <= cfg.INT_MAX):
-        raise ValueError(f"--lanes must be 'auto', 'all' or an integer in 1..{cfg.INT_MAX} (runs stepped "
+    if not (text.isdigit() and 1 <= int(text) <= INT_MAX):
+        raise ValueError(f"--lanes must be 'auto', 'all' or an integer in 1..{INT_MAX} (runs stepped "
                          f"side by side), got {text!r}")
     return int(text)
+
+
+def _check_sweep_options(args: argparse.Namespace, flat: dict) -> None:
+    """The sweep's command-line options, each refused in one line (``args.lanes`` parsed in place)."""
+    from bpkit import config as cfg
+    from bpkit.spec import INT_MAX
+
+    if args.verb == "run" and _grid_keys(flat):
+        raise ValueError(f"{args.config} has a grid ({', '.join(_grid_keys(flat))}); use bpkit sweep")
+    if args.chunk_size is not None and not 1 <= args.chunk_size <= INT_MAX:
+        raise ValueError(f"--chunk-size must be an integer in 1..{INT_MAX}, got {args.chunk_size}")
+    if not 0 < args.memory_budget < float("inf"):
+        raise ValueError(f"--memory-budget must be a positive number of megabytes, got {args.memory_budget}")
+    if args.compile_ahead is not None and not 0 <= args.compile_ahead <= 16:
+        raise ValueError(f"--compile-ahead must be an integer in 0..16 (programs compiled in threads while "
+                         f"one group runs), got {args.compile_ahead}")
+    args.lanes = _lanes(args.lanes)
+    cfg.expand(flat)  # checks what no single key can, before a store is made
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
@@ -146,34 +142,13 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 
     from bpkit import config as cfg
     from bpkit import distributed
-    from bpkit.plan import plan
     from bpkit.store import Store
-    from bpkit.sweep import run_sweep
 
     several = distributed.settings(args.coordinator, args.num_processes, args.process_id)  # checked first
     flat = cfg.load(args.config, args.set or [])
-    if args.verb == "run" and _grid_keys(flat):
-        raise ValueError(f"{args.config} has a grid ({', '.join(_grid_keys(flat))}); use bpkit sweep")
-    if args.chunk_size is not None and not 1 <= args.chunk_size <= cfg.INT_MAX:
-        raise ValueError(f"--chunk-size must be an integer in 1..{cfg.INT_MAX}, got {args.chunk_size}")
-    if not 0 < args.memory_budget < float("inf"):
-        raise ValueError(f"--memory-budget must be a positive number of megabytes, got {args.memory_budget}")
-    if args.compile_ahead is not None and not 0 <= args.compile_ahead <= 16:
-        raise ValueError(f"--compile-ahead must be an integer in 0..16 (programs compiled in threads while "
-                         f"one group runs), got {args.compile_ahead}")
-    args.lanes = _lanes(args.lanes)
-    runs = cfg.expand(flat)  # checks what no single key can, before a store is made
+    _check_sweep_options(args, flat)
     if args.plan:
-        groups = plan(runs, runs, args.chunk_size, args.memory_budget, lanes=args.lanes)
-        print(f"{len(runs)} runs in {len(groups)} compiled group(s); nothing run, no store written")
-        for g in groups:
-            r = g.members[0]
-            hidden = f"{list(r.network.hidden)}{' shortcut' if r.network.shortcuts else ''}"
-            print(f"  {g.data.name:<14} hidden {hidden:<10} {r.network.activation:<12} "
-                  f"{r.optimizer.name:<10} {len(g.members):>5} runs, chunk {g.chunk:>5}, "
-                  f"{'lanes ' + str(g.lanes) if g.lanes else 'a lane per run'}, "
-                  f"~{g.mb_per_run * g.chunk:,.1f} MB per chunk")
-        return 0
+        return _print_plan(args, cfg.expand(flat))
     path = Path(args.store) if args.store else Path("results") / f"{flat['name']}.sqlite"
     if several is not None and distributed.initialize(*several):
         return _sweep_processes(args, flat, path)
@@ -181,32 +156,58 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         path.parent.mkdir(parents=True, exist_ok=True)
     store = Store(path)
     try:
-        stats = run_sweep(flat, store, chunk_size=args.chunk_size, progress=not args.no_progress,
-                          memory_budget_mb=args.memory_budget, compile_ahead=args.compile_ahead,
-                          lanes=args.lanes)
+        counts = _run_sweep(args, flat, store)
     except KeyboardInterrupt:
         print(f"\nbpkit: interrupted; {len(store.run_ids())} finished runs are kept in {path}. "
               f"Run the same command again to resume.", file=sys.stderr)
         return 130
-    meanwhile = (f", {stats['meanwhile']} stored meanwhile by another process (computed here too, kept once)"
-                 if stats["meanwhile"] else "")
-    print(f"{stats['runs']} runs in {stats['groups']} compiled group(s): {stats['written']} new, "
-          f"{stats['skipped']} already in {path}{meanwhile}")
-    # Every row is read (a corrupt one is reported) but only what `bpkit run` prints is kept: holding
-    # every curve of a large store took the flagship's half from 680 MB to 1.2 GB here.
+    meanwhile = (f", {counts['meanwhile']} stored meanwhile by another process (computed here too, kept once)"
+                 if counts["meanwhile"] else "")
+    print(f"{counts['runs']} runs in {counts['groups']} compiled group(s): {counts['written']} new, "
+          f"{counts['skipped']} already in {path}{meanwhile}")
+    _print_stored(args, flat, store)
+    return 0
+
+
+def _run_sweep(args: argparse.Namespace, flat: dict, store) -> dict[str, int]:
+    from bpkit.sweep import run_sweep
+
+    return run_sweep(flat, store, chunk_size=args.chunk_size, progress=not args.no_progress,
+                     memory_budget_mb=args.memory_budget, compile_ahead=args.compile_ahead, lanes=args.lanes)
+
+
+def _print_plan(args: argparse.Namespace, runs: list) -> int:
+    from bpkit.plan import plan
+
+    groups = plan(runs, runs, args.chunk_size, args.memory_budget, lanes=args.lanes)
+    print(f"{len(runs)} runs in {len(groups)} compiled group(s); nothing run, no store written")
+    for g in groups:
+        r = g.members[0]
+        hidden = f"{list(r.network.hidden)}{' shortcut' if r.network.shortcuts else ''}"
+        print(f"  {g.data.name:<14} hidden {hidden:<10} {r.network.activation:<12} "
+              f"{r.optimizer.name:<10} {len(g.members):>5} runs, chunk {g.chunk:>5}, "
+              f"{'lanes ' + str(g.lanes) if g.lanes else 'a lane per run'}, "
+              f"~{g.mb_per_run * g.chunk:,.1f} MB per chunk")
+    return 0
+
+
+def _print_stored(args: argparse.Namespace, flat: dict, store) -> None:
+    """Warn of every corrupt row; for ``bpkit run``, print the config's runs.  Every row is read, but only
+    what is printed is kept: a large store's curves held at once would take gigabytes."""
+    from bpkit import config as cfg
+    from bpkit.store import run_id
+
     shown = ("run_id", "seed", "stop_reason", "epochs", "train_loss", "train_acc", "cu")
-    runs, errors = store.runs(each=lambda r: {k: r[k] for k in shown})
+    rows, errors = store.runs(each=lambda r: {k: r[k] for k in shown})
     for e in errors:
         print(f"bpkit: warning: {e}", file=sys.stderr)
-    if args.verb == "run":
-        from bpkit.store import run_id
-
-        mine = {run_id(r.as_dict()) for r in cfg.expand(flat)}
-        for r in runs:
-            if r["run_id"] in mine:
-                print(f"  seed {r['seed']:>3}  {r['stop_reason']:<10} epochs {r['epochs']:>5}  "
-                      f"train loss {r['train_loss']:.4g}  train acc {r['train_acc']:.3f}  cu {r['cu']:.0f}")
-    return 0
+    if args.verb != "run":
+        return
+    mine = {run_id(r.as_dict()) for r in cfg.expand(flat)}
+    for r in rows:
+        if r["run_id"] in mine:
+            print(f"  seed {r['seed']:>3}  {r['stop_reason']:<10} epochs {r['epochs']:>5}  "
+                  f"train loss {r['train_loss']:.4g}  train acc {r['train_acc']:.3f}  cu {r['cu']:.0f}")
 
 
 def _sweep_processes(args: argparse.Namespace, flat: dict, path) -> int:
@@ -256,17 +257,31 @@ def one_line(e: BaseException) -> str:
     return text.splitlines()[0] if text else type(e).__name__
 
 
+VERBS = ("check", "report", "datasets", "run", "sweep")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="bpkit", description="Backpropagation, written by hand and checked.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     sub = parser.add_subparsers(dest="verb", metavar="VERB", parser_class=_Parser)
+    _add_check(sub)
+    _add_report(sub)
+    ds = sub.add_parser("datasets", help="list the built-in data sets", description="List the built-in data sets.")
+    ds.set_defaults(func=_cmd_datasets)
+    for verb, text in (("run", "train one experiment config (all its seeds)"),
+                       ("sweep", "run a sweep config: a grid, vmapped and sharded, into a results store")):
+        _add_sweep(sub.add_parser(verb, help=text, description=text[0].upper() + text[1:] + ". Re-running resumes."))
+    for p in sub.choices.values():
+        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
+    assert tuple(sub.choices) == VERBS
+    return parser
 
+
+def _add_check(sub) -> None:
     check = sub.add_parser(
-        "check",
-        help="check hand-written backprop against jax.grad and finite differences",
-        description="Run every activation x loss x depth x dtype (and the ablations, "
-        "as expected failures, and the Flax model) through the gradient checker.",
-    )
+        "check", help="check hand-written backprop against jax.grad and finite differences",
+        description="Run every activation x loss x depth x dtype (and the ablations, as expected failures, "
+        "and the Flax model) through the gradient checker.")
     check.add_argument("--activations", type=_csv(str), help="comma-separated subset (default: all)")
     check.add_argument("--losses", type=_csv(str), help="comma-separated subset of mse,bce,softmax_ce")
     check.add_argument("--depths", type=_csv(int), default=[1, 2, 3, 4], help="weight layers (default 1,2,3,4)")
@@ -275,12 +290,13 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--no-flax", action="store_true", help="skip the Flax model")
     check.add_argument("--no-shortcuts", action="store_true", help="skip the nets with shortcut connections")
     check.add_argument("--fused", action="store_true",
-                       help="one compiled program per case: a third of the memory (full matrix 1.1 GB, not 3.2), "
-                            "~2.7x slower from a cold cache, as fast from a warm one")
+                       help="one compiled program per case: about a third of the memory; slower from a cold "
+                            "cache, as fast from a warm one")
     check.add_argument("--json", action="store_true", help="print a machine-readable report")
-    check.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
     check.set_defaults(func=_cmd_check)
 
+
+def _add_report(sub) -> None:
     rep = sub.add_parser("report", help="write a markdown report and figures from a results store",
                          description="Write report.md (per problem and criterion: success with intervals and "
                          "expected cu with restarts, each method tuned; then the flat table of every cell), "
@@ -288,48 +304,41 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("store", help="results store (.sqlite)")
     rep.add_argument("--out", help="output folder (default: <store>-report next to the store)")
     rep.add_argument("--compare", metavar="B.sqlite", help="a second store, its answers put beside the first's")
-    rep.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
     rep.set_defaults(func=_cmd_report)
 
-    ds = sub.add_parser("datasets", help="list the built-in data sets", description="List the built-in data sets.")
-    ds.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
-    ds.set_defaults(func=_cmd_datasets)
 
-    for verb, text in (("run", "train one experiment config (all its seeds)"),
-                       ("sweep", "run a sweep config: a grid, vmapped and sharded, into a results store")):
-        p = sub.add_parser(verb, help=text, description=text[0].upper() + text[1:] + ". Re-running resumes.")
-        p.add_argument("config", help="TOML config file")
-        p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config field (repeatable)")
-        p.add_argument("--store", help="results store (default: results/<name>.sqlite)")
-        p.add_argument("--chunk-size", type=int, default=None, help="runs per compiled chunk (caps the budget's)")
-        p.add_argument("--memory-budget", type=float, default=1024.0, metavar="MB",
-                       help="estimated memory for one chunk of runs, in megabytes (default 1024)")
-        p.add_argument("--compile-ahead", type=int, default=None, metavar="N",
-                       help="groups compiled in threads while one runs (default 1; 0: none; each costs "
-                            "the memory of a compile)")
-        p.add_argument("--lanes", default="auto", metavar="W|auto|all",
-                       help="step each chunk's runs through W lanes, a lane taking the next run as soon as "
-                            "its own stops; all: one lane per run, all stepped until the last stops; auto "
-                            "(default): 8 on CPU for CG, L-BFGS and epochs of 1e6+ example-weights (4 for CG and "
-                            "L-BFGS on such epochs), all otherwise (other W: other last bits)")
-        p.add_argument("--no-progress", action="store_true", help="no progress bar")
-        p.add_argument("--plan", action="store_true",
-                       help="check the config, data and memory, print the groups and chunks, run nothing")
-        p.add_argument("--coordinator", metavar="HOST:PORT",
-                       help="multi-process sweep: process 0's address (or $BPKIT_COORDINATOR)")
-        p.add_argument("--num-processes", type=int, metavar="N", help="multi-process sweep: how many ($BPKIT_NUM_PROCESSES)")
-        p.add_argument("--process-id", type=int, metavar="I", help="multi-process sweep: this one, 0..N-1 ($BPKIT_PROCESS_ID)")
-        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
-        p.set_defaults(func=_cmd_sweep)
-    return parser
+def _add_sweep(p: argparse.ArgumentParser) -> None:
+    p.add_argument("config", help="TOML config file")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config field (repeatable)")
+    p.add_argument("--store", help="results store (default: results/<name>.sqlite)")
+    p.add_argument("--chunk-size", type=int, default=None, help="runs per compiled chunk (caps the budget's)")
+    p.add_argument("--memory-budget", type=float, default=1024.0, metavar="MB",
+                   help="estimated memory for one chunk of runs, in megabytes (default 1024)")
+    p.add_argument("--compile-ahead", type=int, default=None, metavar="N",
+                   help="groups compiled in threads while one runs (default 1; 0: none; each costs "
+                        "the memory of a compile)")
+    p.add_argument("--lanes", default="auto", metavar="W|auto|all",
+                   help="step each chunk's runs through W lanes, a lane taking the next run as soon as "
+                        "its own stops; all: one lane per run, all stepped until the last stops; auto "
+                        "(default): 8 on CPU for CG, L-BFGS and epochs of 1e6+ example-weights (4 for CG and "
+                        "L-BFGS on such epochs), all otherwise (other W: other last bits)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--plan", action="store_true",
+                   help="check the config, data and memory, print the groups and chunks, run nothing")
+    p.add_argument("--coordinator", metavar="HOST:PORT",
+                   help="multi-process sweep: process 0's address (or $BPKIT_COORDINATOR)")
+    p.add_argument("--num-processes", type=int, metavar="N",
+                   help="multi-process sweep: how many ($BPKIT_NUM_PROCESSES)")
+    p.add_argument("--process-id", type=int, metavar="I",
+                   help="multi-process sweep: this one, 0..N-1 ($BPKIT_PROCESS_ID)")
+    p.set_defaults(func=_cmd_sweep)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "verb", None):
-        verbs = ", ".join(parser._subparsers._group_actions[0].choices)  # type: ignore[union-attr]
-        parser.error(f"missing verb; valid: {verbs} (see bpkit --help)")
+        parser.error(f"missing verb; valid: {', '.join(VERBS)} (see bpkit --help)")
     from bpkit import cache
 
     cache.enable()  # compiled programs persist across processes ($BPKIT_CACHE_DIR=off: not)

@@ -29,7 +29,8 @@ Example:
 from __future__ import annotations
 
 import math
-from typing import Any, Iterable, NamedTuple
+from collections.abc import Iterable
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -37,6 +38,7 @@ from bpkit import stats
 from bpkit.spec import INIT_KEYS, TUNED  # a sweep's vmapped settings; what fixes a seed's initial weights
 
 CRITERIA = ("goal", "40-20-40")
+
 
 def criteria(config: dict[str, Any]) -> list[str]:
     """The success criteria a run's config switched on."""

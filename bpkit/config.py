@@ -40,11 +40,12 @@ import dataclasses
 import itertools
 import math
 import tomllib
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from bpkit import spec
-from bpkit.spec import INT_MAX, Run, cut, short
+from bpkit.spec import Run, cut, short
 
 MAX_RUNS = 200_000  # runs per config: each is a Python object before anything is compiled
 MAX_CONFIG_BYTES = 1 << 20
@@ -88,7 +89,8 @@ def _axes(tree: Any) -> dict[str, list[dict[str, Any]]]:
                 raise ValueError(f"axis.{name} entry {i + 1}: axes cannot nest or set seeds")
             for key, v in flat.items():
                 if key not in spec.FIELDS:
-                    raise ValueError(f"unknown config key {short(key)} in axis.{cut(name)} entry {i + 1}; valid keys: {', '.join(spec.FIELDS)}")
+                    raise ValueError(f"unknown config key {short(key)} in axis.{cut(name)} entry {i + 1}; "
+                                     f"valid keys: {', '.join(spec.FIELDS)}")
                 grid = is_grid(key, v)
                 for item in (v if grid else [v]):
                     spec.check_value(key, item)
@@ -110,7 +112,7 @@ def parse_override(text: str) -> tuple[str, Any]:
     return key, value
 
 
-def load(path: str | Path, overrides: list[str] = ()) -> dict[str, Any]:
+def load(path: str | Path, overrides: Sequence[str] = ()) -> dict[str, Any]:
     """Read and validate a config file; returns the flat dict, grids still as lists."""
     path = Path(path)
     if not path.exists():

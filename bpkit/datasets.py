@@ -30,8 +30,8 @@ import gzip
 import importlib.util
 import math
 import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -153,8 +153,7 @@ def _digits_file() -> Path | None:
 
 def _sklearn(name: str, seed: int) -> Dataset:
     # Digits is read straight from scikit-learn's file, as its load_digits does (65 columns: 64
-    # pixels, then the label): importing scikit-learn costs ~75 MB of memory and ~1 s, a tenth of
-    # a warm sweep's peak (measured on the README's main command).
+    # pixels, then the label), without importing scikit-learn, which costs memory and time.
     path = _digits_file() if name == "digits" else None
     if path is not None:
         with gzip.open(path, "rt") as f:
@@ -253,7 +252,8 @@ def load_fann(path: str | Path, seed: int = 0) -> Dataset:
         raise ValueError(f"{path}: line {hl} must be three integers 'num_pairs num_inputs num_outputs'") from None
     if len(body) != 2 * n:
         raise ValueError(f"{path}: the header promises {n} pairs ({2 * n} lines), the file has {len(body)} data lines")
-    xs, ys = [], []
+    xs: list[list[float]] = []
+    ys: list[list[float]] = []
     for k, (line, fields) in enumerate(body):
         want = n_in if k % 2 == 0 else n_out
         if len(fields) != want:

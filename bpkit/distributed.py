@@ -55,7 +55,7 @@ def settings(coordinator: str | None = None, num_processes: int | None = None,
     if not _ADDRESS.fullmatch(addr):
         raise ValueError(f"the coordinator must be host:port (e.g. localhost:7777), got {addr!r}")
     try:
-        n, i = int(given["num_processes"]), int(given["process_id"])
+        n, i = int(str(given["num_processes"])), int(str(given["process_id"]))
     except (TypeError, ValueError):
         raise ValueError(f"the number of processes and the process id must be integers, got "
                          f"{given['num_processes']!r} and {given['process_id']!r}") from None

@@ -1,8 +1,9 @@
 """bpkit's one sweep engine: each group's program compiled (ahead, in threads), run chunk by chunk.
 
-A group's program (:func:`group_program`) takes the number of real runs and one column
-per field of data it uses (the seed, the init scale, its optimizer's data hyperparameters) and runs every run of the chunk with
-:func:`bpkit.lanes.train_lanes` or through a queue of lanes (:func:`bpkit.lanes.train_queue`).
+A group's program (:func:`group_program`) takes the number of real runs and one column per
+field of data it uses (the seed, the init scale, its optimizer's data hyperparameters) and
+runs every run of the chunk with :func:`bpkit.lanes.train_lanes` or through a queue of lanes
+(:func:`bpkit.lanes.train_queue`).
 The chunk is laid out over all visible devices with ``jax.sharding`` (a 1-D mesh); in a
 multi-process sweep (:mod:`bpkit.distributed`) ``jax.devices()`` spans every process and the
 same sharding splits each chunk across them.  Each run comes out as one :class:`Outcome`.
@@ -22,8 +23,9 @@ from __future__ import annotations
 import ctypes
 import functools
 import time
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, Callable, Iterator, NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -141,7 +143,7 @@ def chunk_args(part: list[Run], chunk: int, columns: tuple[str, ...]) -> list[ja
     return [jnp.int32(len(part))] + [_shard(c) for c in cols]
 
 
-def compile_group(program: Callable, part: list[Run], chunk: int, columns: tuple[str, ...]) -> Callable:
+def compile_group(program: Any, part: list[Run], chunk: int, columns: tuple[str, ...]) -> Callable:
     """``program`` compiled ahead of time for chunks of ``chunk`` runs (XLA compiles without the GIL,
     so several groups can compile at once in threads).  Callable like ``program`` on such chunks."""
     try:
@@ -174,7 +176,7 @@ def outcomes(result: tuple, count: int, wall: float) -> list[Outcome]:
     out = []
     for i in range(count):
         e = int(epochs[i])
-        curves = {k: np.asarray(getattr(hist, k)[i][:e]) for k in hist._fields}
+        curves: dict[str, Any] = {k: np.asarray(getattr(hist, k)[i][:e]) for k in hist._fields}
         if within is not None:  # measures_per_epoch = m: (epochs, m) records per field
             curves["within"] = {k: np.asarray(getattr(within, k)[i][:e]) for k in within._fields}
         le = float(hist.loss_evals[i][e - 1]) if e else 0.0

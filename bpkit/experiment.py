@@ -79,10 +79,10 @@ def _targets(y: np.ndarray | None, run: Run, task: str) -> np.ndarray | None:
 def _batch_size(run: Run, data: datasets.Dataset) -> int | None:
     """The trainer's batch size (None: the full batch), checked against the data."""
     bs, n = run.training.batch_size, len(data.x_train)
-    if bs != "full" and bs > n:
+    if isinstance(bs, int) and bs > n:
         raise ValueError(f"training.batch_size = {bs} is larger than the {n} training examples of "
                          f"{data.name}; use 1..{n} or 'full'")
-    batch_size = None if bs == "full" or bs == n else bs
+    batch_size = bs if isinstance(bs, int) and bs < n else None  # "full", or all n examples: batch mode
     m = run.training.measures_per_epoch
     batches = 1 if batch_size is None else math.ceil(n / batch_size)
     if m > batches:
@@ -115,6 +115,7 @@ def build(run: Run, data: datasets.Dataset, plain_momentum: bool = False) -> Exp
     net = network(run, data)
     batch_size = _batch_size(run, data)
     y_tr = _targets(data.y_train, run, data.task)
+    assert y_tr is not None  # every data set has training targets
     lo, hi = float(np.min(y_tr)), float(np.max(y_tr))
     splits = {"x": data.x_train, "y": y_tr, "xv": data.x_val, "yv": _targets(data.y_val, run, data.task),
               "xt": data.x_test, "yt": _targets(data.y_test, run, data.task)}

@@ -117,15 +117,15 @@ class Net:
         getattr(self.lib, f"fann_set_{name}")(self.ann, value)
 
     def set_params(self, params):
-        for c, (layer, leaf, i, j) in zip(self.conns, self.where):
+        for c, (layer, leaf, i, j) in zip(self.conns, self.where, strict=True):
             p = np.asarray(params[layer][leaf], np.float64)
             c.weight = float(p[i] if leaf == "b" else p[i, j])
         self.lib.fann_set_weight_array(self.ann, self.conns, len(self.conns))
 
     def params(self):
         self.lib.fann_get_connection_array(self.ann, self.conns)
-        out = [{"w": np.zeros((m, n)), "b": np.zeros(n)} for m, n in zip(self.sizes[:-1], self.sizes[1:])]
-        for c, (layer, leaf, i, j) in zip(self.conns, self.where):
+        out = [{"w": np.zeros((m, n)), "b": np.zeros(n)} for m, n in zip(self.sizes[:-1], self.sizes[1:], strict=True)]
+        for c, (layer, leaf, i, j) in zip(self.conns, self.where, strict=True):
             if leaf == "b":
                 out[layer]["b"][i] = c.weight
             else:
@@ -147,7 +147,7 @@ class Net:
         try:
             with os.fdopen(fd, "w") as f:
                 f.write(f"{len(x)} {x.shape[1]} {y.shape[1]}\n")
-                for a, b in zip(x, y):
+                for a, b in zip(x, y, strict=True):
                     f.write(" ".join(repr(float(v)) for v in a) + "\n" + " ".join(repr(float(v)) for v in b) + "\n")
             return self.lib.fann_read_train_from_file(path.encode())
         finally:

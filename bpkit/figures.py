@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -63,7 +64,7 @@ def success_heatmap(answers: Sequence[Answer], title: str, stem: Path) -> list[P
     crits, methods, acts = axes_of(answers)
     fig, axes = plt.subplots(1, len(crits), figsize=(1.0 + 1.25 * len(acts) * len(crits) + 1.4 * len(crits),
                                                       1.2 + 0.45 * len(methods)), squeeze=False)
-    for ax, crit in zip(axes[0], crits):
+    for ax, crit in zip(axes[0], crits, strict=True):
         grid = _grid(answers, crit)
         rate = np.full((len(methods), len(acts)), np.nan)
         for (i, m), (j, a) in ((im, ja) for im in enumerate(methods) for ja in enumerate(acts)):
@@ -99,7 +100,7 @@ def cost_figure(answers: Sequence[Answer], title: str, stem: Path) -> list[Path]
     fig, axes = plt.subplots(1, len(crits), figsize=(_width(1.5 + panel * len(crits), methods, title), 3.4),
                              squeeze=False)
     width = 0.7 / max(1, len(methods))
-    for ax, crit in zip(axes[0], crits):
+    for ax, crit in zip(axes[0], crits, strict=True):
         grid = _grid(answers, crit)
         finite = [v for g in grid.values() for v in (g.cost_cu.value, g.cost_cu.lo, g.cost_cu.hi) if math.isfinite(v)]
         if not finite:
@@ -172,7 +173,7 @@ def learning_curves(answers: Sequence[Answer], runs_by_cell: dict[tuple[str, str
     nrow = math.ceil(len(acts) / ncol)
     fig, axes = plt.subplots(nrow, ncol, figsize=(0.5 + 2.9 * ncol, 0.8 + 2.4 * nrow), squeeze=False,
                              sharex=True, sharey=True)
-    for ax, act in zip(axes.flat, acts):
+    for ax, act in zip(axes.flat, acts, strict=True):
         for m in methods:
             epochs, med = median_curve([r["curves"].get("loss", []) for r in runs_by_cell.get((m, act), [])])
             if len(epochs):

@@ -3,8 +3,9 @@
 ``FlaxMLP(spec)`` stacks ``nn.Dense`` layers named ``layer_0 .. layer_{L-1}``
 with the spec's activations, so ``FlaxMLP(spec).apply(to_flax(p), x)`` equals
 ``spec.apply(p, x)``, shortcut connections included (each layer's ``Dense``
-reads the concatenation ``[x, a_1, ..., a_{l-1}]``, as :meth:`MLP.layer_input`).  Flax's ``kernel`` is bpkit's ``w`` (shape
-``(n_in, n_out)``) and ``bias`` is ``b``; the conversion only renames, so
+reads the concatenation ``[x, a_1, ..., a_{l-1}]``, as :meth:`MLP.layer_input`).
+Flax's ``kernel`` is bpkit's ``w`` (shape ``(n_in, n_out)``) and ``bias`` is ``b``; the
+conversion only renames, so
 ``from_flax(to_flax(p))`` returns the very same arrays.
 
 Example:
@@ -37,7 +38,7 @@ class FlaxMLP(nn.Module):
     def __call__(self, x: jax.Array, with_logits: bool = False) -> jax.Array | tuple[jax.Array, jax.Array]:
         """Output ``a_L``; with ``with_logits``, ``(a_L, z_L)`` for the cross-entropy losses."""
         z, outs = x, [x]
-        for i, (width, act) in enumerate(zip(self.spec.sizes[1:], self.spec.activations)):
+        for i, (width, act) in enumerate(zip(self.spec.sizes[1:], self.spec.activations, strict=True)):
             # With shortcuts a layer reads the input and every earlier layer's output, side by side.
             u = jnp.concatenate(outs, axis=-1) if self.spec.shortcuts else outs[-1]
             z = nn.Dense(width, name=f"layer_{i}")(u)

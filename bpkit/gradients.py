@@ -47,7 +47,8 @@ Example:
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
+from typing import cast
 
 import jax
 import jax.numpy as jnp
@@ -146,7 +147,7 @@ def backward(
     params: Params,
     cache: Cache,
     y: Array,
-    loss: str = "mse",
+    loss: str | losses_.Loss = "mse",
     rule: str = "exact",
     constant: float | None = None,
     weights: Array | None = None,
@@ -168,16 +169,18 @@ def backward(
         if l > 0:
             g_in = delta @ params[l]["w"].T  # dC/du, one column block per layer that u holds
             first = 0 if net.shortcuts else l
-            for k, g_k in zip(range(first, l + 1), _blocks(g_in, net.sizes[first: l + 1])):
-                upstream[k] = g_k if upstream[k] is None else upstream[k] + g_k
-            delta = pull(layer_acts[l - 1], zs[l - 1], outs[l], upstream[l])  # dC/da_{l-1} is now complete
+            for k, g_k in zip(range(first, l + 1), _blocks(g_in, net.sizes[first: l + 1]), strict=True):
+                prev = upstream[k]
+                upstream[k] = g_k if prev is None else prev + g_k
+            done = cast(Array, upstream[l])  # dC/da_{l-1} is now complete: this loop wrote it
+            delta = pull(layer_acts[l - 1], zs[l - 1], outs[l], done)
     return grads
 
 
 def _blocks(m: Array, widths: tuple[int, ...]) -> list[Array]:
     """``m``'s columns cut into consecutive blocks of ``widths``."""
     edges = np.cumsum((0,) + tuple(widths))
-    return [m[:, a:b] for a, b in zip(edges[:-1], edges[1:])]
+    return [m[:, a:b] for a, b in zip(edges[:-1], edges[1:], strict=True)]
 
 
 def value_and_backprop(
@@ -235,7 +238,10 @@ def objective(
     if source not in SOURCES:
         raise ValueError(f"unknown gradient source {source!r}; valid: {', '.join(SOURCES)}")
     if source == "autodiff":
-        return lambda p, x, y, w=None: loss_value(net, p, x, y, loss, w)
+        def plain(p: Params, x: Array, y: Array, w: Array | None = None) -> Array:
+            return loss_value(net, p, x, y, loss, w)
+
+        return plain
 
     @jax.custom_vjp
     def f(p, x, y, w):
@@ -251,4 +257,8 @@ def objective(
         return (jax.tree_util.tree_map(lambda t: g * t, grads),) + zeros
 
     f.defvjp(fwd, bwd)
-    return lambda p, x, y, w=None: f(p, x, y, w)
+
+    def ruled(p: Params, x: Array, y: Array, w: Array | None = None) -> Array:
+        return f(p, x, y, w)
+
+    return ruled

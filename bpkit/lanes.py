@@ -14,8 +14,9 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
-from typing import Any, Callable, NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -125,6 +126,11 @@ class _Queue(NamedTuple):
         return state._replace(reason=jnp.where(held, state.reason, IDLE))
 
 
+def _aside(s: TrainState) -> TrainState:
+    """``s`` with its history set aside (None): the small part of the state, to go through a branch."""
+    return s._replace(history=None)  # type: ignore[arg-type]
+
+
 def _hand_over(qu: _Queue, lane: TrainState, slot: Array, taken: Array) -> tuple:
     """The idle lanes take the next runs, in lane order.  A lane's history is left as it is (the big
     part of the state, kept out of the branch): its new run writes entry by entry from 0, and the
@@ -134,7 +140,7 @@ def _hand_over(qu: _Queue, lane: TrainState, slot: Array, taken: Array) -> tuple
     nxt = taken + jnp.cumsum(free, dtype=jnp.int32) - 1
     held = free & (nxt < qu.count)
     slot = jnp.where(held, nxt, slot)
-    fresh = qu.begin(slot, held)._replace(history=None)
+    fresh = _aside(qu.begin(slot, held))
     lane = jax.tree_util.tree_map(lambda a, b: jnp.where(held.reshape((-1,) + (1,) * (a.ndim - 1)), a, b), fresh, lane)
     return lane, slot, taken + jnp.sum(held, dtype=jnp.int32)
 
@@ -151,11 +157,11 @@ def _queue_epoch(qu: _Queue, carry: tuple) -> tuple:
     state, slot, taken, out = carry
     history = state.history
     state, slot, taken = jax.lax.cond(jnp.any(state.reason == IDLE) & (taken < qu.count), partial(_hand_over, qu),
-                                      lambda l, s, t: (l, s, t), state._replace(history=None), slot, taken)
+                                      lambda l, s, t: (l, s, t), _aside(state), slot, taken)
     state = jax.vmap(qu.steps.advance)(state._replace(history=history), *qu.at(slot))
     done = (state.reason != stopping.RUNNING) & (slot < qu.q)
     lane, slot, out = jax.lax.cond(jnp.any(done), partial(_hand_in, qu), lambda l, h, s, d, o: (l, s, o),
-                                   state._replace(history=None), state.history, slot, done, out)
+                                   _aside(state), state.history, slot, done, out)
     return lane._replace(history=state.history), slot, taken, out
 
 

@@ -40,7 +40,8 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -89,7 +90,7 @@ def blank(shape: tuple[int, ...], dt: Any) -> History:
     return History(nan, nan, nan, jnp.full(shape, -1, jnp.int32), nan, nan)
 
 
-def write(h: History, i: Array, values: tuple) -> History:
+def write(h: History, i: Array | int, values: tuple) -> History:
     """``h`` with entry ``i`` of each field set to ``values`` (an ``i`` past the end writes nothing)."""
     return History(*(a.at[i].set(jnp.asarray(v).astype(a.dtype), mode="drop") for a, v in zip(h, values, strict=True)))
 
@@ -311,6 +312,7 @@ def batch_step(plan: Plan, carry: tuple, batch: tuple, measured: Point | None = 
     # Without padding, every batch is a plain mean (weights 1/b): no weights needed.
     wb = mb / jnp.sum(mb) if plan.pad else None
     if plan.reuse:
+        assert measured is not None  # batch mode hands in the epoch-end measurement
         compute = lambda p: (measured.value, measured.grad)  # noqa: E731
     else:
         compute = lambda p: jax.value_and_grad(plan.f)(p, xb, yb, wb)  # noqa: E731
@@ -367,7 +369,8 @@ def _batches(plan: Plan, data: Data, s: TrainState, order: Array) -> tuple[tuple
         return batch_step(plan, carry, (data.x, data.y, data.mask[0]), s.measured if plan.reuse else None)[0], None
     idx = jnp.concatenate([order, order[:plan.pad]]).reshape(plan.n_batches, plan.b)  # gathered once, then scanned
     if plan.slots is None:
-        return jax.lax.scan(lambda c, bt: batch_step(plan, c, bt), carry, (data.x[idx], data.y[idx], data.mask))[0], None
+        step = lambda c, bt: batch_step(plan, c, bt)  # noqa: E731
+        return jax.lax.scan(step, carry, (data.x[idx], data.y[idx], data.mask))[0], None
     records = blank((plan.options.measures_per_epoch,), plan.dt)
     step = lambda c, bt: _measured_step(plan, data, c, bt)  # noqa: E731
     (carry, inner), _ = jax.lax.scan(step, (carry, records), ((data.x[idx], data.y[idx], data.mask), plan.slots,
@@ -421,7 +424,9 @@ def record(plan: Plan, s: TrainState, new: TrainState, running: Array, failed: A
     i = jnp.where(running, jnp.minimum(s.epoch, rules.max_epochs - 1), rules.max_epochs)
     entry = (value, measured.grad_norm, measured.val_loss, measured.wrong, new.evals[0], new.evals[1])
     history = write(s.history, i, entry)
-    within = s.within if inner is None else write(s.within, i, write(inner, plan.options.measures_per_epoch - 1, entry))
+    within = s.within
+    if inner is not None and within is not None:  # the epoch's last record is its end's
+        within = write(within, i, write(inner, plan.options.measures_per_epoch - 1, entry))
     met = stopping.first_met(s.met, stopping.met_now(rules, value, measured.wrong) & on, ep)
     reason = stopping.stop_reason(rules, ep, value, measured.grad_norm, measured.wrong, since_best, unchanged,
                                   failed, met)

@@ -24,7 +24,8 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, NamedTuple, Sequence
+from collections.abc import Sequence
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -94,7 +95,7 @@ class MLP:
                 f"hidden names {len(hidden)} activation(s) but sizes {sizes} has "
                 f"{n_hidden} hidden layer(s); give one name or one per hidden layer"
             )
-        for width, name in zip(sizes[1:], hidden + (self.output,)):
+        for width, name in zip(sizes[1:], hidden + (self.output,), strict=True):
             act = acts.get(name)  # raises on an unknown name, listing the valid ones
             if not act.elementwise and width == 1:
                 raise ValueError(
@@ -116,7 +117,7 @@ class MLP:
     @property
     def activations(self) -> tuple[acts.Activation, ...]:
         """The activation of each weight layer, output last."""
-        return tuple(acts.get(n) for n in self.hidden + (self.output,))
+        return tuple(acts.get(n) for n in (*self.hidden, self.output))
 
     @property
     def fan_ins(self) -> tuple[int, ...]:
@@ -127,7 +128,7 @@ class MLP:
 
     @property
     def num_params(self) -> int:
-        return sum((m + 1) * n for m, n in zip(self.fan_ins, self.sizes[1:]))
+        return sum((m + 1) * n for m, n in zip(self.fan_ins, self.sizes[1:], strict=True))
 
     def layer_input(self, activations: Sequence[Array], l: int) -> Array:
         """``u_{l+1}``, the input of weight layer ``l`` (0-based), from ``a_0 .. a_l``."""
@@ -157,7 +158,8 @@ class MLP:
         if scheme not in INIT_SCHEMES:
             raise ValueError(f"unknown init scheme {scheme!r}; valid: {', '.join(INIT_SCHEMES)}")
         params = []
-        for k, (m, n) in zip(jax.random.split(key, self.num_layers), zip(self.fan_ins, self.sizes[1:])):
+        shapes = zip(self.fan_ins, self.sizes[1:], strict=True)
+        for k, (m, n) in zip(jax.random.split(key, self.num_layers), shapes, strict=True):
             kw, kb = jax.random.split(k)
             if scheme == "uniform":
                 w = jax.random.uniform(kw, (m, n), dtype, -1.0, 1.0) * scale
@@ -177,7 +179,7 @@ class MLP:
         _validate.require_matrix("input x", x, self.sizes[0], "inputs")
         a = jnp.asarray(x, params[0]["w"].dtype)
         zs, outs = [], [a]
-        for l, (layer, act) in enumerate(zip(params, self.activations)):
+        for l, (layer, act) in enumerate(zip(params, self.activations, strict=True)):
             z = self.layer_input(outs, l) @ layer["w"] + layer["b"][None, :]
             a = act.fn(z)
             zs.append(z)
@@ -197,12 +199,12 @@ class MLP:
             raise ValueError(
                 f"params must be a list of {self.num_layers} layer dicts for sizes {self.sizes}, got {got}"
             )
-        for i, (layer, m, n) in enumerate(zip(params, self.fan_ins, self.sizes[1:])):
+        for i, (layer, m, n) in enumerate(zip(params, self.fan_ins, self.sizes[1:], strict=True)):
             if not isinstance(layer, dict) or set(layer) != {"w", "b"}:
                 raise ValueError(f"params[{i}] must be a dict with keys 'w' and 'b'")
             for leaf, want in (("w", (m, n)), ("b", (n,))):
-                got = tuple(jnp.shape(layer[leaf]))
-                if got != want:
+                shape = tuple(jnp.shape(layer[leaf]))
+                if shape != want:
                     raise ValueError(
-                        f"params[{i}]['{leaf}'] has shape {got}, the spec {self.sizes} needs {want}"
+                        f"params[{i}]['{leaf}'] has shape {shape}, the spec {self.sizes} needs {want}"
                     )

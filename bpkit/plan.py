@@ -21,7 +21,7 @@ Example:
 from __future__ import annotations
 
 import math
-from typing import Literal, NamedTuple, Union
+from typing import Literal, NamedTuple
 
 import jax
 import numpy as np
@@ -29,7 +29,7 @@ import numpy as np
 from bpkit import datasets, experiment
 from bpkit.spec import Run
 
-Lanes = Union[int, Literal["auto"], None]
+Lanes = int | Literal["auto"] | None
 AUTO_LANES = 8  # lanes of a queued group on CPU under lanes="auto"
 AUTO_LANES_HEAVY_SEARCH = 4  # ... of a CG or L-BFGS group whose epoch is heavy
 AUTO_WORK = 10**6  # examples x weights per epoch from which lanes="auto" queues every optimizer on CPU
@@ -71,7 +71,7 @@ def run_bytes(run: Run, data: datasets.Dataset) -> int:
     itemsize = np.dtype(run.dtype).itemsize
     units = data.inputs + sum(run.network.hidden) + data.outputs
     n = len(data.x_train)
-    bs = n if run.training.batch_size == "full" else min(run.training.batch_size, n)
+    bs = min(run.training.batch_size, n) if isinstance(run.training.batch_size, int) else n
     m = run.training.measures_per_epoch
     floats = 12 * num_params(run, data) + 6 * run.training.max_epochs * (1 if m == 1 else 1 + m) + 3 * units * (bs + n)
     return 2 * floats * itemsize
@@ -123,7 +123,8 @@ def device_chunk(want: int) -> int:
 
 def check_lanes(lanes: Lanes) -> None:
     """Raise a one-line ValueError unless ``lanes`` is None, "auto" or a positive int."""
-    if not (lanes is None or lanes == "auto" or (isinstance(lanes, int) and not isinstance(lanes, bool) and lanes >= 1)):
+    counted = isinstance(lanes, int) and not isinstance(lanes, bool) and lanes >= 1
+    if not (lanes is None or lanes == "auto" or counted):
         raise ValueError(f"lanes must be a positive integer (runs stepped side by side), 'auto' or None, got {lanes!r}")
 
 

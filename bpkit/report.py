@@ -25,13 +25,13 @@ import io
 import math
 import re
 import statistics
+from collections.abc import Callable, Container, Sequence
 from pathlib import Path
-from typing import Any, Callable, Container, NamedTuple, Sequence
+from typing import Any, NamedTuple
 
 from bpkit import compare, figures, stats
 from bpkit.figures import pyplot, save_figure  # noqa: F401  (the studies save through these)
 from bpkit.store import Store
-
 
 
 class Table(NamedTuple):
@@ -133,7 +133,8 @@ def appendix_table(runs: list[dict[str, Any]]) -> Table:
                 continue
             ok = [a for a in cell.attempts if a.success]
             row += [f"{cell.successes}/{cell.runs}",
-                    f"{statistics.median(a.epochs for a in ok):.0f} / {statistics.median(a.cu for a in ok):.3g}" if ok else "-",
+                    f"{statistics.median(a.epochs for a in ok):.0f} / {statistics.median(a.cu for a in ok):.3g}"
+                    if ok else "-",
                     f"{cell.restart_cu:.3g}" if math.isfinite(cell.restart_cu) else "-"]
         members = [by_id[i] for i in first.run_ids]
         row += [_mean_sd([r["train_loss"] for r in members]), _mean_sd([r["test_acc"] for r in members])]
@@ -156,8 +157,8 @@ def _grouped(cells_: list[compare.Cell]) -> list[list[compare.Cell]]:
     return list(out.values())
 
 
-def _mean_sd(vals: list[float | None]) -> str:
-    vals = [v for v in vals if v is not None and math.isfinite(v)]
+def _mean_sd(values: list[float | None]) -> str:
+    vals = [v for v in values if v is not None and math.isfinite(v)]
     if not vals:
         return "-"
     sd = statistics.stdev(vals) if len(vals) > 1 else 0.0
@@ -234,13 +235,15 @@ def write(store_path: str | Path, out_dir: str | Path | None = None,
     """Write ``report.md``, its figures and a CSV per table; returns the report path, figures and warnings."""
     store_path = Path(store_path)
     # Curves cut to what the answers read (compare.slim); only the chosen settings' runs are read again, for
-    # their loss curves. Every curve of the README's flagship store in memory at once peaked at 930 MB.
+    # their loss curves: every curve of a large store in memory at once would take gigabytes.
     runs, errors = load_runs(store_path, each=compare.slim)
-    other = load_runs(compare_with, each=compare.slim) if compare_with is not None else None
+    beside = None
+    if compare_with is not None:
+        other = Path(compare_with)
+        beside = (compare.answers(load_runs(other, each=compare.slim)[0]), (store_path.stem, other.stem), other.name)
     out = Path(out_dir) if out_dir else store_path.with_name(store_path.stem + "-report")
-    out.mkdir(parents=True, exist_ok=True)
+    out.mkdir(parents=True, exist_ok=True)  # an output path that cannot be a folder is refused first
     answers = compare.answers(runs)
-    other_answers = compare.answers(other[0]) if other else []
     if not answers:
         raise ValueError(f"{store_path}: no run switched on a success criterion (training.goal or "
                          f"training.criterion_40_20_40), so there is nothing to compare")
@@ -251,49 +254,72 @@ def write(store_path: str | Path, out_dir: str | Path | None = None,
     tables: list[Table] = []
     figs: list[Path] = []
     for problem in dict.fromkeys(a.problem for a in answers):
-        mine = [a for a in answers if a.problem == problem]
-        md += [f"## {problem}", ""]
-        for crit in dict.fromkeys(a.criterion for a in mine):
-            ts = [answer_table(mine, problem, crit), settings_table(mine, problem, crit),
-                  ratio_table(mine, problem, crit)]
-            md += [f"### {problem}: success and cost by {crit}", "",
-                   "Success % [95% interval], and below it the expected cu to a success with restarts [95% interval].",
-                   "", ts[0].markdown(), "",
-                   "Settings chosen for this criterion:", "", ts[1].markdown(), ""]
-            if ts[2] is not None:
-                md += ["Expected cost over the cheapest method's:", "", ts[2].markdown(), ""]
-            if other is not None:
-                ct = comparison_table(answers, other_answers, problem, crit, (store_path.stem, Path(compare_with).stem))
-                if ct is not None:
-                    md += [f"Beside {Path(compare_with).name}:", "", ct.markdown(), ""]
-                    ts.append(ct)
-            tables += [t for t in ts if t is not None]
-        stem = _slug(problem)
-        figs += figures.success_heatmap(mine, problem, out / f"{stem}_success")
-        figs += figures.cost_figure(mine, problem, out / f"{stem}_cost")
-        figs += figures.learning_curves(mine, _chosen_runs(curves, mine), problem, out / f"{stem}_curves")
-        md += [f"![success, {problem}]({stem}_success.png)", "", f"![cost, {problem}]({stem}_cost.png)", "",
-               "Cost markers: the estimate with its bootstrap 95% interval; an arrow, an interval open upwards "
-               "(too few successes to bound it); x on the top edge, no run succeeded.", "",
-               f"![learning curves, {problem}]({stem}_curves.png)", ""]
+        lines, ts, fs = _problem_section(answers, problem, out, curves, beside)
+        md, tables, figs = md + lines, tables + ts, figs + fs
+    lines, ts = _closing_sections(answers, runs, errors)
+    for t in tables + ts:
+        write_text(out / "tables" / f"{t.slug}.csv", t.csv())
+    write_text(out / "tables" / "answers.csv", answers_csv(answers))
+    path = out / "report.md"
+    write_text(path, "\n".join(md + lines))
+    return path, figs, errors
+
+
+def _problem_section(answers: Sequence[compare.Answer], problem: str, out: Path, curves: dict[str, Any],
+                     beside: tuple | None) -> tuple[list[str], list[Table], list[Path]]:
+    """One problem's section: per criterion its tables, then its figures.  ``beside``: a second store's
+    ``(answers, (name, other name), file name)`` to put beside this one's."""
+    mine = [a for a in answers if a.problem == problem]
+    md, tables = [f"## {problem}", ""], list[Table]()
+    for crit in dict.fromkeys(a.criterion for a in mine):
+        lines, ts = _criterion_section(answers, mine, problem, crit, beside)
+        md, tables = md + lines, tables + ts
+    stem = _slug(problem)
+    figs = figures.success_heatmap(mine, problem, out / f"{stem}_success")
+    figs += figures.cost_figure(mine, problem, out / f"{stem}_cost")
+    figs += figures.learning_curves(mine, _chosen_runs(curves, mine), problem, out / f"{stem}_curves")
+    md += [f"![success, {problem}]({stem}_success.png)", "", f"![cost, {problem}]({stem}_cost.png)", "",
+           "Cost markers: the estimate with its bootstrap 95% interval; an arrow, an interval open upwards "
+           "(too few successes to bound it); x on the top edge, no run succeeded.", "",
+           f"![learning curves, {problem}]({stem}_curves.png)", ""]
+    return md, tables, figs
+
+
+def _criterion_section(answers: Sequence[compare.Answer], mine: list[compare.Answer], problem: str, crit: str,
+                       beside: tuple | None) -> tuple[list[str], list[Table]]:
+    answer, settings = answer_table(mine, problem, crit), settings_table(mine, problem, crit)
+    md = [f"### {problem}: success and cost by {crit}", "",
+          "Success % [95% interval], and below it the expected cu to a success with restarts [95% interval].",
+          "", answer.markdown(), "", "Settings chosen for this criterion:", "", settings.markdown(), ""]
+    tables = [answer, settings]
+    ratio = ratio_table(mine, problem, crit)
+    if ratio is not None:
+        md += ["Expected cost over the cheapest method's:", "", ratio.markdown(), ""]
+        tables.append(ratio)
+    if beside is not None:
+        other_answers, names, file_name = beside
+        ct = comparison_table(answers, other_answers, problem, crit, names)
+        if ct is not None:
+            md += [f"Beside {file_name}:", "", ct.markdown(), ""]
+            tables.append(ct)
+    return md, tables
+
+
+def _closing_sections(answers: Sequence[compare.Answer], runs: list[dict[str, Any]],
+                      errors: list[str]) -> tuple[list[str], list[Table]]:
+    """The tuning budgets, the appendix of every cell and the unreadable rows."""
     budget = compare.budgets(answers)
-    md += ["## Tuning budgets", "", "Settings each method was tuned over: "
-           + ", ".join(f"{m} {n}" for m, n in budget.items())
-           + ("." if len(set(budget.values())) == 1 else
-              ". The budgets differ: a method with more settings is favoured by choosing its best on the same seeds."),
-           ""]
+    md = ["## Tuning budgets", "", "Settings each method was tuned over: "
+          + ", ".join(f"{m} {n}" for m, n in budget.items())
+          + ("." if len(set(budget.values())) == 1 else
+             ". The budgets differ: a method with more settings is favoured by choosing its best on the same seeds."),
+          ""]
     appendix = appendix_table(runs)
-    tables.append(appendix)
     md += ["## Appendix: every cell", "", "Every setting, untuned; median epochs and cu over the runs that met "
            "the criterion; losses and accuracies as mean ± sd over seeds.", "", appendix.markdown(), ""]
     if errors:
         md += ["Unreadable rows:", ""] + [f"- {e}" for e in errors]
-    for t in tables:
-        write_text(out / "tables" / f"{t.slug}.csv", t.csv())
-    write_text(out / "tables" / "answers.csv", answers_csv(answers))
-    path = out / "report.md"
-    write_text(path, "\n".join(md))
-    return path, figs, errors
+    return md, [appendix]
 
 
 def answers_csv(answers: Sequence[compare.Answer]) -> str:

@@ -33,7 +33,8 @@ import dataclasses
 import enum
 import math
 import re
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 from bpkit import activations as acts
 from bpkit import losses as losses_
@@ -111,7 +112,11 @@ def cut(text: str, limit: int = 60) -> str:
 
 def choices(*names: Any) -> Callable[[str, Any], str | None]:
     valid = tuple(names)
-    return lambda key, v: None if v in valid else f"{key} = {short(v)} is not valid; valid: {', '.join(map(str, valid))}"
+
+    def check(key: str, v: Any) -> str | None:
+        return None if v in valid else f"{key} = {short(v)} is not valid; valid: {', '.join(map(str, valid))}"
+
+    return check
 
 
 def _int(v: Any) -> bool:
@@ -125,7 +130,9 @@ def _filename(key: str, v: str) -> str | None:
 
 
 def _seed(key: str, v: int) -> str | None:
-    return None if _int(v) and 0 <= v <= SEED_MAX else f"{key} = {short(v)} is out of range: an integer in 0..{SEED_MAX}"
+    if _int(v) and 0 <= v <= SEED_MAX:
+        return None
+    return f"{key} = {short(v)} is out of range: an integer in 0..{SEED_MAX}"
 
 
 def _seeds(key: str, v: list) -> str | None:
@@ -299,11 +306,11 @@ def _spelled(v: Any, info: Info) -> Any:
 
 
 def _walk() -> dict[str, Info]:
+    tables: dict[str, type] = {"data": Data, "network": Network, "optimizer": Optimizer, "training": Training}
     out = {}
     for f in dataclasses.fields(Run):
-        if f.name in TABLES:
-            table = f.default_factory  # type: ignore[misc]
-            out.update({f"{f.name}.{g.name}": g.metadata["info"] for g in dataclasses.fields(table)})
+        if f.name in tables:
+            out.update({f"{f.name}.{g.name}": g.metadata["info"] for g in dataclasses.fields(tables[f.name])})
         elif "info" in f.metadata:
             out[f.name] = f.metadata["info"]
             if f.name == "name":  # a sweep's seeds: one run each

@@ -39,7 +39,8 @@ Example:
 from __future__ import annotations
 
 import math
-from typing import NamedTuple, Sequence
+from collections.abc import Sequence
+from typing import NamedTuple
 
 import numpy as np
 
@@ -63,7 +64,7 @@ def wilson(k: int, n: int, z: float = Z95) -> tuple[float, float]:
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
-def restart_cost(costs: Sequence[float], success: Sequence[bool]) -> float:
+def restart_cost(costs: Sequence[float] | np.ndarray, success: Sequence[bool] | np.ndarray) -> float:
     """Expected cost to a first success when failed runs are restarted: ``sum(costs) / successes``.
 
     ``costs[i]`` is run i's cost to the criterion if it succeeded, its whole

@@ -45,7 +45,7 @@ REASONS = ("running", "diverged", "goal", "40-20-40", "min_grad", "patience", "s
 STOP_ON = ("first", "all")
 
 
-def reason_name(code: int) -> str:
+def reason_name(code: int | jax.Array) -> str:
     return REASONS[int(code)]
 
 
@@ -128,7 +128,7 @@ def stop_reason(
     wrong: jax.Array,
     epochs_without_improvement: jax.Array,
     epochs_unchanged: jax.Array,
-    line_search_failed: jax.Array = False,
+    line_search_failed: jax.Array | bool = False,
     met: jax.Array | None = None,
 ) -> jax.Array:
     """The reason code after ``epoch`` epochs (1-based), ``RUNNING`` if none holds.
@@ -137,7 +137,7 @@ def stop_reason(
     ``met`` the epochs each criterion first held (:func:`first_met`, this epoch
     included), which ``stop_on="all"`` needs.
     """
-    checks = [(~jnp.isfinite(loss), DIVERGED)]
+    checks: list[tuple[jax.Array, int | jax.Array]] = [(~jnp.isfinite(loss), DIVERGED)]
     on = [i for i, flag in enumerate((rules.goal is not None, rules.criterion_40_20_40)) if flag]  # met's slots
     if rules.stop_on == "all" and on:
         if met is None:

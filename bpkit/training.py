@@ -91,7 +91,8 @@ def train(
     """
     n = x.shape[0]
     if batch_size is not None and not (isinstance(batch_size, int) and 1 <= batch_size <= n):
-        raise ValueError(f"batch_size must be an integer in 1..{n} (the number of examples) or None, got {batch_size!r}")
+        raise ValueError(f"batch_size must be an integer in 1..{n} (the number of examples) or None, "
+                         f"got {batch_size!r}")
     options = Options(loss, source, None if batch_size == n else batch_size, shuffle, rules, tuple(checkpoints),
                       measure_every, measures_per_epoch)  # a full batch_size is the batch-mode program
     _check(net, optimizer, params, x, y, x_val, y_val, options)
@@ -111,7 +112,7 @@ def _check(net: MLP, optimizer: Any, params: Params, x: Array, y: Array, x_val: 
         raise ValueError(f"optimizer must be an optax GradientTransformation, got {type(optimizer).__name__}")
     if (x_val is None) != (y_val is None):
         raise ValueError("give both x_val and y_val, or neither")
-    if x_val is not None:
+    if x_val is not None and y_val is not None:
         check_targets(net, x_val, y_val, options.loss)
     if options.rules.patience is not None and x_val is None:
         raise ValueError("the patience rule needs a validation set (x_val, y_val)")

@@ -10,13 +10,11 @@ every number is read from a result file that a study's command wrote.
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
-import numpy as np
-
 import cg_family as cg  # the studies this table sums up: the script's own folder is on sys.path
+import numpy as np
 import online_batch as ob
 import why_derivative as wd
 

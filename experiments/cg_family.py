@@ -132,7 +132,7 @@ def conclusion(rows: list[dict[str, str]], ratios: list[dict[str, str]]) -> str:
     act_rate = {a: pooled(rows, activation=a, criterion="40-20-40") for a in acts}
     best_act = max(acts, key=lambda a: act_rate[a][0])
     worst_act = min(acts, key=lambda a: act_rate[a][0])
-    text.append(f"By hidden activation, over every method and problem (40-20-40): "
+    text.append("By hidden activation, over every method and problem (40-20-40): "
                 + ", ".join(f"{a} {study.rate(*act_rate[a])}" for a in acts)
                 + f"; {worst_act} is {'separated from' if _apart(act_rate[worst_act], act_rate[best_act]) else 'not separated from'} "
                 f"{best_act}. ReLU's count on these 2-5 unit nets with zero biases is mostly dead starts, not the "

@@ -84,7 +84,7 @@ def conventions() -> list[dict]:
                 tiny = truth > 0
                 at10 = int(np.argmin(np.abs(z64 - 10)))
 
-                def rel(v):
+                def rel(v, tiny=tiny, truth=truth):
                     return float(np.max(np.abs(v[tiny] - truth[tiny]) / truth[tiny])) if tiny.any() else 0.0
 
                 under = (out_form == 0) & (exact != 0)
@@ -158,7 +158,7 @@ def figure(conv: list[dict]) -> str:
     plt = study.pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     z = np.linspace(0, 40, 4001)
-    for ax, name in zip(axes, ("sigmoid", "tanh")):
+    for ax, name in zip(axes, ("sigmoid", "tanh"), strict=True):
         act = acts.get(name)
         lo, hi = FANN_CLIP[name]
         with jax.enable_x64(True):

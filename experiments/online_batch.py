@@ -159,8 +159,8 @@ def _piece_trainer(batch_size: int, lr: float):
     import jax
     import optax
 
-    from bpkit.stopping import StopRules
     from bpkit.loop import make_trainer
+    from bpkit.stopping import StopRules
 
     return jax.jit(make_trainer(_net(), optax.sgd(lr), batch_size=batch_size, shuffle=False,
                                 rules=StopRules(max_epochs=1, stall_epochs=None)))
@@ -185,7 +185,7 @@ def epoch_seconds(data: list[tuple[np.ndarray, np.ndarray]], repeats: int = 30) 
         calls[-1]()
     times = [[] for _ in data]
     for _ in range(repeats):
-        for t, call in zip(times, calls):
+        for t, call in zip(times, calls, strict=True):
             t0 = time.perf_counter()
             call()
             t.append(time.perf_counter() - t0)
@@ -212,7 +212,7 @@ def redundancy() -> list[dict]:
             out.append(cell)
             if bs is None:
                 batch.append((cell, (x, y)))
-    for (cell, _), secs in zip(batch, epoch_seconds([xy for _, xy in batch])):
+    for (cell, _), secs in zip(batch, epoch_seconds([xy for _, xy in batch]), strict=True):
         cell["epoch_seconds"] = secs
     return out
 

@@ -44,7 +44,7 @@ def saturated_fraction(net, params, x, threshold=0.01) -> list[float]:
 
     out, cache = net.forward(params, x)
     fr = []
-    for act, z in zip(net.activations, cache.zs):
+    for act, z in zip(net.activations, cache.zs, strict=True):
         peak = float(jnp.max(act.deriv(jnp.linspace(-10.0, 10.0, 20001, dtype=z.dtype))))
         fr.append(float(np.mean(np.asarray(act.deriv(z)) < threshold * peak)))
     return fr

@@ -11,6 +11,7 @@ report's success and cost figures, and writes the README section from the CSV.
 
 from __future__ import annotations
 
+import itertools
 import sys
 from pathlib import Path
 
@@ -38,7 +39,7 @@ def conclusion(rows: list[dict[str, str]], budget: int) -> str:
     text.append(f"Within the budget every method succeeds in {min(rates)}-{max(rates)} of {rows[0]['runs']} runs, so "
                 "the expected cost with restarts is several times the epochs of a success; the published "
                 "figures are means over successful runs, to be read beside the mean-epochs column.")
-    pairs = [(a, b) for a, b in zip(solved, solved[1:]) if float(a["epochs_hi"]) >= float(b["epochs_lo"])]
+    pairs = [(a, b) for a, b in itertools.pairwise(solved) if float(a["epochs_hi"]) >= float(b["epochs_lo"])]
     if pairs:
         text.append("Not separated by their intervals (they overlap): "
                     + "; ".join(f"{a['method']} and {b['method']}" for a, b in pairs) + ".")

@@ -85,7 +85,8 @@ def _angles_one(problem: dict, flat: dict, seeds) -> list[dict]:
     import jax.numpy as jnp
     import optax
 
-    from bpkit import MLP, analysis, backprop, config as cfg, experiment
+    from bpkit import MLP, analysis, backprop, experiment
+    from bpkit import config as cfg
     from bpkit.stopping import StopRules
     from bpkit.training import train
 
@@ -115,7 +116,8 @@ def linear_fits() -> dict[str, dict]:
     (:func:`bpkit.analysis.least_squares_half_mse`, NumPy, no bpkit training): its half MSE on
     the training set, and on digits its test accuracy.  The reference the no-hidden-layer runs (and the
     ablated runs) are measured against."""
-    from bpkit import config as cfg, experiment
+    from bpkit import config as cfg
+    from bpkit import experiment
     from bpkit.analysis import least_squares_half_mse
 
     flat = study.load_config(DELTA)
@@ -218,9 +220,9 @@ def figure(ang: list[dict]) -> str:
     plt = study.pyplot()
     problems = list(dict.fromkeys(r["problem"] for r in ang))
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharey=True)
-    for ax, loss in zip(axes, ("mse", "bce")):
+    for ax, loss in zip(axes, ("mse", "bce"), strict=True):
         for pi, p in enumerate(problems):
-            for rule, marker in zip(ABLATIONS, ("o", "s")):
+            for rule, marker in zip(ABLATIONS, ("o", "s"), strict=True):
                 rs = [r for r in ang if r["problem"] == p and r["loss"] == loss and r["rule"] == rule]
                 eps = sorted({r["epoch"] for r in rs})
                 med = [np.median([_deg(r["overall"]) for r in rs if r["epoch"] == e]) for e in eps]
@@ -256,7 +258,7 @@ def lr_figure(lr_rows: dict[tuple, list]) -> str:
                 continue
             lr = np.array([p[0] for p in pts])
             k, n = np.array([p[1] for p in pts]), np.array([p[2] for p in pts])
-            band = np.array([stats.wilson(int(a), int(b)) for a, b in zip(k, n)])
+            band = np.array([stats.wilson(int(a), int(b)) for a, b in zip(k, n, strict=True)])
             ax.fill_between(lr, band[:, 0], band[:, 1], color=f"C{ai}", alpha=0.08, lw=0)
             ax.plot(lr, k / n, "o-", color=f"C{ai}", ms=3, lw=1.2, label=act)
         ax.set_xscale("log")
@@ -413,7 +415,7 @@ def write_readme(rows, delta, ang, lin, figs) -> None:
     pairs: dict[tuple, dict[str, list[float]]] = {}
     for r in ang:
         pairs.setdefault((r["problem"], r["loss"], r["seed"], r["epoch"]), {})[r["rule"]] = r["layers"]
-    same_dir = max(abs(_deg(a) - _deg(b)) for v in pairs.values() for a, b in zip(v["no_derivative"], v["constant_derivative"]))
+    same_dir = max(abs(_deg(a) - _deg(b)) for v in pairs.values() for a, b in zip(v["no_derivative"], v["constant_derivative"], strict=True))
     small = [p for p in dict.fromkeys(r["problem"] for r in ang) if not p.startswith("digits")]
     med_ang = lambda rule, ep: float(np.median([_deg(r["overall"]) for r in ang  # noqa: E731
                                                 if r["rule"] == rule and r["epoch"] == ep and r["problem"] in small]))
@@ -546,12 +548,12 @@ def write_readme(rows, delta, ang, lin, figs) -> None:
            if ste_ahead else ", not separated from the frozen hidden layer by its interval anywhere") + ".",
         "- **Without f', the runs end where a linear model ends.** Runs on XOR and parity-3 (every learning rate) "
         "that end within 1% of the best loss of a net without hidden units, exact / omitted / f'(0): "
-        + "; ".join(f"{act} " + ", ".join(f"{n}/{t}" for n, t in zip(lin_near[act], lin_tot[act])) for act in acts)
+        + "; ".join(f"{act} " + ", ".join(f"{n}/{t}" for n, t in zip(lin_near[act], lin_tot[act], strict=True)) for act in acts)
         + f". With sigmoid units {_pct(lin_near['sigmoid'][1], lin_tot['sigmoid'][1])} of the runs with f' omitted "
         f"and {_pct(lin_near['sigmoid'][2], lin_tot['sigmoid'][2])} with it frozen end there, against "
         f"{_pct(lin_near['sigmoid'][0], lin_tot['sigmoid'][0])} with f' (runs stuck on the plateau): without f' the "
         "hidden layer learns what a linear layer would, and XOR and parity-3 are beyond a linear map (Study 3).",
-        f"- **The delta rule learns what it can.** With no hidden layer `omitted` and `exact` are "
+        "- **The delta rule learns what it can.** With no hidden layer `omitted` and `exact` are "
         + ("the same runs bit for bit at every cross-entropy and linear-output cell" if all_same else
            "not the same runs everywhere (see the table)")
         + ", and they end at the least-squares / symmetric optimum on XOR and parity-3. Under squared error at a "

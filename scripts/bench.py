@@ -122,7 +122,7 @@ def bench_grad(rounds: int, dtype) -> dict:
     errs = {
         r: max(
             float(jnp.max(jnp.abs(a - b)) / jnp.max(jnp.abs(b)))
-            for a, b in zip(jax.tree.leaves(fns[r](params, x, y)), jax.tree.leaves(ref))
+            for a, b in zip(jax.tree.leaves(fns[r](params, x, y)), jax.tree.leaves(ref), strict=True)
         )
         for r in rules
     }
@@ -132,11 +132,11 @@ def bench_grad(rounds: int, dtype) -> dict:
         "problem": f"64-64-10 sigmoid, half MSE, batch {x.shape[0]}, {jnp.dtype(dtype).name}, {source}",
         "jax_grad_ms": 1e3 * statistics.median(t["jax.grad"]),
         "target": "hand-written <= 1.0x jax.grad",
-        "noise_ratio": statistics.median(a / b for a, b in zip(t["jax.grad again"], t["jax.grad"])),
+        "noise_ratio": statistics.median(a / b for a, b in zip(t["jax.grad again"], t["jax.grad"], strict=True)),
         "rules": {},
     }
     for r in rules:
-        ratios = [h / a for h, a in zip(t[r], t["jax.grad"])]
+        ratios = [h / a for h, a in zip(t[r], t["jax.grad"], strict=True)]
         out["rules"][r] = {
             "ms": 1e3 * statistics.median(t[r]),
             "ratio": statistics.median(ratios),
@@ -261,8 +261,8 @@ def bench_online(rounds: int, dtype) -> dict:
     """
     import optax
 
-    from bpkit.stopping import StopRules
     from bpkit.loop import make_trainer
+    from bpkit.stopping import StopRules
 
     x, y, source = digits(dtype)
     net = MLP((64, 64, 10), hidden="sigmoid", output="sigmoid")
@@ -296,8 +296,10 @@ def bench_online(rounds: int, dtype) -> dict:
             a2 = 1 / (1 + np.exp(-(a1 @ w2 + b2)))
             d2 = (a2 - yn[i:i + 1]) * a2 * (1 - a2)
             d1 = (d2 @ w2.T) * a1 * (1 - a1)
-            w2 -= lr * a1.T @ d2; b2 -= lr * d2[0]
-            w1 -= lr * a0.T @ d1; b1 -= lr * d1[0]
+            w2 -= lr * a1.T @ d2
+            b2 -= lr * d2[0]
+            w1 -= lr * a0.T @ d1
+            b1 -= lr * d1[0]
         return w1
 
     fns["numpy"] = numpy_epoch
@@ -343,8 +345,8 @@ def bench_batch(rounds: int, dtype) -> dict:
     """Batch gradient descent epochs per second, 64-64-10 sigmoid on digits."""
     import optax
 
-    from bpkit.stopping import StopRules
     from bpkit.loop import make_trainer
+    from bpkit.stopping import StopRules
 
     x, y, source = digits(dtype)
     net = MLP((64, 64, 10), hidden="sigmoid", output="sigmoid")
@@ -371,7 +373,8 @@ def bench_batch(rounds: int, dtype) -> dict:
 
         fns["torch"] = torch_run
     t = interleaved(fns, max(3, rounds // 3), inner=1)
-    out = {"name": "batch", "problem": f"batch GD, {epochs} epochs, 64-64-10 sigmoid, {jnp.dtype(dtype).name}, {source}",
+    out = {"name": "batch",
+           "problem": f"batch GD, {epochs} epochs, 64-64-10 sigmoid, {jnp.dtype(dtype).name}, {source}",
            "epochs_per_s": {k: epochs / statistics.median(v) for k, v in t.items()},
            "target": ">= 0.9x the minimal fused loop"}
     out["vs_minimal"] = out["epochs_per_s"]["bpkit"] / out["epochs_per_s"]["minimal"]
@@ -450,8 +453,8 @@ def _bench_cg(rounds: int, dtype, starts: int, iters: int) -> dict:
     success)."""
     from bpkit import datasets, optim
     from bpkit.gradients import objective
-    from bpkit.stopping import StopRules
     from bpkit.loop import make_trainer
+    from bpkit.stopping import StopRules
 
     out = {"name": "cg", "problem": f"PR+ CG and L-BFGS vs scipy, {', '.join(f'{n} {s}' for n, s in SMALL)}, "
            f"sigmoid, half MSE, {jnp.dtype(dtype).name}, {starts} starts each, {iters} scipy iterations",
@@ -470,7 +473,7 @@ def _bench_cg(rounds: int, dtype, starts: int, iters: int) -> dict:
         for seed in range(starts):
             params = net.init(jax.random.key(seed), dtype=dtype)
             flat0, unravel = ravel_pytree(params)
-            vg = jax.jit(jax.value_and_grad(lambda u: f(unravel(u), x, y)))
+            vg = jax.jit(jax.value_and_grad(lambda u: f(unravel(u), x, y)))  # noqa: B023  (traced here, at once)
             vg(flat0)
             for label, ours, theirs in QUASI_NEWTON:
                 res = _scipy_run(vg, flat0, theirs, iters, dtype)
@@ -478,8 +481,9 @@ def _bench_cg(rounds: int, dtype, starts: int, iters: int) -> dict:
                 rules = StopRules(max_epochs=20 * iters, goal=goal, stall_epochs=None, min_grad_norm=None)
                 run = jax.jit(make_trainer(net, optim.make(ours), rules=rules))
                 key = jax.random.key(0)
-                t = interleaved({"scipy": lambda: _scipy_run(vg, flat0, theirs, iters, dtype).x,
-                                 "bpkit": lambda: run(params, x, y, key).epochs}, rounds, inner=1)
+                t = interleaved({"scipy": lambda: _scipy_run(vg, flat0, theirs, iters, dtype).x,  # noqa: B023
+                                 "bpkit": lambda: run(params, x, y, key).epochs}, rounds, inner=1)  # noqa: B023
+                # (both timed at once, inside this iteration)
                 r = run(params, x, y, key)
                 rows.append({"problem": name, "seed": seed, "method": label, "scipy_loss": float(res.fun),
                              "scipy_iterations": int(res.nit), "bpkit_iterations": int(r.epochs),
@@ -540,7 +544,8 @@ def bench_scg(rounds: int, dtype) -> dict:
            "cg_iterations": n, "cg_reason": cg.reason,
            "cg_grad_evals": float(cg.history.grad_evals[n - 1]), "cg_loss_evals": float(cg.history.loss_evals[n - 1])}
     for hvp in ("exact", "finite_difference"):
-        r, secs = _train_until(net, optim.scg(hvp=hvp), params, x, y, StopRules(max_epochs=2000, goal=goal, stall_epochs=None))
+        r, secs = _train_until(net, optim.scg(hvp=hvp), params, x, y, StopRules(max_epochs=2000, goal=goal,
+                                                                                stall_epochs=None))
         e = int(r.epochs)
         out[f"scg_{hvp}"] = {"reason": r.reason, "iterations": e, "grad_evals": float(r.history.grad_evals[e - 1]),
                              "loss_evals": float(r.history.loss_evals[e - 1]), "seconds": secs}
@@ -580,8 +585,8 @@ def bench_sweep(rounds: int, dtype) -> dict:
     the same two ways for the minimal fused run (:func:`minimal_online_runs`): how much a
     vmapped lane saves on this CPU at all, measured beside bpkit's."""
     from bpkit import datasets
-    from bpkit.stopping import StopRules
     from bpkit.lanes import train_from_seed, train_many
+    from bpkit.stopping import StopRules
 
     d = datasets.load("parity3")
     x, y = jnp.asarray(d.x_train, dtype), jnp.asarray(d.y_train, dtype)
@@ -649,7 +654,8 @@ def bench_flagship(rounds: int, dtype) -> dict:
 
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     cache = tempfile.mkdtemp()
-    out = {"name": "flagship", "problem": "README main command (sweep + report of experiments/flagship.toml) from scratch"}
+    out = {"name": "flagship",
+           "problem": "README main command (sweep + report of experiments/flagship.toml) from scratch"}
     for label, target in (("cold", 30.0), ("warm", 10.0)):
         work = tempfile.mkdtemp()
         env = {**os.environ, "BPKIT_CACHE_DIR": cache}
@@ -676,7 +682,8 @@ def main(argv=None) -> int:
     ap.add_argument("--rounds", type=int, default=15)
     ap.add_argument("--dtype", choices=["float32", "float64"], default="float32")
     ap.add_argument("--json", help="also write the results to this JSON file")
-    ap.add_argument("--only", help="comma-separated subset of: grad,online,batch,cg,optimistix,scg,sweep,memory,flagship")
+    ap.add_argument("--only",
+                    help="comma-separated subset of: grad,online,batch,cg,optimistix,scg,sweep,memory,flagship")
     args = ap.parse_args(argv)
     if args.rounds < 1:
         ap.error("--rounds must be at least 1")
@@ -691,7 +698,8 @@ def main(argv=None) -> int:
         "python": platform.python_version(),
     }
     print(f"bpkit bench on {env['backend']} ({env['device']}), jax {env['jax']}")
-    benches = {"grad": bench_grad, "online": bench_online, "batch": bench_batch, "cg": bench_cg, "optimistix": bench_optimistix,
+    benches = {"grad": bench_grad, "online": bench_online, "batch": bench_batch, "cg": bench_cg,
+               "optimistix": bench_optimistix,
                "scg": bench_scg,
                "sweep": bench_sweep, "memory": bench_memory, "flagship": bench_flagship}
     chosen = args.only.split(",") if args.only else list(benches)
@@ -757,7 +765,8 @@ def _print(r: dict) -> None:
         for label, _, _ in QUASI_NEWTON:
             m = r[label]
             print(f"  {label}: {m['speedup']:.1f}x scipy's time to scipy's loss over {m['starts']} starts, with "
-                  f"restarts; reached it on {m['reached']}/{m['starts']} (others stopped: {m['misses'] or 'none'}), those "
+                  f"restarts; reached it on {m['reached']}/{m['starts']} (others stopped: {m['misses'] or 'none'}), "
+                  f"those "
                   f"{m['per_start_median']:.1f}x faster (median; lowest {m['per_start_min']:.1f}x); target "
                   f"{r['target']}: {_met(m['met'])}")
     elif r["name"] == "optimistix":
@@ -777,7 +786,8 @@ def _print(r: dict) -> None:
     elif r["name"] == "memory":
         for k, v in r.items():
             if isinstance(v, dict):
-                print(f"  {k}: " + (f"peak {v['peak_mb']:.0f} MB in {v['seconds']:.0f} s" if "peak_mb" in v else v["error"]))
+                peak = f"peak {v['peak_mb']:.0f} MB in {v['seconds']:.0f} s" if "peak_mb" in v else v["error"]
+                print(f"  {k}: {peak}")
     elif r["name"] == "flagship":
         if "error" in r:
             print("  " + r["error"])

@@ -6,7 +6,6 @@ import jax
 
 from bpkit import datasets
 
-
 CONFIG = textwrap.dedent("""
     name = "t"
     seeds = [0, 1, 2]

@@ -45,7 +45,7 @@ def test_gradient_statistics_against_other_formulas(tiny):
     full = ravel_pytree(jax.grad(f)(params, x, y))[0]
     assert s.norm_of_mean == pytest.approx(float(np.linalg.norm(full)), rel=1e-10)
     assert s.ratio == pytest.approx(np.linalg.norm(full) / np.mean([np.linalg.norm(r) for r in g]), rel=1e-10)
-    against = sum(1 for r in g if sum(a * b for a, b in zip(r, mean)) < 0)
+    against = sum(1 for r in g if sum(a * b for a, b in zip(r, mean, strict=True)) < 0)
     assert s.fraction_against == against / len(g)
     cos = sorted(float(r @ mean / (np.linalg.norm(r) * np.linalg.norm(mean))) for r in g)
     assert s.median_cos_to_mean == pytest.approx((cos[3] + cos[4]) / 2, rel=1e-12)  # 8 examples
@@ -97,7 +97,8 @@ def test_power_iteration_finds_the_eigenvalue_of_largest_magnitude(tiny):
     _, params, x, y, f = tiny
     dense = np.linalg.eigvalsh(_dense_hessian(f, params, x, y))
     biggest = dense[np.argmax(np.abs(dense))]
-    assert analysis.power_iteration(f, params, x, y, iters=300, key=jax.random.key(0)) == pytest.approx(biggest, rel=1e-6)
+    assert analysis.power_iteration(f, params, x, y, iters=300, key=jax.random.key(0)) == pytest.approx(biggest,
+                                                                                                        rel=1e-6)
 
 
 def test_angles_and_layer_norms():

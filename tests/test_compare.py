@@ -14,15 +14,14 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from grids import MEASURED
 
-from bpkit import MLP, compare, datasets, report, stats
+from bpkit import MLP, compare, datasets, engine, report, stats, sweep
 from bpkit import config as cfg
-from bpkit import engine, sweep
 from bpkit.stopping import StopRules
 from bpkit.store import Store
 from bpkit.sweep import run_sweep
 from bpkit.training import train
-from grids import MEASURED
 
 
 def _xor():
@@ -202,7 +201,8 @@ def test_the_report_leads_with_answers_that_recount_from_the_runs(both_store, tm
     text = md.read_text()
     assert not errors and text.index("### ") < text.index("## Appendix")
     assert len(figs) == 6 and all(f.stat().st_size > 2000 for f in figs)  # heatmap, cost, curves; PNG + SVG
-    rows = list(csv.DictReader(open(tmp_path / "rep" / "tables" / "answers.csv")))
+    with open(tmp_path / "rep" / "tables" / "answers.csv") as f:
+        rows = list(csv.DictReader(f))
     assert len(rows) == 2 * 2 * 2  # 2 criteria x 2 methods x 2 activations
     for row in rows:
         # Recount every answer from the stored runs: each setting's successes and cost, the best by cost.
@@ -275,7 +275,8 @@ def test_a_run_with_records_within_epochs_is_judged_and_costed_at_each_record(tm
     for run in store.runs()[0]:
         w = run["curves"]["within"]
         coarse = {**run, "curves": {k: v for k, v in run["curves"].items() if k != "within"}}
-        for crit, holds in (("goal", lambda e, j: w["loss"][e][j] <= 0.02), ("40-20-40", lambda e, j: w["wrong"][e][j] == 0)):
+        for crit, holds in (("goal", lambda e, j, w=w: w["loss"][e][j] <= 0.02),
+                            ("40-20-40", lambda e, j, w=w: w["wrong"][e][j] == 0)):
             got, epoch_end = compare.attempt(run, crit), compare.attempt(coarse, crit)
             hit = next(((e, j) for e in range(run["epochs"]) for j in range(4) if holds(e, j)), None)  # brute force
             if hit is None:

@@ -82,7 +82,8 @@ def test_line_search_and_scg_constants_are_data(monkeypatch):
     net, (x, y) = MLP((2, 6, 1), "tanh"), _xor()
     params = net.init(jax.random.key(0), dtype=jnp.float32)
     rules = StopRules(max_epochs=20, stall_epochs=None)
-    for name, key, values in (("cg", "c2", (0.1, 0.9)), ("lbfgs", "c2", (0.1, 0.9)), ("scg", "lambda_init", (1e-8, 1e-2))):
+    for name, key, values in (("cg", "c2", (0.1, 0.9)), ("lbfgs", "c2", (0.1, 0.9)), ("scg", "lambda_init", (1e-8,
+                                                                                                             1e-2))):
         traced = chex.assert_max_traces(training.trainer_parts, n=1)
         monkeypatch.setattr(training, "trainer_parts", traced)
         runs = [training.train(net, optim.make(name, **{key: v}), params, x, y, key=jax.random.key(1), rules=rules)

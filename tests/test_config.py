@@ -2,9 +2,9 @@
 
 
 import pytest
+from grids import AXES
 
 from bpkit import config as cfg
-from grids import AXES
 
 
 def test_config_grid_expands(config_file):

@@ -17,10 +17,9 @@ import optax
 import pytest
 
 from bpkit import MLP, backprop, loss_value, optim
+from bpkit import fann as fann_ref
 from bpkit.stopping import StopRules
 from bpkit.training import train
-
-from bpkit import fann as fann_ref
 
 pytestmark = pytest.mark.skipif(fann_ref.load() is None, reason=fann_ref.WHY_MISSING)
 
@@ -51,7 +50,7 @@ def _compare(net, params, ref, algorithm, optimizer, epochs, batch_size=None, se
     want = np.array([float(loss_value(net, jax.tree.map(jnp.asarray, p), X, Y)) for p in trajectory])
     got = np.asarray(r.history.loss[:epochs])
     np.testing.assert_allclose(got, want, rtol=1e-9)
-    for mine, theirs in zip(r.params, trajectory[-1]):
+    for mine, theirs in zip(r.params, trajectory[-1], strict=True):
         for leaf in ("w", "b"):
             np.testing.assert_allclose(np.asarray(mine[leaf]), theirs[leaf], rtol=1e-9, atol=1e-11)
     assert float(np.max(np.abs(want[-1] - want[0]))) > 1e-3  # it learned something: the test can tell
@@ -108,7 +107,8 @@ def test_fann_irprop_departs_from_igel_and_huesken():
     trajectory = ref.train_epochs(X, Y, 10, fann_ref.RPROP)
     r = train(net, optim.rprop(F32(0.1), variant="irprop-", min_step=0.0), params, jnp.asarray(X), jnp.asarray(Y),
               key=jax.random.key(0), source="fann_clipped", rules=StopRules(max_epochs=10, stall_epochs=None))
-    gap = max(float(np.max(np.abs(np.asarray(m[k]) - t[k]))) for m, t in zip(r.params, trajectory[-1]) for k in "wb")
+    gap = max(float(np.max(np.abs(np.asarray(m[k]) - t[k]))) for m, t in zip(r.params, trajectory[-1],
+                                                                             strict=True) for k in "wb")
     assert gap > 1e-2
 
 

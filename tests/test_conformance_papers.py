@@ -12,12 +12,11 @@ import optax
 import optax.tree_utils as otu
 import pytest
 from jax.flatten_util import ravel_pytree
+from references import moeller_scg, rprop_reference
 
 from bpkit import MLP, loss_value, optim
 from bpkit.stopping import StopRules
 from bpkit.training import train
-
-from references import moeller_scg, rprop_reference
 
 XOR_X = jnp.array([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]])
 XOR_Y = jnp.array([[0.0], [1.0], [1.0], [0.0]])
@@ -60,11 +59,11 @@ def test_scg_follows_moellers_paper_step_by_step(seed, scale, hvp):
     iterations = 40
     want, accepted = moeller_scg.scg(E, dE, np.asarray(w0), iterations, hvp=exact if hvp == "exact" else None)
     got = drive(optim.scg(hvp=hvp), f, w0, iterations)
-    moved = [bool(np.any(a != b)) for a, b in zip(got, [np.asarray(w0)] + got[:-1])]
+    moved = [bool(np.any(a != b)) for a, b in zip(got, [np.asarray(w0)] + got[:-1], strict=True)]
     assert moved == accepted  # the same accepted and rejected steps, all 40 iterations
     # Several rejected steps in a row inside the compared window: where the old code went astray.
     window = 20 if hvp == "exact" else 8
-    assert 0 < window - sum(accepted[:window]), accepted
+    assert window - sum(accepted[:window]) > 0, accepted
     # Rounding (different summation orders) grows along the trajectory, faster with the finite
     # difference, which divides it by sigma_k = 5e-5 / |p| (measured: below 1e-9 for 20 exact
     # iterations, 1e-9 for 8 finite-difference ones; 1e-3 by iteration 40 on seed 11).
@@ -94,7 +93,7 @@ def test_rprop_variants_follow_their_published_pseudo_code(variant):
     dE = lambda w: np.asarray(jax.grad(f)(jnp.asarray(w)))  # noqa: E731
     want = rprop_reference.rprop(E, dE, np.asarray(w0), 40, variant)
     got = drive(optim.rprop(0.1, variant=variant), f, w0, 40)
-    for k, (a, b) in enumerate(zip(got, want)):
+    for k, (a, b) in enumerate(zip(got, want, strict=True)):
         np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12, err_msg=f"{variant}, iteration {k + 1}")
 
 
@@ -171,7 +170,7 @@ def test_nonlinear_cg_follows_each_beta_formula(beta, powell_beale):
     want, beale = _cg_reference(w0, 20, beta, powell_beale)
     got = drive(optim.nonlinear_cg(beta, powell_beale=powell_beale, linesearch=optim.scale_by_line_newton()),
                 _convex, jnp.zeros(6), 20)
-    for k, (a, b) in enumerate(zip(got, want)):
+    for k, (a, b) in enumerate(zip(got, want, strict=True)):
         np.testing.assert_allclose(a, b, rtol=1e-8, atol=1e-10, err_msg=f"{beta}, iteration {k + 1}")
     if powell_beale:
         assert beale > 0  # Powell-Beale's test triggered restarts the periodic rule would not have made

@@ -23,7 +23,8 @@ def _free_port() -> int:
 
 
 def _sweep(store, *extra, env=None):
-    return subprocess.Popen([sys.executable, "-m", "bpkit", "sweep", str(CONFIG), "--store", str(store), "--no-progress",
+    return subprocess.Popen([sys.executable, "-m", "bpkit", "sweep", str(CONFIG), "--store", str(store),
+                             "--no-progress",
                              *extra], cwd=ROOT, env={**os.environ, **CPU, **(env or {})}, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
 
@@ -44,13 +45,13 @@ def test_two_processes_store_exactly_the_runs_of_one(tmp_path):
              _sweep(tmp_path / "two.sqlite", env={"BPKIT_COORDINATOR": f"localhost:{port}",
                                                   "BPKIT_NUM_PROCESSES": "2", "BPKIT_PROCESS_ID": "1"})]
     outs = [p.communicate(timeout=600) for p in procs + [one]]
-    for p, (out, err) in zip(procs + [one], outs):
+    for p, (_, err) in zip(procs + [one], outs, strict=True):
         assert p.returncode == 0, err
     assert "2 processes (2 devices)" in outs[0][0] and "32 new" in outs[0][0]  # process 0 wrote the store and says so
     assert "runs in" not in outs[1][0]  # the other computed its share and wrote nothing (gloo may say hello)
     two, single = _rows(tmp_path / "two.sqlite"), _rows(tmp_path / "one.sqlite")
     assert len(two) == len(single) == 32
-    for a, b in zip(two, single):
+    for a, b in zip(two, single, strict=True):
         assert {k: v for k, v in a.items() if k != "device"} == {k: v for k, v in b.items() if k != "device"}
 
 

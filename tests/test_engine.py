@@ -5,11 +5,11 @@ import textwrap
 
 import numpy as np
 import pytest
+from grids import stored_table
 
 from bpkit import config as cfg
 from bpkit.store import Store
 from bpkit.sweep import run_sweep
-from grids import stored_table
 
 
 def test_each_finished_group_hands_its_freed_memory_back(tmp_path, config_file, monkeypatch):
@@ -19,7 +19,7 @@ def test_each_finished_group_hands_its_freed_memory_back(tmp_path, config_file, 
     trims = []
     monkeypatch.setattr(engine, "_malloc_trim", lambda: trims.append)
     chunks = 0
-    for chunk in engine.run_grid(cfg.expand(cfg.load(config_file)), chunk_size=4):
+    for _ in engine.run_grid(cfg.expand(cfg.load(config_file)), chunk_size=4):
         chunks += 1
         assert len(trims) == (chunks - 1) // 2  # 6 runs a group, in chunks of 4 and 2: trimmed after its last
     assert chunks == 4 and trims == [0, 0]  # two groups, each trimmed once it is done
@@ -51,7 +51,7 @@ def test_one_compile_per_static_group(tmp_path, config_file, monkeypatch, ahead)
     assert [g for g, _ in calls] == [calls[0][0]] * 3 + [calls[3][0]] * 3  # 3 chunks each, group by group
     reference = [o for chunk in engine.run_grid(runs, chunk_size=2, compile_ahead=1 - min(ahead, 1))
                  for _, o in chunk]  # compiled ahead in a thread or not: the same numbers, bitwise
-    for a, b in zip(out, reference):
+    for a, b in zip(out, reference, strict=True):
         np.testing.assert_array_equal(a.curves["loss"], b.curves["loss"])
 
 

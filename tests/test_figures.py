@@ -4,7 +4,6 @@
 import numpy as np
 
 
-
 def test_the_median_learning_curve_goes_through_the_measured_epochs_only():
     import statistics
 

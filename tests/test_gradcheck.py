@@ -150,14 +150,14 @@ def test_fused_check_is_one_program_with_the_same_verdicts(problem, bug, caplog)
     counts = {}
     for fuse in (True, False):
         jax.clear_caches()  # this process's compiled operations: counted afresh, whatever ran before
-        counts[fuse] = _compiles(caplog, lambda: reports.__setitem__(fuse, check_gradient(user_loss, grad, p, x, y,
-                                                                                           fuse=fuse)))
+        counts[fuse] = _compiles(caplog, lambda fuse=fuse: reports.__setitem__(
+            fuse, check_gradient(user_loss, grad, p, x, y, fuse=fuse)))
     assert counts[True] == 1 and counts[False] > 10, counts
     fused, apart = reports[True], reports[False]
     assert fused.passed == apart.passed == (bug is None)
     assert {leaf.path for _, leaf in fused.failures} == {leaf.path for _, leaf in apart.failures}
-    for a, b in zip(fused.comparisons, apart.comparisons):
-        for la, lb in zip(a.leaves, b.leaves):
+    for a, b in zip(fused.comparisons, apart.comparisons, strict=True):
+        for la, lb in zip(a.leaves, b.leaves, strict=True):
             assert la.path == lb.path and la.passed == lb.passed
             if not la.passed:  # a real error, not rounding: the same entry, the same size
                 assert la.worst_index == lb.worst_index

@@ -40,7 +40,7 @@ def make_problem(draw_or_args):
     (depth, widths, hidden, loss, out_act, batch, seed, dtype) = draw_or_args
     names = tuple(hidden[: depth - 1]) + (out_act or hidden[depth - 1],)
     # A softmax layer of one unit is constant, and MLP refuses it: such layers get 2 units.
-    sizes = (widths[0], *(max(w, 2) if a == "softmax" else w for w, a in zip(widths[1: depth + 1], names)))
+    sizes = (widths[0], *(max(w, 2) if a == "softmax" else w for w, a in zip(widths[1: depth + 1], names, strict=True)))
     net = MLP(sizes, hidden=names[:-1], output=names[-1])
     kp, kx, ky = jax.random.split(jax.random.key(seed), 3)
     params = net.init(kp, scheme="uniform", scale=0.8, dtype=dtype)
@@ -123,9 +123,11 @@ def test_ablation_is_harmless_at_a_sigmoid_output_with_cross_entropy():
     p = net.init(jax.random.key(0), dtype=jnp.float64)
     x = jax.random.normal(jax.random.key(1), (5, 2), jnp.float64)
     y = jnp.array([[0.0], [1.0], [1.0], [0.0], [1.0]])
-    chex.assert_trees_all_close(backprop(net, p, x, y, "bce", "no_derivative"), autodiff(net, p, x, y, "bce"), rtol=1e-12)
+    chex.assert_trees_all_close(backprop(net, p, x, y, "bce", "no_derivative"), autodiff(net, p, x, y, "bce"),
+                                rtol=1e-12)
     # ...but with mse the output delta keeps s'(z), and omitting it is wrong.
-    assert not np.allclose(backprop(net, p, x, y, "mse", "no_derivative")[0]["w"], autodiff(net, p, x, y, "mse")[0]["w"])
+    assert not np.allclose(backprop(net, p, x, y, "mse", "no_derivative")[0]["w"], autodiff(net, p, x, y,
+                                                                                            "mse")[0]["w"])
 
 
 def test_fann_clipped_rule_floors_the_derivative_in_saturation():
@@ -176,7 +178,7 @@ def test_bitwise_deterministic():
     net, params, x, y = _xor_net("tanh")
     a = jax.tree.leaves(jit_backprop(net, params, x, y, "mse"))
     b = jax.tree.leaves(jit_backprop(net, jax.tree.map(jnp.copy, params), jnp.copy(x), y, "mse"))
-    for u, v in zip(a, b):
+    for u, v in zip(a, b, strict=True):
         assert np.array_equal(np.asarray(u), np.asarray(v))
 
 

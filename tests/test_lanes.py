@@ -12,10 +12,10 @@ import pytest
 
 from bpkit import MLP, datasets
 from bpkit import config as cfg
+from bpkit.lanes import seed_lane, train_lanes, train_queue
 from bpkit.stopping import StopRules
 from bpkit.store import Store
 from bpkit.sweep import run_sweep
-from bpkit.lanes import seed_lane, train_lanes, train_queue
 
 RULES = StopRules(max_epochs=400, goal=1e-3, criterion_40_20_40=True, stop_on="all")
 
@@ -60,7 +60,7 @@ def test_a_run_does_not_depend_on_its_lane_or_its_companions(queued):
     order = np.r_[np.arange(20)[::-1], np.arange(20, 24)]  # reversed: other lanes, other neighbours
     again = run(20, seeds[order], c2[order])
     for k, i in enumerate(order[:20]):
-        for a, b in zip(_rows(out, i), _rows(again, k)):
+        for a, b in zip(_rows(out, i), _rows(again, k), strict=True):
             np.testing.assert_array_equal(a, b)  # bitwise, on CPU
 
 
@@ -150,7 +150,8 @@ def test_auto_lanes_queue_line_search_and_heavy_groups_on_cpu_only(tmp_path, mon
     sgd = cfg.expand(cfg.load(path))[0]
     assert sgd.optimizer.name == "sgd" and group_lanes(sgd, data, 64, "auto") is None
     # Gradient descent is queued once an epoch is heavy: the count is examples x weights.
-    assert epoch_work(sgd, data) == len(data.x_train) * (data.inputs * 2 + 2 + 2 * data.outputs + data.outputs) < AUTO_WORK
+    assert epoch_work(sgd,
+                      data) == len(data.x_train) * (data.inputs * 2 + 2 + 2 * data.outputs + data.outputs) < AUTO_WORK
     path.write_text(CONFIG.replace('name = "cg"\nbeta = "pr+"\nc2 = [0.1, 0.9]', 'name = "sgd"')
                     .replace('name = "xor"', 'name = "digits"').replace("hidden = [2]", "hidden = [32]"))
     heavy = cfg.expand(cfg.load(path))[0]

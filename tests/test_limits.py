@@ -183,7 +183,8 @@ def test_a_softmax_layer_of_one_unit_is_refused(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("body, say", [
-    ("[data]\ntarget_range = [-1, 1]\n", "output activation 'sigmoid' ranges over [0, 1], but the targets of xor span [-1, 1]"),
+    ("[data]\ntarget_range = [-1, 1]\n",
+     "output activation 'sigmoid' ranges over [0, 1], but the targets of xor span [-1, 1]"),
     ("[network]\noutput = 'relu'\n[data]\ntarget_range = [-1, 1]\n", "'relu' ranges over [0, "),
     ("[network]\noutput = 'tanh'\n[data]\ntarget_range = [0, 2]\n", "'tanh' ranges over [-1, 1]"),
 ])
@@ -247,7 +248,8 @@ _SCALARS = st.one_of(
     st.sampled_from(["sigmoid", "softmax", "full", "xor", "pr+", "sgd", "cg", "scg", "mse", "bce", "../x",
                      "digits", "two_spirals", "irprop-", "relu", "identity", "parity3", "encoder8"]),
 )
-_VALUES = st.one_of(_SCALARS, st.lists(_SCALARS, max_size=6), st.lists(st.lists(st.integers(-3, 40), max_size=3), max_size=4),
+_VALUES = st.one_of(_SCALARS, st.lists(_SCALARS, max_size=6), st.lists(st.lists(st.integers(-3, 40), max_size=3),
+                                                                       max_size=4),
                     st.lists(st.integers(0, 9), min_size=500, max_size=2000))
 
 
@@ -277,8 +279,8 @@ def _toml(config: dict) -> str:
 @settings(max_examples=60)
 @given(st.dictionaries(st.sampled_from(_KEYS), _VALUES, max_size=6))
 def test_fuzz_random_configs_are_run_or_refused_in_one_line(tmp_path_factory, config):
-    import io
     import contextlib
+    import io
 
     path = tmp_path_factory.mktemp("fuzz") / "c.toml"
     path.write_text(_toml(config), encoding="utf-8")

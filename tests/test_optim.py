@@ -99,8 +99,8 @@ def test_beta_by_index_equals_each_named_formula():
     g_back = jax.tree.map(lambda a: 0.5 * a, g0)  # pr = -1/4 here: pr+ clips it to 0
     for gg in (g, g_back):
         named = [jax.jit(optim.BETAS[n])(gg, g0, d0) for n in optim.BETA_NAMES]
-        by_index = jax.jit(lambda i: _beta(i)(gg, g0, d0))
-        lanes = jax.jit(jax.vmap(lambda i: _beta(i)(gg, g0, d0)))(jnp.arange(len(optim.BETA_NAMES)))
+        by_index = jax.jit(lambda i, gg=gg: _beta(i)(gg, g0, d0))
+        lanes = jax.jit(jax.vmap(lambda i, gg=gg: _beta(i)(gg, g0, d0)))(jnp.arange(len(optim.BETA_NAMES)))
         for i, want in enumerate(named):
             np.testing.assert_allclose([by_index(jnp.int32(i)), lanes[i]], [want, want], rtol=1e-13, atol=0,
                                        err_msg=optim.BETA_NAMES[i])
@@ -156,7 +156,8 @@ def test_quickprop_secant_step_on_a_parabola():
         (lambda: optim.scg(sigma=0), "sigma must be positive"),
         (lambda: optim.scg(lambda_init=-1.0), "lambda_init must be positive"),
         (lambda: optim.quickprop(learning_rate=-1), "learning_rate and mu must be positive"),
-        (lambda: optim.make("newton"), "unknown optimizer 'newton'; valid: sgd, rprop, adam, lbfgs, cg, scg, quickprop"),
+        (lambda: optim.make("newton"),
+         "unknown optimizer 'newton'; valid: sgd, rprop, adam, lbfgs, cg, scg, quickprop"),
         (lambda: optim.make("sgd", lr=0.1), "bad hyperparameters for optimizer 'sgd'"),
     ],
 )

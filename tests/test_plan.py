@@ -7,11 +7,11 @@ import sys
 
 import jax
 import pytest
+from grids import stored_table
 
 from bpkit import config as cfg
 from bpkit.store import Store
 from bpkit.sweep import run_sweep
-from grids import stored_table
 
 
 def test_memory_budget_sets_the_chunk(tmp_path, config_file):
@@ -52,7 +52,8 @@ def test_float64_without_64_bit_mode_is_refused_before_any_work(config_file, tmp
 @pytest.mark.parametrize("body, message", [
     ("measure_every = 2\nmeasures_per_epoch = 2\n", "give one of them"),
     ("measures_per_epoch = 2\nbatch_size = 'full'\n", "needs online or mini-batch training"),
-    ("measures_per_epoch = 3\nbatch_size = 2\n", "is more than the 2 batch(es) of an epoch of xor at training.batch_size = 2; use 1..2"),
+    ("measures_per_epoch = 3\nbatch_size = 2\n",
+     "is more than the 2 batch(es) of an epoch of xor at training.batch_size = 2; use 1..2"),
     ("measures_per_epoch = 0\n", "training.measures_per_epoch = 0 is out of range"),
     ("measure_every = -1\n", "training.measure_every = -1 is out of range"),
 ])

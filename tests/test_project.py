@@ -47,9 +47,40 @@ def test_every_study_is_reproduced_and_has_its_readme_section_and_figures():
         assert "{conclusion}" not in section and "Conclusion" in section
 
 
-def test_ci_runs_the_readme_test_command():
-    ci = (ROOT / ".ci" / "run").read_text()
-    assert readme_commands()[1] in ci.splitlines()
+def test_ci_runs_the_readme_test_command_then_the_linter_and_the_type_checker():
+    ci = (ROOT / ".ci" / "run").read_text().splitlines()
+    assert readme_commands()[1] in ci
+    assert any(line.startswith("python3 -m ruff check .") for line in ci)
+    assert any(line.startswith("python3 -m mypy") for line in ci)
+
+
+def test_the_import_graph_has_no_cycle():
+    """Data flows one way: every bpkit module imports only modules below it (a cycle would have none below)."""
+    import ast
+
+    modules = {".".join(p.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__"): p
+               for p in (ROOT / "bpkit").rglob("*.py")}
+    imports = {}
+    for name, path in modules.items():
+        found = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("bpkit"):
+                subs = [f"{node.module}.{a.name}" for a in node.names if f"{node.module}.{a.name}" in modules]
+                found |= set(subs) or {node.module}
+            elif isinstance(node, ast.Import):
+                found |= {a.name for a in node.names if a.name in modules}
+        imports[name] = found - {name, "bpkit"}
+    done: set[str] = set()
+
+    def visit(m, path=()):
+        assert m not in path, f"import cycle: {' -> '.join(path + (m,))}"
+        if m not in done:
+            for d in imports.get(m, ()):
+                visit(d, path + (m,))
+            done.add(m)
+
+    for m in imports:
+        visit(m)
 
 
 def test_runtime_dependencies_have_lower_bounds_and_no_peers():

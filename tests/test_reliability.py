@@ -56,9 +56,12 @@ def bad_cases(t):
         (["sweep", cfg("[optimizer]\nlearning_rate = 0\n")], "optimizer.learning_rate = 0 is out of range"),
         (["sweep", cfg("[optimizer]\nlearning_rate = -0.5\n")], "optimizer.learning_rate = -0.5 is out of range"),
         (["sweep", cfg("[training]\nmax_epochs = 0\n")], "training.max_epochs = 0 is out of range"),
-        (["sweep", cfg("[training]\nbatch_size = 0\n")], "training.batch_size must be a positive integer or 'full', got 0"),
-        (["sweep", cfg("[training]\nbatch_size = 5\n")], "training.batch_size = 5 is larger than the 4 training examples of xor"),
-        (["sweep", cfg("[network]\nactivation = 'sigmoidd'\n")], "network.activation = 'sigmoidd' is not valid; valid: identity"),
+        (["sweep", cfg("[training]\nbatch_size = 0\n")],
+         "training.batch_size must be a positive integer or 'full', got 0"),
+        (["sweep", cfg("[training]\nbatch_size = 5\n")],
+         "training.batch_size = 5 is larger than the 4 training examples of xor"),
+        (["sweep", cfg("[network]\nactivation = 'sigmoidd'\n")],
+         "network.activation = 'sigmoidd' is not valid; valid: identity"),
         (["sweep", cfg("loss = 'hinge'\n")], "loss = 'hinge' is not valid; valid: mse, bce, softmax_ce"),
         (["sweep", cfg("[optimizer]\nname = 'newton'\n")], "optimizer.name = 'newton' is not valid; valid: sgd"),
         (["sweep", cfg("[data]\nname = 'mnist'\n")], "unknown data set 'mnist'; valid: xor"),
@@ -67,7 +70,8 @@ def bad_cases(t):
         (["sweep", data_cfg(csv("a,b,y\n"))], "no data rows after the header"),
         (["sweep", data_cfg(csv("a,b,y\n0,1,1\n1,0\n"))], "line 3 has 2 fields, the header has 3"),
         (["sweep", data_cfg(fann)], "line 4 has 3 values, an input line needs 2"),
-        (["sweep", cfg(GOOD), "--store", str(t / "no" / "such" / "dir" / "r.sqlite")], "cannot create the store, folder"),
+        (["sweep", cfg(GOOD), "--store", str(t / "no" / "such" / "dir" / "r.sqlite")],
+         "cannot create the store, folder"),
         (["sweep", cfg(GOOD), "--store", write(t / "notes.txt", "not a store")], "not a bpkit results store"),
         (["sweep", cfg(GOOD), "--store", str(wrong_version)], "store schema version 0, this bpkit reads version 1"),
         (["report", write(t / "notes2.txt", "x")], "not a bpkit results store"),
@@ -243,7 +247,7 @@ def test_two_sweeps_and_a_report_on_one_store_keep_each_run_once(tmp_path, refer
     new = [int(m.group(1)) for m in counts]
     meanwhile = [int(m.group(3) or 0) for m in counts]
     assert [int(m.group(2)) for m in counts] == [0, 0]
-    assert sum(new) == len(want) and all(n + m == len(want) for n, m in zip(new, meanwhile))
+    assert sum(new) == len(want) and all(n + m == len(want) for n, m in zip(new, meanwhile, strict=True))
     assert meanwhile[1] >= 2  # B's first chunk was A's first commit
     assert _table(store) == want
 

@@ -3,11 +3,11 @@
 import textwrap
 
 import pytest
+from grids import AXES, MEASURED
 
 from bpkit import config as cfg
 from bpkit.store import Store, run_id
 from bpkit.sweep import run_sweep
-from grids import AXES, MEASURED
 
 
 def test_report_from_a_small_store(tmp_path):
@@ -96,7 +96,8 @@ def test_a_report_says_when_its_runs_were_measured_unequally(tmp_path):
     from bpkit import report
 
     p = tmp_path / "m.toml"
-    p.write_text(MEASURED.replace("seeds = [0, 1, 2, 3]", "seeds = [0, 1]").replace("max_epochs = 300", "max_epochs = 60"))
+    p.write_text(MEASURED.replace("seeds = [0, 1, 2, 3]", "seeds = [0, 1]").replace("max_epochs = 300",
+                                                                                    "max_epochs = 60"))
     alike = tmp_path / "alike.sqlite"
     run_sweep(cfg.load(p), Store(alike), progress=False)
     run_sweep(cfg.load(p, ["training.batch_size=full", "training.measure_every=5"]), Store(alike), progress=False)

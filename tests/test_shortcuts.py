@@ -94,7 +94,8 @@ def test_flax_mirror_with_shortcuts():
     mse = losses.get("mse")
     flax_grad = jax.grad(lambda v: mse.value(None, module.apply(v, x), y))(to_flax(params))
     chex.assert_trees_all_close(from_flax(flax_grad), backprop(SPIRALS, params, x, y), rtol=1e-10, atol=1e-14)
-    chex.assert_trees_all_close(autodiff(SPIRALS, params, x, y), backprop(SPIRALS, params, x, y), rtol=1e-10, atol=1e-14)
+    chex.assert_trees_all_close(autodiff(SPIRALS, params, x, y), backprop(SPIRALS, params, x, y), rtol=1e-10,
+                                atol=1e-14)
 
 
 def test_a_sweep_trains_a_shortcut_net(tmp_path):

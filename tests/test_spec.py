@@ -18,14 +18,15 @@ def _declared(role):
 
 
 def test_the_role_tables_are_the_declarations():
-    assert spec.VMAPPED == ("seed", *_declared(Role.DATA), *_declared(Role.DISCRETE))
-    assert spec.TUNED == tuple(_declared(Role.TUNED))
-    assert spec.INIT_KEYS == tuple(_declared(Role.INIT))
-    assert spec.LATER_KEYS == {k: spec.DEFAULTS[k] for k in _declared(Role.LATER)}
-    assert spec.OPTIMIZER_DATA == {k.split(".")[1] for k in _declared(Role.DATA) if k.startswith("optimizer.")}
+    assert ("seed", *_declared(Role.DATA), *_declared(Role.DISCRETE)) == spec.VMAPPED
+    assert tuple(_declared(Role.TUNED)) == spec.TUNED
+    assert tuple(_declared(Role.INIT)) == spec.INIT_KEYS
+    assert {k: spec.DEFAULTS[k] for k in _declared(Role.LATER)} == spec.LATER_KEYS
+    assert {k.split(".")[1] for k in _declared(Role.DATA) if k.startswith("optimizer.")} == spec.OPTIMIZER_DATA
     assert set(spec.DISCRETE) == set(_declared(Role.DISCRETE))
-    assert spec.LIST_FIELDS == {k for k, info in spec.FIELDS.items() if info.types == (list,)}
-    # A tuned setting is data (tuning it compiles nothing); a discrete field has a code, an optional one an off spelling.
+    assert {k for k, info in spec.FIELDS.items() if info.types == (list,)} == spec.LIST_FIELDS
+    # A tuned setting is data (tuning it compiles nothing); a discrete field has a code; an optional one an off
+    # spelling.
     assert set(spec.TUNED) <= set(_declared(Role.DATA))
     assert all(spec.FIELDS[k].code is not None for k in _declared(Role.DISCRETE))
     for k, info in spec.FIELDS.items():

@@ -7,7 +7,6 @@ import pytest
 
 from bpkit import stats
 
-
 # Newcombe (1998), "Two-sided confidence intervals for the single proportion", Table I, method 3
 # (the Wilson score interval without continuity correction), 95%.
 NEWCOMBE = [((81, 263), (0.2553, 0.3662)), ((15, 148), (0.0624, 0.1605)), ((0, 20), (0.0, 0.1611)),

@@ -19,7 +19,7 @@ def _outputs(n, dtype, k=1):
 
 def _brute_force(out, y, lo, hi):
     wrong = 0
-    for o, t in zip(out.ravel().tolist(), y.ravel().tolist()):
+    for o, t in zip(out.ravel().tolist(), y.ravel().tolist(), strict=True):
         if t > (lo + hi) / 2:
             wrong += not o > hi - 0.4 * (hi - lo)
         else:

@@ -64,8 +64,10 @@ def test_curves_are_stored_as_the_element_by_element_walk_stores_them(tmp_path):
 
 def test_corrupt_row_is_reported_by_id_and_hides_nothing_else(tmp_path, config_file):
     s = Store(tmp_path / "r.sqlite")
-    run_sweep(cfg.load(config_file, ["seeds=[0]", "network.activation=tanh", "optimizer.learning_rate=0.5"]), s, progress=False)
-    run_sweep(cfg.load(config_file, ["seeds=[1]", "network.activation=tanh", "optimizer.learning_rate=0.5"]), s, progress=False)
+    run_sweep(cfg.load(config_file, ["seeds=[0]", "network.activation=tanh", "optimizer.learning_rate=0.5"]), s,
+              progress=False)
+    run_sweep(cfg.load(config_file, ["seeds=[1]", "network.activation=tanh", "optimizer.learning_rate=0.5"]), s,
+              progress=False)
     (bad_id,) = [r for r in s.run_ids() if r.endswith("-0")]
     s._db.execute("UPDATE runs SET config = '{not json' WHERE run_id = ?", (bad_id,))
     s._db.commit()

@@ -108,11 +108,10 @@ source = "no_derivative"
 def test_why_derivative_tunes_its_csv_rows_as_the_report_tunes_the_stored_curves(tmp_path, monkeypatch):
     # Study 2 keeps no curves: it judges each run as it finishes and tunes its CSV rows with
     # compare.tune. The report judges a store's curves. Both must give the same answers.
-    from bpkit import compare, config as cfg
+    from bpkit import compare, study
+    from bpkit import config as cfg
     from bpkit.store import Store
     from bpkit.sweep import run_sweep
-
-    from bpkit import study
 
     wd = load("why_derivative")
     folder = study.Folder(tmp_path)
@@ -177,15 +176,18 @@ def test_moeller_speedup_is_the_ratio_of_restart_costs_and_a_bound_where_bp_neve
 
     def cell(problem, method, crit, cus, wins):
         return compare.Cell(problem, method, "sigmoid", (), crit, tuple(range(len(cus))),
-                            tuple(compare.Attempt(w, 1, float(c)) for c, w in zip(cus, wins)), ("same",), ())
+                            tuple(compare.Attempt(w, 1, float(c)) for c, w in zip(cus, wins,
+                                                                                  strict=True)), ("same",), ())
 
     cells = []
     for crit in m.CRITERIA:  # by hand: BP (10+20+30)/2 = 30 cu a success, SCG (2+4+6)/3 = 4: 7.5x
-        cells += [cell("p", m.BP, crit, [10, 20, 30], [True, False, True]), cell("p", m.SCG, crit, [2, 4, 6], [True] * 3)]
+        cells += [cell("p", m.BP, crit, [10, 20, 30], [True, False, True]), cell("p", m.SCG, crit, [2, 4, 6],
+                                                                                 [True] * 3)]
     cells += [cell("q", m.BP, c, [300, 300, 310], [False] * 3) for c in m.CRITERIA]
     cells += [cell("q", m.SCG, c, [3, 6, 9], [True, True, False]) for c in m.CRITERIA]  # 18/2 = 9 cu a success
     out = {(r["problem"], r["criterion"]): r for r in m.speedups(compare.tune(cells))}
-    assert out[("p", "goal")]["speedup"] == 7.5 and out[("p", "goal")]["paired"] and out[("p", "goal")]["at_least"] == ""
+    assert out[("p", "goal")]["speedup"] == 7.5 and out[("p", "goal")]["paired"] and out[("p",
+                                                                                          "goal")]["at_least"] == ""
     assert out[("q", "40-20-40")]["at_least"] == 300 / 9  # every BP run spent >= 300 cu without a success
     assert m._verdict(out[("q", "40-20-40")]) == "an order of magnitude or more"
     assert m._verdict({**out[("p", "goal")], "lo": 2.0, "hi": 9.9}) == "less than an order of magnitude"

@@ -24,10 +24,9 @@ def test_study_sections_are_replaced_in_place_and_inserted_in_order(tmp_path):
 def test_run_grid_summaries_equal_the_sweep_store(tmp_path):
     # The studies' grid runner and bpkit's sweep share one program per group: same runs, same numbers.
     from bpkit import config as cfg
+    from bpkit import study
     from bpkit.store import Store
     from bpkit.sweep import run_sweep
-
-    from bpkit import study
 
     flat = cfg.load(ROOT / "experiments" / "xor.toml", ["seeds=[0, 1, 2]", "training.max_epochs=300"])
     rows = study.run_grid(flat, lambda run, out, data: {

@@ -8,11 +8,11 @@ import textwrap
 import jax
 import numpy as np
 import pytest
+from grids import MEASURED, alone, stored_table
 
 from bpkit import config as cfg
 from bpkit.store import Store, run_id
 from bpkit.sweep import run_sweep
-from grids import MEASURED, stored_table, alone
 
 
 def test_vmapped_sweep_equals_runs_one_by_one(tmp_path, config_file):
@@ -68,7 +68,8 @@ def test_sharded_over_four_cpu_devices_equals_unsharded(tmp_path, config_file):
         from bpkit import config as cfg
         from bpkit.store import Store
         from bpkit.sweep import run_sweep
-        run_sweep(cfg.load({str(config_file)!r}), Store({str(tmp_path / 'four.sqlite')!r}), chunk_size=8, progress=False)
+        run_sweep(cfg.load({str(config_file)!r}), Store({str(tmp_path / 'four.sqlite')!r}), chunk_size=8,
+                  progress=False)
     """)
     env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
     proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)

@@ -13,9 +13,9 @@ import pytest
 
 from bpkit import MLP, autodiff, optim
 from bpkit.gradients import objective
-from bpkit.stopping import StopRules
 from bpkit.lanes import train_many
 from bpkit.loop import make_trainer
+from bpkit.stopping import StopRules
 from bpkit.training import train
 
 XOR_X = jnp.array([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]])
@@ -62,7 +62,8 @@ def test_every_optimizer_trains_xor(name, opt, batch_size):
 def test_batch_size_n_is_batch_gradient_descent_step_for_step():
     x, y = data()
     lr, epochs = 0.3, 7
-    r = train(NET3, optax.sgd(lr), P3, x, y, key=KEY, batch_size=x.shape[0], rules=StopRules(max_epochs=epochs, stall_epochs=None))
+    r = train(NET3, optax.sgd(lr), P3, x, y, key=KEY, batch_size=x.shape[0], rules=StopRules(max_epochs=epochs,
+                                                                                             stall_epochs=None))
     p = P3
     for _ in range(epochs):
         p = jax.tree.map(lambda w, g: w - lr * g, p, autodiff(NET3, p, x, y))
@@ -90,7 +91,8 @@ def test_one_online_epoch_equals_one_batch_step_to_first_order():
 def test_minibatch_with_remainder_averages_real_examples_only():
     # 10 examples in batches of 4: the last batch holds 2 real + 2 padded examples.
     x, y = data()
-    r = train(NET3, optax.sgd(0.1), P3, x, y, key=KEY, batch_size=4, shuffle=False, rules=StopRules(max_epochs=1, stall_epochs=None))
+    r = train(NET3, optax.sgd(0.1), P3, x, y, key=KEY, batch_size=4, shuffle=False, rules=StopRules(max_epochs=1,
+                                                                                                    stall_epochs=None))
     p = P3
     for lo in (0, 4, 8):
         xb, yb = x[lo:lo + 4], y[lo:lo + 4]
@@ -104,7 +106,7 @@ def test_same_seed_is_bitwise_identical_and_other_seed_differs():
     kw = dict(key=KEY, batch_size=2, rules=StopRules(max_epochs=20))
     a = train(NET3, optax.sgd(0.2), P3, x, y, **kw)
     b = train(NET3, optax.sgd(0.2), P3, x, y, **kw)
-    for u, v in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+    for u, v in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
         np.testing.assert_array_equal(np.asarray(u), np.asarray(v))
     c = train(NET3, optax.sgd(0.2), P3, x, y, **{**kw, "key": jax.random.key(99)})
     assert not np.array_equal(np.asarray(a.params[0]["w"]), np.asarray(c.params[0]["w"]))
@@ -126,8 +128,8 @@ def test_vmapped_over_seeds_equals_one_by_one():
     params = jax.vmap(lambda k: NET3.init(k, dtype=jnp.float64))(keys)
     batched = jax.jit(jax.vmap(run, in_axes=(0, None, None, 0)))(params, x, y, keys)
     for i in range(3):
-        one = jax.jit(run)(jax.tree.map(lambda a: a[i], params), x, y, keys[i])
-        chex.assert_trees_all_close(jax.tree.map(lambda a: a[i], batched.params), one.params, rtol=1e-12)
+        one = jax.jit(run)(jax.tree.map(lambda a, i=i: a[i], params), x, y, keys[i])
+        chex.assert_trees_all_close(jax.tree.map(lambda a, i=i: a[i], batched.params), one.params, rtol=1e-12)
 
 
 def test_gradient_source_selects_the_rule():
@@ -167,7 +169,8 @@ def test_stopping_rules_goal_min_grad_patience():
     mg = train(NET3, optim.nonlinear_cg(), P3, x, y, key=KEY, rules=StopRules(max_epochs=500, min_grad_norm=1e-3))
     assert mg.reason == "min_grad" and float(mg.history.grad_norm[int(mg.epochs) - 1]) <= 1e-3
     xv, yv = data(seed=7)
-    pat = train(NET3, optax.sgd(2.0), P3, x, y, key=KEY, x_val=xv, y_val=yv, rules=StopRules(max_epochs=2000, patience=5))
+    pat = train(NET3, optax.sgd(2.0), P3, x, y, key=KEY, x_val=xv, y_val=yv, rules=StopRules(max_epochs=2000,
+                                                                                             patience=5))
     assert pat.reason == "patience"
     h = np.asarray(pat.history.val_loss[: int(pat.epochs)])
     assert np.argmin(h) == int(pat.epochs) - 6  # best 5 epochs before the stop
@@ -230,7 +233,8 @@ def test_scg_costs_7_cu_per_accepted_and_1_per_rejected_iteration(hvp):
         (dict(source="guess"), "unknown gradient source 'guess'; valid: autodiff, exact, output_form"),
         (dict(rules=StopRules(patience=3)), r"the patience rule needs a validation set \(x_val, y_val\)"),
         (dict(x_val=jnp.zeros((2, 3))), "give both x_val and y_val, or neither"),
-        (dict(loss="bce", x_val=jnp.zeros((2, 5)), y_val=jnp.zeros((2, 2))), "input x has width 5 but the network has 3 inputs"),
+        (dict(loss="bce", x_val=jnp.zeros((2, 5)), y_val=jnp.zeros((2, 2))),
+         "input x has width 5 but the network has 3 inputs"),
     ],
 )
 def test_bad_training_arguments(kwargs, message):
@@ -281,7 +285,7 @@ def test_checkpoints_equal_runs_stopped_there_bitwise():
     for i, e in enumerate(marks):
         want = p0 if e == 0 else train(net, opt, p0, x, y, rules=StopRules(max_epochs=min(e, 60), stall_epochs=None),
                                        **kw).params
-        chex.assert_trees_all_equal(jax.tree_util.tree_map(lambda a: a[i], full.checkpoints), want)
+        chex.assert_trees_all_equal(jax.tree_util.tree_map(lambda a, i=i: a[i], full.checkpoints), want)
     with pytest.raises(ValueError, match="checkpoints must be increasing epoch counts"):
         train(net, opt, p0, x, y, checkpoints=(5, 3), **kw)
 

@@ -29,7 +29,8 @@ and the last one is reused as the next iteration's gradient).
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import optax
 
@@ -40,8 +41,18 @@ from bpkit.optim import quickprop as _quickprop
 from bpkit.optim import rprop as _rprop
 from bpkit.optim import scg as _scg
 from bpkit.optim.cg import (
-    BETA_NAMES, BETAS, NonlinearCGState, beta_dy, beta_fr, beta_hs, beta_pr, beta_pr_plus, nonlinear_cg, scale_by_line_newton,
-    scale_by_nonlinear_cg, zoom,
+    BETA_NAMES,
+    BETAS,
+    NonlinearCGState,
+    beta_dy,
+    beta_fr,
+    beta_hs,
+    beta_pr,
+    beta_pr_plus,
+    nonlinear_cg,
+    scale_by_line_newton,
+    scale_by_nonlinear_cg,
+    zoom,
 )
 from bpkit.optim.contract import Evaluations
 from bpkit.optim.quickprop import QuickpropState, quickprop
@@ -149,7 +160,8 @@ def make(name: str, **hyper: Any) -> optax.GradientTransformationExtraArgs:
         hash(key)
     except TypeError:  # traced values, or objects without a value hash: as built
         return tx
-    return optax.GradientTransformationExtraArgs(_ByValue(tx.init, ("init", *key)), _ByValue(tx.update, ("update", *key)))
+    return optax.GradientTransformationExtraArgs(_ByValue(tx.init, ("init", *key)),
+                                                 _ByValue(tx.update, ("update", *key)))
 
 
 def recipe(tx: Any) -> tuple[str, dict[str, Any]] | None:

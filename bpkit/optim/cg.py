@@ -31,7 +31,8 @@ Example (optax's own loop for ``optax.lbfgs``, unchanged):
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -109,6 +110,7 @@ def _beta(beta: str | int | jax.Array) -> Callable:
 # The hyperparameters a config's [optimizer] table passes (bpkit.spec declares each key's type and role).
 HYPERPARAMETERS = ("beta", "powell_beale", "c1", "c2")
 
+
 class NonlinearCGState(NamedTuple):
     # Not named value/grad: optax.value_and_grad_from_state looks those up in the line search's state.
     prev_grad: Params  # g_{k-1}
@@ -116,7 +118,7 @@ class NonlinearCGState(NamedTuple):
     prev_value: jax.Array  # f_{k-1}
     since_restart: jax.Array  # steps since the last restart (0 = restart now)
     restarts: jax.Array  # how many restarts so far
-    count: jax.Array  # iterations so far (optax's loops read it)
+    count: jax.Array  # type: ignore[assignment]  # iterations so far (optax's loops read it; shadows tuple.count)
 
 
 def scale_by_nonlinear_cg(
@@ -147,28 +149,8 @@ def scale_by_nonlinear_cg(
         if value is None:
             raise ValueError("nonlinear CG needs value= (the loss at params) in update()")
         n = restart_every or sum(x.size for x in jax.tree_util.tree_leaves(grads))
-        gg = tree.vdot(grads, grads)
-        b = beta_fn(grads, state.prev_grad, state.prev_direction)
-        restart = (state.since_restart == 0) | (state.since_restart >= n)
-        if not isinstance(powell_beale, bool):  # data: the test runs, and counts where it is on
-            restart |= jnp.asarray(powell_beale, bool) & (jnp.abs(tree.vdot(grads, state.prev_grad)) >= nu * gg)
-        elif powell_beale:
-            restart |= jnp.abs(tree.vdot(grads, state.prev_grad)) >= nu * gg
-        d = tree.add_scale(tree.scale(-1.0, grads), jnp.where(restart, 0.0, b), state.prev_direction)
-        slope = tree.vdot(grads, d)
-        not_descent = slope >= 0  # fall back to steepest descent
-        d = tree.where(not_descent, tree.scale(-1.0, grads), d)
-        slope = jnp.where(not_descent, -gg, slope)
-        restart |= not_descent
-        # First trial step: the minimiser of the quadratic through f_{k-1}, f_k and
-        # the slope, 2 (f_{k-1} - f_k) / -g.d (Nocedal & Wright eq. 3.60), with
-        # f_{k-1} = f_k + |g|/2 on the first step as scipy has it. Unlike scipy we
-        # do not cap it at 1: a CG direction has no natural unit step (on digits
-        # the accepted steps were 4-46x the capped guess, costing ~13 evaluations
-        # per iteration instead of ~3).
-        prev_value = jnp.where(jnp.isfinite(state.prev_value), state.prev_value, value + jnp.sqrt(gg) / 2)
-        alpha0 = safe_div(2.02 * (prev_value - value), -slope)
-        alpha0 = jnp.where(alpha0 > 0, alpha0, safe_div(1.0, jnp.sqrt(gg)))
+        d, slope, restart, gg = _cg_direction(grads, state, beta_fn, n, powell_beale, nu)
+        alpha0 = _first_trial_step(state.prev_value, value, slope, gg)
         new_state = NonlinearCGState(
             prev_grad=grads,
             prev_direction=d,
@@ -229,6 +211,34 @@ def zoom(c1: float = 1e-4, c2: float = 0.4, max_linesearch_steps: int = 20) -> o
 _DEFAULT = object()
 
 
+def _cg_direction(grads: Params, state: NonlinearCGState, beta_fn: Callable, n: int, powell_beale: Any,
+                  nu: float) -> tuple[Params, jax.Array, jax.Array, jax.Array]:
+    """``(d, g.d, restarted, g.g)``: ``d = -g + beta d'``, restarted to ``-g`` every ``n`` steps, on
+    Powell-Beale's test where it is on, and wherever ``d`` would not descend."""
+    gg = tree.vdot(grads, grads)
+    b = beta_fn(grads, state.prev_grad, state.prev_direction)
+    restart = (state.since_restart == 0) | (state.since_restart >= n)
+    if not isinstance(powell_beale, bool):  # data: the test runs, and counts where it is on
+        restart |= jnp.asarray(powell_beale, bool) & (jnp.abs(tree.vdot(grads, state.prev_grad)) >= nu * gg)
+    elif powell_beale:
+        restart |= jnp.abs(tree.vdot(grads, state.prev_grad)) >= nu * gg
+    d = tree.add_scale(tree.scale(-1.0, grads), jnp.where(restart, 0.0, b), state.prev_direction)
+    slope = tree.vdot(grads, d)
+    not_descent = slope >= 0  # fall back to steepest descent
+    d = tree.where(not_descent, tree.scale(-1.0, grads), d)
+    slope = jnp.where(not_descent, -gg, slope)
+    return d, slope, restart | not_descent, gg
+
+
+def _first_trial_step(prev_value: jax.Array, value: jax.Array, slope: jax.Array, gg: jax.Array) -> jax.Array:
+    """The minimiser of the quadratic through f_{k-1}, f_k and the slope, ``2 (f_{k-1} - f_k) / -g.d``
+    (Nocedal & Wright eq. 3.60), with ``f_{k-1} = f_k + |g|/2`` on the first step as scipy has it.
+    Unlike scipy's, it is not capped at 1: a CG direction has no natural unit step."""
+    prev_value = jnp.where(jnp.isfinite(prev_value), prev_value, value + jnp.sqrt(gg) / 2)
+    alpha0 = safe_div(2.02 * (prev_value - value), -slope)
+    return jnp.where(alpha0 > 0, alpha0, safe_div(1.0, jnp.sqrt(gg)))
+
+
 def nonlinear_cg(
     beta: str | int | jax.Array = "pr+",
     restart_every: int | None = None,
@@ -238,14 +248,14 @@ def nonlinear_cg(
     learning_rate: float | None = None,
     c1: float = 1e-4,
     c2: float = 0.4,
-    linesearch: optax.GradientTransformationExtraArgs | None = _DEFAULT,  # type: ignore[assignment]
+    linesearch: optax.GradientTransformationExtraArgs | None = _DEFAULT,
 ) -> optax.GradientTransformationExtraArgs:
     """Nonlinear CG, built as ``optax.lbfgs`` is: direction, scaling, line search.
 
     ``chain(scale_by_nonlinear_cg(...), scale(-1) or scale_by_learning_rate(lr), linesearch)``.
     The default line search is :func:`zoom` with Wolfe constants ``c1``, ``c2``
-    (scipy's CG: 1e-4, 0.4; they may be traced); ``linesearch`` takes any optax transform (``None``: no search, a fixed step
-    of ``learning_rate`` times the first trial step).  ``update`` needs
+    (scipy's CG: 1e-4, 0.4; they may be traced); ``linesearch`` takes any optax transform
+    (``None``: no search, a fixed step of ``learning_rate`` times the first trial step).  ``update`` needs
     ``value=``, ``grad=`` and ``value_fn=``; extra keyword arguments reach
     ``value_fn`` as in optax.  The zoom search stores the loss and gradient at
     the new point, which ``optax.value_and_grad_from_state`` reuses.

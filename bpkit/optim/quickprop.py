@@ -19,10 +19,11 @@ Params = Any
 # The hyperparameters a config's [optimizer] table passes (bpkit.spec declares each key's type and role).
 HYPERPARAMETERS = ("learning_rate", "mu")
 
+
 class QuickpropState(NamedTuple):
     prev_step: Params
     prev_slope: Params  # S' of the last update (decay included)
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # the field shadows tuple.count, as optax's states do
     evals: contract.Evaluations
 
 

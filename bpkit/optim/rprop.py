@@ -47,12 +47,13 @@ VARIANTS = ("irprop-", "rprop+", "irprop+", "rprop-", "fann")
 # The hyperparameters a config's [optimizer] table passes (bpkit.spec declares each key's type and role).
 HYPERPARAMETERS = ("learning_rate", "variant", "eta_minus", "eta_plus")
 
+
 class RpropState(NamedTuple):
     step: Params  # Delta per weight
     prev_grad: Params  # g_{t-1}, zeroed after a sign change (all variants but rprop-)
     prev_update: Params  # dw_{t-1}
     prev_value: jax.Array  # E_{t-1}, for irprop+
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # the field shadows tuple.count, as optax's states do
     evals: contract.Evaluations
 
 
@@ -86,32 +87,12 @@ def rprop(
         step = jax.tree_util.tree_map(lambda w: jnp.full_like(w, learning_rate), params)
         return RpropState(step, z, z, jnp.asarray(jnp.inf, dt), jnp.zeros((), jnp.int32), contract.initial(params))
 
-    def one(g, step, g0, dw0, worse):
-        c = g0 * g
-        if variant == "fann":
-            step = jnp.maximum(step, 1e-4)
-            new = jnp.where(c >= 0, jnp.minimum(step * eta_plus, max_step), jnp.maximum(step * eta_minus, min_step))
-            g = jnp.where(c < 0, 0.0, g)
-            dw = jnp.where(g > 0, -new, new)
-            return new, g, dw
-        new = jnp.where(c > 0, jnp.minimum(step * eta_plus, max_step),
-                        jnp.where(c < 0, jnp.maximum(step * eta_minus, min_step), step))
-        dw = -jnp.sign(g) * new
-        if variant == "rprop-":
-            return new, g, dw
-        if variant == "rprop+":
-            dw = jnp.where(c < 0, -dw0, dw)
-        elif variant == "irprop+":
-            dw = jnp.where(c < 0, jnp.where(worse, -dw0, 0.0), dw)
-        else:  # irprop-
-            dw = jnp.where(c < 0, 0.0, dw)
-        return new, jnp.where(c < 0, 0.0, g), dw
-
     def update(grads, state, params=None, *, value=None, **extra):
         if variant == "irprop+" and value is None:
             raise ValueError("irprop+ needs value= (the loss at params) in update()")
         worse = (value > state.prev_value) if variant == "irprop+" else jnp.asarray(False)
-        out = jax.tree_util.tree_map(lambda g, s, g0, dw0: one(g, s, g0, dw0, worse),
+        factors = (eta_minus, eta_plus, min_step, max_step)
+        out = jax.tree_util.tree_map(lambda g, s, g0, dw0: _rule(variant, factors, g, s, g0, dw0, worse),
                                      grads, state.step, state.prev_grad, state.prev_update)
         pick = lambda i: jax.tree_util.tree_map(lambda _, t: t[i].astype(_.dtype), grads, out)  # noqa: E731
         step, prev_grad, updates = pick(0), pick(1), pick(2)
@@ -120,3 +101,29 @@ def rprop(
         return updates, new_state
 
     return optax.GradientTransformationExtraArgs(init, update)
+
+
+def _rule(variant: str, factors: tuple, g: jax.Array, step: jax.Array, g0: jax.Array, dw0: jax.Array,
+          worse: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """One weight's ``(new step, gradient kept for next time, update)`` under ``variant``, with
+    ``factors = (eta_minus, eta_plus, min_step, max_step)``."""
+    eta_minus, eta_plus, min_step, max_step = factors
+    c = g0 * g
+    if variant == "fann":
+        step = jnp.maximum(step, 1e-4)
+        new = jnp.where(c >= 0, jnp.minimum(step * eta_plus, max_step), jnp.maximum(step * eta_minus, min_step))
+        g = jnp.where(c < 0, 0.0, g)
+        dw = jnp.where(g > 0, -new, new)
+        return new, g, dw
+    new = jnp.where(c > 0, jnp.minimum(step * eta_plus, max_step),
+                    jnp.where(c < 0, jnp.maximum(step * eta_minus, min_step), step))
+    dw = -jnp.sign(g) * new
+    if variant == "rprop-":
+        return new, g, dw
+    if variant == "rprop+":
+        dw = jnp.where(c < 0, -dw0, dw)
+    elif variant == "irprop+":
+        dw = jnp.where(c < 0, jnp.where(worse, -dw0, 0.0), dw)
+    else:  # irprop-
+        dw = jnp.where(c < 0, 0.0, dw)
+    return new, jnp.where(c < 0, 0.0, g), dw

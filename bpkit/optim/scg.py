@@ -30,6 +30,7 @@ at the new point, 3 cu, which the caller computes); a rejected one is 1 cu
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
@@ -47,6 +48,7 @@ Params = Any
 # The hyperparameters a config's [optimizer] table passes (bpkit.spec declares each key's type and role).
 HYPERPARAMETERS = ("hvp", "lambda_init", "sigma")
 
+
 class SCGState(NamedTuple):
     p: Params  # p_k, the search direction of the last iteration
     r: Params  # r_k = -E'(w_k) of the last iteration
@@ -55,7 +57,7 @@ class SCGState(NamedTuple):
     lam: jax.Array  # lambda
     lam_bar: jax.Array  # lambda-bar
     success: jax.Array  # the last step was accepted (or this is the first iteration)
-    count: jax.Array  # k - 1: iterations so far, accepted or not
+    count: jax.Array  # type: ignore[assignment]  # k - 1: iterations so far (shadows tuple.count, as optax's)
     evals: contract.Evaluations
 
 
@@ -87,59 +89,76 @@ def scg(
             count=jnp.zeros((), jnp.int32), evals=contract.initial(params),
         )
 
-    def direction(r, state, n):
-        """Step 1 at the first iteration, else step 7's new direction after an accepted step."""
-        first = state.count == 0
-        beta = safe_div(tree.vdot(r, r) - tree.vdot(r, state.r), state.mu)
-        restart = first | (state.count % n == 0)
-        p_new = tree.add_scale(r, jnp.where(restart, 0.0, beta), state.p)
-        return tree.where(state.success, p_new, state.p)
-
     def update(grads, state, params=None, *, value=None, grad=None, value_fn=None, **extra):
         if params is None or value is None or value_fn is None:
             raise ValueError("scg needs params, value= and value_fn= in update()")
-        loss = lambda w: value_fn(w, **extra)  # noqa: E731
         n = restart_every or sum(x.size for x in jax.tree_util.tree_leaves(grads))
-        r = tree.scale(-1.0, grads)
-        p = direction(r, state, n)
-        pp = tree.vdot(p, p)
-        curve = state.success & (pp > 0)
-
-        def p_dot_s(_):  # step 2
-            if hvp == "exact":
-                s = jax.jvp(jax.grad(loss), (params,), (p,))[1]
-            else:
-                sig = safe_div(sigma, jnp.sqrt(pp))
-                s = tree.scale(safe_div(1.0, sig), tree.sub(jax.grad(loss)(tree.add_scale(params, sig, p)), grads))
-            return tree.vdot(p, s).astype(state.delta.dtype)
-
-        delta = jax.lax.cond(curve, p_dot_s, lambda _: state.delta, None)
-        lam, lam_bar = state.lam, state.lam_bar
-        delta = delta + (lam - lam_bar) * pp  # step 3
-        neg = delta <= 0  # step 4: make the Hessian estimate positive definite
-        lam_bar = jnp.where(neg, 2.0 * (lam - safe_div(delta, pp)), lam_bar)
-        delta = jnp.where(neg, -delta + lam * pp, delta)
-        lam = jnp.where(neg, lam_bar, lam)
-        mu = tree.vdot(p, r)  # step 5
-        alpha = safe_div(mu, delta)
-        new_value = loss(tree.add_scale(params, alpha, p))  # step 6
-        cmp = safe_div(2.0 * delta * (value - new_value), mu * mu)
-        cmp = jnp.where(jnp.isfinite(cmp), cmp, -1.0)
-        ok = (cmp >= 0) & (pp > 0)
-        lam = jnp.where(ok & (cmp >= 0.75), 0.25 * lam, lam)  # step 7
-        lam_bar = jnp.where(ok, 0.0, lam)
-        lam = jnp.where(cmp < 0.25, lam + safe_div(delta * (1.0 - cmp), pp), lam)  # step 8
-        updates = tree.where(ok, tree.scale(alpha, p), tree.zeros_like(p))
-        dt = state.delta.dtype
-        # After a rejected step the params stand still: their loss and gradient are the caller's.
-        evals = contract.Evaluations(
-            value=jnp.where(ok, jnp.inf, value).astype(dt), grad=grads,
-            value_evals=jnp.ones((), jnp.int32), grad_evals=curve.astype(jnp.int32), failed=jnp.asarray(False),
-        )
-        new_state = SCGState(
-            p=p, r=r, mu=mu.astype(dt), delta=delta.astype(dt), lam=lam.astype(dt), lam_bar=lam_bar.astype(dt),
-            success=ok, count=state.count + 1, evals=evals,
-        )
-        return updates, new_state
+        return _update(grads, state, params, value, lambda w: value_fn(w, **extra), n, hvp, sigma)
 
     return optax.GradientTransformationExtraArgs(init, update)
+
+
+def _direction(r: Params, state: SCGState, n: int) -> Params:
+    """Step 1 at the first iteration, else step 7's new direction after an accepted step."""
+    first = state.count == 0
+    beta = safe_div(tree.vdot(r, r) - tree.vdot(r, state.r), state.mu)
+    restart = first | (state.count % n == 0)
+    p_new = tree.add_scale(r, jnp.where(restart, 0.0, beta), state.p)
+    return tree.where(state.success, p_new, state.p)
+
+
+def _p_dot_s(loss: Callable, params: Params, grads: Params, p: Params, pp: jax.Array, hvp: str,
+             sigma: Any) -> jax.Array:
+    """Step 2: ``p . s`` with ``s = H p``, exact (a jvp of the gradient) or Moeller's finite difference."""
+    if hvp == "exact":
+        s = jax.jvp(jax.grad(loss), (params,), (p,))[1]
+    else:
+        sig = safe_div(sigma, jnp.sqrt(pp))
+        s = tree.scale(safe_div(1.0, sig), tree.sub(jax.grad(loss)(tree.add_scale(params, sig, p)), grads))
+    return tree.vdot(p, s)
+
+
+def _positive(delta: jax.Array, lam: jax.Array, lam_bar: jax.Array, pp: jax.Array) -> tuple:
+    """Steps 3-4: scale ``delta`` by ``lambda``, and raise ``lambda`` until the estimate is positive."""
+    delta = delta + (lam - lam_bar) * pp  # step 3
+    neg = delta <= 0  # step 4
+    lam_bar = jnp.where(neg, 2.0 * (lam - safe_div(delta, pp)), lam_bar)
+    delta = jnp.where(neg, -delta + lam * pp, delta)
+    lam = jnp.where(neg, lam_bar, lam)
+    return delta, lam, lam_bar
+
+
+def _adapt(ok: jax.Array, cmp: jax.Array, lam: jax.Array, delta: jax.Array, pp: jax.Array) -> tuple:
+    """Steps 7-8: lower ``lambda`` after a good step, raise it after a poor one."""
+    lam = jnp.where(ok & (cmp >= 0.75), 0.25 * lam, lam)  # step 7
+    lam_bar = jnp.where(ok, 0.0, lam)
+    lam = jnp.where(cmp < 0.25, lam + safe_div(delta * (1.0 - cmp), pp), lam)  # step 8
+    return lam, lam_bar
+
+
+def _update(grads: Params, state: SCGState, params: Params, value: jax.Array, loss: Callable, n: int, hvp: str,
+            sigma: Any) -> tuple[Params, SCGState]:
+    """One SCG iteration, Moeller's steps 1-8 (step 9, the stop, is the caller's)."""
+    r = tree.scale(-1.0, grads)
+    p = _direction(r, state, n)
+    pp = tree.vdot(p, p)
+    curve = state.success & (pp > 0)
+    step2 = lambda _: _p_dot_s(loss, params, grads, p, pp, hvp, sigma).astype(state.delta.dtype)  # noqa: E731
+    delta = jax.lax.cond(curve, step2, lambda _: state.delta, None)
+    delta, lam, lam_bar = _positive(delta, state.lam, state.lam_bar, pp)
+    mu = tree.vdot(p, r)  # step 5
+    alpha = safe_div(mu, delta)
+    new_value = loss(tree.add_scale(params, alpha, p))  # step 6
+    cmp = safe_div(2.0 * delta * (value - new_value), mu * mu)
+    cmp = jnp.where(jnp.isfinite(cmp), cmp, -1.0)
+    ok = (cmp >= 0) & (pp > 0)
+    lam, lam_bar = _adapt(ok, cmp, lam, delta, pp)
+    updates = tree.where(ok, tree.scale(alpha, p), tree.zeros_like(p))
+    dt = state.delta.dtype
+    # After a rejected step the params stand still: their loss and gradient are the caller's.
+    evals = contract.Evaluations(
+        value=jnp.where(ok, jnp.inf, value).astype(dt), grad=grads,
+        value_evals=jnp.ones((), jnp.int32), grad_evals=curve.astype(jnp.int32), failed=jnp.asarray(False),
+    )
+    return updates, SCGState(p=p, r=r, mu=mu.astype(dt), delta=delta.astype(dt), lam=lam.astype(dt),
+                             lam_bar=lam_bar.astype(dt), success=ok, count=state.count + 1, evals=evals)

@@ -57,7 +57,7 @@ def backward_pass(goal, outputs, first_hidden, first_output, n_units, connection
 def epoch_slopes(patterns, goals, n_inputs, n_units, first_output, connections, weights, offset):
     """The slopes one epoch accumulates (quickprop1.c's TRAIN: CLEAR_SLOPES, then each pattern)."""
     slopes = [[0.0] * len(c) for c in connections]
-    for x, y in zip(patterns, goals):
+    for x, y in zip(patterns, goals, strict=True):
         outputs = forward_pass(x, n_inputs, n_units, connections, weights)
         backward_pass(y, outputs, 1 + n_inputs, first_output, n_units, connections, weights, slopes, offset)
     return slopes
