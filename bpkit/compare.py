@@ -28,8 +28,9 @@ Example:
 
 from __future__ import annotations
 
+import collections
 import math
-from collections.abc import Iterable
+from collections.abc import Collection, Container, Iterable
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -56,9 +57,10 @@ class Attempt(NamedTuple):
     success: bool
     epochs: int  # to the first epoch the criterion held, or the whole run
     cu: float  # likewise, in complexity units (loss evaluation 1, gradient 3)
+    ended: str = ""  # a failed run: what ended it (its stop reason); "" for a success
 
 
-def attempt(run: dict[str, Any], criterion: str) -> Attempt:
+def attempt(run: dict[str, Any], criterion: str, target: float | None = None) -> Attempt:
     """Whether ``run`` met ``criterion`` and what it cost, from its stored curves.
 
     The goal is compared in the run's dtype, as the compiled loop compares it;
@@ -71,6 +73,9 @@ def attempt(run: dict[str, Any], criterion: str) -> Attempt:
     More records are also more chances to catch a fluctuating loss below the goal, and
     their own evaluations are not in the cost: compare methods measured alike (the
     report notes a store that mixes them).
+
+    ``target``: judge the loss goal at this loss instead of the run's own goal (a ladder of
+    targets: :mod:`bpkit.runtime`).
     """
     c, curves = run["config"], run["curves"]
     m = 1
@@ -82,14 +87,14 @@ def attempt(run: dict[str, Any], criterion: str) -> Attempt:
         dt = np.dtype(c.get("dtype", "float32"))
         loss = np.array([np.nan if v is None else v for v in curves.get("loss", [])], dtype=np.float64).astype(dt)
         with np.errstate(invalid="ignore"):
-            holds = loss <= dt.type(c["training.goal"])
+            holds = loss <= dt.type(c["training.goal"] if target is None else target)
     elif criterion == "40-20-40":
         holds = np.asarray(curves.get("wrong", []), dtype=np.int64) == 0
     else:
         raise ValueError(f"unknown criterion {criterion!r}; valid: {', '.join(CRITERIA)}")
     hits = np.flatnonzero(holds)
     if hits.size == 0:
-        return Attempt(False, int(run["epochs"] or 0), float(run["cu"] or 0.0))
+        return Attempt(False, int(run["epochs"] or 0), float(run["cu"] or 0.0), str(run.get("stop_reason") or "?"))
     i = int(hits[0])
     le, ge = curves["loss_evals"][i], curves["grad_evals"][i]
     return Attempt(True, i // m + 1, float(le + 3 * ge))
@@ -136,6 +141,12 @@ class Cell(NamedTuple):
     def restart_cu(self) -> float:
         return stats.restart_cost([a.cu for a in self.attempts], [a.success for a in self.attempts])
 
+    def on(self, seeds: Container[int]) -> Cell:
+        """This cell's runs of ``seeds`` only."""
+        keep = [i for i, s in enumerate(self.seeds) if s in seeds]
+        return self._replace(seeds=tuple(self.seeds[i] for i in keep), attempts=tuple(self.attempts[i] for i in keep),
+                             run_ids=tuple(self.run_ids[i] for i in keep))
+
 
 class Answer(NamedTuple):
     """The tuned result of one (problem, criterion, method, activation)."""
@@ -153,6 +164,10 @@ class Answer(NamedTuple):
     success_ci: tuple[float, float]  # Wilson 95%
     cost_cu: stats.Estimate  # expected cu to a success with restarts, bootstrap 95%
     cost_epochs: stats.Estimate
+    held_out: bool = False  # chosen on other seeds than those of ``chosen`` (which every number comes from)
+    cutoff: stats.Cutoff = stats.Cutoff(math.inf, math.nan)  # the cost with restarts at its best cutoff
+    mean_success_cu: float = math.nan  # the mean cost of the successful runs alone (how papers report)
+    failures: tuple[tuple[str, int], ...] = ()  # the failed runs by what ended them
 
     @property
     def setting_text(self) -> str:
@@ -161,7 +176,7 @@ class Answer(NamedTuple):
         return ", ".join(f"{k.split('.')[-1]} {v:g}" for k, v in self.chosen.setting) + (" (edge)" if self.edge else "")
 
 
-def _names(runs: list[dict[str, Any]]) -> dict[str, tuple[str, str]]:
+def names(runs: list[dict[str, Any]]) -> dict[str, tuple[str, str]]:
     """(problem, method) display names per run id: label parts, else data set and optimizer."""
     out = {}
     for r in runs:
@@ -180,7 +195,7 @@ def _names(runs: list[dict[str, Any]]) -> dict[str, tuple[str, str]]:
 
 def cells(runs: list[dict[str, Any]]) -> list[Cell]:
     """Every cell of ``runs`` under every criterion its configs switched on, configs in the order given."""
-    names = _names(runs)
+    display = names(runs)
     by_config: dict[str, list[dict[str, Any]]] = {}
     for r in runs:  # configs in the order given, seeds sorted within each
         by_config.setdefault(r["config_hash"], []).append(r)
@@ -198,7 +213,7 @@ def cells(runs: list[dict[str, Any]]) -> list[Cell]:
         for h in hashes:
             members = by_config[h]
             c = members[0]["config"]
-            problem, method = names[members[0]["run_id"]]
+            problem, method = display[members[0]["run_id"]]
             for crit in criteria(c):
                 out.append(Cell(problem, method, str(c.get("network.activation")),
                                 tuple((k, c[k]) for k in varying), crit, tuple(int(r["seed"]) for r in members),
@@ -222,29 +237,47 @@ def _edge(chosen: Cell, group: list[Cell]) -> tuple[str, ...]:
     return tuple(out)
 
 
-def answers(runs: list[dict[str, Any]], *, seed: int = 0) -> list[Answer]:
-    """One tuned :class:`Answer` per (problem, criterion, method, activation) of ``runs``."""
-    return tune(cells(runs), seed=seed)
+def answers(runs: list[dict[str, Any]], *, seed: int = 0, tune_seeds: Collection[int] = ()) -> list[Answer]:
+    """One tuned :class:`Answer` per (problem, criterion, method, activation) of ``runs`` (``tune_seeds``:
+    see :func:`tune`)."""
+    return tune(cells(runs), seed=seed, tune_seeds=tune_seeds)
 
 
-def tune(cells_: Iterable[Cell], *, seed: int = 0) -> list[Answer]:
+def tune(cells_: Iterable[Cell], *, seed: int = 0, tune_seeds: Collection[int] = ()) -> list[Answer]:
     """One tuned :class:`Answer` per (problem, criterion, method, activation) of ``cells_``: the
     cells of one such group are its settings.  For cells made by a caller from its own runs
-    (a study that keeps no curves judges each run with :func:`attempt` as it finishes)."""
+    (a study that keeps no curves judges each run with :func:`attempt` as it finishes).
+
+    ``tune_seeds``: choose each setting on these seeds' runs and report every number on the other
+    seeds' (held out).  Empty: choose and report on the same seeds, which favours a setting that
+    happened to meet lucky seeds, and more so the more settings a method was given.
+    """
     groups: dict[tuple, list[Cell]] = {}
     for c in cells_:
         groups.setdefault((c.problem, c.criterion, c.method, c.activation), []).append(c)
+    tuning = frozenset(tune_seeds)
     out = []
     for (problem, crit, method, act), group in groups.items():
-        chosen, tuned = _choose(group)
-        succ = [a.success for a in chosen.attempts]
-        out.append(Answer(
-            problem, crit, method, act, chosen, tuned, len(group), _edge(chosen, group) if tuned else (),
-            chosen.successes, chosen.runs, stats.wilson(chosen.successes, chosen.runs),
-            stats.bootstrap_restart_cost([a.cu for a in chosen.attempts], succ, seed=seed),
-            stats.bootstrap_restart_cost([a.epochs for a in chosen.attempts], succ, seed=seed),
-        ))
+        chosen, tuned = _choose([c.on(tuning) for c in group] if tuning else group)
+        full = next(c for c in group if c.setting == chosen.setting)
+        reported = full.on(frozenset(full.seeds) - tuning) if tuning else full
+        out.append(_answer(problem, crit, method, act, reported, tuned, group, seed, bool(tuning)))
     return out
+
+
+def _answer(problem: str, crit: str, method: str, act: str, chosen: Cell, tuned: bool, group: list[Cell],
+            seed: int, held_out: bool) -> Answer:
+    """The numbers of one answer, all from ``chosen``'s runs."""
+    cu, succ = [a.cu for a in chosen.attempts], [a.success for a in chosen.attempts]
+    won = [a.cu for a in chosen.attempts if a.success]
+    ended = collections.Counter(a.ended for a in chosen.attempts if not a.success)
+    return Answer(
+        problem, crit, method, act, chosen, tuned, len(group), _edge(chosen, group) if tuned else (),
+        chosen.successes, chosen.runs, stats.wilson(chosen.successes, chosen.runs),
+        stats.bootstrap_restart_cost(cu, succ, seed=seed),
+        stats.bootstrap_restart_cost([a.epochs for a in chosen.attempts], succ, seed=seed),
+        held_out, stats.best_cutoff(cu, succ), float(np.mean(won)) if won else math.nan,
+        tuple(sorted(ended.items())))
 
 
 class Ratio(NamedTuple):
@@ -282,6 +315,50 @@ def ratios(answers_: Iterable[Answer], *, seed: int = 0) -> dict[tuple[str, str,
     return out
 
 
+class Paired(NamedTuple):
+    """A method's successes against the most successful method's, run from the same starts."""
+
+    method: str
+    versus: str
+    test: stats.McNemar | None  # None: the two were not run from the same starts
+
+
+def paired_success(answers_: Iterable[Answer]) -> dict[tuple[str, str, str], list[Paired]]:
+    """Per (problem, criterion, activation): McNemar's exact test of each method against the one with
+    the most successes there, where run i of both started from the same weights (same seeds and
+    init); their intervals alone would ignore that pairing."""
+    by: dict[tuple[str, str, str], list[Answer]] = {}
+    for a in answers_:
+        by.setdefault((a.problem, a.criterion, a.activation), []).append(a)
+    out = {}
+    for key, group in by.items():
+        best = max(group, key=lambda a: a.success / a.runs)
+        rows = []
+        for a in group:
+            x, b = a.chosen, best.chosen
+            same = x.seeds == b.seeds and x.init == b.init
+            test = stats.mcnemar([t.success for t in x.attempts], [t.success for t in b.attempts]) if same else None
+            rows.append(Paired(a.method, best.method, test))
+        out[key] = rows
+    return out
+
+
+def pooled(answers_: Iterable[Answer], **where: str) -> stats.Estimate:
+    """The success rate pooled over the chosen runs of the answers that match ``where`` (fields of
+    :class:`Answer`, e.g. ``method="SCG"``), with an interval that resamples whole starts: runs from
+    the same initial weights (same seed and init) are one cluster.
+
+    Raises:
+        ValueError: no answer matches.
+    """
+    picked = [a for a in answers_ if all(getattr(a, k) == v for k, v in where.items())]
+    if not picked:
+        raise ValueError(f"no answer has {where}")
+    success = [t.success for a in picked for t in a.chosen.attempts]
+    starts = [(a.problem, a.chosen.init, s) for a in picked for s in a.chosen.seeds]
+    return stats.pooled_rate(success, starts)
+
+
 def budgets(answers_: Iterable[Answer]) -> dict[str, int]:
     """Each method's tuning budget (settings per cell; the largest where cells differ)."""
     out: dict[str, int] = {}
@@ -305,3 +382,20 @@ def fmt_cost(e: stats.Estimate) -> str:
     if not math.isfinite(e.value):
         return "-"
     return f"{short(e.value)} [{short(e.lo)}, {short(e.hi)}]"
+
+
+def sensitivity(cells_: Iterable[Cell], problem: str, crit: str) -> tuple[dict[str, dict[str, list]], dict[str, str]]:
+    """Each method's success rate and expected cost with restarts at every setting it was run with, on one
+    problem and criterion: ``points[method][activation] = [(value, rate, cost), ...]`` and ``keys[method]``,
+    the tuned key on the x axis.  A method whose settings vary in more than one key is drawn along the
+    first; one without settings is left out."""
+    points: dict[str, dict[str, list]] = {}
+    keys: dict[str, str] = {}
+    for c in cells_:
+        if c.problem != problem or c.criterion != crit or not c.setting:
+            continue
+        key, value = c.setting[0]
+        keys[c.method] = key.split(".")[-1]
+        points.setdefault(c.method, {}).setdefault(c.activation, []).append(
+            (float(value), c.successes / c.runs, c.restart_cu))
+    return points, keys

@@ -47,13 +47,14 @@ from typing import Any
 from bpkit import spec
 from bpkit.spec import Run, cut, short
 
+SWEEP_KEYS = frozenset(k for k, info in spec.FIELDS.items() if spec.Role.SWEEP in info.roles)  # seeds, [compare]
 MAX_RUNS = 200_000  # runs per config: each is a Python object before anything is compiled
 MAX_CONFIG_BYTES = 1 << 20
 
 
 def is_grid(key: str, value: Any) -> bool:
     """Whether a config value lists several grid points (a list of lists for list fields)."""
-    return (key != "seeds" and isinstance(value, list)
+    return (key not in SWEEP_KEYS and isinstance(value, list)
             and (key not in spec.LIST_FIELDS or (bool(value) and isinstance(value[0], list))))
 
 
@@ -65,8 +66,9 @@ def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
             out["axis"] = _axes(v)
             continue
         if isinstance(v, dict):
-            if key not in {"data", "network", "optimizer", "training"}:
-                raise ValueError(f"unknown table [{cut(key)}]; valid tables: data, network, optimizer, training")
+            if key not in {*spec.TABLES, "compare"}:
+                raise ValueError(f"unknown table [{cut(key)}]; valid tables: data, network, optimizer, training, "
+                                 f"compare")
             out.update(_flatten(v, key + "."))
         else:
             out[key] = v
@@ -85,8 +87,8 @@ def _axes(tree: Any) -> dict[str, list[dict[str, Any]]]:
                 raise ValueError(f"axis.{name} entry {i + 1} must be a table of overrides")
             label = entry.pop("label", None)
             flat = _flatten(entry)
-            if "axis" in flat or "seeds" in flat:
-                raise ValueError(f"axis.{name} entry {i + 1}: axes cannot nest or set seeds")
+            if "axis" in flat or SWEEP_KEYS & set(flat):
+                raise ValueError(f"axis.{name} entry {i + 1}: axes cannot nest or set seeds or [compare]")
             for key, v in flat.items():
                 if key not in spec.FIELDS:
                     raise ValueError(f"unknown config key {short(key)} in axis.{cut(name)} entry {i + 1}; "
@@ -154,6 +156,10 @@ def validate(flat: dict[str, Any]) -> dict[str, Any]:
         if grid and not v:
             raise ValueError(f"{key} is an empty list; give at least one value")
         out[key] = v
+    tune = out["compare.tune_seeds"]
+    if tune and not (set(tune) < set(out["seeds"])):
+        raise ValueError(f"compare.tune_seeds must be some of the seeds, not all (the others report), got "
+                         f"{short(tune)} for seeds {short(out['seeds'])}")
     total = count_runs(out)
     if total > MAX_RUNS:
         raise ValueError(f"the config asks for {total if total < 10**12 else 'over 10^12'} runs, more than "
@@ -177,7 +183,7 @@ def count_runs(flat: dict[str, Any], limit: int = MAX_RUNS) -> int:
         for entry in choice:
             merged.update({k: v for k, v in entry.items() if k != "label"})
         total += seeds * math.prod(len(v) for k, v in merged.items()
-                                   if k not in ("seeds", "label") and is_grid(k, v))
+                                   if k != "label" and is_grid(k, v))
         if total > limit:
             return total
     return total
@@ -187,7 +193,7 @@ def _grid(flat: dict[str, Any]) -> list[dict[str, Any]]:
     """The product of the listed fields of one flat config (no axes, no seeds)."""
     lists = []
     for key, v in flat.items():
-        if key in ("seeds", "axis", "label"):
+        if key in SWEEP_KEYS or key in ("axis", "label"):
             continue
         grid = is_grid(key, v)
         lists.append([(key, x) for x in v] if grid else [(key, v)])

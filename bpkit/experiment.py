@@ -43,7 +43,7 @@ def stop_rules(run: Run) -> stopping.StopRules:
     t = run.training
     return stopping.StopRules(max_epochs=t.max_epochs, goal=t.goal, min_grad_norm=t.min_grad_norm,
                               criterion_40_20_40=t.criterion_40_20_40, patience=t.patience,
-                              stall_epochs=t.stall_epochs, stop_on=t.stop_on)
+                              stall_epochs=t.stall_epochs, stop_on=t.stop_on, max_cu=t.max_cu)
 
 
 def network(run: Run, data: datasets.Dataset) -> MLP:

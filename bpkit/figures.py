@@ -183,14 +183,7 @@ def learning_curves(answers: Sequence[Answer], runs_by_cell: dict[tuple[str, str
         ax.set_yscale("log")
         ax.tick_params(labelsize=7)
         ax.grid(alpha=0.3, which="major")
-    for ax in list(axes.flat)[len(acts):]:
-        ax.axis("off")
-    fig.supxlabel("epoch", fontsize=9)
-    fig.supylabel("median training loss", fontsize=9)
-    _title_and_legend(fig, title, [plt.Line2D([], [], color=colors[m], label=m) for m in methods])
-    paths = save_figure(fig, stem)
-    plt.close(fig)
-    return paths
+    return _finish_grid(fig, axes, len(acts), ("epoch", "median training loss"), title, colors, stem)
 
 
 def _cost_title(crit: str) -> str:
@@ -212,3 +205,97 @@ def _title_and_legend(fig, title: str, handles: list) -> None:
                bbox_to_anchor=(0.5, 1 - 0.22 / height))
     fig.tight_layout()
     fig.subplots_adjust(top=1 - 0.78 / height)  # below the title, the legend and the panels' own titles
+
+
+def _finish_grid(fig, axes, used: int, labels: tuple[str, str], title: str, colors: dict, stem: Path) -> list[Path]:
+    """Blank the grid's unused panels, label the shared axes, add the title and the methods' line legend, save."""
+    plt = pyplot()
+    for ax in list(axes.flat)[used:]:
+        ax.axis("off")
+    fig.supxlabel(labels[0], fontsize=9)
+    fig.supylabel(labels[1], fontsize=9)
+    _title_and_legend(fig, title, [plt.Line2D([], [], color=c, label=m) for m, c in colors.items()])
+    paths = save_figure(fig, stem)
+    plt.close(fig)
+    return paths
+
+
+def ecdf_figure(curves: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]], title: str, stem: Path) -> list[Path]:
+    """Runtime distributions: ``curves[panel][method] = (budgets, fractions)``, the fraction of (run, target)
+    pairs met within each budget in cu; one panel per activation (or any grouping), one line per method,
+    a log budget axis shared by every panel."""
+    plt = pyplot()
+    panels = list(curves)
+    methods = list(dict.fromkeys(m for p in curves.values() for m in p))
+    colors = {m: plt.get_cmap("tab10")(i % 10) for i, m in enumerate(methods)}
+    ncol = min(5, len(panels))
+    nrow = math.ceil(len(panels) / ncol)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(_width(0.5 + 2.9 * ncol, methods, title), 0.9 + 2.4 * nrow),
+                             squeeze=False, sharex=True, sharey=True)
+    for ax, panel in zip(axes.flat, panels, strict=False):
+        for m, (budgets, frac) in curves[panel].items():
+            ax.step(budgets, frac, where="post", color=colors[m], lw=1.2)
+        ax.set_title(panel, fontsize=9)
+        ax.set_xscale("log")
+        ax.set_ylim(-0.02, 1.02)
+        ax.tick_params(labelsize=7)
+        ax.grid(alpha=0.3, which="major")
+    return _finish_grid(fig, axes, len(panels), ("budget (cu)", "fraction of (run, target) pairs met"), title,
+                        colors, stem)
+
+
+def profile_figure(taus: np.ndarray, profiles: dict[str, dict[str, np.ndarray]], title: str,
+                   stem: Path) -> list[Path]:
+    """Performance profiles: ``profiles[panel][method]``, the fraction of problems where the method's cost is
+    within ``tau`` times the best method's; one panel per criterion."""
+    plt = pyplot()
+    panels = list(profiles)
+    methods = list(dict.fromkeys(m for p in profiles.values() for m in p))
+    colors = {m: plt.get_cmap("tab10")(i % 10) for i, m in enumerate(methods)}
+    fig, axes = plt.subplots(1, len(panels), figsize=(_width(0.6 + 3.4 * len(panels), methods, title), 3.2),
+                             squeeze=False, sharey=True)
+    for ax, panel in zip(axes[0], panels, strict=True):
+        for m, frac in profiles[panel].items():
+            ax.step(taus, frac, where="post", color=colors[m], lw=1.2)
+        ax.set_xscale("log")
+        ax.set_ylim(-0.02, 1.02)
+        ax.set_title(f"cost with restarts, by {panel}", fontsize=9)
+        ax.set_xlabel("within this factor of the cheapest (tau)", fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.grid(alpha=0.3, which="major")
+    axes[0][0].set_ylabel("fraction of problems", fontsize=8)
+    _title_and_legend(fig, title, [plt.Line2D([], [], color=colors[m], label=m) for m in methods])
+    paths = save_figure(fig, stem)
+    plt.close(fig)
+    return paths
+
+
+def sensitivity_figure(points: dict[str, dict[str, list[tuple[float, float, float]]]], keys: dict[str, str],
+                       title: str, stem: Path) -> list[Path]:
+    """Success and cost against each tuned setting: ``points[method][activation] = [(value, success rate,
+    cost with restarts), ...]``, one column per method (``keys[method]``: the setting it was tuned over),
+    success on top and cost below, one line per activation."""
+    plt = pyplot()
+    methods = list(points)
+    acts = list(dict.fromkeys(a for p in points.values() for a in p))
+    colors = {a: plt.get_cmap("tab10")(i % 10) for i, a in enumerate(acts)}
+    fig, axes = plt.subplots(2, len(methods), figsize=(_width(0.6 + 2.6 * len(methods), acts, title), 5.0),
+                             squeeze=False, sharex="col")
+    for j, m in enumerate(methods):
+        for a, pts in points[m].items():
+            xs, rate, cost = (np.array(v, float) for v in zip(*sorted(pts), strict=True))
+            axes[0][j].plot(xs, 100 * rate, "o-", color=colors[a], ms=3, lw=1)
+            axes[1][j].plot(xs, np.where(np.isfinite(cost), cost, np.nan), "o-", color=colors[a], ms=3, lw=1)
+        axes[0][j].set_title(m, fontsize=9)
+        axes[1][j].set_xlabel(keys[m], fontsize=8)
+        axes[1][j].set_yscale("log")
+        for ax in (axes[0][j], axes[1][j]):
+            ax.set_xscale("log")
+            ax.tick_params(labelsize=7, which="both")
+            ax.grid(alpha=0.3, which="major")
+    axes[0][0].set_ylabel("success %", fontsize=8)
+    axes[1][0].set_ylabel("cu with restarts", fontsize=8)
+    _title_and_legend(fig, title, [plt.Line2D([], [], color=colors[a], marker="o", label=a) for a in acts])
+    paths = save_figure(fig, stem)
+    plt.close(fig)
+    return paths

@@ -428,8 +428,9 @@ def record(plan: Plan, s: TrainState, new: TrainState, running: Array, failed: A
     if inner is not None and within is not None:  # the epoch's last record is its end's
         within = write(within, i, write(inner, plan.options.measures_per_epoch - 1, entry))
     met = stopping.first_met(s.met, stopping.met_now(rules, value, measured.wrong) & on, ep)
+    cu = None if rules.max_cu is None else new.evals[0] + 3 * new.evals[1]
     reason = stopping.stop_reason(rules, ep, value, measured.grad_norm, measured.wrong, since_best, unchanged,
-                                  failed, met)
+                                  failed, met, cu)
     reason = jnp.where(on, reason, stopping.RUNNING)  # rules are judged on measured epochs only
     best = Best(jnp.where(better, measured.val_loss, s.best.loss), best_params, since_best)
     new = new._replace(history=history, best=best, unchanged=unchanged, measured=measured.point, reason=reason,

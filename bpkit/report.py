@@ -20,170 +20,29 @@ Example:
 from __future__ import annotations
 
 import collections
-import csv
-import io
-import math
-import re
-import statistics
-from collections.abc import Callable, Container, Sequence
+from collections.abc import Callable, Collection, Container, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from bpkit import compare, figures, stats
+import numpy as np
+
+from bpkit import compare, figures, runtime
 from bpkit.figures import pyplot, save_figure  # noqa: F401  (the studies save through these)
 from bpkit.store import Store
-
-
-class Table(NamedTuple):
-    """A table as data: rendered once to markdown and once to CSV, from the same rows."""
-
-    slug: str  # the CSV's file name, tables/<slug>.csv
-    columns: list[str]
-    rows: list[list[str]]
-
-    def markdown(self) -> str:
-        esc = lambda v: str(v).replace("|", "\\|")  # noqa: E731
-        lines = ["| " + " | ".join(map(esc, self.columns)) + " |", "|" + "---|" * len(self.columns)]
-        return "\n".join(lines + ["| " + " | ".join(map(esc, r)) + " |" for r in self.rows])
-
-    def csv(self) -> str:
-        buf = io.StringIO(newline="")
-        w = csv.writer(buf)
-        w.writerow(self.columns)
-        w.writerows([[v.replace("<br>", " ") for v in map(str, r)] for r in self.rows])
-        return buf.getvalue()
-
-
-def _pct(a: compare.Answer) -> str:
-    lo, hi = a.success_ci
-    return f"{100 * a.success / a.runs:.0f}% [{100 * lo:.0f}, {100 * hi:.0f}]"
-
-
-def _slug(*parts: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", "_".join(parts)).strip("_.") or "table"
-
-
-def answer_table(answers: Sequence[compare.Answer], problem: str, crit: str) -> Table:
-    """Methods x activations: success % [Wilson 95%] and expected cu per success with restarts [bootstrap 95%]
-    (``-`` where no run succeeded)."""
-    _, methods, acts = figures.axes_of(answers)
-    grid = {(a.method, a.activation): a for a in answers if a.criterion == crit}
-    rows = []
-    for m in methods:
-        row = [m]
-        for act in acts:
-            a = grid.get((m, act))
-            row.append("" if a is None else f"{_pct(a)}<br>{compare.fmt_cost(a.cost_cu)}")
-        rows.append(row)
-    return Table(_slug(problem, crit, "answer"), ["method"] + acts, rows)
-
-
-def settings_table(answers: Sequence[compare.Answer], problem: str, crit: str) -> Table:
-    """Methods x activations: the chosen setting (of how many), ``(edge)`` where it is a grid's end."""
-    _, methods, acts = figures.axes_of(answers)
-    grid = {(a.method, a.activation): a for a in answers if a.criterion == crit}
-    rows = [[m] + [("" if (m, act) not in grid else
-                    (grid[m, act].setting_text if grid[m, act].tuned else "none succeeded")
-                    + f" (of {grid[m, act].budget})") for act in acts] for m in methods]
-    return Table(_slug(problem, crit, "settings"), ["method"] + acts, rows)
-
-
-def ratio_table(answers: Sequence[compare.Answer], problem: str, crit: str) -> Table | None:
-    """Methods x activations: expected cost over the cheapest method's there, with a bootstrap 95% interval."""
-    _, methods, acts = figures.axes_of(answers)
-    mine = [a for a in answers if a.problem == problem and a.criterion == crit]  # resample this table's only
-    ratios = {k[2]: v for k, v in compare.ratios(mine).items()}
-    if not ratios or len(methods) < 2:
-        return None
-    rows = []
-    for m in methods:
-        row = [m]
-        for act in acts:
-            r = next((x for x in ratios.get(act, []) if x.method == m), None)
-            if r is None:
-                row.append("")
-            elif r.method == r.versus:
-                row.append("1 (cheapest)")
-            else:
-                row.append(f"{_ratio(r.ratio)}{'' if r.paired else ' (unpaired)'}")
-        rows.append(row)
-    return Table(_slug(problem, crit, "ratio"), ["method"] + acts, rows)
-
-
-def _ratio(e: stats.Estimate) -> str:
-    if math.isnan(e.value):
-        return "-"
-    if math.isinf(e.value):
-        return "inf (never succeeded)"
-    return f"{compare.short(e.value)} [{compare.short(e.lo)}, {compare.short(e.hi)}]"
-
-
-def appendix_table(runs: list[dict[str, Any]]) -> Table:
-    """Every cell (config over its seeds, every setting): per criterion successes, median epochs
-    and cu of the successful runs, expected cu with restarts; final train loss and test accuracy."""
-    rows, by_id = [], {r["run_id"]: r for r in runs}
-    for c in _grouped(compare.cells(runs)):
-        first = c[0]
-        row = [first.problem, first.method, first.activation,
-               ", ".join(f"{k.split('.')[-1]} {v:g}" for k, v in first.setting) or "-", str(first.runs)]
-        for crit in compare.CRITERIA:
-            cell = next((x for x in c if x.criterion == crit), None)
-            if cell is None:
-                row += ["", "", ""]
-                continue
-            ok = [a for a in cell.attempts if a.success]
-            row += [f"{cell.successes}/{cell.runs}",
-                    f"{statistics.median(a.epochs for a in ok):.0f} / {statistics.median(a.cu for a in ok):.3g}"
-                    if ok else "-",
-                    f"{cell.restart_cu:.3g}" if math.isfinite(cell.restart_cu) else "-"]
-        members = [by_id[i] for i in first.run_ids]
-        row += [_mean_sd([r["train_loss"] for r in members]), _mean_sd([r["test_acc"] for r in members])]
-        rows.append(row)
-    cols = ["problem", "method", "activation", "setting", "runs"]
-    for crit in compare.CRITERIA:
-        cols += [f"{crit}: met", f"{crit}: median epochs / cu (met)", f"{crit}: cu with restarts"]
-    return Table("appendix_cells", cols + ["final train loss", "test acc"], rows)
-
-
-def _key(c: compare.Cell) -> tuple:
-    return (c.problem, c.method, c.activation, c.setting)
-
-
-def _grouped(cells_: list[compare.Cell]) -> list[list[compare.Cell]]:
-    """Cells of one (problem, method, activation, setting) together: one list per criterion set."""
-    out: dict[tuple, list[compare.Cell]] = {}
-    for c in cells_:
-        out.setdefault(_key(c), []).append(c)
-    return list(out.values())
-
-
-def _mean_sd(values: list[float | None]) -> str:
-    vals = [v for v in values if v is not None and math.isfinite(v)]
-    if not vals:
-        return "-"
-    sd = statistics.stdev(vals) if len(vals) > 1 else 0.0
-    return f"{statistics.mean(vals):.3g} ± {sd:.2g}"
-
-
-def comparison_table(a: Sequence[compare.Answer], b: Sequence[compare.Answer], problem: str, crit: str,
-                     names: tuple[str, str]) -> Table | None:
-    """One row per method and activation in both stores: success and expected cu in each, and A's
-    cost over B's (unpaired bootstrap 95%: the stores' runs are independent)."""
-    pick = lambda xs: {(x.method, x.activation): x for x in xs if x.problem == problem and x.criterion == crit}  # noqa: E731
-    ga, gb = pick(a), pick(b)
-    keys = [k for k in ga if k in gb]
-    if not keys:
-        return None
-    rows = []
-    for k in keys:
-        x, y = ga[k].chosen, gb[k].chosen
-        r = stats.bootstrap_cost_ratio([t.cu for t in x.attempts], [t.success for t in x.attempts],
-                                       [t.cu for t in y.attempts], [t.success for t in y.attempts], paired=False)
-        rows.append([k[0], k[1], _pct(ga[k]), _pct(gb[k]), compare.fmt_cost(ga[k].cost_cu),
-                     compare.fmt_cost(gb[k].cost_cu), _ratio(r)])
-    na, nb = names
-    return Table(_slug(problem, crit, "compare"), ["method", "activation", f"success {na}", f"success {nb}",
-                                                   f"cu {na}", f"cu {nb}", f"cu {na} / {nb}"], rows)
+from bpkit.tables import (
+    Table,
+    answer_table,
+    answers_csv,
+    appendix_table,
+    art_rows,
+    comparison_table,
+    failures_table,
+    paired_table,
+    ratio_table,
+    settings_table,
+    slug,
+    three_costs_table,
+)
 
 
 def write_text(path: Path, text: str) -> None:
@@ -215,8 +74,10 @@ def load_runs(store_path: str | Path, each: Callable[[dict[str, Any]], dict[str,
     return runs, errors
 
 
-def _loss_curve_only(run: dict[str, Any]) -> dict[str, Any]:
-    return {**run, "curves": {"loss": run["curves"].get("loss", [])}}
+def _judged_curves(run: dict[str, Any]) -> dict[str, Any]:
+    """``run`` with the curves a criterion or a target is judged on, whole (not cut as :func:`compare.slim` cuts)."""
+    keep = (*compare.ATTEMPT_CURVES, "within")
+    return {**run, "curves": {k: v for k, v in run["curves"].items() if k in keep}}
 
 
 INTRO = (
@@ -230,63 +91,141 @@ INTRO = (
 )
 
 
-def write(store_path: str | Path, out_dir: str | Path | None = None,
-          compare_with: str | Path | None = None) -> tuple[Path, list[Path], list[str]]:
-    """Write ``report.md``, its figures and a CSV per table; returns the report path, figures and warnings."""
+class _Report(NamedTuple):
+    """What the sections of one report read."""
+
+    answers: list[compare.Answer]
+    cells: list[compare.Cell]
+    curves: dict[str, dict[str, Any]]  # run id -> a chosen run with its judged curves
+    out: Path
+    beside: tuple | None  # a second store's (answers, (name, other name), file name)
+
+
+def write(store_path: str | Path, out_dir: str | Path | None = None, compare_with: str | Path | None = None,
+          tune_seeds: Collection[int] | None = None) -> tuple[Path, list[Path], list[str]]:
+    """Write ``report.md``, its figures and a CSV per table; returns the report path, figures and warnings.
+
+    ``tune_seeds``: the seeds each method's setting is chosen on, every number then reported on the
+    others (see :func:`bpkit.compare.tune`); None: as the sweep's config said (``compare.tune_seeds``).
+    """
     store_path = Path(store_path)
-    # Curves cut to what the answers read (compare.slim); only the chosen settings' runs are read again, for
-    # their loss curves: every curve of a large store in memory at once would take gigabytes.
+    # Curves cut to what the answers read (compare.slim); only the chosen settings' runs are read again
+    # whole: every curve of a large store in memory at once would take gigabytes.
     runs, errors = load_runs(store_path, each=compare.slim)
+    tune = stored_tune_seeds(store_path) if tune_seeds is None else tuple(tune_seeds)
     beside = None
     if compare_with is not None:
         other = Path(compare_with)
-        beside = (compare.answers(load_runs(other, each=compare.slim)[0]), (store_path.stem, other.stem), other.name)
+        beside = (compare.answers(load_runs(other, each=compare.slim)[0], tune_seeds=tune),
+                  (store_path.stem, other.stem), other.name)
     out = Path(out_dir) if out_dir else store_path.with_name(store_path.stem + "-report")
     out.mkdir(parents=True, exist_ok=True)  # an output path that cannot be a folder is refused first
-    answers = compare.answers(runs)
+    cells = compare.cells(runs)
+    answers = compare.tune(cells, tune_seeds=tune)
     if not answers:
         raise ValueError(f"{store_path}: no run switched on a success criterion (training.goal or "
                          f"training.criterion_40_20_40), so there is nothing to compare")
     chosen = {i for a in answers for i in a.chosen.run_ids}
-    curves = {r["run_id"]: r for r in load_runs(store_path, each=_loss_curve_only, ids=chosen)[0]}
+    curves = {r["run_id"]: r for r in load_runs(store_path, each=_judged_curves, ids=chosen)[0]}
+    rep = _Report(answers, cells, curves, out, beside)
     md = [f"# Report: {store_path.name}", "", f"{len(runs)} runs. {INTRO}", ""]
     md += _censored_note(runs) + _resolution_note(runs)
-    tables: list[Table] = []
+    lines, tables = _method_section(answers, runs, tune)
     figs: list[Path] = []
+    runtimes: list = []
     for problem in dict.fromkeys(a.problem for a in answers):
-        lines, ts, fs = _problem_section(answers, problem, out, curves, beside)
-        md, tables, figs = md + lines, tables + ts, figs + fs
-    lines, ts = _closing_sections(answers, runs, errors)
-    for t in tables + ts:
+        ls, ts, fs, rts = _problem_section(rep, problem)
+        lines, tables, figs, runtimes = lines + ls, tables + ts, figs + fs, runtimes + rts
+    ls, ts, fs = _across_section(rep, runtimes)
+    closing, appendix = _closing_sections(answers, runs, errors)
+    for t in tables + ts + appendix:
         write_text(out / "tables" / f"{t.slug}.csv", t.csv())
     write_text(out / "tables" / "answers.csv", answers_csv(answers))
     path = out / "report.md"
-    write_text(path, "\n".join(md + lines))
-    return path, figs, errors
+    write_text(path, "\n".join(md + lines + ls + closing))
+    return path, figs + fs, errors
 
 
-def _problem_section(answers: Sequence[compare.Answer], problem: str, out: Path, curves: dict[str, Any],
-                     beside: tuple | None) -> tuple[list[str], list[Table], list[Path]]:
-    """One problem's section: per criterion its tables, then its figures.  ``beside``: a second store's
-    ``(answers, (name, other name), file name)`` to put beside this one's."""
-    mine = [a for a in answers if a.problem == problem]
+def stored_tune_seeds(store_path: str | Path) -> tuple[int, ...]:
+    """The tuning seeds the sweep's config named (``compare.tune_seeds``), as its store recorded them."""
+    with Store(store_path, create=False) as store:
+        return tuple(store.compare_settings().get("tune_seeds", ()))
+
+
+def _method_section(answers: list[compare.Answer], runs: list[dict[str, Any]],
+                    tune: tuple[int, ...]) -> tuple[list[str], list[Table]]:
+    """How the comparison was made: which seeds chose and which report, what ranks, what ends a failure."""
+    seeds = sorted({s for a in answers for s in a.chosen.seeds})
+    if tune:
+        held = (f"Each method's setting was chosen on seeds {_seeds(tune)} and **every number below comes from "
+                f"the other seeds**, {_seeds(seeds)}: a setting cannot win by meeting lucky seeds.")
+    else:
+        held = ("Each method's setting was chosen **on the same seeds** as every number below reports "
+                f"({_seeds(seeds)}): a setting that met lucky seeds is favoured, the more so the more settings "
+                "a method was given. Name `compare.tune_seeds` in the config to hold seeds out.")
+    failures = failures_table(answers, runs)
+    md = ["## How this comparison was made", "", held, "",
+          "The answer tables rank by the expected cost with restarts at the runs' budget. Beside it, the "
+          "three-costs tables give the expected cost with restarts at the best cutoff (Luby et al. 1993: "
+          "each run cut at t and restarted, `E[min(T, t)] / P(T <= t)`, minimised over t: it does not "
+          "depend on the budget) and the mean cost of the successful runs alone, as the papers report "
+          "it, with the failures it leaves out.", "",
+          "What ended each method's failed runs, and the budget its runs had (a method that stops itself, "
+          "as a failed line search does, spends less on a failure than one that runs out its budget):", "",
+          failures.markdown(), ""]
+    return md, [failures]
+
+
+def _seeds(seeds: Collection[int]) -> str:
+    s = sorted(seeds)
+    if s and s == list(range(s[0], s[-1] + 1)) and len(s) > 2:
+        return f"{s[0]}-{s[-1]}"
+    return ", ".join(map(str, s))
+
+
+def _problem_section(rep: _Report, problem: str) -> tuple[list[str], list[Table], list[Path], list]:
+    """One problem's section: per criterion its tables, then its figures; and its runtimes."""
+    mine = [a for a in rep.answers if a.problem == problem]
     md, tables = [f"## {problem}", ""], list[Table]()
     for crit in dict.fromkeys(a.criterion for a in mine):
-        lines, ts = _criterion_section(answers, mine, problem, crit, beside)
+        lines, ts = _criterion_section(rep, mine, problem, crit)
         md, tables = md + lines, tables + ts
-    stem = _slug(problem)
-    figs = figures.success_heatmap(mine, problem, out / f"{stem}_success")
-    figs += figures.cost_figure(mine, problem, out / f"{stem}_cost")
-    figs += figures.learning_curves(mine, _chosen_runs(curves, mine), problem, out / f"{stem}_curves")
+    stem = slug(problem)
+    first = [a for a in mine if a.criterion == mine[0].criterion]
+    rts = runtime.problem_runtimes(first, rep.curves)
+    figs = figures.success_heatmap(mine, problem, rep.out / f"{stem}_success")
+    figs += figures.cost_figure(mine, problem, rep.out / f"{stem}_cost")
+    figs += figures.learning_curves(mine, _chosen_runs(rep.curves, mine), problem, rep.out / f"{stem}_curves")
+    figs += figures.ecdf_figure(_ecdf_panels(rts), f"{problem}: runtimes to {len(rts[0].targets)} targets",
+                                rep.out / f"{stem}_ecdf")
+    points, keys = compare.sensitivity(rep.cells, problem, mine[0].criterion)
+    if points:
+        figs += figures.sensitivity_figure(points, keys, f"{problem}: every setting, by {mine[0].criterion}",
+                                           rep.out / f"{stem}_sensitivity")
     md += [f"![success, {problem}]({stem}_success.png)", "", f"![cost, {problem}]({stem}_cost.png)", "",
            "Cost markers: the estimate with its bootstrap 95% interval; an arrow, an interval open upwards "
            "(too few successes to bound it); x on the top edge, no run succeeded.", "",
-           f"![learning curves, {problem}]({stem}_curves.png)", ""]
-    return md, tables, figs
+           f"![learning curves, {problem}]({stem}_curves.png)", "",
+           f"Runtime distributions (the chosen settings for {mine[0].criterion}): the fraction of (run, target) "
+           f"pairs met within a budget, targets {', '.join(rts[0].targets)}.", "",
+           f"![runtime distributions, {problem}]({stem}_ecdf.png)", ""]
+    if points:
+        md += ["Success and cost at every setting each method was run with (a choice at a grid's end may lie "
+               "beyond it):", "", f"![sensitivity, {problem}]({stem}_sensitivity.png)", ""]
+    return md, tables, figs, rts
 
 
-def _criterion_section(answers: Sequence[compare.Answer], mine: list[compare.Answer], problem: str, crit: str,
-                       beside: tuple | None) -> tuple[list[str], list[Table]]:
+def _ecdf_panels(rts: list) -> dict[str, dict[str, tuple]]:
+    """ECDF curves per activation, per method, on one budget axis."""
+    grid = runtime.budgets(rts)
+    panels: dict[str, dict[str, tuple]] = {}
+    for rt in rts:
+        panels.setdefault(rt.activation, {})[rt.method] = (grid, runtime.ecdf([rt], grid))
+    return panels
+
+
+def _criterion_section(rep: _Report, mine: list[compare.Answer], problem: str,
+                       crit: str) -> tuple[list[str], list[Table]]:
     answer, settings = answer_table(mine, problem, crit), settings_table(mine, problem, crit)
     md = [f"### {problem}: success and cost by {crit}", "",
           "Success % [95% interval], and below it the expected cu to a success with restarts [95% interval].",
@@ -296,13 +235,53 @@ def _criterion_section(answers: Sequence[compare.Answer], mine: list[compare.Ans
     if ratio is not None:
         md += ["Expected cost over the cheapest method's:", "", ratio.markdown(), ""]
         tables.append(ratio)
-    if beside is not None:
-        other_answers, names, file_name = beside
-        ct = comparison_table(answers, other_answers, problem, crit, names)
+    three, paired = three_costs_table(mine, problem, crit), paired_table(mine, problem, crit)
+    md += ["The three costs: with restarts at the budget; at the best cutoff, at that cutoff; the mean of the "
+           "successful runs alone (the failures it leaves out):", "", three.markdown(), "",
+           "Successes paired by start against the most successful method (runs only this one solved vs only "
+           "that one solved; McNemar's exact test):", "", paired.markdown(), ""]
+    tables += [three, paired]
+    if rep.beside is not None:
+        other_answers, names, file_name = rep.beside
+        ct = comparison_table(rep.answers, other_answers, problem, crit, names)
         if ct is not None:
             md += [f"Beside {file_name}:", "", ct.markdown(), ""]
             tables.append(ct)
     return md, tables
+
+
+def _across_section(rep: _Report, rts: list) -> tuple[list[str], list[Table], list[Path]]:
+    """Every problem at once: runtime distributions aggregated over targets and problems, and performance
+    profiles of the cost with restarts."""
+    problems = list(dict.fromkeys(a.problem for a in rep.answers))
+    if len(problems) < 2:
+        return [], [], []
+    grid = runtime.budgets(rts)
+    panels: dict[str, dict[str, tuple]] = {}
+    for act in dict.fromkeys(rt.activation for rt in rts):
+        for m in dict.fromkeys(rt.method for rt in rts):
+            mine = [rt for rt in rts if rt.activation == act and rt.method == m]
+            if mine:
+                panels.setdefault(act, {})[m] = (grid, runtime.ecdf(mine, grid))
+    taus = np.geomspace(1, 1000, 300)
+    profiles = {}
+    for crit in dict.fromkeys(a.criterion for a in rep.answers):
+        costs: dict[str, dict[str, float]] = {}
+        for a in rep.answers:
+            if a.criterion == crit:
+                costs.setdefault(f"{a.problem} / {a.activation}", {})[a.method] = a.cost_cu.value
+        profiles[crit] = runtime.profile(costs, taus)
+    figs = figures.ecdf_figure(panels, "every problem: runtimes to every target", rep.out / "all_ecdf")
+    figs += figures.profile_figure(taus, profiles, "every problem and activation", rep.out / "all_profile")
+    art = Table("art", ["problem", "method", "activation", "target", "met", "aRT", "lo", "hi"], art_rows(rts))
+    md = ["## Across problems", "", "Runtimes to every target of every problem, aggregated (COCO's empirical "
+          "distribution; each problem's chosen settings for its first criterion). The average runtime to each "
+          "target, with its bootstrap interval, is `tables/art.csv`.", "",
+          "![runtime distributions, every problem](all_ecdf.png)", "",
+          "Performance profiles (Dolan & More 2002): the fraction of (problem, activation) pairs where a "
+          "method's expected cost with restarts is within a factor tau of the cheapest method's there.", "",
+          "![performance profiles](all_profile.png)", ""]
+    return md, [art], figs
 
 
 def _closing_sections(answers: Sequence[compare.Answer], runs: list[dict[str, Any]],
@@ -320,21 +299,6 @@ def _closing_sections(answers: Sequence[compare.Answer], runs: list[dict[str, An
     if errors:
         md += ["Unreadable rows:", ""] + [f"- {e}" for e in errors]
     return md, [appendix]
-
-
-def answers_csv(answers: Sequence[compare.Answer]) -> str:
-    """Every answer in long form, one row per (problem, criterion, method, activation), numbers unrounded."""
-    buf = io.StringIO(newline="")
-    w = csv.writer(buf)
-    w.writerow(["problem", "criterion", "method", "activation", "setting", "tuned", "budget", "edge", "successes",
-                "runs", "success_lo", "success_hi", "cu", "cu_lo", "cu_hi", "epochs", "epochs_lo", "epochs_hi",
-                "success_epochs_mean", "success_epochs_median"])
-    for a in answers:
-        won = [t.epochs for t in a.chosen.attempts if t.success]  # the published convention: successes only
-        w.writerow([a.problem, a.criterion, a.method, a.activation, a.setting_text, a.tuned, a.budget,
-                    " ".join(a.edge), a.success, a.runs, *a.success_ci, *a.cost_cu, *a.cost_epochs,
-                    statistics.fmean(won) if won else "", statistics.median(won) if won else ""])
-    return buf.getvalue()
 
 
 def _chosen_runs(by_id: dict[str, dict[str, Any]], answers: Sequence[compare.Answer]) -> dict[tuple[str, str], list]:

@@ -46,7 +46,7 @@ from bpkit.stopping import STOP_ON
 INT_MAX = 2**31 - 1  # counts, sizes and epochs are int32 inside the compiled loop
 SEED_MAX = 2**32 - 1  # a seed is one uint32 word of the key: a larger one would alias a smaller
 NAME_PATTERN = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,99}")
-TABLES = ("data", "network", "optimizer", "training")
+TABLES = ("data", "network", "optimizer", "training")  # a run's; [compare] is the sweep's
 
 
 class Role(enum.Flag):
@@ -58,6 +58,7 @@ class Role(enum.Flag):
     TUNED = enum.auto()  # a setting that comparisons tune over
     INIT = enum.auto()  # fixes a seed's initial weights (same values and seed: same weights)
     LATER = enum.auto()  # added after runs were stored: at its default it stays out of the run id
+    SWEEP = enum.auto()  # a property of the sweep, not of a run: in no run's config or id
 
 
 class Off(NamedTuple):
@@ -133,6 +134,12 @@ def _seed(key: str, v: int) -> str | None:
     if _int(v) and 0 <= v <= SEED_MAX:
         return None
     return f"{key} = {short(v)} is out of range: an integer in 0..{SEED_MAX}"
+
+
+def _seed_list(key: str, v: list) -> str | None:
+    if not all(_int(s) and 0 <= s <= SEED_MAX for s in v):
+        return f"{key} must be a list of integers in 0..{SEED_MAX}, got {short(v)}"
+    return None if len(set(v)) == len(v) else f"{key} lists a seed twice, got {short(v)}"
 
 
 def _seeds(key: str, v: list) -> str | None:
@@ -252,6 +259,9 @@ class Training:
                                     _positive, Role.LATER)
     stop_on: str = field("first", (str,), "'first': the first success criterion met ends the run; 'all': run until "
                          "goal and 40-20-40 both held", choices(*STOP_ON), Role.LATER)
+    max_cu: float | None = field(None, _NUMBER, "compute budget: stop once a run has spent this many cu (loss "
+                                 "evaluations + 3 gradients, full-data equivalents; negative: off)", _positive,
+                                 Role.LATER, off=_NEGATIVE_OFF)
 
     def __post_init__(self) -> None:
         every, m = self.measure_every, self.measures_per_epoch
@@ -261,6 +271,17 @@ class Training:
         if m > 1 and self.batch_size == "full":
             raise ValueError(f"training.measures_per_epoch = {m} needs online or mini-batch training; with "
                              f"training.batch_size = 'full' an epoch is one step, measured at its end (use 1)")
+
+
+@dataclasses.dataclass(frozen=True)
+class Compare:
+    """``[compare]``: how a comparison of the sweep's runs chooses and reports (a property of the
+    sweep: in no run's config or id)."""
+
+    tune_seeds: tuple[int, ...] = field((), (list,), "seeds whose runs choose each method's setting; every "
+                                        "number is then reported on the other seeds (empty: chosen and "
+                                        "reported on the same seeds, which favours lucky settings)",
+                                        _seed_list, Role.SWEEP)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -285,7 +306,7 @@ class Run:
 
     def items(self) -> tuple[tuple[str, Any], ...]:
         """Every field as ``(dotted key, value)``, off spelled as in a config file; lists as tuples."""
-        out = [(k, _spelled(self.get(k), info)) for k, info in FIELDS.items() if k != "seeds"]
+        out = [(k, _spelled(self.get(k), info)) for k, info in FIELDS.items() if Role.SWEEP not in info.roles]
         return (*out, ("label", self.label), ("seed", self.seed))
 
     def as_dict(self) -> dict[str, Any]:
@@ -314,12 +335,14 @@ def _walk() -> dict[str, Info]:
         elif "info" in f.metadata:
             out[f.name] = f.metadata["info"]
             if f.name == "name":  # a sweep's seeds: one run each
-                out["seeds"] = Info("seeds, one run each (vmapped)", (list,), _seeds)
+                out["seeds"] = Info("seeds, one run each (vmapped)", (list,), _seeds, Role.SWEEP)
+    out.update({f"compare.{g.name}": g.metadata["info"] for g in dataclasses.fields(Compare)})
     return out
 
 
 FIELDS: dict[str, Info] = _walk()
-DEFAULTS: dict[str, Any] = {k: [0] if k == "seeds" else Run().as_dict()[k] for k in FIELDS}
+DEFAULTS: dict[str, Any] = {k: [0] if k == "seeds" else [] if k == "compare.tune_seeds" else Run().as_dict()[k]
+                            for k in FIELDS}
 LIST_FIELDS = frozenset(k for k, i in FIELDS.items() if i.types == (list,))
 VMAPPED: tuple[str, ...] = ("seed",) + tuple(k for k, i in FIELDS.items() if Role.DATA in i.roles) + tuple(
     k for k, i in FIELDS.items() if Role.DISCRETE in i.roles)
@@ -371,7 +394,7 @@ def from_flat(flat: dict[str, Any]) -> Run:
     tables: dict[str, dict[str, Any]] = {t: {} for t in TABLES}
     top: dict[str, Any] = {}
     for key, v in flat.items():
-        if key == "seeds":
+        if key in FIELDS and Role.SWEEP in FIELDS[key].roles:
             continue
         info = FIELDS.get(key)
         if info is not None:

@@ -25,7 +25,18 @@ it learn": how often a run succeeds, and what a success costs.
 * **Bootstrap intervals** for that cost and for the ratio of two methods'
   costs, resampling seeds with replacement (percentile intervals).  Two
   methods that start from the same initial weights for the same seed are
-  resampled *paired*: the same seeds in every resample.
+  resampled *paired*: the same seeds in every resample.  A rate pooled over runs
+  that share starts resamples whole clusters (:func:`pooled_rate`).
+
+* **The cost with a cutoff** (Luby, Sinclair & Zuckerman 1993): cut every run at
+  ``t`` and restart; with runtimes ``T`` (a failed run's cost censored where it ended),
+  ``E[cost] = E[min(T, t)] / P(T <= t)`` (:func:`cutoff_cost`); its minimum over ``t``
+  (:func:`best_cutoff`) does not depend on the budget the runs were given, as long as
+  the budget exceeds the best cutoff.
+
+* **McNemar's exact test** for two methods run from the same starts
+  (:func:`mcnemar`): only the discordant pairs count, and under "no difference"
+  each falls either way with probability 1/2.
 
 Randomness is explicit: every resampling function takes ``seed``.
 
@@ -83,7 +94,7 @@ class Estimate(NamedTuple):
     hi: float
 
 
-def bootstrap_restart_cost(costs: Sequence[float], success: Sequence[bool], *, seed: int = 0,
+def bootstrap_restart_cost(costs: Sequence[float] | np.ndarray, success: Sequence[bool] | np.ndarray, *, seed: int = 0,
                            resamples: int = BOOTSTRAP) -> Estimate:
     """:func:`restart_cost` with a percentile bootstrap interval over the runs.
 
@@ -142,3 +153,96 @@ def _percentiles(boot: np.ndarray, level: float = 0.95) -> tuple[float, float]:
         return math.nan, math.nan
     lo, hi = np.quantile(boot, [(1 - level) / 2, (1 + level) / 2], method="inverted_cdf")
     return float(lo), float(hi)
+
+
+def cutoff_cost(costs: Sequence[float] | np.ndarray, success: Sequence[bool] | np.ndarray, cutoff: float) -> float:
+    """Expected cost to a first success when every run is cut at ``cutoff`` and restarted:
+    ``sum_i min(c_i, t) / #{i: success_i and c_i <= t}`` (infinite when no run succeeds by ``t``).
+
+    ``c_i`` is run i's cost to the criterion if it succeeded, its whole cost if not (a run that
+    stopped itself before ``t`` costs what it spent).  At a cutoff above every cost it is
+    :func:`restart_cost`.
+
+    Example:
+        >>> cutoff_cost([10, 100, 30], [True, False, True], 30)   # (10 + 30 + 30) / 2
+        35.0
+    """
+    c, s = _pair(costs, success)
+    k = int(np.sum(s & (c <= cutoff)))
+    return math.inf if k == 0 else float(np.minimum(c, cutoff).sum() / k)
+
+
+class Cutoff(NamedTuple):
+    """The best cutoff and the expected cost with restarts at it."""
+
+    cost: float
+    cutoff: float
+
+
+def best_cutoff(costs: Sequence[float] | np.ndarray, success: Sequence[bool] | np.ndarray) -> Cutoff:
+    """The cutoff that minimises :func:`cutoff_cost`, and that cost (``(inf, nan)`` without a success).
+
+    Between two successive success costs the numerator grows with the cutoff and the denominator
+    does not, so the minimum lies at a success cost: those are the candidates.
+
+    Example:
+        >>> best_cutoff([10, 100, 12, 500], [True, False, True, True])   # cut at 12: (10 + 12 + 12 + 12) / 2
+        Cutoff(cost=23.0, cutoff=12.0)
+    """
+    c, s = _pair(costs, success)
+    candidates = np.unique(c[s])
+    if candidates.size == 0:
+        return Cutoff(math.inf, math.nan)
+    found = [(cutoff_cost(c, s, t), float(t)) for t in candidates]
+    cost, t = min(found)
+    return Cutoff(cost, t)
+
+
+class McNemar(NamedTuple):
+    """Paired successes: runs only A solved, runs only B solved, and the exact two-sided p-value."""
+
+    only_a: int
+    only_b: int
+    p: float
+
+
+def mcnemar(success_a: Sequence[bool], success_b: Sequence[bool]) -> McNemar:
+    """McNemar's exact test of two methods run from the same starts (run i of each from start i).
+
+    With ``n`` discordant pairs of which ``m = min(only_a, only_b)``, under "no difference" the split
+    is Binomial(n, 1/2): ``p = min(1, 2 P(X <= m))`` (1 when ``n = 0``).
+
+    Example:
+        >>> mcnemar([True] * 8 + [False] * 2, [False] * 8 + [True] * 2).p   # 8 against 2 of 10 discordant
+        0.109375
+    """
+    a, b = np.asarray(success_a, bool), np.asarray(success_b, bool)
+    if a.shape != b.shape or a.ndim != 1:
+        raise ValueError(f"McNemar's test pairs runs: two lists of one length, got {a.shape} and {b.shape}")
+    only_a, only_b = int(np.sum(a & ~b)), int(np.sum(~a & b))
+    n, m = only_a + only_b, min(only_a, only_b)
+    tail = sum(math.comb(n, i) for i in range(m + 1)) / 2.0**n if n else 1.0
+    return McNemar(only_a, only_b, min(1.0, 2.0 * tail) if n else 1.0)
+
+
+def pooled_rate(success: Sequence[bool], clusters: Sequence[object], *, seed: int = 0,
+                resamples: int = BOOTSTRAP) -> Estimate:
+    """The success rate pooled over runs, with a percentile bootstrap interval that resamples whole
+    clusters: runs that share a start (the same initial weights) succeed or fail together more often
+    than independent runs, and resampling them singly would make the interval too narrow.
+
+    Example:
+        >>> pooled_rate([True, True, False, False], ["s0", "s0", "s1", "s1"]).value
+        0.5
+    """
+    s = np.asarray(success, bool)
+    keys = list(dict.fromkeys(clusters))
+    if s.size == 0 or len(clusters) != s.size:
+        raise ValueError(f"pooled_rate needs one cluster per run, got {len(clusters)} for {s.size} runs")
+    index = {k: i for i, k in enumerate(keys)}
+    of = np.array([index[c] for c in clusters])
+    wins = np.bincount(of, weights=s, minlength=len(keys))
+    runs = np.bincount(of, minlength=len(keys))
+    draw = np.random.default_rng(seed).integers(0, len(keys), (resamples, len(keys)))
+    boot = wins[draw].sum(axis=1) / runs[draw].sum(axis=1)
+    return Estimate(float(s.mean()), *_percentiles(boot))

@@ -2,7 +2,7 @@
 
 The training loop evaluates them once per epoch, inside the compiled program,
 in this order of precedence: diverged, goal, 40-20-40, minimum gradient,
-line search failed, validation patience, stalled, maximum epochs.  The first that holds is the
+line search failed, validation patience, stalled, compute budget, maximum epochs.  The first that holds is the
 run's stop reason; ``RUNNING`` means none did yet.
 
 * **diverged**: the training loss is NaN or inf.  A status, never an exception.
@@ -22,6 +22,10 @@ run's stop reason; ``RUNNING`` means none did yet.
   for ``patience`` consecutive epochs.
 * **stalled**: the params did not change for ``stall_epochs`` epochs (a
   failed line search, or SCG rejecting every step).
+* **max_cu**: the compute budget is spent: the run's evaluations so far, in Moeller's
+  complexity units (``loss_evals + 3 grad_evals``, full-data equivalents), reach ``max_cu``.
+  Judged at epoch ends, so a run overshoots by less than one epoch's cost.  Methods compared
+  at equal compute get the same ``max_cu`` (and an epoch budget that does not bind first).
 * **max_epochs**: the epoch budget is spent.
 
 The two success criteria, the loss goal and 40-20-40, can each end a run at
@@ -39,9 +43,9 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
-RUNNING, DIVERGED, GOAL, CRITERION, MIN_GRAD, PATIENCE, STALLED, MAX_EPOCHS, LINE_SEARCH_FAILED = range(9)
+RUNNING, DIVERGED, GOAL, CRITERION, MIN_GRAD, PATIENCE, STALLED, MAX_EPOCHS, LINE_SEARCH_FAILED, MAX_CU = range(10)
 REASONS = ("running", "diverged", "goal", "40-20-40", "min_grad", "patience", "stalled", "max_epochs",
-           "line_search_failed")
+           "line_search_failed", "max_cu")
 STOP_ON = ("first", "all")
 
 
@@ -60,6 +64,7 @@ class StopRules:
         criterion_40_20_40: stop when every output is right by 40-20-40.
         patience: stop after this many epochs without a better validation loss.
         stall_epochs: stop after this many epochs with no change to the params.
+        max_cu: stop once the run has spent this many cu (a compute budget).
         stop_on: ``"first"``: the first success criterion (goal, 40-20-40) that
             holds ends the run; ``"all"``: the run ends once every criterion
             switched on has held at some epoch (its reason: the one met last).
@@ -72,6 +77,7 @@ class StopRules:
     patience: int | None = None
     stall_epochs: int | None = 10
     stop_on: str = "first"
+    max_cu: float | None = None
 
     def __post_init__(self):
         if self.stop_on not in STOP_ON:
@@ -87,6 +93,8 @@ class StopRules:
             v = getattr(self, name)
             if v is not None and not v >= 0:
                 raise ValueError(f"{name} must be >= 0 or None, got {v!r}")
+        if self.max_cu is not None and not self.max_cu > 0:
+            raise ValueError(f"max_cu must be positive or None, got {self.max_cu!r}")
 
 
 def count_wrong_40_20_40(out: jax.Array, y: jax.Array, lo: jax.Array, hi: jax.Array) -> jax.Array:
@@ -130,12 +138,14 @@ def stop_reason(
     epochs_unchanged: jax.Array,
     line_search_failed: jax.Array | bool = False,
     met: jax.Array | None = None,
+    cu: jax.Array | None = None,
 ) -> jax.Array:
     """The reason code after ``epoch`` epochs (1-based), ``RUNNING`` if none holds.
 
     ``wrong`` is the integer count of wrong outputs (:func:`count_wrong_40_20_40`);
     ``met`` the epochs each criterion first held (:func:`first_met`, this epoch
-    included), which ``stop_on="all"`` needs.
+    included), which ``stop_on="all"`` needs; ``cu`` what the run has spent, which
+    ``max_cu`` needs.
     """
     checks: list[tuple[jax.Array, int | jax.Array]] = [(~jnp.isfinite(loss), DIVERGED)]
     on = [i for i, flag in enumerate((rules.goal is not None, rules.criterion_40_20_40)) if flag]  # met's slots
@@ -157,6 +167,10 @@ def stop_reason(
         checks.append((epochs_without_improvement >= rules.patience, PATIENCE))
     if rules.stall_epochs is not None:
         checks.append((epochs_unchanged >= rules.stall_epochs, STALLED))
+    if rules.max_cu is not None:
+        if cu is None:
+            raise ValueError("max_cu needs cu, what the run has spent")
+        checks.append((cu >= rules.max_cu, MAX_CU))
     checks.append((epoch >= rules.max_epochs, MAX_EPOCHS))
     code = jnp.int32(RUNNING)
     for cond, c in reversed(checks):  # the earliest listed wins

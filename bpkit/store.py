@@ -211,6 +211,22 @@ class Store:
         except sqlite3.OperationalError as e:
             raise ValueError(f"{self.path}: cannot write the results store ({e})") from None
 
+    def set_compare(self, settings: dict[str, Any]) -> None:
+        """Record how a comparison of these runs chooses and reports (the sweep config's ``[compare]``
+        table), so that ``bpkit report STORE``, which has no config, does as the config said.  The
+        last sweep's settings stand."""
+        try:
+            with self._db:
+                self._db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)",
+                                 ("compare", json.dumps(settings, sort_keys=True)))
+        except sqlite3.OperationalError as e:
+            raise ValueError(f"{self.path}: cannot write the results store ({e})") from None
+
+    def compare_settings(self) -> dict[str, Any]:
+        """The settings :meth:`set_compare` recorded; empty for a store without them."""
+        row = self._db.execute("SELECT value FROM meta WHERE key = 'compare'").fetchone()
+        return json.loads(row[0]) if row else {}
+
     def grid_order(self) -> dict[str, int]:
         """Run id -> position in the grids recorded by :meth:`add_grid`, the first recorded first
         (a run in two grids keeps its first position); empty for a store written before bpkit kept them."""

@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from bpkit import report
+from bpkit import report, tables
 from bpkit.figures import pyplot  # noqa: F401  (the studies draw with it)
 
 
@@ -166,8 +166,8 @@ def sweep_and_answer(folder: Folder, name: str, title: str) -> list:
     runs, errors = report.load_runs(store, each=compare.slim)  # in the grid's order; curves cut to what answers read
     if errors:
         raise SystemExit(f"{store}: {len(errors)} unreadable runs, e.g. {errors[0]}")
-    answers = compare.answers(runs)
-    report.write_text(folder.results / f"{name}_answers.csv", report.answers_csv(answers))
+    answers = compare.answers(runs, tune_seeds=flat["compare.tune_seeds"])
+    report.write_text(folder.results / f"{name}_answers.csv", tables.answers_csv(answers))
     folder.figures.mkdir(parents=True, exist_ok=True)
     for i, problem in enumerate(dict.fromkeys(a.problem for a in answers)):  # one figure per problem, as the report
         mine = [a for a in answers if a.problem == problem]

@@ -56,6 +56,7 @@ def run_sweep(
     chunks = run_grid(todo, runs, chunk_size, memory_budget_mb, compile_ahead=compile_ahead, lanes=lanes)
     if writer:
         store.add_grid(ids)  # a report reads the runs in this order
+        store.set_compare({"tune_seeds": list(flat.get("compare.tune_seeds", ()))})
     bar = _progress(len(todo), progress and writer)
     written = meanwhile = 0
     for chunk in chunks:

@@ -18,7 +18,7 @@ import numpy as np
 import online_batch as ob
 import why_derivative as wd
 
-from bpkit import report, study
+from bpkit import study, tables
 
 FOLDER = study.Folder(Path(__file__).resolve().parent)
 
@@ -152,7 +152,7 @@ def section() -> str:
         "rebuilds this table; every number comes from a file under `experiments/results/`). Success counts carry Wilson 95% "
         "intervals; an answer is only as strong as its interval.",
         "",
-        report.Table("answers", ["question", "measured", "published", "study"], rows).markdown(),
+        tables.Table("answers", ["question", "measured", "published", "study"], rows).markdown(),
     ])
 
 

@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from bpkit import report, study
+from bpkit import study, tables
 
 FOLDER = study.Folder(Path(__file__).resolve().parent)
 
@@ -56,7 +56,7 @@ def activation_table(rows: list[dict[str, str]], crit: str) -> list[str]:
     acts = list(dict.fromkeys(a["activation"] for a in rows))
     cells = [[m] + [study.rate(*pooled(rows, method=m, activation=act, criterion=crit)) for act in acts]
              for m in dict.fromkeys(a["method"] for a in rows)]
-    return report.Table("activation", ["method", *acts], cells).markdown().splitlines()
+    return tables.Table("activation", ["method", *acts], cells).markdown().splitlines()
 
 
 def problem_table(rows: list[dict[str, str]], crit: str, act: str) -> list[str]:
@@ -66,7 +66,7 @@ def problem_table(rows: list[dict[str, str]], crit: str, act: str) -> list[str]:
     cell = {(a["problem"], a["method"]): study.answer_cells(a) for a in rows}
     cells = [[m] + [f"{cell[p, m][0]}<br>{cell[p, m][2]} cu<br>{cell[p, m][3].split(' (of')[0]}" for p in problems]
              for m in dict.fromkeys(a["method"] for a in rows)]
-    return report.Table("problem", ["method", *problems], cells).markdown().splitlines()
+    return tables.Table("problem", ["method", *problems], cells).markdown().splitlines()
 
 
 def best_table(ratios: list[dict[str, str]], crit: str) -> list[str]:
@@ -85,7 +85,7 @@ def best_table(ratios: list[dict[str, str]], crit: str) -> list[str]:
             tied = [r["method"] for r in rs if r["method"] != r["cheapest"] and float(r["lo"]) <= 1.0]
             parts.append(f"**{rs[0]['cheapest']}**" + (f"; not separated: {', '.join(tied)}" if tied else ""))
         cells.append([p, *parts])
-    return report.Table("best", ["problem", *acts], cells).markdown().splitlines()
+    return tables.Table("best", ["problem", *acts], cells).markdown().splitlines()
 
 
 def separated_wins(ratios: list[dict[str, str]]) -> dict[str, tuple[int, int]]:
@@ -146,7 +146,7 @@ def section() -> None:
     meta = FOLDER.load_json(f"{NAME}_meta")
     flat = study.load_config(FOLDER.root / f"{NAME}.toml")
     grids = [(m["label"], next(k for k, v in m.items() if isinstance(v, list))) for m in flat["axis"]["method"]]
-    tuned = report.Table("tuned", ["method", "tuned over"], [
+    tuned = tables.Table("tuned", ["method", "tuned over"], [
         [label, f"{key.split('.')[-1]} {', '.join(f'{v:g}' for v in m[key])}"]
         for (label, key), m in zip(grids, flat["axis"]["method"], strict=True)]).markdown().splitlines()
     problems = list(dict.fromkeys(a["problem"] for a in rows))

@@ -32,8 +32,8 @@ import optax
 
 from bpkit import MLP, datasets, loss_value, optim, study
 from bpkit.analysis import least_squares_half_mse
-from bpkit.report import Table
 from bpkit.stopping import StopRules
+from bpkit.tables import Table
 from bpkit.training import train
 
 FOLDER = study.Folder(Path(__file__).resolve().parent)

@@ -19,7 +19,7 @@ import math
 import sys
 from pathlib import Path
 
-from bpkit import report, study
+from bpkit import study, tables
 
 FOLDER = study.Folder(Path(__file__).resolve().parent)
 
@@ -111,10 +111,10 @@ def section() -> None:
         crit = "40-20-40 (loose)" if c == "40-20-40" else f"half MSE <= {flat['training.goal']:g} (tight)"
         bp, scg = cell[(p, c, BP)], cell[(p, c, SCG)]
         speed.append([p, crit, f"{bp[0]}; {bp[2]}", f"{scg[0]}; {scg[2]}", _ratio(r), _verdict(r)])
-    table = report.Table("speedup", ["problem", "criterion", "BP momentum 0.9: success; expected cu",
+    table = tables.Table("speedup", ["problem", "criterion", "BP momentum 0.9: success; expected cu",
                                      "SCG: success; expected cu", "speed-up BP / SCG in cu [95%]",
                                      "Moeller: at least 10x"], speed).markdown().splitlines()
-    settings = report.Table("settings", ["problem", "criterion", "BP: learning rate", "SCG: lambda_1"], [
+    settings = tables.Table("settings", ["problem", "criterion", "BP: learning rate", "SCG: lambda_1"], [
         [r["problem"], r["criterion"], cell[(r["problem"], r["criterion"], BP)][3],
          cell[(r["problem"], r["criterion"], SCG)][3]] for r in ratios]).markdown().splitlines()
     body = [

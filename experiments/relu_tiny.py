@@ -13,7 +13,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from bpkit import report, study
+from bpkit import study, tables
 
 FOLDER = study.Folder(Path(__file__).resolve().parent)
 
@@ -31,7 +31,7 @@ def _table(rows: list[dict[str, str]], crit: str) -> list[str]:
     cell = {(a["problem"], a["method"]): study.answer_cells(a) for a in rows}
     cells = [[s] + [f"{cell[p, s][0]}<br>{cell[p, s][1]} epochs" if (p, s) in cell else "" for p in problems]
              for s in starts]
-    return report.Table(f"starts_{crit}", ["start", *problems], cells).markdown().splitlines()
+    return tables.Table(f"starts_{crit}", ["start", *problems], cells).markdown().splitlines()
 
 
 BASE, REFERENCE = "relu, LeCun init, biases 0", "tanh, LeCun init"

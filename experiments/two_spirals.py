@@ -15,7 +15,7 @@ import itertools
 import sys
 from pathlib import Path
 
-from bpkit import compare, report, study
+from bpkit import compare, study, tables
 
 FOLDER = study.Folder(Path(__file__).resolve().parent)
 
@@ -86,7 +86,7 @@ def section() -> None:
         "Not yet here: CG with a line search (its group of 40 runs x 30,000 epochs, each epoch waiting on "
         "the slowest run's line search, had not finished after 30 min on 2 cores).",
         "",
-        report.Table(NAME, ["method", "success [95% interval]", "mean epochs of the successes",
+        tables.Table(NAME, ["method", "success [95% interval]", "mean epochs of the successes",
                             "expected epochs with restarts", "expected cu", "setting chosen", "published epochs"],
                      [_row(a) for a in rows]).markdown(),
         "",

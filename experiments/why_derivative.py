@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from bpkit import study
-from bpkit.report import Table
+from bpkit.tables import Table
 
 FOLDER = study.Folder(Path(__file__).resolve().parent)
 

@@ -200,7 +200,8 @@ def test_the_report_leads_with_answers_that_recount_from_the_runs(both_store, tm
     md, figs, errors = report.write(path, tmp_path / "rep")
     text = md.read_text()
     assert not errors and text.index("### ") < text.index("## Appendix")
-    assert len(figs) == 6 and all(f.stat().st_size > 2000 for f in figs)  # heatmap, cost, curves; PNG + SVG
+    # heatmap, cost, curves, runtime distributions, sensitivity: PNG + SVG each
+    assert len(figs) == 10 and all(f.stat().st_size > 2000 for f in figs)
     with open(tmp_path / "rep" / "tables" / "answers.csv") as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == 2 * 2 * 2  # 2 criteria x 2 methods x 2 activations
@@ -227,7 +228,7 @@ def test_the_report_reads_slim_runs_and_writes_what_every_curve_gives(both_store
     assert sum(compare.slim(r)["curves"] != r["curves"] for r in runs) > 10  # slim runs do hold less
     report.write(path, tmp_path / "slim", compare_with=path)
     monkeypatch.setattr(report.compare, "slim", lambda r: r)  # every run with every curve, as before
-    monkeypatch.setattr(report, "_loss_curve_only", lambda r: r)
+    monkeypatch.setattr(report, "_judged_curves", lambda r: r)
     report.write(path, tmp_path / "full", compare_with=path)
     files = sorted(f.relative_to(tmp_path / "full") for f in (tmp_path / "full").rglob("*") if f.is_file())
     assert len(files) > 10 and any(f.suffix == ".png" for f in files)
@@ -280,7 +281,7 @@ def test_a_run_with_records_within_epochs_is_judged_and_costed_at_each_record(tm
             got, epoch_end = compare.attempt(run, crit), compare.attempt(coarse, crit)
             hit = next(((e, j) for e in range(run["epochs"]) for j in range(4) if holds(e, j)), None)  # brute force
             if hit is None:
-                assert got == (False, run["epochs"], run["cu"])
+                assert got == (False, run["epochs"], run["cu"], run["stop_reason"])
                 continue
             e, j = hit
             assert got.success and got.epochs == e + 1
@@ -290,3 +291,90 @@ def test_a_run_with_records_within_epochs_is_judged_and_costed_at_each_record(tm
             assert not epoch_end.success or (got.epochs <= epoch_end.epochs and got.cu <= epoch_end.cu)
             finer += got.cu < epoch_end.cu
     assert finer > 0  # some successes fell within an epoch
+
+
+# -- held-out tuning ------------------------------------------------------------------------------
+
+def _stored(method, lr, seed, cu):
+    """A stored run that met its loss goal after ``cu`` cu (one epoch)."""
+    config = {"label": f"p/{method}", "seed": seed, "training.goal": 0.01, "optimizer.learning_rate": lr,
+              "optimizer.name": "sgd" if method == "A" else "rprop", "network.activation": "tanh",
+              "dtype": "float64"}
+    return {"config": config, "seed": seed, "status": "finished", "stop_reason": "goal", "epochs": 1, "cu": cu,
+            "curves": {"loss": [0.001], "wrong": [0], "loss_evals": [0.0], "grad_evals": [cu / 3]}}
+
+
+def test_a_setting_that_won_only_on_lucky_seeds_is_caught_by_held_out_tuning(tmp_path):
+    # A's learning rate 0.5 is cheap on seeds 0-9 (10 cu) and dear on 10-19 (120 cu): 65 cu over all 20.
+    # Its other rates cost 150 everywhere; B's one rate costs 80 everywhere.  Chosen and reported on all 20
+    # seeds, A (65) ranks ahead of B (80); chosen on 0-9 and reported on 10-19, A costs 120 and B 80.
+    rows = [_stored("A", 0.5, s, 10.0 if s < 10 else 120.0) for s in range(20)]
+    rows += [_stored("A", lr, s, 150.0) for lr in (0.1, 1.0, 2.0) for s in range(20)]
+    rows += [_stored("B", 0.1, s, 80.0) for s in range(20)]
+    with Store(tmp_path / "lucky.sqlite") as store:
+        store.add(rows)
+        runs, _ = store.runs()
+    first = lambda ans: min(ans, key=lambda a: a.cost_cu.value)  # noqa: E731
+    same = compare.answers(runs)
+    assert first(same).method == "A" and first(same).cost_cu.value == 65.0 and not first(same).held_out
+    held = compare.answers(runs, tune_seeds=range(10))
+    assert first(held).method == "B" and first(held).held_out
+    a = next(x for x in held if x.method == "A")
+    assert a.chosen.seeds == tuple(range(10, 20)) and a.cost_cu.value == 120.0  # every number from seeds 10-19
+    assert a.chosen.setting == (("optimizer.learning_rate", 0.5),)  # chosen on seeds 0-9
+    # The report reads the tuning seeds the sweep recorded, and says which seeds did what.
+    with Store(tmp_path / "lucky.sqlite") as store:
+        store.set_compare({"tune_seeds": list(range(10))})
+    md, _, _ = report.write(tmp_path / "lucky.sqlite", tmp_path / "rep")
+    assert "chosen on seeds 0-9 and **every number below comes from the other seeds**, 10-19" in md.read_text()
+
+
+def test_held_out_tuning_ranks_honestly_where_choosing_on_the_same_seeds_flatters_the_method_with_more_settings():
+    # A has 8 settings, all truly costing 100; B one, truly costing 80. The best of 8 noisy estimates on the
+    # same seeds flatters A; chosen on half the seeds and reported on the other half, A is judged fairly.
+    rng = np.random.default_rng(0)
+
+    def cell(method, setting, costs):
+        n = len(costs)
+        return compare.Cell("p", method, "act", (("optimizer.learning_rate", setting),), "goal", tuple(range(n)),
+                            tuple(compare.Attempt(True, 1, float(c)) for c in costs), ("i",),
+                            tuple(f"{method}{setting}-{s}" for s in range(n)))
+
+    wrong_same = wrong_held = 0
+    for _ in range(200):
+        cells = [cell("A", k, rng.lognormal(np.log(100), 0.8, 20)) for k in range(8)]
+        cells.append(cell("B", 0, rng.lognormal(np.log(80), 0.8, 20)))
+        wrong_same += min(compare.tune(cells), key=lambda a: a.cost_cu.value).method == "A"
+        wrong_held += min(compare.tune(cells, tune_seeds=range(10)), key=lambda a: a.cost_cu.value).method == "A"
+    assert wrong_same > 100 and wrong_held < 70  # 119 and 55 of 200 here
+
+
+def test_the_three_costs_of_an_answer_are_its_runs_costs_three_ways():
+    costs, wins = [10.0, 100.0, 12.0, 500.0, 30.0], [True, False, True, True, False]
+    cell = compare.Cell("p", "m", "a", (), "goal", tuple(range(5)),
+                        tuple(compare.Attempt(w, 1, c, "" if w else "max_epochs") for c, w in zip(costs, wins,
+                                                                                                   strict=True)),
+                        ("i",), tuple(f"r-{s}" for s in range(5)))
+    a = compare.tune([cell])[0]
+    assert a.cost_cu.value == sum(costs) / 3  # at the budget
+    assert a.cutoff == stats.best_cutoff(costs, wins)  # at the best cutoff
+    assert a.mean_success_cu == (10 + 12 + 500) / 3 and a.failures == (("max_epochs", 2),)
+
+
+def test_paired_tests_and_pooled_rates_read_the_chosen_runs_from_the_same_starts():
+    def cell(method, wins, init=("i",), act="tanh"):
+        return compare.Cell("p", method, act, (), "goal", tuple(range(len(wins))),
+                            tuple(compare.Attempt(w, 1, 10.0) for w in wins), init,
+                            tuple(f"{method}{act}-{s}" for s in range(len(wins))))
+
+    a, b = [True] * 9 + [False], [True, False] * 5
+    answers = compare.tune([cell("A", a), cell("B", b), cell("C", b, init=("other",))])
+    tests = {p.method: p for p in compare.paired_success(answers)[("p", "goal", "tanh")]}
+    assert tests["A"].versus == "A" and tests["B"].test == stats.mcnemar(b, a)  # against the most successful
+    assert tests["C"].test is None  # other initial weights: not paired
+    both = compare.tune([cell("A", a), cell("A", b, act="relu")])
+    pooled = compare.pooled(both, method="A")
+    assert pooled == stats.pooled_rate(a + b, [("p", ("i",), s) for s in range(10)] * 2)
+    assert pooled.value == 14 / 20
+    with pytest.raises(ValueError, match="no answer has"):
+        compare.pooled(both, method="Z")

@@ -5,6 +5,8 @@ import pytest
 from grids import AXES
 
 from bpkit import config as cfg
+from bpkit.store import Store, run_id
+from bpkit.sweep import run_sweep
 
 
 def test_config_grid_expands(config_file):
@@ -69,3 +71,22 @@ def test_wolfe_constants_must_be_ordered(tmp_path):
     p.write_text('[optimizer]\nname = "cg"\nc1 = 0.5\nc2 = [0.4, 0.9]\n')
     with pytest.raises(ValueError, match=r"optimizer.c1 = 0.5 must be below optimizer.c2 = 0.4"):
         cfg.expand(cfg.load(p))
+
+
+def test_the_compare_table_names_tuning_seeds_and_the_sweep_records_them(tmp_path, config_file):
+    flat = cfg.load(config_file, ["compare.tune_seeds=[0]"])
+    assert flat["compare.tune_seeds"] == [0]
+    runs = cfg.expand(flat)
+    assert len(runs) == 12 and all("compare.tune_seeds" not in r.as_dict() for r in runs)  # not a run's
+    assert {run_id(r.as_dict()) for r in runs} == {run_id(r.as_dict()) for r in cfg.expand(cfg.load(config_file))}
+    store = Store(tmp_path / "s.sqlite")
+    run_sweep(flat, store, progress=False)
+    assert store.compare_settings() == {"tune_seeds": [0]}
+    with pytest.raises(ValueError, match=r"compare.tune_seeds must be some of the seeds, not all"):
+        cfg.load(config_file, ["compare.tune_seeds=[0, 1, 2]"])
+    with pytest.raises(ValueError, match=r"compare.tune_seeds must be a list of integers"):
+        cfg.load(config_file, ["compare.tune_seeds=[-1]"])
+    p = tmp_path / "axis.toml"
+    p.write_text('seeds = [0, 1]\n[[axis.a]]\ncompare.tune_seeds = [0]\n')
+    with pytest.raises(ValueError, match="axes cannot nest or set seeds or \\[compare\\]"):
+        cfg.load(p)

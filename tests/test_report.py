@@ -21,7 +21,8 @@ def test_report_from_a_small_store(tmp_path):
     store.close()
     path, figs, errors = report.write(tmp_path / "r.sqlite")
     text = path.read_text()
-    assert not errors and len(figs) == 6 and all(f.stat().st_size > 1000 for f in figs)
+    # heatmap, cost, curves and runtime distributions (no setting varies: no sensitivity figure); PNG + SVG
+    assert not errors and len(figs) == 8 and all(f.stat().st_size > 1000 for f in figs)
     appendix = text.split("## Appendix")[1]
     rows = [ln for ln in appendix.splitlines() if ln.startswith("| xor")]
     assert len(rows) == 4  # 2 methods x 2 activations

@@ -106,3 +106,74 @@ def test_bad_costs_are_refused():
     for costs, ok in [([1.0, float("nan")], [True, True]), ([-1.0], [True]), ([], []), ([1.0, 2.0], [True])]:
         with pytest.raises(ValueError):
             stats.restart_cost(costs, ok)
+
+
+# -- the cost with a cutoff, McNemar, clustered rates --------------------------------------------
+
+def test_cutoff_cost_equals_a_simulation_of_cut_and_restarted_runs():
+    # Draw runs at random; cut each at t (a success after t is a failure that cost t); restart until a success.
+    costs = np.array([120.0, 900.0, 45.0, 900.0, 300.0, 250.0, 80.0])
+    ok = np.array([True, False, True, False, True, False, True])  # the 250 failure stopped itself (a failed search)
+    rng = np.random.default_rng(11)
+    for t in (50.0, 100.0, 260.0, 1000.0):
+        totals = []
+        for _ in range(20000):
+            spent = 0.0
+            while True:
+                i = rng.integers(len(costs))
+                spent += min(costs[i], t)
+                if ok[i] and costs[i] <= t:
+                    break
+            totals.append(spent)
+        assert stats.cutoff_cost(costs, ok, t) == pytest.approx(np.mean(totals), rel=0.03), t
+    assert stats.cutoff_cost(costs, ok, 1e9) == stats.restart_cost(costs, ok)
+    assert stats.cutoff_cost(costs, ok, 10.0) == math.inf
+
+
+def test_the_best_cutoff_is_the_minimum_of_a_dense_scan():
+    rng = np.random.default_rng(3)
+    for _ in range(30):
+        n = int(rng.integers(3, 25))
+        costs = np.round(rng.lognormal(5, 1.2, n), 1)
+        ok = rng.uniform(size=n) < 0.6
+        grid = np.unique(np.concatenate([costs, np.linspace(0, 3000, 601)]))
+        scan = [(stats.cutoff_cost(costs, ok, t), t) for t in grid]
+        best = min(scan)
+        got = stats.best_cutoff(costs, ok)
+        if not ok.any():
+            assert got.cost == math.inf and math.isnan(got.cutoff)
+            continue
+        assert got.cost == pytest.approx(best[0], rel=1e-12)
+        assert got.cost <= stats.restart_cost(costs, ok)
+
+
+def test_mcnemar_is_scipys_exact_binomial_test_on_the_discordant_pairs():
+    scipy_stats = pytest.importorskip("scipy.stats", reason="scipy is an optional peer (the bench and test extras)")
+    rng = np.random.default_rng(5)
+    for _ in range(60):
+        n = int(rng.integers(1, 40))
+        a, b = rng.uniform(size=n) < rng.uniform(), rng.uniform(size=n) < rng.uniform()
+        got = stats.mcnemar(a, b)
+        assert (got.only_a, got.only_b) == (int(np.sum(a & ~b)), int(np.sum(~a & b)))
+        discordant = got.only_a + got.only_b
+        want = scipy_stats.binomtest(got.only_a, discordant, 0.5).pvalue if discordant else 1.0
+        assert got.p == pytest.approx(want, rel=1e-12)
+
+
+def test_a_clustered_rate_keeps_its_coverage_where_runs_share_starts():
+    # 20 starts, 10 runs each (settings or methods from the same weights): a start's runs mostly agree.
+    # The rate's true value is known; a run-by-run Wilson interval undercovers, the cluster bootstrap does not.
+    rng = np.random.default_rng(9)
+    truth, starts, per, covered, naive = 0.4, 20, 10, 0, 0
+    trials = 300
+    for t in range(trials):
+        good = rng.uniform(size=starts) < truth  # a good start: its runs succeed 90%, a bad one 10%
+        p = np.where(good, 0.9, 0.1)
+        success = (rng.uniform(size=(starts, per)) < p[:, None]).ravel()
+        mean_rate = truth * 0.9 + (1 - truth) * 0.1
+        est = stats.pooled_rate(success, np.repeat(np.arange(starts), per), seed=t, resamples=500)
+        covered += est.lo <= mean_rate <= est.hi
+        lo, hi = stats.wilson(int(success.sum()), success.size)
+        naive += lo <= mean_rate <= hi
+    assert covered / trials >= 0.88  # near the nominal 95%
+    assert naive / trials < 0.80  # the independent-runs interval is far too narrow here

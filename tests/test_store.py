@@ -105,5 +105,10 @@ def test_keys_added_later_keep_stored_run_ids():
     before = {k: v for k, v in run.items() if k not in LATER_KEYS}  # a run stored before those keys existed
     assert config_hash(run) == config_hash(before)
     for key, default in LATER_KEYS.items():
-        other = "all" if isinstance(default, str) else (not default) if isinstance(default, bool) else default * 2 + 1
+        if isinstance(default, str):
+            other = "all"
+        elif isinstance(default, bool):
+            other = not default
+        else:
+            other = abs(default) * 2 + 1
         assert config_hash({**run, key: other}) != config_hash(before), key

@@ -409,3 +409,18 @@ def test_float32_runs_are_bitwise_the_same_with_jax_64_bit_mode_off():
                         env={**os.environ, "JAX_ENABLE_X64": "1"})
     assert len(off.stdout.split()) == 3
     assert off.stdout == on.stdout
+
+
+@pytest.mark.parametrize("opt, batch_size", [(optax.sgd(0.5), 3), (optim.nonlinear_cg("pr+"), None),
+                                             (optim.scg(), None)])
+def test_a_compute_budget_stops_a_run_at_the_first_epoch_that_spends_it(opt, batch_size):
+    x, y = data()
+    budget = 100.0
+    r = train(NET3, opt, P3, x, y, key=KEY, batch_size=batch_size,
+              rules=StopRules(max_epochs=5000, stall_epochs=None, max_cu=budget))
+    e = int(r.epochs)
+    cu = np.asarray(r.history.loss_evals[:e]) + 3 * np.asarray(r.history.grad_evals[:e])
+    assert r.reason == "max_cu"
+    assert cu[-1] >= budget and (e == 1 or cu[-2] < budget)  # brute force: the first epoch end at or past it
+    with pytest.raises(ValueError, match="max_cu must be positive or None"):
+        StopRules(max_cu=0)

@@ -1,0 +1,157 @@
+"""Verdicts computed from the numbers, never typed as sentences.
+
+Every sentence of a study or report that compares a measurement with a published figure,
+ranks one method above another, or names a cause comes from a rule here: the rule reads the
+measurement with its interval and says what the data support, and the same rule says the
+opposite when the data do.
+
+* :func:`against` a published value: "agrees" where the published value lies inside the
+  measured interval (widened by a stated tolerance), "disagrees" where the interval excludes
+  it, "cannot tell" where the interval is too wide to say either (open, or wider than
+  ``wide`` times).
+* :func:`at_least` a one-sided claim ("at least 10x"): "holds" where the whole interval
+  clears the bound, "fails" where the whole interval falls short, "cannot tell" where it
+  straddles it.
+* :func:`rates` of two methods: "ahead" (or "behind") where the first's successes are separated
+  from the second's (McNemar's exact test where the runs share starts, else non-overlapping
+  Wilson intervals), "not separated" otherwise.
+* :func:`cost_ratio` of two methods: "cheaper" or "dearer" where the ratio's interval excludes 1.
+* :func:`cause`: a cause is stated only beside the measurement that tests it, and only when
+  that test supports it.
+
+Each :class:`Verdict` keeps the rule, its inputs and its sentence, so a study can store its
+verdicts as data and a test can recompute every one (:func:`recompute`).
+
+Example:
+    >>> against("SCG epochs", (250.0, 180.0, 400.0), 300.0).word
+    'agrees'
+    >>> at_least("speed-up", (4.0, 2.5, 6.0), 10.0, "x").word
+    'fails'
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
+
+from bpkit import stats
+
+AGREES, DISAGREES, CANNOT_TELL = "agrees", "disagrees", "cannot tell"
+HOLDS, FAILS = "holds", "fails"
+AHEAD, BEHIND, NOT_SEPARATED = "ahead", "behind", "not separated"
+CHEAPER, DEARER = "cheaper", "dearer"
+SUPPORTED, UNSUPPORTED = "supported", "not supported"
+
+
+class Verdict(NamedTuple):
+    """What a rule concluded from its inputs, and the sentence that says it."""
+
+    rule: str
+    inputs: dict[str, Any]
+    word: str
+    text: str
+
+
+def _num(v: float, unit: str = "") -> str:
+    if not math.isfinite(v):
+        return "unbounded" if v > 0 else "-"
+    return (f"{v:,.0f}" if abs(v) >= 100 else f"{v:.3g}") + unit
+
+
+def _interval(e: Sequence[float], unit: str = "") -> str:
+    value, lo, hi = e
+    return f"{_num(value, unit)} [{_num(lo, unit)}, {_num(hi, unit)}]"
+
+
+def against(what: str, measured: Sequence[float], published: float, *, tolerance: float = 0.0,
+            wide: float = 10.0, unit: str = "", source: str = "") -> Verdict:
+    """A measurement ``(value, lo, hi)`` (a 95% interval) against a published value.
+
+    "agrees": ``lo (1 - tolerance) <= published <= hi (1 + tolerance)`` and the interval is informative;
+    "cannot tell": it holds the value but is open or spans more than ``wide`` times (``hi / lo``), so it
+    would hold almost anything; "disagrees": the interval excludes the value, saying on which side.
+    """
+    value, lo, hi = (float(v) for v in measured)
+    inputs = {"what": what, "measured": [value, lo, hi], "published": published, "tolerance": tolerance,
+              "wide": wide, "unit": unit, "source": source}
+    told = f"{what}: measured {_interval((value, lo, hi), unit)}, published {_num(published, unit)}{source}"
+    inside = lo * (1 - tolerance) <= published <= hi * (1 + tolerance)
+    if inside and (not math.isfinite(hi) or lo <= 0 or hi / lo > wide):
+        word, text = CANNOT_TELL, f"{told}: cannot tell (the interval is too wide to test it)"
+    elif inside:
+        word, text = AGREES, f"{told}: agrees (the published value lies in the interval"
+        text += f" widened by {100 * tolerance:.0f}%)" if tolerance else ")"
+    else:
+        side = "above" if lo > published else "below"
+        word, text = DISAGREES, f"{told}: disagrees (the whole interval lies {side} it)"
+    return Verdict("against", inputs, word, text)
+
+
+def at_least(what: str, measured: Sequence[float], bound: float, unit: str = "", source: str = "") -> Verdict:
+    """A one-sided claim, "``what`` is at least ``bound``": holds where ``lo >= bound``, fails where
+    ``hi < bound``, cannot tell otherwise."""
+    value, lo, hi = (float(v) for v in measured)
+    inputs = {"what": what, "measured": [value, lo, hi], "bound": bound, "unit": unit, "source": source}
+    told = f"{what} {_interval((value, lo, hi), unit)} against at least {_num(bound, unit)}{source}"
+    if lo >= bound:
+        return Verdict("at_least", inputs, HOLDS, f"{told}: holds (the whole interval clears it)")
+    if hi < bound:
+        return Verdict("at_least", inputs, FAILS, f"{told}: fails (the whole interval falls short)")
+    return Verdict("at_least", inputs, CANNOT_TELL, f"{told}: cannot tell (the interval straddles it)")
+
+
+def rates(a: str, ka: int, na: int, b: str, kb: int, nb: int, paired: stats.McNemar | None = None) -> Verdict:
+    """Whether method ``a`` (``ka`` of ``na`` runs solved) solves more often than ``b``: by McNemar's exact
+    test at 5% where their runs share starts (``paired``), else by non-overlapping Wilson intervals."""
+    inputs = {"a": a, "ka": ka, "na": na, "b": b, "kb": kb, "nb": nb,
+              "paired": None if paired is None else list(paired)}
+    la, ha = stats.wilson(ka, na)
+    lb, hb = stats.wilson(kb, nb)
+    if paired is not None:
+        separated, how = paired.p < 0.05, f"McNemar p = {paired.p:.2g}, {paired.only_a} vs {paired.only_b} discordant"
+    else:
+        separated, how = ha < lb or hb < la, "Wilson 95% intervals"
+    told = f"{a} {ka}/{na} against {b} {kb}/{nb} ({how})"
+    if separated and ka / na != kb / nb:
+        word, first, second = (AHEAD, a, b) if ka / na > kb / nb else (BEHIND, b, a)
+        return Verdict("rates", inputs, word, f"{told}: {first} solves more often than {second}")
+    return Verdict("rates", inputs, NOT_SEPARATED, f"{told}: not separated")
+
+
+def cost_ratio(a: str, b: str, ratio: Sequence[float]) -> Verdict:
+    """Method ``a``'s expected cost over ``b``'s, ``(value, lo, hi)``: cheaper where ``hi < 1``, dearer
+    where ``lo > 1``, not separated otherwise."""
+    value, lo, hi = (float(v) for v in ratio)
+    inputs = {"a": a, "b": b, "ratio": [value, lo, hi]}
+    told = f"{a}'s cost over {b}'s, {_interval((value, lo, hi), 'x')}"
+    if hi < 1:
+        return Verdict("cost_ratio", inputs, CHEAPER, f"{told}: {a} is cheaper")
+    if lo > 1:
+        return Verdict("cost_ratio", inputs, DEARER, f"{told}: {a} is dearer")
+    return Verdict("cost_ratio", inputs, NOT_SEPARATED, f"{told}: not separated")
+
+
+def cause(claim: str, test: Verdict, supports: Sequence[str]) -> Verdict:
+    """A cause, stated only beside the measurement that tests it: "``claim`` (``test``)" where the test's
+    word is one of ``supports``, else that the data do not support the claim."""
+    inputs = {"claim": claim, "test": test._asdict(), "supports": list(supports)}
+    if test.word in supports:
+        return Verdict("cause", inputs, SUPPORTED, f"{claim}, as measured: {test.text}")
+    return Verdict("cause", inputs, UNSUPPORTED, f"the data do not support that {claim}: {test.text}")
+
+
+RULES: dict[str, Callable[..., Verdict]] = {"against": against, "at_least": at_least, "rates": rates,
+                                            "cost_ratio": cost_ratio, "cause": cause}
+
+
+def recompute(v: Verdict | dict[str, Any]) -> Verdict:
+    """The verdict its rule gives on its stored inputs now (a stored verdict: a dict of its fields, as
+    JSON keeps it).  A study's text is trusted when every stored verdict recomputes to its own text."""
+    d = v._asdict() if isinstance(v, Verdict) else dict(v)
+    inputs = dict(d["inputs"])
+    if d["rule"] == "cause":
+        inputs["test"] = recompute(inputs["test"])
+    if d["rule"] == "rates" and inputs["paired"] is not None:
+        inputs["paired"] = stats.McNemar(*inputs["paired"])
+    return RULES[d["rule"]](**inputs)

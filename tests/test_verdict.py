@@ -1,0 +1,71 @@
+"""bpkit.verdict: each rule on synthetic numbers, flipping when the numbers do; stored verdicts recompute."""
+
+import json
+
+from bpkit import stats, verdict
+
+
+def test_a_published_value_inside_the_interval_agrees_outside_disagrees_and_a_wide_one_cannot_tell():
+    assert verdict.against("epochs", (250, 180, 400), 300).word == verdict.AGREES
+    assert verdict.against("epochs", (250, 180, 290), 300).word == verdict.DISAGREES
+    assert "below" in verdict.against("epochs", (250, 180, 290), 300).text
+    assert "above" in verdict.against("epochs", (350, 310, 400), 300).text
+    assert verdict.against("epochs", (250, 180, 290), 300, tolerance=0.05).word == verdict.AGREES  # 290 * 1.05
+    assert verdict.against("epochs", (250, 180, 290), 300, tolerance=0.01).word == verdict.DISAGREES
+    assert verdict.against("epochs", (250, 20, float("inf")), 300).word == verdict.CANNOT_TELL  # open
+    assert verdict.against("epochs", (250, 20, 3000), 300).word == verdict.CANNOT_TELL  # 150 times wide
+    assert verdict.against("epochs", (250, 20, 3000), 300, wide=200).word == verdict.AGREES
+    assert verdict.against("epochs", (250, 20, 3000), 30_000).word == verdict.DISAGREES  # excluded, however wide
+
+
+def test_a_one_sided_claim_holds_fails_or_cannot_tell():
+    assert verdict.at_least("speed-up", (12, 10.5, 14), 10).word == verdict.HOLDS
+    assert verdict.at_least("speed-up", (4, 2.5, 6), 10).word == verdict.FAILS
+    assert verdict.at_least("speed-up", (9, 6, 13), 10).word == verdict.CANNOT_TELL
+    assert verdict.at_least("speed-up", (9, 10, 13), 10).word == verdict.HOLDS  # the bound itself clears
+
+
+def test_two_rates_are_ranked_only_when_separated_and_pairing_decides_where_runs_share_starts():
+    assert verdict.rates("A", 19, 20, "B", 4, 20).word == verdict.AHEAD
+    assert verdict.rates("A", 4, 20, "B", 19, 20).word == verdict.BEHIND
+    assert verdict.rates("A", 12, 20, "B", 9, 20).word == verdict.NOT_SEPARATED  # intervals overlap
+    # 20 pairs: A solves 14 that B misses, B none that A misses; their Wilson intervals overlap, McNemar does not.
+    a, b = [True] * 16 + [False] * 4, [True] * 2 + [False] * 18
+    assert verdict.rates("A", 16, 20, "B", 2, 20).word == verdict.AHEAD
+    close_a, close_b = [True] * 12 + [False] * 8, [True] * 5 + [False] * 15
+    assert verdict.rates("A", 12, 20, "B", 5, 20).word == verdict.NOT_SEPARATED
+    assert verdict.rates("A", 12, 20, "B", 5, 20, stats.mcnemar(close_a, close_b)).word == verdict.AHEAD
+    assert verdict.rates("A", 16, 20, "B", 2, 20, stats.mcnemar(a, b)).word == verdict.AHEAD
+    mixed = [True] * 6 + [False] * 6 + [True] * 6 + [False] * 2  # 6 each way: no evidence either way
+    assert verdict.rates("A", 12, 20, "B", 12, 20, stats.mcnemar(mixed, mixed[6:] + mixed[:6])).word == \
+        verdict.NOT_SEPARATED
+
+
+def test_a_cost_ratio_names_the_cheaper_method_only_when_its_interval_excludes_one():
+    assert verdict.cost_ratio("SCG", "BP", (0.5, 0.3, 0.9)).word == verdict.CHEAPER
+    assert verdict.cost_ratio("SCG", "BP", (2.0, 1.2, 3.1)).word == verdict.DEARER
+    assert verdict.cost_ratio("SCG", "BP", (0.8, 0.4, 1.6)).word == verdict.NOT_SEPARATED
+
+
+def test_a_cause_is_stated_only_when_its_test_supports_it():
+    dead = verdict.rates("leaky ReLU", 19, 20, "ReLU", 4, 20)
+    said = verdict.cause("dead units hold ReLU back", dead, [verdict.AHEAD])
+    assert said.word == verdict.SUPPORTED and said.text.startswith("dead units hold ReLU back, as measured")
+    not_dead = verdict.rates("leaky ReLU", 4, 20, "ReLU", 5, 20)
+    refused = verdict.cause("dead units hold ReLU back", not_dead, [verdict.AHEAD])
+    assert refused.word == verdict.UNSUPPORTED and refused.text.startswith("the data do not support")
+
+
+def test_every_verdict_recomputes_from_its_stored_inputs():
+    made = [verdict.against("x", (1.0, 0.5, 2.0), 1.5, tolerance=0.1, unit=" cu"),
+            verdict.at_least("r", (3.0, 2.0, 4.0), 2.0, "x"),
+            verdict.rates("A", 3, 10, "B", 9, 10, stats.mcnemar([True] * 3 + [False] * 7, [True] * 9 + [False])),
+            verdict.cost_ratio("A", "B", (1.5, 1.1, 2.0))]
+    made.append(verdict.cause("A wastes its budget", made[-1], [verdict.DEARER]))
+    for v in made:
+        stored = json.loads(json.dumps(v._asdict()))  # as a study keeps it
+        again = verdict.recompute(stored)
+        assert (again.word, again.text) == (v.word, v.text)
+    tampered = json.loads(json.dumps(made[0]._asdict()))
+    tampered["inputs"]["published"] = 9.0  # the text no longer follows from the numbers
+    assert verdict.recompute(tampered).text != tampered["text"]
