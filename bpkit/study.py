@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from bpkit import report, tables
+from bpkit import report, tables, verdict
 from bpkit.figures import pyplot  # noqa: F401  (the studies draw with it)
 
 
@@ -63,6 +63,17 @@ class Folder:
 
     def load_json(self, name: str) -> Any:
         return json.loads((self.results / f"{name}.json").read_text())
+
+    def save_verdicts(self, name: str, verdicts: Iterable[verdict.Verdict]) -> list[verdict.Verdict]:
+        """Keep the verdicts that study ``name``'s text states (``results/<name>_verdicts.json``: rule, inputs,
+        word and sentence of each), so a test can recompute every one and find any claim no rule produced."""
+        made = list(verdicts)
+        self.save_json(f"{name}_verdicts", [v._asdict() for v in made])
+        return made
+
+    def load_verdicts(self, name: str) -> list[verdict.Verdict]:
+        path = self.results / f"{name}_verdicts.json"
+        return [verdict.Verdict(**v) for v in json.loads(path.read_text())] if path.exists() else []
 
     def save_csv(self, name: str, rows: list[dict[str, Any]]) -> Path:
         """One row per dict, the union of the rows' keys as columns."""

@@ -16,8 +16,15 @@ opposite when the data do.
   from the second's (McNemar's exact test where the runs share starts, else non-overlapping
   Wilson intervals), "not separated" otherwise.
 * :func:`cost_ratio` of two methods: "cheaper" or "dearer" where the ratio's interval excludes 1.
+* :func:`order` against a published ranking ("a costs less than b"): "agrees" or "disagrees"
+  where the two measured intervals do not overlap, "cannot tell" where they do.
+* :func:`matches` a published categorical outcome ("eta = 2.5 diverges"): "agrees" or "disagrees".
 * :func:`cause`: a cause is stated only beside the measurement that tests it, and only when
   that test supports it.
+
+:func:`unproduced` finds the sentences of a text that compare with a published figure or name
+a cause (by the words such sentences use, :data:`CLAIM`) and that no stored verdict produced:
+a study's section passes when it returns nothing.
 
 Each :class:`Verdict` keeps the rule, its inputs and its sentence, so a study can store its
 verdicts as data and a test can recompute every one (:func:`recompute`).
@@ -32,6 +39,7 @@ Example:
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
@@ -101,11 +109,12 @@ def at_least(what: str, measured: Sequence[float], bound: float, unit: str = "",
     return Verdict("at_least", inputs, CANNOT_TELL, f"{told}: cannot tell (the interval straddles it)")
 
 
-def rates(a: str, ka: int, na: int, b: str, kb: int, nb: int, paired: stats.McNemar | None = None) -> Verdict:
-    """Whether method ``a`` (``ka`` of ``na`` runs solved) solves more often than ``b``: by McNemar's exact
-    test at 5% where their runs share starts (``paired``), else by non-overlapping Wilson intervals."""
+def rates(a: str, ka: int, na: int, b: str, kb: int, nb: int, paired: stats.McNemar | None = None,
+          event: str = "solves") -> Verdict:
+    """Whether ``a`` (``ka`` of ``na`` runs solved, or had ``event``) does so more often than ``b``: by McNemar's
+    exact test at 5% where their runs share starts (``paired``), else by non-overlapping Wilson intervals."""
     inputs = {"a": a, "ka": ka, "na": na, "b": b, "kb": kb, "nb": nb,
-              "paired": None if paired is None else list(paired)}
+              "paired": None if paired is None else list(paired), "event": event}
     la, ha = stats.wilson(ka, na)
     lb, hb = stats.wilson(kb, nb)
     if paired is not None:
@@ -115,7 +124,7 @@ def rates(a: str, ka: int, na: int, b: str, kb: int, nb: int, paired: stats.McNe
     told = f"{a} {ka}/{na} against {b} {kb}/{nb} ({how})"
     if separated and ka / na != kb / nb:
         word, first, second = (AHEAD, a, b) if ka / na > kb / nb else (BEHIND, b, a)
-        return Verdict("rates", inputs, word, f"{told}: {first} solves more often than {second}")
+        return Verdict("rates", inputs, word, f"{told}: {first} {event} more often than {second}")
     return Verdict("rates", inputs, NOT_SEPARATED, f"{told}: not separated")
 
 
@@ -132,6 +141,29 @@ def cost_ratio(a: str, b: str, ratio: Sequence[float]) -> Verdict:
     return Verdict("cost_ratio", inputs, NOT_SEPARATED, f"{told}: not separated")
 
 
+def order(a: str, a_cost: Sequence[float], b: str, b_cost: Sequence[float], source: str = "") -> Verdict:
+    """A published ranking, "``a`` costs less than ``b``", against measured costs ``(value, lo, hi)`` (95%
+    intervals, independent runs): agrees where ``a``'s interval lies wholly below ``b``'s, disagrees where it
+    lies wholly above, cannot tell where they overlap."""
+    a_cost, b_cost = [float(v) for v in a_cost], [float(v) for v in b_cost]
+    inputs = {"a": a, "a_cost": a_cost, "b": b, "b_cost": b_cost, "source": source}
+    told = (f"published{source}: {a} costs less than {b}; measured {a} {_interval(a_cost)}, "
+            f"{b} {_interval(b_cost)}")
+    if a_cost[2] < b_cost[1]:
+        return Verdict("order", inputs, AGREES, f"{told}: agrees (the intervals do not overlap)")
+    if b_cost[2] < a_cost[1]:
+        return Verdict("order", inputs, DISAGREES, f"{told}: disagrees ({b} is the cheaper, the intervals apart)")
+    return Verdict("order", inputs, CANNOT_TELL, f"{told}: cannot tell (the intervals overlap)")
+
+
+def matches(what: str, measured: str, published: str, source: str = "") -> Verdict:
+    """A categorical outcome (``"converges"``, ``"diverges"``) against the published one."""
+    inputs = {"what": what, "measured": measured, "published": published, "source": source}
+    told = f"{what}: measured {measured}, published {published}{source}"
+    return Verdict("matches", inputs, AGREES if measured == published else DISAGREES,
+                   f"{told}: {AGREES if measured == published else DISAGREES}")
+
+
 def cause(claim: str, test: Verdict, supports: Sequence[str]) -> Verdict:
     """A cause, stated only beside the measurement that tests it: "``claim`` (``test``)" where the test's
     word is one of ``supports``, else that the data do not support the claim."""
@@ -141,8 +173,23 @@ def cause(claim: str, test: Verdict, supports: Sequence[str]) -> Verdict:
     return Verdict("cause", inputs, UNSUPPORTED, f"the data do not support that {claim}: {test.text}")
 
 
+def tally(what: str, members: Sequence[Verdict | dict[str, Any]]) -> Verdict:
+    """Many verdicts on one claim (a claim tested on each problem), counted by their words: "``what``: holds 1,
+    fails 6, cannot tell 1".  Its word is the members' one word where they all agree on it, else "mixed"."""
+    made = [m if isinstance(m, Verdict) else recompute(m) for m in members]
+    inputs = {"what": what, "members": [m._asdict() for m in made]}
+    counts: dict[str, int] = {}
+    for m in made:
+        counts[m.word] = counts.get(m.word, 0) + 1
+    word = next(iter(counts)) if len(counts) == 1 else "mixed"
+    rule = made[0].rule if made else "no rule"
+    text = f"{what}, by the {rule} rule in {len(made)} cases: " + ", ".join(f"{w} {k}" for w, k in counts.items())
+    return Verdict("tally", inputs, word, text)
+
+
 RULES: dict[str, Callable[..., Verdict]] = {"against": against, "at_least": at_least, "rates": rates,
-                                            "cost_ratio": cost_ratio, "cause": cause}
+                                            "cost_ratio": cost_ratio, "order": order, "matches": matches,
+                                            "cause": cause, "tally": tally}
 
 
 def recompute(v: Verdict | dict[str, Any]) -> Verdict:
@@ -155,3 +202,42 @@ def recompute(v: Verdict | dict[str, Any]) -> Verdict:
     if d["rule"] == "rates" and inputs["paired"] is not None:
         inputs["paired"] = stats.McNemar(*inputs["paired"])
     return RULES[d["rule"]](**inputs)
+
+
+# The words of a sentence that compares a measurement with a published figure or states a cause.
+CLAIM = re.compile(
+    r"\b(agree[sd]?|disagree[sd]?|cannot tell|holds|fails to|orders? of magnitude|same order|because|caus(e|es|ed)"
+    r"|explain(s|ed)?|due to|not decided|confirm(s|ed)?|contradict(s|ed)?|consistent with|in line with"
+    r"|\(as published\)|not as published|as .{1,40} says|(is|are) their width|not the (optimizer|method)"
+    r"|supported|not supported)\b", re.IGNORECASE)
+
+
+def _quoted(text: str) -> str:
+    """``text`` without what quotes the literature: paragraphs that begin with "Published" and the cells of
+    a Markdown table's "published" column."""
+    paragraphs = [p for p in re.split(r"\n\s*\n", text) if not p.lstrip("*_ ").startswith("Published")]
+    out, column = [], None
+    for line in "\n\n".join(paragraphs).splitlines():
+        cells = line.split("|")
+        if line.startswith("|") and column is None and "published" in [c.strip() for c in cells]:
+            column = [c.strip() for c in cells].index("published")
+        elif not line.startswith("|"):
+            column = None
+        if line.startswith("|") and column is not None and column < len(cells):
+            cells[column] = ""
+        out.append("|".join(cells))
+    return "\n".join(out)
+
+
+def unproduced(text: str, verdicts: Sequence[Verdict | dict[str, Any]], width: int = 60) -> list[str]:
+    """The claims in ``text`` (``width`` characters either side of each :data:`CLAIM` word) that are not part
+    of a stored verdict's sentence, a table cell holding only a verdict's word, or a quotation of the literature
+    (:func:`_quoted`).  Empty where every comparison and cause in the text was produced by a rule."""
+    made = [v if isinstance(v, Verdict) else Verdict(**v) for v in verdicts]
+    rest = _quoted(text)
+    for v in sorted(made, key=lambda v: -len(v.text)):
+        rest = rest.replace(v.text, " ")
+    words = {v.word for v in made}
+    rest = "\n".join("|".join(" " if c.strip() in words else c for c in line.split("|")) if line.startswith("|")
+                     else line for line in rest.splitlines())
+    return [rest[max(m.start() - width, 0): m.end() + width].replace("\n", " ") for m in CLAIM.finditer(rest)]

@@ -14,11 +14,14 @@ import sys
 from pathlib import Path
 
 import cg_family as cg  # the studies this table sums up: the script's own folder is on sys.path
+import moeller
 import numpy as np
 import online_batch as ob
+import relu_tiny
+import two_spirals
 import why_derivative as wd
 
-from bpkit import study, tables
+from bpkit import study, tables, verdict
 
 FOLDER = study.Folder(Path(__file__).resolve().parent)
 
@@ -38,34 +41,29 @@ STUDY6B = _link("Study 6b", "study-6b-relu-on-the-tiny-benchmarks-started-five-w
 STUDY6C = _link("Study 6c", "study-6c-moellers-claim-as-he-stated-it")
 
 
-def why_derivative() -> tuple[list[str], list[str]]:
+def why_derivative() -> tuple[list[list[str]], list[list[str]], list[verdict.Verdict]]:
     """Rows for "why f'" and "without it": pooled sigmoid successes per rule, and where ablated runs end."""
     rows = FOLDER.load_csv(wd.NAME)
     ans = wd.tuned(rows)
-    pooled = {rule: (sum(a.success for k, a in ans.items() if k[2] == "sigmoid" and k[3] == rule),
-                     sum(a.runs for k, a in ans.items() if k[2] == "sigmoid" and k[3] == rule)) for rule in wd.RULES}
-    lin = FOLDER.load_json(wd.NAME + "_linear")
-    _, near = wd.link_table(rows, FOLDER.load_csv(wd.NAME + "_delta"), lin, ["sigmoid"])
-    ablated = [near[k] for k in near if k[3] != "exact"]
-    exact = [near[k] for k in near if k[3] == "exact"]
+    frozen = [a for k, a in ans.items() if k[2] == "sigmoid" and k[3] == wd.RULES[2]]
+    delta, lin = FOLDER.load_csv(wd.NAME + "_delta"), FOLDER.load_json(wd.NAME + "_linear")
+    need, linear = wd.verdicts(rows, delta, lin)
     ang = FOLDER.load_json(wd.NAME + "_angles")
     worst_bce_out = max(wd._deg(r["layers"][-1]) for r in ang if r["loss"] == "bce")
     first = (f"The chain rule puts it there: dC/dw = dC/da f'(z) x. Sigmoid hidden units, XOR, parity-3 and two "
-             f"spirals under squared error and cross-entropy, each cell at its best learning rate: with f' "
-             f"{study.rate(*pooled['exact'])} of runs solved (40-20-40); f' omitted "
-             f"{study.rate(*pooled['omitted'])}; f' frozen at 1/4 {study.rate(*pooled[wd.RULES[2]])}.")
-    second = (f"The hidden layer learns as a linear one would: {sum(a for a, _ in ablated)} of "
-              f"{sum(n for _, n in ablated)} ablated sigmoid runs on XOR and parity-3 (every learning rate) end "
-              f"within 1% of the best loss of a net without hidden units, against {sum(a for a, _ in exact)} of "
-              f"{sum(n for _, n in exact)} with f'. At a sigmoid output under cross-entropy nothing is lost: the "
-              f"factor cancels (output-layer update at most {worst_bce_out:.0e} deg from the gradient).")
+             f"spirals under squared error and cross-entropy, each cell at its best learning rate, solved by "
+             f"40-20-40: {need.text}; f' frozen at 1/4 "
+             f"{study.rate(sum(a.success for a in frozen), sum(a.runs for a in frozen))}.")
+    second = (f"Whether the hidden layer then learns as a linear one would (every learning rate, XOR and parity-3): "
+              f"{linear.text}. At a sigmoid output under cross-entropy nothing is lost: the factor cancels "
+              f"(output-layer update at most {worst_bce_out:.0e} deg from the gradient).")
     return ([["Why is f'(z) in the update?", first, "The delta rule: delta = dC/da f'(z); hidden layers keep "
               "f'(z) whatever the loss (../shared/REFERENCES.md)", STUDY2]],
             [["What happens without it, or with a constant?", second, "A constant derivative gives every "
-              "weight the same sensitivity: the update is no longer the gradient", STUDY2]])
+              "weight the same sensitivity: the update is no longer the gradient", STUDY2]], [need, linear])
 
 
-def linear_collapse() -> list[str]:
+def linear_collapse() -> list[list[str]]:
     res = FOLDER.load_json("linear_collapse")
     xor = [r for r in res["depth"] if r["data"] == "xor"]
     depths = sorted({r["depth"] for r in xor})
@@ -79,7 +77,7 @@ def linear_collapse() -> list[str]:
              "drops (Saxe et al. 2013)", STUDY3]]
 
 
-def online_batch() -> list[str]:
+def online_batch() -> tuple[list[verdict.Verdict], list[list[str]]]:
     res = FOLDER.load_json("online_batch")
     cell = {(c["data"], c["method"]): c for c in res["redundancy"]}
 
@@ -92,12 +90,14 @@ def online_batch() -> list[str]:
 
     o1, b1 = cell[("digits", "online")], cell[("digits", "batch")]
     o10, b10 = cell[("digits x10", "online")], cell[("digits x10", "batch")]
+    online, batch = ob.verdicts(res)[:2]
     text = (f"Online, on digits: passes over the data to half MSE <= {ob.GOAL} (median [range over "
             f"{len(o1['runs']) // len({r['lr'] for r in o1['runs']})} seeds]), online {at_best(o1)} against batch "
             f"{at_best(b1)}, {b1['passes'] / o1['passes']:.0f}x; with every example copied 10 times, online "
             f"{at_best(o10)}, batch {at_best(b10)}, {b10['passes'] / o10['passes']:.0f}x (batch: the same epochs, each "
-            f"{b10['epoch_seconds'] / b1['epoch_seconds']:.1f}x slower in wall time).")
-    return [["Online or batch?", text, "Online is usually much faster on redundant data; 10 copies make batch "
+            f"{b10['epoch_seconds'] / b1['epoch_seconds']:.1f}x slower in wall time). Against LeCun's figures: "
+            f"{online.text}; {batch.text}.")
+    return [online, batch], [["Online or batch?", text, "Online is usually much faster on redundant data; 10 copies make batch "
              "10x slower, online unaffected (LeCun et al. 1998); often orders of magnitude (Wilson & Martinez "
              "2003)", STUDY5]]
 
@@ -108,7 +108,7 @@ def _speedup(r: dict) -> str:
     return f"{float(r['speedup']):.1f}x [{float(r['lo']):.1f}, {float(r['hi']):.1f}]"
 
 
-def optimizers() -> list[str]:
+def optimizers() -> tuple[list[verdict.Verdict], list[list[str]]]:
     rows = FOLDER.load_csv("cg_family_answers")
     wins = cg.separated_wins(FOLDER.load_csv("cg_family_ratios"))
     methods = list(dict.fromkeys(a["method"] for a in rows))
@@ -121,30 +121,34 @@ def optimizers() -> list[str]:
     scg = {(r["problem"], r["criterion"]): r for r in FOLDER.load_csv("moeller_ratios")}
     scg_text = "; ".join(f"{p.split()[0]} {_speedup(scg[(p, '40-20-40')])} loose, {_speedup(scg[(p, 'goal')])} tight"
                          for p in dict.fromkeys(p for p, _ in scg))
-    spirals = FOLDER.load_csv("two_spirals_answers")
-    sp = ", ".join(f"{a['method']} {a['successes']}/{a['runs']}" for a in spirals if a["criterion"] == "40-20-40")
-    relu = {a["problem"]: a for a in FOLDER.load_csv("relu_tiny_answers")
-            if a["criterion"] == "40-20-40" and a["method"] == "relu, LeCun init, biases 0"}
-    narrow, wide = (study.rate(int(relu[p]["successes"]), int(relu[p]["runs"])) for p in ("xor 2-2-1", "xor 2-8-1"))
+    spirals = [a for a in FOLDER.load_csv("two_spirals_answers") if a["criterion"] == "40-20-40"]
+    sp = ", ".join(f"{a['method']} {a['successes']}/{a['runs']}" for a in spirals)
+    budget = study.load_config(FOLDER.root / "two_spirals.toml")["training.max_epochs"]
+    ranking = verdict.tally("the published ranking RPROP < quickprop < BP, pair by pair on expected epochs with "
+                            "restarts", [v for v in two_spirals.verdicts(spirals, budget) if v.rule == "order"])
+    causes = relu_tiny.verdicts(FOLDER.load_csv("relu_tiny_answers"))
+    claims = verdict.tally("Moeller's at least 10x, per problem and criterion",
+                           [moeller.claim(r) for r in FOLDER.load_csv("moeller_ratios")])
     text = (f"On XOR, parity and the encoders, every method tuned over four settings, 40-20-40 pooled over "
             f"problems and activations: {best} most reliable, {study.rate(*rate[best])}; not separated from it: "
             f"{', '.join(level) or 'none'}. Cheapest (or within the interval of the cheapest) in most "
             f"of the {wins[cheap[0]][1]} (problem, criterion, activation) cells: "
             f"{', '.join(f'{m} ({wins[m][0]})' for m in cheap)} ({STUDY6}). Hidden units over all methods: "
-            f"{', '.join(f'{a} {study.rate(*act[a])}' for a in acts)}; ReLU's deficit on these 2-5 unit nets is their "
-            f"width: from the same start, ReLU solves XOR 2-2-1 in {narrow} of runs and 2-8-1 in {wide} "
-            f"({STUDY6B}). SCG over BP with momentum, in cu with "
-            f"restarts [paired bootstrap 95%]: {scg_text} ({STUDY6C}). Two spirals as published, within "
-            f"30,000 epochs: {sp} solved; their costs are not ordered by their intervals ({STUDY6A}).")
-    return [["Which optimizer learns best with which activation?", text, "PR or HS the best CG betas (JetNet); "
+            f"{', '.join(f'{a} {study.rate(*act[a])}' for a in acts)}. Why ReLU is behind, each candidate beside its "
+            f"test: {'; '.join(v.text for v in causes)} ({STUDY6B}). SCG over BP with momentum, in cu with "
+            f"restarts [paired bootstrap 95%]: {scg_text}; {claims.text} ({STUDY6C}). Two spirals as published, "
+            f"within {budget:,} epochs: {sp} solved; {ranking.text} ({STUDY6A}).")
+    return [*causes, claims, ranking], [["Which optimizer learns best with which activation?", text, "PR or HS the best CG betas (JetNet); "
              "PR CG best for small problems (LeCun et al. 1998); SCG at least 10x faster than BP, more as the "
              "criterion tightens (Moeller 1993); two spirals: RPROP about 6,000 epochs < quickprop about 8,000 "
              "< BP about 20,000", f"{STUDY6}, {STUDY6C}, {STUDY6A}, {STUDY6B}"]]
 
 
 def section() -> str:
-    q1, q2 = why_derivative()
-    rows = q1 + q2 + linear_collapse() + online_batch() + optimizers()
+    q1, q2, made = why_derivative()
+    (ob_made, q4), (opt_made, q5) = online_batch(), optimizers()
+    rows = q1 + q2 + linear_collapse() + q4 + q5
+    FOLDER.save_verdicts("answers", made + ob_made + opt_made)
     return "\n".join([
         "## Answers",
         "",

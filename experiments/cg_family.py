@@ -135,8 +135,8 @@ def conclusion(rows: list[dict[str, str]], ratios: list[dict[str, str]]) -> str:
     text.append("By hidden activation, over every method and problem (40-20-40): "
                 + ", ".join(f"{a} {study.rate(*act_rate[a])}" for a in acts)
                 + f"; {worst_act} is {'separated from' if _apart(act_rate[worst_act], act_rate[best_act]) else 'not separated from'} "
-                f"{best_act}. ReLU's count on these 2-5 unit nets with zero biases is mostly dead starts, not the "
-                "optimizer: Study 6b shows width and other starts lift it.")
+                f"{best_act}. Study 6b runs ReLU from other starts and on wider nets, and tests there what keeps it behind "
+                "back on these 2-5 unit nets.")
     return " ".join(text)
 
 

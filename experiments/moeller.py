@@ -19,7 +19,7 @@ import math
 import sys
 from pathlib import Path
 
-from bpkit import study, tables
+from bpkit import study, tables, verdict
 
 FOLDER = study.Folder(Path(__file__).resolve().parent)
 
@@ -57,15 +57,14 @@ def run(args) -> None:
     FOLDER.save_csv(f"{NAME}_ratios", speedups(answers))
 
 
-def _verdict(r: dict) -> str:
-    if r["at_least"]:
-        return "an order of magnitude or more" if float(r["at_least"]) >= 10 else "not decided: BP never succeeded"
-    lo, hi = float(r["lo"]), float(r["hi"])
-    if lo >= 10:
-        return "an order of magnitude or more"
-    if hi < 10:
-        return "less than an order of magnitude"
-    return "not decided by the interval"
+def claim(r: dict) -> verdict.Verdict:
+    """Moeller's "at least an order of magnitude" on one problem and criterion, by the at_least rule: the
+    speed-up's interval, or where BP never succeeded the bound ``(at_least, infinity)``."""
+    crit = "loose" if r["criterion"] == "40-20-40" else "tight"
+    measured = ((float(r["at_least"]), float(r["at_least"]), math.inf) if r["at_least"]
+                else (float(r["speedup"]), float(r["lo"]), float(r["hi"])))
+    return verdict.at_least(f"SCG's speed-up over BP on {r['problem']}, {crit}", measured, 10.0, "x",
+                            source=" (Moeller 1993)")
 
 
 def _ratio(r: dict) -> str:
@@ -74,19 +73,18 @@ def _ratio(r: dict) -> str:
     return f"{compare.short(float(r['speedup']))}x [{compare.short(float(r['lo']))}, {compare.short(float(r['hi']))}]"
 
 
-def conclusion(ratios: list[dict], rows: list[dict]) -> str:
+def conclusion(ratios: list[dict], rows: list[dict]) -> tuple[str, list[verdict.Verdict]]:
     by = {(r["problem"], r["criterion"]): r for r in ratios}
     bp_edge = [(a["problem"], a["criterion"]) for a in rows if a["method"] == BP and a["edge"]]
     problems = list(dict.fromkeys(r["problem"] for r in ratios))
     lo = lambda r: float(r["at_least"]) if r["at_least"] else float(r["lo"])  # noqa: E731
     hi = lambda r: math.inf if r["at_least"] else float(r["hi"])  # noqa: E731
-    text = ["**Conclusion** (a claim holds only where its interval says so)."]
+    text = ["**Conclusion**, by the rule at_least (the claim is met where the speed-up's whole interval clears "
+            "10x, missed where the whole interval falls short, open where it straddles 10x)."]
+    made = []
     for crit, name in (("40-20-40", "loose"), ("goal", "tight")):
-        verdicts = {}
-        for p in problems:
-            verdicts.setdefault(_verdict(by[(p, crit)]), []).append(f"{p} ({_ratio(by[(p, crit)])})")
-        text.append(f"At the {name} criterion, the speed-up is " + "; ".join(
-            f"{v}: {', '.join(ps)}" for v, ps in verdicts.items()) + ".")
+        made += [claim(by[(p, crit)]) for p in problems]
+        text.append(f"At the {name} criterion: " + "; ".join(v.text for v in made[-len(problems):]) + ".")
     grows = [p for p in problems if lo(by[(p, "goal")]) > hi(by[(p, "40-20-40")])]
     shrinks = [p for p in problems if hi(by[(p, "goal")]) < lo(by[(p, "40-20-40")])]
     if bp_edge:
@@ -97,7 +95,7 @@ def conclusion(ratios: list[dict], rows: list[dict]) -> str:
     text.append("The speed-up grows from the loose to the tight criterion, intervals apart, on "
                 + (", ".join(grows) if grows else "no problem") + "; it shrinks, intervals apart, on "
                 + (", ".join(shrinks) if shrinks else "no problem") + "; elsewhere the intervals overlap.")
-    return " ".join(text)
+    return " ".join(text), made
 
 
 def section() -> None:
@@ -110,13 +108,15 @@ def section() -> None:
         p, c = r["problem"], r["criterion"]
         crit = "40-20-40 (loose)" if c == "40-20-40" else f"half MSE <= {flat['training.goal']:g} (tight)"
         bp, scg = cell[(p, c, BP)], cell[(p, c, SCG)]
-        speed.append([p, crit, f"{bp[0]}; {bp[2]}", f"{scg[0]}; {scg[2]}", _ratio(r), _verdict(r)])
+        speed.append([p, crit, f"{bp[0]}; {bp[2]}", f"{scg[0]}; {scg[2]}", _ratio(r), claim(r).word])
     table = tables.Table("speedup", ["problem", "criterion", "BP momentum 0.9: success; expected cu",
                                      "SCG: success; expected cu", "speed-up BP / SCG in cu [95%]",
                                      "Moeller: at least 10x"], speed).markdown().splitlines()
     settings = tables.Table("settings", ["problem", "criterion", "BP: learning rate", "SCG: lambda_1"], [
         [r["problem"], r["criterion"], cell[(r["problem"], r["criterion"], BP)][3],
          cell[(r["problem"], r["criterion"], SCG)][3]] for r in ratios]).markdown().splitlines()
+    said, made = conclusion(ratios, rows)
+    FOLDER.save_verdicts(NAME, made)
     body = [
         "## Study 6c: Moeller's claim, as he stated it",
         "",
@@ -144,7 +144,7 @@ def section() -> None:
         "",
         *settings,
         "",
-        conclusion(ratios, rows),
+        said,
         "",
         *(f"![cost, {p}](figures/{NAME}_cost_{i + 1}.png)"
           for i, p in enumerate(dict.fromkeys(a["problem"] for a in rows))),

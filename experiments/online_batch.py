@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bpkit import study
+from bpkit import study, verdict
 from bpkit.tables import Table
 
 FOLDER = study.Folder(Path(__file__).resolve().parent)
@@ -400,18 +400,18 @@ def _batch_measured(red: list[dict]) -> str:
             f"digits (table).")
 
 
-def redundancy_table(red: list[dict]) -> tuple[list[str], dict[str, float | None]]:
+def redundancy_table(red: list[dict]) -> list[str]:
     """Per method: best learning rate, goal reached and passes on digits and on digits x10; and x10 / x1."""
-    rows, ratios = [], {}
+    rows = []
     for m in METHODS:
         a = next(c for c in red if c["data"] == "digits" and c["method"] == m)
         b = next(c for c in red if c["data"] == "digits x10" and c["method"] == m)
-        ratios[m] = b["passes"] / a["passes"] if a["passes"] and b["passes"] else None
+        ratio = b["passes"] / a["passes"] if a["passes"] and b["passes"] else None
         rows.append([m, _lr(a), f"{a['reached']}/{a['seeds']}", _passes(a), _lr(b), f"{b['reached']}/{b['seeds']}",
-                     _passes(b), study.fmt(ratios[m], "{:.2f}")])
+                     _passes(b), study.fmt(ratio, "{:.2f}")])
     cols = ["method", "digits: best lr", "reached goal", "passes", "digits x10: best lr", "reached goal", "passes",
             "x10 / x1"]
-    return Table("redundancy", cols, rows).markdown().splitlines(), ratios
+    return Table("redundancy", cols, rows).markdown().splitlines()
 
 
 def batch_size_table(sw: list[dict]) -> list[str]:
@@ -462,10 +462,58 @@ def per_example_table(pe: list[dict]) -> list[str]:
                                  "median cos(g_i, mean)", "examples against the mean"], rows).markdown().splitlines()
 
 
+LINEAR_FROM = 16  # the smallest batch of the range tested against Wilson & Martinez's "roughly linear"
+
+
+def _per_seed_ratio(red: list[dict], method: str) -> tuple[float, float, float]:
+    """Passes to the goal on digits x10 over digits, seed by seed (the same initial weights), each data set at
+    its chosen learning rate: (median, least, largest) over the seeds."""
+    a, b = (next(c for c in red if c["data"] == d and c["method"] == method) for d in ("digits", "digits x10"))
+    pa, pb = ({r["seed"]: r["passes"] for r in c["runs"] if r["lr"] == c["lr"]} for c in (a, b))
+    ratios = [pb[k] / pa[k] for k in pa if pa[k] and pb.get(k)]
+    return float(np.median(ratios)), min(ratios), max(ratios)
+
+
+def _slopes(sw: list[dict]) -> tuple[float, float, float]:
+    """Per seed, the least-squares slope of log epochs against log batch size, batches of at least
+    ``LINEAR_FROM``, each size at its chosen learning rate: (median, least, largest) over the seeds."""
+    cells = [c for c in sw if c["batch_size"] >= LINEAR_FROM]
+    slopes = []
+    for seed in SEEDS:
+        pts = [(c["batch_size"], r["epochs"]) for c in cells for r in c["runs"]
+               if r["seed"] == seed and r["lr"] == c["lr"] and r["epochs"] is not None]
+        if len(pts) == len(cells):
+            slopes.append(float(np.polyfit(np.log([b for b, _ in pts]), np.log([e for _, e in pts]), 1)[0]))
+    return float(np.median(slopes)), min(slopes), max(slopes)
+
+
+def verdicts(res: dict) -> list[verdict.Verdict]:
+    """The published figures the study tests, each by a rule: LeCun's redundancy (online unaffected, batch
+    10x slower), Wilson & Martinez's roughly linear growth with the batch size, and the LMS example."""
+    red, lecun, wm = res["redundancy"], " (LeCun et al. 1998)", " (Wilson & Martinez 2003)"
+    seeds = f"median [range] over {len(SEEDS)} seeds"
+    online = next(c for c in red if c["data"] == "digits" and c["method"] == "online")
+    grain = RESOLUTION / min(r["passes"] for r in online["runs"] if r["lr"] == online["lr"] and r["passes"])
+    outcome = {round(r["eta"], 3): "converges" if r["loss_last"] < r["loss_first"] else "diverges"
+               for r in res["lms"]["runs"]}
+    return [
+        verdict.against(f"online's passes to the goal, digits x10 over digits ({seeds}; passes are measured to "
+                        f"{RESOLUTION} pass, {100 * grain:.0f}% of online's fewest)",
+                        _per_seed_ratio(red, "online"), 1.0, tolerance=grain, unit="x", source=lecun),
+        verdict.against(f"batch's passes to the goal, digits x10 over digits ({seeds})",
+                        _per_seed_ratio(red, "batch"), 10.0, unit="x", source=lecun),
+        verdict.against(f"the slope of log epochs to the goal against log batch size, batches {LINEAR_FROM} to "
+                        f"{max(SWEEP_SIZES)} ({seeds}; 1 is linear, within 25% counts as roughly)",
+                        _slopes(res["batch_sizes"]), 1.0, tolerance=0.25, source=wm),
+        verdict.matches("the LMS example at eta = 1.5", outcome.get(1.5, "not run"), "converges", source=lecun),
+        verdict.matches("the LMS example at eta = 2.5", outcome.get(2.5, "not run"), "diverges", source=lecun),
+    ]
+
+
 def write_readme(res: dict, fig: str) -> None:
     red, st, sw, lms, pe = (res["redundancy"], res["mlp_stability"]["runs"], res["batch_sizes"], res["lms"],
                             res["per_example"])
-    (r_lines, ratios), s_lines = redundancy_table(red), batch_size_table(sw)
+    r_lines, s_lines = redundancy_table(red), batch_size_table(sw)
     l_lines, m_lines, p_lines = lms_table(lms), stability_table(st), per_example_table(pe)
     lam0 = np.median([r["lambda_max_init"] for r in st])
     batch_text = _batch_measured(red)
@@ -528,34 +576,33 @@ at lr 0.5, its params kept by the loop at each checkpoint epoch):
     pe0 = float(np.median([r["ratio"] for r in pe if r["epoch"] == 0]))
     pe_late = float(np.median([r["ratio"] for r in pe if r["epoch"] == max(r["epoch"] for r in pe)]))
     against = float(np.median([r["fraction_cos_negative"] for r in pe if r["epoch"] == 10]))
-    lms_ok = {round(r["eta"], 3): (r["loss_last"] < r["loss_first"]) for r in lms["runs"]}
     no_div = all(r["stop"] != "diverged" for r in st)
     finals = {m: float(np.median([r["loss_end"] for r in st if r["multiple_of_eta_max"] == m]))
               for m in dict.fromkeys(r["multiple_of_eta_max"] for r in st)}
     best_mult = min(finals, key=finals.get) if finals else None
+    online, batch, linear, lms15, lms25 = made = verdicts(res)
+    stable = [r["eta_over_eta_max"] for r in lms["runs"] if r["loss_last"] < r["loss_first"]]
+    unstable = [r["eta_over_eta_max"] for r in lms["runs"] if r["loss_last"] >= r["loss_first"]]
+    updates = [c["epochs"] * -(-1078 // c["batch_size"]) for c in (first, last)]
     conclusion = (
-        f"Conclusion: on redundant data online learning wins, exactly as LeCun's argument says: replicating digits 10x "
-        f"left online and mini-batch-10 learning at about the same passes ({study.fmt(on1['passes'], '{:.1f}')} for online; ratios "
-        f"{study.fmt(ratios['online'], '{:.2f}')} and {study.fmt(ratios['mini-batch 10'], '{:.2f}')}) and made batch learning "
-        f"{study.fmt(ratios['batch'], '{:.1f}')}x slower. Even on plain digits batch GD needed {study.fmt(b1['passes'])} passes where "
-        f"online needed {study.fmt(on1['passes'], '{:.0f}')}; past a batch of about 16, the epochs to the goal grow roughly in "
-        f"proportion to the batch size ({study.fmt(first['epochs'], '{:.1f}')} epochs at batch {first['batch_size']}, "
-        f"{study.fmt(last['epochs'])} at {last['batch_size']}) because the number of updates needed stays about the same "
-        "(Wilson & Martinez). The per-example gradients say why: at init they agree (norm of the mean / mean norm "
-        f"{pe0:.2f}), so each example's step is nearly the batch step and online makes N of them per pass; after "
-        f"training they mostly disagree ({pe_late:.3f}; {100 * against:.0f}% of examples point against the mean at "
-        "epoch 10), which is when small steps or larger batches start to pay. The quadratic theory holds where it "
-        f"applies: the LMS example converges at eta = 1.5 and diverges at 2.5 "
-        f"({'as published' if lms_ok.get(1.5) and not lms_ok.get(2.5) else 'NOT as published'}), and the switch "
-        "sits at 2/lambda_max to within 5% either side. For the MLP, 2/lambda_max at init is "
-        + ("no divergence threshold: no run diverged even at 16x, because large steps drive the sigmoid units into "
-           "saturation, where the loss plateaus instead of blowing up."
+        f"Conclusion: replicating digits 10x, against LeCun's figures: {online.text}; {batch.text}. Even on plain "
+        f"digits batch GD needed {study.fmt(b1['passes'])} passes where online needed "
+        f"{study.fmt(on1['passes'], '{:.0f}')}. Against the batch size: {linear.text} "
+        f"({study.fmt(first['epochs'], '{:.1f}')} epochs at batch {first['batch_size']}, {study.fmt(last['epochs'])} at "
+        f"{last['batch_size']}; in updates, epochs x updates per epoch, {updates[0]:,.0f} and {updates[1]:,.0f}). The "
+        f"per-example gradients at init: norm of the mean / mean norm {pe0:.2f}, so each example's step is close to "
+        f"the batch step and online makes N of them per pass; after training {pe_late:.3f}, with "
+        f"{100 * against:.0f}% of examples pointing against the mean at epoch 10. The LMS example: {lms15.text}; "
+        f"{lms25.text}; the largest step that converged is {max(stable):.2f} eta_max and the smallest that diverged "
+        f"{min(unstable):.2f} eta_max. For the MLP, 2/lambda_max at init is "
+        + ("no divergence threshold: no run diverged even at 16x; the loss plateaus instead of blowing up."
            if no_div else "a divergence threshold only roughly: see the table.")
         + (f" Below that, the curvature falls as training goes on (largest eigenvalue {lam0:.2f} at init, "
            f"{study.span([round(float(np.median([r['lambda_max_end'] for r in st if r['multiple_of_eta_max'] == m])), 3) for m in (0.5, 0.9, 1.1, 2.0)])} "
            f"after 500 epochs at 0.5-2x), so the step from the init's curvature is conservative: the lowest final loss "
            f"came at {best_mult}x." if best_mult is not None else "")
     )
+    FOLDER.save_verdicts(NAME, made)
     FOLDER.write_section(NAME, body.replace("{conclusion}", conclusion))
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from bpkit import study, tables
+from bpkit import stats, study, tables, verdict
 
 FOLDER = study.Folder(Path(__file__).resolve().parent)
 
@@ -42,6 +42,41 @@ def _apart(a: dict[str, str], b: dict[str, str]) -> bool:
     return float(a["success_hi"]) < float(b["success_lo"]) or float(b["success_hi"]) < float(a["success_lo"])
 
 
+LEAKY = "leaky relu, He init"
+
+
+def _cost(a: dict[str, str]) -> tuple[float, float, float]:
+    return float(a["cu"]), float(a["cu_lo"]), float(a["cu_hi"])
+
+
+def verdicts(rows: list[dict[str, str]]) -> list[verdict.Verdict]:
+    """Per data set (a narrow net and a wider one), at 40-20-40, two causes of ReLU's deficit against tanh
+    on the narrow net, each stated only by its test.  Dead units: leaky ReLU, whose units cannot die, keeps
+    up with tanh there (its rate not separated from tanh's, or ahead).  Width: at the wider net ReLU's
+    default start costs no more than tanh (the bounds on its expected-cu ratio reach 1 or lie below it;
+    every success count there is near its ceiling, so cost is what can still separate them)."""
+    rows = [a for a in rows if a["criterion"] == "40-20-40"]
+    nets: dict[str, list[str]] = {}
+    for a in rows:
+        nets.setdefault(a["problem"].split()[0], [])
+        if a["problem"] not in nets[a["problem"].split()[0]]:
+            nets[a["problem"].split()[0]].append(a["problem"])
+    cell = {(a["problem"], a["method"]): a for a in rows}
+    made = []
+    for narrow, wide, *_ in (v for v in nets.values() if len(v) >= 2):
+        leaky, tanh = cell[(narrow, LEAKY)], cell[(narrow, REFERENCE)]
+        test = verdict.rates(f"leaky ReLU on {narrow}", int(leaky["successes"]), int(leaky["runs"]),
+                             f"tanh on {narrow}", int(tanh["successes"]), int(tanh["runs"]))
+        made.append(verdict.cause(f"dead hidden units hold ReLU back on {narrow}", test,
+                                  [verdict.NOT_SEPARATED, verdict.AHEAD]))
+        ratio = stats.ratio_bounds(_cost(cell[(wide, BASE)]), _cost(cell[(wide, REFERENCE)]))
+        test = verdict.cost_ratio(f"ReLU on {wide}", f"tanh on {wide}", ratio)
+        made.append(verdict.cause(f"ReLU's deficit on {narrow} is the net's width (tested by the expected cu on {wide}, "
+                                  "the ratio bounded from the two cost intervals)", test,
+                                  [verdict.NOT_SEPARATED, verdict.CHEAPER]))
+    return made
+
+
 def conclusion(rows: list[dict[str, str]]) -> str:
     """Per problem, which starts differ from ReLU's default start and from tanh, by their intervals."""
     rows = [a for a in rows if a["criterion"] == "40-20-40"]
@@ -67,6 +102,8 @@ def conclusion(rows: list[dict[str, str]]) -> str:
         sep = "separated" if _apart(narrow, wide) else "not separated"
         text.append(f"Width, ReLU's default start on {data}: {narrow['problem']} {narrow['successes']}/{narrow['runs']}, "
                     f"{wide['problem']} {wide['successes']}/{wide['runs']} ({sep}).")
+    made = FOLDER.save_verdicts(NAME, verdicts(rows))
+    text.append("What keeps ReLU behind, each candidate beside its test: " + "; ".join(v.text for v in made) + ".")
     return " ".join(text)
 
 

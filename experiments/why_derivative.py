@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bpkit import study
+from bpkit import study, verdict
 from bpkit.tables import Table
 
 FOLDER = study.Folder(Path(__file__).resolve().parent)
@@ -397,6 +397,27 @@ def angle_table(ang: list[dict]) -> list[str]:
     return Table("angles", cols, out).markdown().splitlines()
 
 
+def verdicts(rows: list[dict], delta: list[dict], lin: dict) -> tuple[verdict.Verdict, verdict.Verdict]:
+    """The study's two claims, each by a rule: sigmoid hidden units solve more often with f' than with it
+    omitted (each cell at its best learning rate, pooled over problems and losses); and ablated runs end at
+    a linear model's loss more often than runs with f' (every learning rate)."""
+    ans = tuned(rows)
+
+    def pooled(rule):
+        sel = [a for k, a in ans.items() if k[2] == "sigmoid" and k[3] == rule]
+        return sum(a.success for a in sel), sum(a.runs for a in sel)
+
+    _, near = link_table(rows, delta, lin, ["sigmoid"])
+    ablated = [near[k] for k in near if k[3] != "exact"]
+    exact = [near[k] for k in near if k[3] == "exact"]
+    need = verdict.rates("sigmoid hidden units with f'", *pooled("exact"), "with f' omitted", *pooled("omitted"),
+                         event="solve")
+    linear = verdict.rates("ablated sigmoid runs", sum(a for a, _ in ablated), sum(n for _, n in ablated),
+                           "runs with f'", sum(a for a, _ in exact), sum(n for _, n in exact),
+                           event="end within 1% of a linear model's loss")
+    return need, linear
+
+
 def write_readme(rows, delta, ang, lin, figs) -> None:
     ans, lr_rows = tuned(rows), per_lr(rows)
     problems = [p for p in dict.fromkeys(r["problem"] for r in rows) if not p.startswith("digits")]
@@ -421,6 +442,7 @@ def write_readme(rows, delta, ang, lin, figs) -> None:
                                                 if r["rule"] == rule and r["epoch"] == ep and r["problem"] in small]))
 
     # Conclusions, computed from the cells.
+    need, linear = verdicts(rows, delta, lin)
     def total(rule, act, loss=None):
         sel = [a for k, a in ans.items() if k[3] == rule and k[2] == act and (loss is None or k[1] == loss)]
         return sum(a.success for a in sel), sum(a.runs for a in sel)
@@ -581,12 +603,13 @@ def write_readme(rows, delta, ang, lin, figs) -> None:
         f"and {med_ang('constant_derivative', CHECKPOINTS[-1]):.0f} deg after {CHECKPOINTS[-1]} epochs, as units "
         "leave the linear region.",
         "",
-        "Conclusion: f'(z) is in the update because the chain rule puts it there, and the hidden layers need it: it "
-        "is what lets a hidden unit's weights follow how much that unit can still change the output. Take it out "
-        "and the hidden layer learns as a linear one would, so the net ends at the linear model's loss on "
-        "problems a linear model cannot solve; keep it where it is 0 (the step, a dead ReLU) and the hidden layer "
-        "cannot learn at all. At a sigmoid output with cross-entropy the factor is not missing but cancelled.",
+        "Conclusion: the chain rule puts f'(z) in the update (dC/dw = dC/da f'(z) x): it is what lets a hidden "
+        "unit's weights follow how much that unit can still change the output. Whether the hidden layers need it, "
+        f"by the rates rule: {need.text}. Whether without it the hidden layer learns as a linear one would: "
+        f"{linear.text}. Where f' is 0 (the step, a dead ReLU) the hidden weights get no update at all. At a "
+        "sigmoid output with cross-entropy the factor is not missing but cancelled.",
     ]
+    FOLDER.save_verdicts(NAME, [need, linear])
     FOLDER.write_section(NAME, "\n".join(body))
 
 

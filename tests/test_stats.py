@@ -177,3 +177,15 @@ def test_a_clustered_rate_keeps_its_coverage_where_runs_share_starts():
         naive += lo <= mean_rate <= hi
     assert covered / trials >= 0.88  # near the nominal 95%
     assert naive / trials < 0.80  # the independent-runs interval is far too narrow here
+
+
+def test_ratio_bounds_hold_every_ratio_of_values_inside_both_intervals():
+    # Brute force: over a grid of values inside each interval, every ratio lies within the bounds, and the
+    # bounds are attained at the intervals' ends.
+    a, b = (8.0, 6.0, 10.0), (2.0, 1.5, 3.0)
+    r = stats.ratio_bounds(a, b)
+    ratios = [x / y for x in np.linspace(a[1], a[2], 41) for y in np.linspace(b[1], b[2], 41)]
+    assert r.value == 4.0 and min(ratios) == pytest.approx(r.lo) and max(ratios) == pytest.approx(r.hi)
+    assert stats.ratio_bounds((1.0, 0.5, math.inf), b).hi == math.inf
+    with pytest.raises(ValueError, match="positive"):
+        stats.ratio_bounds((1.0, 0.0, 2.0), b)

@@ -69,3 +69,39 @@ def test_every_verdict_recomputes_from_its_stored_inputs():
     tampered = json.loads(json.dumps(made[0]._asdict()))
     tampered["inputs"]["published"] = 9.0  # the text no longer follows from the numbers
     assert verdict.recompute(tampered).text != tampered["text"]
+
+
+def test_a_published_ranking_agrees_only_when_the_intervals_are_apart_and_flips_with_them():
+    assert verdict.order("Rprop", (100, 80, 120), "BP", (300, 200, 400)).word == verdict.AGREES
+    assert verdict.order("Rprop", (300, 200, 400), "BP", (100, 80, 120)).word == verdict.DISAGREES
+    assert verdict.order("Rprop", (100, 80, 250), "BP", (300, 200, 400)).word == verdict.CANNOT_TELL
+    assert verdict.order("Rprop", (100, 80, float("inf")), "BP", (300, 200, 400)).word == verdict.CANNOT_TELL
+
+
+def test_a_categorical_outcome_matches_or_not():
+    assert verdict.matches("eta 2.5", "diverges", "diverges").word == verdict.AGREES
+    assert verdict.matches("eta 2.5", "converges", "diverges").word == verdict.DISAGREES
+
+
+def test_a_tally_counts_its_members_words_and_recomputes_them():
+    members = [verdict.at_least("a", (12, 11, 13), 10), verdict.at_least("b", (2, 1, 3), 10),
+               verdict.at_least("c", (3, 2, 4), 10)]
+    t = verdict.tally("at least 10x", members)
+    assert t.word == "mixed" and t.text.endswith("holds 1, fails 2")
+    assert verdict.tally("at least 10x", members[1:]).word == verdict.FAILS
+    stored = json.loads(json.dumps(t._asdict()))
+    assert verdict.recompute(stored) == t
+    stored["inputs"]["members"][0]["inputs"]["measured"] = [2, 1, 3]  # the first problem's numbers change
+    assert verdict.recompute(stored).text.endswith("fails 3")
+
+
+def test_claims_outside_stored_verdicts_and_quotations_are_found():
+    v = verdict.against("epochs", (250, 180, 400), 300)
+    text = (f"Published (Someone 1990): A is an order of magnitude faster.\nIt agrees, he says.\n\n"
+            f"Measured: {v.text}.\n\n| problem | verdict | published |\n|---|---|---|\n| xor | agrees | holds |")
+    assert verdict.unproduced(text, [v]) == []  # quoted paragraph, verdict sentence, verdict word, quoted column
+    for typed in ("The cause is the budget.", "Two spirals: the same order of magnitude.", "It holds.",
+                  "This is consistent with Fahlman.", "ReLU's deficit is their width.",
+                  "Online wins, exactly as LeCun's argument says."):
+        assert verdict.unproduced(text + "\n\n" + typed, [v]), typed
+    assert verdict.unproduced(text.replace("| xor | agrees |", "| xor | agrees, mostly |"), [v])
