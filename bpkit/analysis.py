@@ -47,7 +47,7 @@ Params = Any
 
 def per_example_grads(loss_fn: Callable[..., jax.Array], params: Params, x: jax.Array, y: jax.Array) -> Params:
     """``g_i = grad loss_fn(params, x[i:i+1], y[i:i+1])`` for every example, stacked on axis 0."""
-    one = lambda p, xi, yi: jax.grad(loss_fn)(p, xi[None], yi[None])  # noqa: E731
+    one = lambda p, xi, yi: jax.grad(loss_fn)(p, xi[None], yi[None])
     return jax.vmap(one, in_axes=(None, 0, 0))(params, x, y)
 
 

@@ -50,7 +50,7 @@ def save_figure(fig, stem: Path, formats: tuple[str, ...] = ("png", "svg")) -> l
 
 def axes_of(answers: Sequence[Answer]) -> tuple[list[str], list[str], list[str]]:
     """(criteria, methods, activations) of ``answers``, in order of first appearance."""
-    pick = lambda f: list(dict.fromkeys(f(a) for a in answers))  # noqa: E731
+    pick = lambda f: list(dict.fromkeys(f(a) for a in answers))
     return pick(lambda a: a.criterion), pick(lambda a: a.method), pick(lambda a: a.activation)
 
 

@@ -73,7 +73,7 @@ RULES: dict[str, str] = {
 FAHLMAN_OFFSET = 0.1  # quickprop1.c: SigmoidPrimeOffset = 0.1
 # FANN's fann_activation_derived clips the output before the output-form derivative, with C float
 # literals (0.01f, 0.99f, 0.98f): the float32-rounded values, so that bpkit matches FANN to rounding.
-_F = lambda v: float(np.float32(v))  # noqa: E731
+_F = lambda v: float(np.float32(v))
 FANN_CLIP: dict[str, tuple[float, float]] = {
     "sigmoid": (_F(0.01), _F(0.99)), "sigmoid_symmetric": (_F(-0.98), _F(0.98)), "tanh": (_F(-0.98), _F(0.98))}
 GRADIENT_RULES = ("exact", "output_form")  # the rules that are true gradients

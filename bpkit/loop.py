@@ -313,9 +313,9 @@ def batch_step(plan: Plan, carry: tuple, batch: tuple, measured: Point | None = 
     wb = mb / jnp.sum(mb) if plan.pad else None
     if plan.reuse:
         assert measured is not None  # batch mode hands in the epoch-end measurement
-        compute = lambda p: (measured.value, measured.grad)  # noqa: E731
+        compute = lambda p: (measured.value, measured.grad)
     else:
-        compute = lambda p: jax.value_and_grad(plan.f)(p, xb, yb, wb)  # noqa: E731
+        compute = lambda p: jax.value_and_grad(plan.f)(p, xb, yb, wb)
     # In full batch the optimizer may already know this point (a line search's last step): reuse it.
     known = contract.report(opt_state) if plan.full else None
     if known is not None and known.grad is not None:
@@ -369,10 +369,10 @@ def _batches(plan: Plan, data: Data, s: TrainState, order: Array) -> tuple[tuple
         return batch_step(plan, carry, (data.x, data.y, data.mask[0]), s.measured if plan.reuse else None)[0], None
     idx = jnp.concatenate([order, order[:plan.pad]]).reshape(plan.n_batches, plan.b)  # gathered once, then scanned
     if plan.slots is None:
-        step = lambda c, bt: batch_step(plan, c, bt)  # noqa: E731
+        step = lambda c, bt: batch_step(plan, c, bt)
         return jax.lax.scan(step, carry, (data.x[idx], data.y[idx], data.mask))[0], None
     records = blank((plan.options.measures_per_epoch,), plan.dt)
-    step = lambda c, bt: _measured_step(plan, data, c, bt)  # noqa: E731
+    step = lambda c, bt: _measured_step(plan, data, c, bt)
     (carry, inner), _ = jax.lax.scan(step, (carry, records), ((data.x[idx], data.y[idx], data.mask), plan.slots,
                                                               plan.seen))
     return carry, inner
@@ -385,7 +385,7 @@ def _measure_epoch(plan: Plan, data: Data, s: TrainState, params: Params, ep: Ar
     rules = plan.options.rules
     on = (ep % plan.options.measure_every == 0) | (ep >= rules.max_epochs)
     nan_ = jnp.asarray(jnp.nan, plan.dt)
-    skipped = lambda p: Measurement(Point(nan_, s.measured[1]), nan_, jnp.int32(-1), nan_)  # noqa: E731
+    skipped = lambda p: Measurement(Point(nan_, s.measured[1]), nan_, jnp.int32(-1), nan_)
     return on, jax.lax.cond(on, lambda p: measure(plan, data, p), skipped, params)
 
 
@@ -451,7 +451,7 @@ def _hold(running: Array, new: TrainState, old: TrainState) -> TrainState:
     """``new`` where the run was running, else ``old``: the records and checkpoints need no select
     (a stopped run's writes fall past their ends)."""
     kept = ("history", "checkpoints", "within")
-    small = lambda a, b: jnp.where(running, a, b)  # noqa: E731
+    small = lambda a, b: jnp.where(running, a, b)
     return new._replace(**{k: jax.tree_util.tree_map(small, getattr(new, k), getattr(old, k))
                            for k in TrainState._fields if k not in kept})
 

@@ -94,7 +94,7 @@ def field(default: Any, types: tuple[type, ...], doc: str, check: Check | Range 
     """A dataclass field declared with its :class:`Info` (types, check, roles, off spelling, code)."""
     if isinstance(check, Range):
         holds = check.holds
-        check = lambda key, v: None if holds(v) else f"{key} = {short(v)} is out of range: {doc}"  # noqa: E731
+        check = lambda key, v: None if holds(v) else f"{key} = {short(v)} is out of range: {doc}"
     return dataclasses.field(default=default, metadata={"info": Info(doc, types, check, roles, off, code)})
 
 

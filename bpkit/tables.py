@@ -34,7 +34,7 @@ class Table(NamedTuple):
     rows: list[list[str]]
 
     def markdown(self) -> str:
-        esc = lambda v: str(v).replace("|", "\\|")  # noqa: E731
+        esc = lambda v: str(v).replace("|", "\\|")
         lines = ["| " + " | ".join(map(esc, self.columns)) + " |", "|" + "---|" * len(self.columns)]
         return "\n".join(lines + ["| " + " | ".join(map(esc, r)) + " |" for r in self.rows])
 
@@ -161,7 +161,7 @@ def comparison_table(a: Sequence[compare.Answer], b: Sequence[compare.Answer], p
                      names: tuple[str, str]) -> Table | None:
     """One row per method and activation in both stores: success and expected cu in each, and A's
     cost over B's (unpaired bootstrap 95%: the stores' runs are independent)."""
-    pick = lambda xs: {(x.method, x.activation): x for x in xs if x.problem == problem and x.criterion == crit}  # noqa: E731
+    pick = lambda xs: {(x.method, x.activation): x for x in xs if x.problem == problem and x.criterion == crit}
     ga, gb = pick(a), pick(b)
     keys = [k for k in ga if k in gb]
     if not keys:

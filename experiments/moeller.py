@@ -19,11 +19,9 @@ import math
 import sys
 from pathlib import Path
 
-from bpkit import study, tables, verdict
+from bpkit import compare, study, tables, verdict
 
 FOLDER = study.Folder(Path(__file__).resolve().parent)
-
-from bpkit import compare  # noqa: E402
 
 NAME = "moeller"
 BP, SCG = "BP momentum 0.9", "SCG"
@@ -77,8 +75,8 @@ def conclusion(ratios: list[dict], rows: list[dict]) -> tuple[str, list[verdict.
     by = {(r["problem"], r["criterion"]): r for r in ratios}
     bp_edge = [(a["problem"], a["criterion"]) for a in rows if a["method"] == BP and a["edge"]]
     problems = list(dict.fromkeys(r["problem"] for r in ratios))
-    lo = lambda r: float(r["at_least"]) if r["at_least"] else float(r["lo"])  # noqa: E731
-    hi = lambda r: math.inf if r["at_least"] else float(r["hi"])  # noqa: E731
+    lo = lambda r: float(r["at_least"]) if r["at_least"] else float(r["lo"])
+    hi = lambda r: math.inf if r["at_least"] else float(r["hi"])
     text = ["**Conclusion**, by the rule at_least (the claim is met where the speed-up's whole interval clears "
             "10x, missed where the whole interval falls short, open where it straddles 10x)."]
     made = []

@@ -86,7 +86,7 @@ def conclusion(rows: list[dict[str, str]]) -> str:
         base, ref = cell.get(BASE), cell.get(REFERENCE)
         if base is None or ref is None:
             continue
-        rate = lambda a: f"{a['successes']}/{a['runs']}"  # noqa: E731
+        rate = lambda a: f"{a['successes']}/{a['runs']}"
         better = [m for m, a in cell.items() if m not in (BASE, REFERENCE) and _apart(a, base)
                   and int(a["successes"]) > int(base["successes"])]
         behind = [m for m, a in cell.items() if m != REFERENCE and _apart(a, ref) and int(a["successes"]) < int(ref["successes"])]

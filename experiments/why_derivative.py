@@ -438,7 +438,7 @@ def write_readme(rows, delta, ang, lin, figs) -> None:
         pairs.setdefault((r["problem"], r["loss"], r["seed"], r["epoch"]), {})[r["rule"]] = r["layers"]
     same_dir = max(abs(_deg(a) - _deg(b)) for v in pairs.values() for a, b in zip(v["no_derivative"], v["constant_derivative"], strict=True))
     small = [p for p in dict.fromkeys(r["problem"] for r in ang) if not p.startswith("digits")]
-    med_ang = lambda rule, ep: float(np.median([_deg(r["overall"]) for r in ang  # noqa: E731
+    med_ang = lambda rule, ep: float(np.median([_deg(r["overall"]) for r in ang
                                                 if r["rule"] == rule and r["epoch"] == ep and r["problem"] in small]))
 
     # Conclusions, computed from the cells.
@@ -479,8 +479,7 @@ def write_readme(rows, delta, ang, lin, figs) -> None:
         "mse_bce": {act: identical(rows, {"activation": act, "loss": "mse", "rule": "omitted"},
                                               {"activation": act, "loss": "bce", "rule": "omitted"}) for act in acts},
     }
-    said = lambda d: ", ".join(f"{k} {'yes' if v else 'no'}" for k, v in d.items())  # noqa: E731
-
+    said = lambda d: ", ".join(f"{k} {'yes' if v else 'no'}" for k, v in d.items())
     body = [
         "## Study 2: why the derivative",
         "",

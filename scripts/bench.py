@@ -460,7 +460,7 @@ def _bench_cg(rounds: int, dtype, starts: int, iters: int) -> dict:
            f"sigmoid, half MSE, {jnp.dtype(dtype).name}, {starts} starts each, {iters} scipy iterations",
            "target": ">= 5x faster than scipy to scipy's loss, with restarts"}
     try:
-        import scipy.optimize  # noqa: F401
+        import scipy.optimize  # noqa: F401  (only to skip with a line where scipy is absent)
         from jax.flatten_util import ravel_pytree
     except ImportError:
         return {**out, "skipped": "scipy not installed (pip install -e '.[bench]')"}
@@ -481,8 +481,8 @@ def _bench_cg(rounds: int, dtype, starts: int, iters: int) -> dict:
                 rules = StopRules(max_epochs=20 * iters, goal=goal, stall_epochs=None, min_grad_norm=None)
                 run = jax.jit(make_trainer(net, optim.make(ours), rules=rules))
                 key = jax.random.key(0)
-                t = interleaved({"scipy": lambda: _scipy_run(vg, flat0, theirs, iters, dtype).x,  # noqa: B023
-                                 "bpkit": lambda: run(params, x, y, key).epochs}, rounds, inner=1)  # noqa: B023
+                t = interleaved({"scipy": lambda: _scipy_run(vg, flat0, theirs, iters, dtype).x,  # noqa: B023  (called at once)
+                                 "bpkit": lambda: run(params, x, y, key).epochs}, rounds, inner=1)  # noqa: B023  (called at once)
                 # (both timed at once, inside this iteration)
                 r = run(params, x, y, key)
                 rows.append({"problem": name, "seed": seed, "method": label, "scipy_loss": float(res.fun),

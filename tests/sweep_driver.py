@@ -18,8 +18,8 @@ import time
 # The bpkit beside these tests, as ``python -m bpkit`` run from the repository root would import.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import bpkit.store as st  # noqa: E402
-from bpkit.cli import main  # noqa: E402
+import bpkit.store as st  # noqa: E402  (after the path above: the bpkit beside these tests)
+from bpkit.cli import main  # noqa: E402  (the same)
 
 
 def make_hook(stage: str, nth: int, flag: str, release: str | None, seconds: float):

@@ -20,7 +20,7 @@ def tiny():
 
 def _dense_per_example(net, params, x, y):
     """Row i: the gradient of example i's own loss, from the Jacobian of the vector of per-example losses."""
-    losses = lambda p: jnp.stack([loss_value(net, p, x[i:i + 1], y[i:i + 1]) for i in range(len(x))])  # noqa: E731
+    losses = lambda p: jnp.stack([loss_value(net, p, x[i:i + 1], y[i:i + 1]) for i in range(len(x))])
     jac = jax.jacobian(losses)(params)
     return np.concatenate([np.asarray(a).reshape(len(x), -1) for a in jax.tree_util.tree_leaves(jac)], axis=1)
 
@@ -88,7 +88,7 @@ def test_lanczos_survives_a_breakdown():
     # A quadratic whose Hessian has 2 distinct eigenvalues: the Krylov space is 2-dimensional,
     # so Lanczos breaks down after 2 steps and must restart to find the rest.
     h = np.diag([3.0, 3.0, 3.0, 1.0, 1.0])
-    f = lambda p: 0.5 * p["v"] @ jnp.asarray(h) @ p["v"]  # noqa: E731
+    f = lambda p: 0.5 * p["v"] @ jnp.asarray(h) @ p["v"]
     ev = analysis.hessian_eigenvalues(f, {"v": jnp.zeros(5, jnp.float64)}, k=5, steps=5, key=jax.random.key(0))
     np.testing.assert_allclose(ev, [3, 3, 3, 1, 1], atol=1e-12)
 

@@ -152,7 +152,7 @@ def test_tuning_picks_the_lowest_cost_with_restarts_and_flags_the_edge():
     # lr 0.1: 2 of 2 succeed at epochs 8 and 8 (cost 24 cu each) -> 24 per success.
     # lr 1.0: 2 of 2 succeed, at epochs 1 and 9 -> 15 per success: the cheapest.
     # lr 9.0: 1 of 2, at epoch 1 (3 cu) and a failure of 10 epochs (30 cu) -> 33 per success.
-    hit = lambda at, n=10: ([1.0] * (at - 1) + [0.001] * (n - at + 1), [1] * (at - 1) + [0] * (n - at + 1))  # noqa: E731
+    hit = lambda at, n=10: ([1.0] * (at - 1) + [0.001] * (n - at + 1), [1] * (at - 1) + [0] * (n - at + 1))
     never = ([1.0] * 10, [1] * 10)
     runs = [_run("a0", "m", "tanh", 0.1, 0, *hit(8)), _run("a1", "m", "tanh", 0.1, 1, *hit(8)),
             _run("b0", "m", "tanh", 1.0, 0, *hit(1)), _run("b1", "m", "tanh", 1.0, 1, *hit(9)),
@@ -182,7 +182,7 @@ def test_a_goal_is_judged_in_the_runs_dtype():
 
 
 def test_ratios_are_paired_only_between_runs_from_the_same_weights():
-    hit = lambda at: ([1.0] * (at - 1) + [0.001], [1] * (at - 1) + [0])  # noqa: E731
+    hit = lambda at: ([1.0] * (at - 1) + [0.001], [1] * (at - 1) + [0])
     runs = [_run(f"a{s}", "a", "tanh", 0.1, s, *hit(2 + s)) for s in range(4)]
     runs += [_run(f"b{s}", "b", "tanh", 0.1, s, *hit(2 * (2 + s))) for s in range(4)]
     rs = compare.ratios(compare.answers(runs))[("p", "goal", "tanh")]
@@ -314,7 +314,7 @@ def test_a_setting_that_won_only_on_lucky_seeds_is_caught_by_held_out_tuning(tmp
     with Store(tmp_path / "lucky.sqlite") as store:
         store.add(rows)
         runs, _ = store.runs()
-    first = lambda ans: min(ans, key=lambda a: a.cost_cu.value)  # noqa: E731
+    first = lambda ans: min(ans, key=lambda a: a.cost_cu.value)
     same = compare.answers(runs)
     assert first(same).method == "A" and first(same).cost_cu.value == 65.0 and not first(same).held_out
     held = compare.answers(runs, tune_seeds=range(10))

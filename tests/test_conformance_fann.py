@@ -23,7 +23,7 @@ from bpkit.training import train
 
 pytestmark = pytest.mark.skipif(fann_ref.load() is None, reason=fann_ref.WHY_MISSING)
 
-F32 = lambda v: float(np.float32(v))  # noqa: E731  what a C float holds
+F32 = lambda v: float(np.float32(v))  # what a C float holds
 RNG = np.random.default_rng(7)
 X = RNG.uniform(-1, 1, (8, 3))
 Y = (RNG.uniform(size=(8, 2)) > 0.5).astype(np.float64)

@@ -53,9 +53,9 @@ def _step(opt, f, w, state):
 @pytest.mark.parametrize("seed, scale", [(11, 1.0), (6, 2.0)])  # several rejected steps in a row
 def test_scg_follows_moellers_paper_step_by_step(seed, scale, hvp):
     f, w0 = xor_problem(seed, scale=scale)
-    E = lambda w: float(f(jnp.asarray(w)))  # noqa: E731
-    dE = lambda w: np.asarray(jax.grad(f)(jnp.asarray(w)))  # noqa: E731
-    exact = lambda w, p: np.asarray(jax.jvp(jax.grad(f), (jnp.asarray(w),), (jnp.asarray(p),))[1])  # noqa: E731
+    E = lambda w: float(f(jnp.asarray(w)))
+    dE = lambda w: np.asarray(jax.grad(f)(jnp.asarray(w)))
+    exact = lambda w, p: np.asarray(jax.jvp(jax.grad(f), (jnp.asarray(w),), (jnp.asarray(p),))[1])
     iterations = 40
     want, accepted = moeller_scg.scg(E, dE, np.asarray(w0), iterations, hvp=exact if hvp == "exact" else None)
     got = drive(optim.scg(hvp=hvp), f, w0, iterations)
@@ -76,7 +76,7 @@ def test_scg_restarts_every_n_iterations_as_the_paper_says():
     # A quadratic in 3 unknowns with N = 3: restarts at k = 3, 6, ...; both reach the minimum.
     A = np.diag([1.0, 4.0, 9.0])
     b = np.array([1.0, -2.0, 3.0])
-    f = lambda w: 0.5 * w @ jnp.asarray(A) @ w - jnp.asarray(b) @ w  # noqa: E731
+    f = lambda w: 0.5 * w @ jnp.asarray(A) @ w - jnp.asarray(b) @ w
     want, _ = moeller_scg.scg(lambda w: 0.5 * w @ A @ w - b @ w, lambda w: A @ w - b, np.zeros(3), 12)
     got = drive(optim.scg(hvp="finite_difference"), f, jnp.zeros(3), len(want))
     np.testing.assert_allclose(np.array(got), np.array(want), rtol=1e-8, atol=1e-10)
@@ -89,8 +89,8 @@ def test_scg_restarts_every_n_iterations_as_the_paper_says():
 @pytest.mark.parametrize("variant", ["rprop+", "rprop-", "irprop+", "irprop-"])
 def test_rprop_variants_follow_their_published_pseudo_code(variant):
     f, w0 = xor_problem(1)
-    E = lambda w: float(f(jnp.asarray(w)))  # noqa: E731
-    dE = lambda w: np.asarray(jax.grad(f)(jnp.asarray(w)))  # noqa: E731
+    E = lambda w: float(f(jnp.asarray(w)))
+    dE = lambda w: np.asarray(jax.grad(f)(jnp.asarray(w)))
     want = rprop_reference.rprop(E, dE, np.asarray(w0), 40, variant)
     got = drive(optim.rprop(0.1, variant=variant), f, w0, 40)
     for k, (a, b) in enumerate(zip(got, want, strict=True)):
@@ -138,8 +138,8 @@ def _convex(w):  # sum log cosh(A w - b) + |w|^2 / 20: strictly convex, not quad
 
 def _cg_reference(w, iterations, beta, powell_beale):
     """Nonlinear CG with an exact Newton step along each direction, restarts as documented."""
-    grad = lambda w: _A.T @ np.tanh(_A @ w - _B) + 0.1 * w  # noqa: E731
-    hess = lambda w: _A.T @ np.diag(1 / np.cosh(_A @ w - _B) ** 2) @ _A + 0.1 * np.eye(len(w))  # noqa: E731
+    grad = lambda w: _A.T @ np.tanh(_A @ w - _B) + 0.1 * w
+    hess = lambda w: _A.T @ np.diag(1 / np.cosh(_A @ w - _B) ** 2) @ _A + 0.1 * np.eye(len(w))
     formulas = {
         "fr": lambda g, g0, d0: (g @ g) / (g0 @ g0),
         "pr": lambda g, g0, d0: g @ (g - g0) / (g0 @ g0),
@@ -228,7 +228,7 @@ def test_each_optimizer_runs_in_optax_lbfgs_example_loop(name):
 def test_scale_by_nonlinear_cg_descends_under_scale_by_learning_rate():
     opt = optax.chain(optim.scale_by_nonlinear_cg(), optax.scale_by_learning_rate(0.05))
     w = jnp.array([3.0, -2.0])
-    f = lambda w: jnp.sum(w**2)  # noqa: E731
+    f = lambda w: jnp.sum(w**2)
     state = opt.init(w)
     for _ in range(5):
         v, g = jax.value_and_grad(f)(w)
@@ -266,7 +266,7 @@ def test_failed_line_search_ends_the_run_with_its_status():
     # optax's zoom search reports failure in its info; the contract reads it by the state's type.
     cliff = optax.scale_by_zoom_linesearch(max_linesearch_steps=3, initial_guess_strategy="one")
     # A direction along which every trial step raises the loss: the search must report failure.
-    f = lambda w: jnp.where(jnp.sum(w) == 0.0, 0.0, 1.0 + jnp.sum(w**2))  # noqa: E731
+    f = lambda w: jnp.where(jnp.sum(w) == 0.0, 0.0, 1.0 + jnp.sum(w**2))
     w = jnp.zeros(2)
     search = optax.chain(optax.sgd(1.0), cliff)
     state = search.init(w)

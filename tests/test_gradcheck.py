@@ -145,7 +145,7 @@ def _compiles(caplog, fn):
 def test_fused_check_is_one_program_with_the_same_verdicts(problem, bug, caplog):
     # One executable per check, not one per operation (each keeps ~1.4 MB resident on CPU).
     p, x, y = problem
-    grad = lambda p, x, y: user_grad(p, x, y, bug)  # noqa: E731
+    grad = lambda p, x, y: user_grad(p, x, y, bug)
     reports = {}
     counts = {}
     for fuse in (True, False):

@@ -35,8 +35,8 @@ def write(path, text, binary=False):
 
 def bad_cases(t):
     """(argv, expected message start) for every kind of bad input, files made under t."""
-    cfg = lambda body: write(t / f"c{abs(hash(body))}.toml", body)  # noqa: E731
-    csv = lambda body: write(t / f"d{abs(hash(body))}.csv", body)  # noqa: E731
+    cfg = lambda body: write(t / f"c{abs(hash(body))}.toml", body)
+    csv = lambda body: write(t / f"d{abs(hash(body))}.csv", body)
     fann = write(t / "r.data", "2 2 1\n0 1\n1\n1 1 1\n0\n")
 
     def data_cfg(path):

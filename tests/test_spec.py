@@ -53,7 +53,7 @@ def test_every_data_hyperparameter_can_be_traced(name):
 
     def step(values):
         tx = optim.Recipe(name).build(dict(zip(data, values, strict=True)))
-        loss = lambda p: jnp.sum(p["w"] ** 2)  # noqa: E731
+        loss = lambda p: jnp.sum(p["w"] ** 2)
         g = jax.grad(loss)(params)
         updates, _ = tx.update(g, tx.init(params), params, value=loss(params), grad=g, value_fn=loss)
         return updates

@@ -44,7 +44,7 @@ def test_cg_family_pools_counts_and_names_the_methods_not_separated_from_the_che
                                ("xor", "tanh", "CG PR", 0))]
     assert cg.pooled(rows, method="SCG", activation="tanh") == (25, 40)
     assert cg.pooled(rows, method="SCG") == (26, 60)
-    ratio = lambda m, lo: {"problem": "xor", "criterion": "goal", "activation": "tanh", "method": m,  # noqa: E731
+    ratio = lambda m, lo: {"problem": "xor", "criterion": "goal", "activation": "tanh", "method": m,
                            "cheapest": "SCG", "ratio": "2", "lo": str(lo), "hi": "9"}
     ratios = [ratio("SCG", 1.0), ratio("CG PR", 0.8), ratio("CG FR", 1.2)]
     assert cg.best_table(ratios, "goal")[2] == "| xor | **SCG**; not separated: CG PR |"
@@ -136,7 +136,7 @@ def test_why_derivative_tunes_its_csv_rows_as_the_report_tunes_the_stored_curves
 
 def test_why_derivative_identical_compares_runs_and_leaves_out_diverged_pairs():
     wd = load("why_derivative")
-    row = lambda loss, seed, epochs, stop: {"problem": "p", "activation": "relu", "learning_rate": "1.0",  # noqa: E731
+    row = lambda loss, seed, epochs, stop: {"problem": "p", "activation": "relu", "learning_rate": "1.0",
                                             "seed": seed, "loss": loss, "rule": "omitted", "epochs": epochs,
                                             "solved_epochs": epochs, "stop_reason": stop, "test_acc": ""}
     rows = [row("mse", 0, "7", "40-20-40"), row("bce", 0, "7", "40-20-40"),
@@ -149,7 +149,7 @@ def test_why_derivative_identical_compares_runs_and_leaves_out_diverged_pairs():
 
 def test_saturation_draws_a_curve_met_twice_once_under_both_labels():
     sat = load("saturation")
-    curve = lambda scale: [scale * v for v in (0.3, 0.2, 0.1)]  # noqa: E731
+    curve = lambda scale: [scale * v for v in (0.3, 0.2, 0.1)]
     res = {"targets": [{"targets": "0/1", "loss_curve": curve(1.0)}, {"targets": "0.1/0.9", "loss_curve": curve(2.0)}],
            "inputs": [{"inputs": "raw", "lr": 0.5, "loss_curve": curve(3.0)},
                       {"inputs": "standardised", "lr": 0.5, "loss_curve": curve(1.0 + 1e-7)},

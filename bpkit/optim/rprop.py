@@ -94,7 +94,7 @@ def rprop(
         factors = (eta_minus, eta_plus, min_step, max_step)
         out = jax.tree_util.tree_map(lambda g, s, g0, dw0: _rule(variant, factors, g, s, g0, dw0, worse),
                                      grads, state.step, state.prev_grad, state.prev_update)
-        pick = lambda i: jax.tree_util.tree_map(lambda _, t: t[i].astype(_.dtype), grads, out)  # noqa: E731
+        pick = lambda i: jax.tree_util.tree_map(lambda _, t: t[i].astype(_.dtype), grads, out)
         step, prev_grad, updates = pick(0), pick(1), pick(2)
         prev_value = state.prev_value if value is None else jnp.asarray(value, state.prev_value.dtype)
         new_state = RpropState(step, prev_grad, updates, prev_value, state.count + 1, contract.initial(grads, grads))

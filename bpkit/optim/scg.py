@@ -143,7 +143,7 @@ def _update(grads: Params, state: SCGState, params: Params, value: jax.Array, lo
     p = _direction(r, state, n)
     pp = tree.vdot(p, p)
     curve = state.success & (pp > 0)
-    step2 = lambda _: _p_dot_s(loss, params, grads, p, pp, hvp, sigma).astype(state.delta.dtype)  # noqa: E731
+    step2 = lambda _: _p_dot_s(loss, params, grads, p, pp, hvp, sigma).astype(state.delta.dtype)
     delta = jax.lax.cond(curve, step2, lambda _: state.delta, None)
     delta, lam, lam_bar = _positive(delta, state.lam, state.lam_bar, pp)
     mu = tree.vdot(p, r)  # step 5
