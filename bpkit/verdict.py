@@ -21,6 +21,7 @@ opposite when the data do.
 * :func:`matches` a published categorical outcome ("eta = 2.5 diverges"): "agrees" or "disagrees".
 * :func:`cause`: a cause is stated only beside the measurement that tests it, and only when
   that test supports it.
+* :func:`tally`: one claim tested on many problems, its verdicts counted by word.
 
 :func:`unproduced` finds the sentences of a text that compare with a published figure or name
 a cause (by the words such sentences use, :data:`CLAIM`) and that no stored verdict produced:
