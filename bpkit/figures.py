@@ -271,10 +271,11 @@ def profile_figure(taus: np.ndarray, profiles: dict[str, dict[str, np.ndarray]],
 
 
 def sensitivity_figure(points: dict[str, dict[str, list[tuple[float, float, float]]]], keys: dict[str, str],
-                       title: str, stem: Path) -> list[Path]:
+                       title: str, stem: Path, chosen: dict[tuple[str, str], float] | None = None) -> list[Path]:
     """Success and cost against each tuned setting: ``points[method][activation] = [(value, success rate,
     cost with restarts), ...]``, one column per method (``keys[method]``: the setting it was tuned over),
-    success on top and cost below, one line per activation."""
+    success on top and cost below, one line per activation; ``chosen[(method, activation)]``, the setting
+    chosen, ringed."""
     plt = pyplot()
     methods = list(points)
     acts = list(dict.fromkeys(a for p in points.values() for a in p))
@@ -286,6 +287,9 @@ def sensitivity_figure(points: dict[str, dict[str, list[tuple[float, float, floa
             xs, rate, cost = (np.array(v, float) for v in zip(*sorted(pts), strict=True))
             axes[0][j].plot(xs, 100 * rate, "o-", color=colors[a], ms=3, lw=1)
             axes[1][j].plot(xs, np.where(np.isfinite(cost), cost, np.nan), "o-", color=colors[a], ms=3, lw=1)
+            at = np.flatnonzero(xs == (chosen or {}).get((m, a), np.nan))
+            for ax, ys in ((axes[0][j], 100 * rate[at]), (axes[1][j], cost[at])):
+                ax.plot(xs[at], ys, "o", mfc="none", mec=colors[a], ms=8, mew=1.2)
         axes[0][j].set_title(m, fontsize=9)
         axes[1][j].set_xlabel(keys[m], fontsize=8)
         axes[1][j].set_yscale("log")

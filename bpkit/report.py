@@ -200,8 +200,9 @@ def _problem_section(rep: _Report, problem: str) -> tuple[list[str], list[Table]
                                 rep.out / f"{stem}_ecdf")
     points, keys = compare.sensitivity(rep.cells, problem, mine[0].criterion)
     if points:
+        chosen = {(a.method, a.activation): float(a.chosen.setting[0][1]) for a in first if a.chosen.setting}
         figs += figures.sensitivity_figure(points, keys, f"{problem}: every setting, by {mine[0].criterion}",
-                                           rep.out / f"{stem}_sensitivity")
+                                           rep.out / f"{stem}_sensitivity", chosen)
     md += [f"![success, {problem}]({stem}_success.png)", "", f"![cost, {problem}]({stem}_cost.png)", "",
            "Cost markers: the estimate with its bootstrap 95% interval; an arrow, an interval open upwards "
            "(too few successes to bound it); x on the top edge, no run succeeded.", "",
@@ -210,8 +211,8 @@ def _problem_section(rep: _Report, problem: str) -> tuple[list[str], list[Table]
            f"pairs met within a budget, targets {', '.join(rts[0].targets)}.", "",
            f"![runtime distributions, {problem}]({stem}_ecdf.png)", ""]
     if points:
-        md += ["Success and cost at every setting each method was run with (a choice at a grid's end may lie "
-               "beyond it):", "", f"![sensitivity, {problem}]({stem}_sensitivity.png)", ""]
+        md += ["Success and cost at every setting each method was run with, the chosen one ringed (a choice at "
+               "a grid's end may lie beyond it):", "", f"![sensitivity, {problem}]({stem}_sensitivity.png)", ""]
     return md, tables, figs, rts
 
 
