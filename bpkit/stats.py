@@ -75,6 +75,18 @@ def wilson(k: int, n: int, z: float = Z95) -> tuple[float, float]:
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
+def separated(ka: int, na: int, kb: int, nb: int) -> bool:
+    """Whether two success rates, ``ka`` of ``na`` and ``kb`` of ``nb`` independent runs, are told apart:
+    their Wilson 95% intervals do not overlap.
+
+    Example:
+        >>> separated(19, 20, 4, 20), separated(12, 20, 9, 20)
+        (True, False)
+    """
+    (la, ha), (lb, hb) = wilson(ka, na), wilson(kb, nb)
+    return ha < lb or hb < la
+
+
 def restart_cost(costs: Sequence[float] | np.ndarray, success: Sequence[bool] | np.ndarray) -> float:
     """Expected cost to a first success when failed runs are restarted: ``sum(costs) / successes``.
 

@@ -116,12 +116,10 @@ def rates(a: str, ka: int, na: int, b: str, kb: int, nb: int, paired: stats.McNe
     exact test at 5% where their runs share starts (``paired``), else by non-overlapping Wilson intervals."""
     inputs = {"a": a, "ka": ka, "na": na, "b": b, "kb": kb, "nb": nb,
               "paired": None if paired is None else list(paired), "event": event}
-    la, ha = stats.wilson(ka, na)
-    lb, hb = stats.wilson(kb, nb)
     if paired is not None:
         separated, how = paired.p < 0.05, f"McNemar p = {paired.p:.2g}, {paired.only_a} vs {paired.only_b} discordant"
     else:
-        separated, how = ha < lb or hb < la, "Wilson 95% intervals"
+        separated, how = stats.separated(ka, na, kb, nb), "Wilson 95% intervals"
     told = f"{a} {ka}/{na} against {b} {kb}/{nb} ({how})"
     if separated and ka / na != kb / nb:
         word, first, second = (AHEAD, a, b) if ka / na > kb / nb else (BEHIND, b, a)
@@ -161,8 +159,8 @@ def matches(what: str, measured: str, published: str, source: str = "") -> Verdi
     """A categorical outcome (``"converges"``, ``"diverges"``) against the published one."""
     inputs = {"what": what, "measured": measured, "published": published, "source": source}
     told = f"{what}: measured {measured}, published {published}{source}"
-    return Verdict("matches", inputs, AGREES if measured == published else DISAGREES,
-                   f"{told}: {AGREES if measured == published else DISAGREES}")
+    word = AGREES if measured == published else DISAGREES
+    return Verdict("matches", inputs, word, f"{told}: {word}")
 
 
 def cause(claim: str, test: Verdict, supports: Sequence[str]) -> Verdict:

@@ -46,8 +46,9 @@ def why_derivative() -> tuple[list[list[str]], list[list[str]], list[verdict.Ver
     rows = FOLDER.load_csv(wd.NAME)
     ans = wd.tuned(rows)
     frozen = [a for k, a in ans.items() if k[2] == "sigmoid" and k[3] == wd.RULES[2]]
-    delta, lin = FOLDER.load_csv(wd.NAME + "_delta"), FOLDER.load_json(wd.NAME + "_linear")
-    need, linear = wd.verdicts(rows, delta, lin)
+    _, near = wd.link_table(rows, FOLDER.load_csv(wd.NAME + "_delta"), FOLDER.load_json(wd.NAME + "_linear"),
+                            ["sigmoid"])
+    need, linear = wd.verdicts(ans, near)
     ang = FOLDER.load_json(wd.NAME + "_angles")
     worst_bce_out = max(wd._deg(r["layers"][-1]) for r in ang if r["loss"] == "bce")
     first = (f"The chain rule puts it there: dC/dw = dC/da f'(z) x. Sigmoid hidden units, XOR, parity-3 and two "

@@ -100,10 +100,10 @@ def separated_wins(ratios: list[dict[str, str]]) -> dict[str, tuple[int, int]]:
 
 
 def _apart(a: tuple[int, int], b: tuple[int, int]) -> bool:
+    """Whether two pooled (successes, runs) are told apart (:func:`bpkit.stats.separated`)."""
     from bpkit import stats
 
-    (alo, ahi), (blo, bhi) = stats.wilson(*a), stats.wilson(*b)
-    return ahi < blo or bhi < alo
+    return stats.separated(*a, *b)
 
 
 def conclusion(rows: list[dict[str, str]], ratios: list[dict[str, str]]) -> str:

@@ -38,8 +38,8 @@ BASE, REFERENCE = "relu, LeCun init, biases 0", "tanh, LeCun init"
 
 
 def _apart(a: dict[str, str], b: dict[str, str]) -> bool:
-    """Whether two success rates are separated: their Wilson intervals do not overlap."""
-    return float(a["success_hi"]) < float(b["success_lo"]) or float(b["success_hi"]) < float(a["success_lo"])
+    """Whether two answers' success rates are told apart (:func:`bpkit.stats.separated`)."""
+    return stats.separated(int(a["successes"]), int(a["runs"]), int(b["successes"]), int(b["runs"]))
 
 
 LEAKY = "leaky relu, He init"
@@ -56,11 +56,9 @@ def verdicts(rows: list[dict[str, str]]) -> list[verdict.Verdict]:
     default start costs no more than tanh (the bounds on its expected-cu ratio reach 1 or lie below it;
     every success count there is near its ceiling, so cost is what can still separate them)."""
     rows = [a for a in rows if a["criterion"] == "40-20-40"]
-    nets: dict[str, list[str]] = {}
-    for a in rows:
-        nets.setdefault(a["problem"].split()[0], [])
-        if a["problem"] not in nets[a["problem"].split()[0]]:
-            nets[a["problem"].split()[0]].append(a["problem"])
+    nets: dict[str, list[str]] = {}  # data set -> its nets, narrow first
+    for problem in dict.fromkeys(a["problem"] for a in rows):
+        nets.setdefault(problem.split()[0], []).append(problem)
     cell = {(a["problem"], a["method"]): a for a in rows}
     made = []
     for narrow, wide, *_ in (v for v in nets.values() if len(v) >= 2):

@@ -31,10 +31,11 @@ import itertools
 import math
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from bpkit import study, verdict
+from bpkit import stats, study, verdict
 from bpkit.tables import Table
 
 FOLDER = study.Folder(Path(__file__).resolve().parent)
@@ -293,8 +294,8 @@ def _pct(k: int, n: int) -> str:
 
 
 def _apart(a, b) -> bool:
-    """Whether two success rates are separated: their Wilson intervals do not overlap."""
-    return a.success_ci[1] < b.success_ci[0] or b.success_ci[1] < a.success_ci[0]
+    """Whether two answers' success rates are told apart (:func:`bpkit.stats.separated`)."""
+    return stats.separated(a.success, a.runs, b.success, b.runs)
 
 
 def success_table(ans: dict, lr_rows: dict, problems: list[str], acts: list[str]) -> list[str]:
@@ -397,19 +398,17 @@ def angle_table(ang: list[dict]) -> list[str]:
     return Table("angles", cols, out).markdown().splitlines()
 
 
-def verdicts(rows: list[dict], delta: list[dict], lin: dict) -> tuple[verdict.Verdict, verdict.Verdict]:
-    """The study's two claims, each by a rule: sigmoid hidden units solve more often with f' than with it
-    omitted (each cell at its best learning rate, pooled over problems and losses); and ablated runs end at
-    a linear model's loss more often than runs with f' (every learning rate)."""
-    ans = tuned(rows)
-
+def verdicts(ans: dict[tuple, Any], near: dict[tuple, tuple[int, int]]) -> tuple[verdict.Verdict, verdict.Verdict]:
+    """The study's two claims for sigmoid hidden units, each by a rule: they solve more often with f' than with
+    it omitted (``ans``, from :func:`tuned`: each cell at its best learning rate, pooled over problems and
+    losses); and ablated runs end at a linear model's loss more often than runs with f' (``near``, from
+    :func:`link_table`: every learning rate)."""
     def pooled(rule):
         sel = [a for k, a in ans.items() if k[2] == "sigmoid" and k[3] == rule]
         return sum(a.success for a in sel), sum(a.runs for a in sel)
 
-    _, near = link_table(rows, delta, lin, ["sigmoid"])
-    ablated = [near[k] for k in near if k[3] != "exact"]
-    exact = [near[k] for k in near if k[3] == "exact"]
+    ablated = [n for k, n in near.items() if k[2] == "sigmoid" and k[3] != "exact"]
+    exact = [n for k, n in near.items() if k[2] == "sigmoid" and k[3] == "exact"]
     need = verdict.rates("sigmoid hidden units with f'", *pooled("exact"), "with f' omitted", *pooled("omitted"),
                          event="solve")
     linear = verdict.rates("ablated sigmoid runs", sum(a for a, _ in ablated), sum(n for _, n in ablated),
@@ -442,7 +441,7 @@ def write_readme(rows, delta, ang, lin, figs) -> None:
                                                 if r["rule"] == rule and r["epoch"] == ep and r["problem"] in small]))
 
     # Conclusions, computed from the cells.
-    need, linear = verdicts(rows, delta, lin)
+    need, linear = verdicts(ans, near)
     def total(rule, act, loss=None):
         sel = [a for k, a in ans.items() if k[3] == rule and k[2] == act and (loss is None or k[1] == loss)]
         return sum(a.success for a in sel), sum(a.runs for a in sel)

@@ -189,3 +189,17 @@ def test_ratio_bounds_hold_every_ratio_of_values_inside_both_intervals():
     assert stats.ratio_bounds((1.0, 0.5, math.inf), b).hi == math.inf
     with pytest.raises(ValueError, match="positive"):
         stats.ratio_bounds((1.0, 0.0, 2.0), b)
+
+
+def test_two_rates_are_separated_exactly_where_scipys_wilson_intervals_do_not_overlap():
+    scipy_stats = pytest.importorskip("scipy.stats", reason="scipy is the independent Wilson interval here")
+
+    def ci(k, n):
+        c = scipy_stats.binomtest(k, n).proportion_ci(method="wilson")
+        return c.low, c.high
+
+    for ka in range(0, 21, 2):
+        for kb in range(0, 21, 3):
+            (la, ha), (lb, hb) = ci(ka, 20), ci(kb, 20)
+            assert stats.separated(ka, 20, kb, 20) == (ha < lb or hb < la), (ka, kb)
+    assert stats.separated(19, 20, 4, 20) and not stats.separated(12, 20, 9, 20)
