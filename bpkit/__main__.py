@@ -1,5 +1,3 @@
-import sys
+from bpkit.cli import run
 
-from bpkit.cli import main
-
-sys.exit(main())
+run()

@@ -8,7 +8,8 @@ Where: ``$BPKIT_CACHE_DIR`` if set, else ``$XDG_CACHE_HOME/bpkit/jax`` (by defau
 ``~/.cache/bpkit/jax``).  ``BPKIT_CACHE_DIR=off`` turns it off.  Programs are small (the
 whole test suite leaves some megabytes), so the folder is not size-capped: JAX's cap keeps access
 times under a file lock on every write, which slows cold compiles.  Deleting the folder is always
-safe.  A folder that cannot be created leaves the cache off, never an error: the cache only saves time.
+safe.  A folder that cannot be created or written leaves the cache off, with one warning, never an error:
+the cache only saves time.
 
 Example:
     >>> import bpkit.cache
@@ -18,6 +19,8 @@ Example:
 from __future__ import annotations
 
 import os
+import sys
+import tempfile
 from pathlib import Path
 
 import jax
@@ -26,8 +29,11 @@ ENV = "BPKIT_CACHE_DIR"
 
 
 def default_dir() -> Path:
-    """``$XDG_CACHE_HOME/bpkit/jax``, or ``~/.cache/bpkit/jax``."""
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    """``$XDG_CACHE_HOME/bpkit/jax``, or ``~/.cache/bpkit/jax`` (also where ``$XDG_CACHE_HOME`` is a
+    relative path, which the XDG spec says to ignore)."""
+    base = os.environ.get("XDG_CACHE_HOME", "")
+    if not os.path.isabs(base):
+        base = os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "bpkit" / "jax"
 
 
@@ -43,7 +49,11 @@ def enable(path: str | os.PathLike | None = None) -> Path | None:
     folder = Path(setting).expanduser() if setting.strip() else default_dir()
     try:
         folder.mkdir(parents=True, exist_ok=True)
-    except OSError:
+        tempfile.TemporaryFile(dir=folder).close()  # JAX would warn at every program it cannot write
+    except OSError as e:
+        print(f"bpkit: warning: the compilation cache folder {folder} cannot be written "
+              f"({(e.strerror or type(e).__name__).lower()}); compiling without it (set {ENV} to another "
+              f"folder, or to off)", file=sys.stderr)
         return None
     jax.config.update("jax_compilation_cache_dir", str(folder))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)

@@ -141,10 +141,12 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from bpkit import config as cfg
-    from bpkit import distributed
+    from bpkit import distributed, interrupt, machine
     from bpkit.store import Store
 
     several = distributed.settings(args.coordinator, args.num_processes, args.process_id)  # checked first
+    if several is None:  # several processes start their platform only once joined (jax.distributed)
+        machine.check_platform()
     flat = cfg.load(args.config, args.set or [])
     _check_sweep_options(args, flat)
     if args.plan:
@@ -152,21 +154,28 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     path = Path(args.store) if args.store else Path("results") / f"{flat['name']}.sqlite"
     if several is not None and distributed.initialize(*several):
         return _sweep_processes(args, flat, path)
-    if not args.store:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    store = Store(path)
-    try:
-        counts = _run_sweep(args, flat, store)
-    except KeyboardInterrupt:
-        print(f"\nbpkit: interrupted; {len(store.run_ids())} finished runs are kept in {path}. "
-              f"Run the same command again to resume.", file=sys.stderr)
-        return 130
-    meanwhile = (f", {counts['meanwhile']} stored meanwhile by another process (computed here too, kept once)"
-                 if counts["meanwhile"] else "")
-    print(f"{counts['runs']} runs in {counts['groups']} compiled group(s): {counts['written']} new, "
-          f"{counts['skipped']} already in {path}{meanwhile}")
-    _print_stored(args, flat, store)
+    interrupt.say(lambda: _stopped(path))
+    with Store(path, make_folder=not args.store) as store:
+        try:
+            counts = _run_sweep(args, flat, store)
+        except KeyboardInterrupt:  # in-process callers; on the command line bpkit.interrupt ends it
+            print(f"\n{_stopped(path)}", file=sys.stderr)
+            return 130
+        meanwhile = (f", {counts['meanwhile']} stored meanwhile by another process (computed here too, kept once)"
+                     if counts["meanwhile"] else "")
+        print(f"{counts['runs']} runs in {counts['groups']} compiled group(s): {counts['written']} new, "
+              f"{counts['skipped']} already in {path}{meanwhile}")
+        _print_stored(args, flat, store)
     return 0
+
+
+def _stopped(path) -> str:
+    """The line a stopped sweep ends with: what is kept and how to resume."""
+    from bpkit.store import count_runs
+
+    n = count_runs(path)
+    kept = (f"{n} finished runs are kept in {path}" if n else "no run had finished, so nothing was stored")
+    return f"bpkit: interrupted; {kept}. Run the same command again to resume."
 
 
 def _run_sweep(args: argparse.Namespace, flat: dict, store) -> dict[str, int]:
@@ -206,8 +215,14 @@ def _print_stored(args: argparse.Namespace, flat: dict, store) -> None:
     mine = {run_id(r.as_dict()) for r in cfg.expand(flat)}
     for r in rows:
         if r["run_id"] in mine:
-            print(f"  seed {r['seed']:>3}  {r['stop_reason']:<10} epochs {r['epochs']:>5}  "
-                  f"train loss {r['train_loss']:.4g}  train acc {r['train_acc']:.3f}  cu {r['cu']:.0f}")
+            print(f"  seed {r['seed']:>3}  {r['stop_reason'] or '-':<10} epochs {_num(r['epochs'], 'd'):>5}  "
+                  f"train loss {_num(r['train_loss'], '.4g')}  train acc {_num(r['train_acc'], '.3f')}  "
+                  f"cu {_num(r['cu'], '.0f')}")
+
+
+def _num(v, spec: str) -> str:
+    """A stored number as text; a diverged run's missing (NaN) values as 'nan'."""
+    return "nan" if v is None else format(v, spec)
 
 
 def _sweep_processes(args: argparse.Namespace, flat: dict, path) -> int:
@@ -215,14 +230,15 @@ def _sweep_processes(args: argparse.Namespace, flat: dict, path) -> int:
     others open it only to skip finished runs, and every process computes its devices' share."""
     import jax
 
-    from bpkit import distributed
+    from bpkit import distributed, machine
     from bpkit.store import Store
     from bpkit.sweep import run_sweep
 
+    machine.check_platform()
     writer = distributed.is_writer()
     if writer:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        store = Store(path)
+        store = Store(path, make_folder=not args.store)
+        store.create()  # before the others open it
     distributed.barrier("bpkit: store ready")
     if not writer:
         store = Store(path, create=False)
@@ -246,6 +262,15 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_copy(args: argparse.Namespace) -> int:
+    from bpkit.store import Store
+
+    with Store(args.store, readonly=True) as store:
+        n = store.copy(args.dest)
+    print(f"copied {n} runs from {args.store} to {args.dest}")
+    return 0
+
+
 def one_line(e: BaseException) -> str:
     """An error as one plain line; an OS error names its path (``x: is a directory``)."""
     if isinstance(e, OSError):
@@ -257,7 +282,7 @@ def one_line(e: BaseException) -> str:
     return text.splitlines()[0] if text else type(e).__name__
 
 
-VERBS = ("check", "report", "datasets", "run", "sweep")
+VERBS = ("check", "report", "datasets", "run", "sweep", "copy")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -271,6 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
     for verb, text in (("run", "train one experiment config (all its seeds)"),
                        ("sweep", "run a sweep config: a grid, vmapped and sharded, into a results store")):
         _add_sweep(sub.add_parser(verb, help=text, description=text[0].upper() + text[1:] + ". Re-running resumes."))
+    _add_copy(sub)
     for p in sub.choices.values():
         p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
     assert tuple(sub.choices) == VERBS
@@ -307,6 +333,16 @@ def _add_report(sub) -> None:
     rep.set_defaults(func=_cmd_report)
 
 
+def _add_copy(sub) -> None:
+    cp = sub.add_parser("copy", help="copy a results store to a new file, whole and consistent",
+                        description="Copy a results store to a new file with SQLite's backup API: whole even "
+                        "while a sweep writes it, or after one was killed (its last runs may still be in the "
+                        "-wal file beside it). Refuses to overwrite a file.")
+    cp.add_argument("store", help="results store (.sqlite)")
+    cp.add_argument("dest", help="the copy (a new file)")
+    cp.set_defaults(func=_cmd_copy)
+
+
 def _add_sweep(p: argparse.ArgumentParser) -> None:
     p.add_argument("config", help="TOML config file")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config field (repeatable)")
@@ -339,10 +375,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not getattr(args, "verb", None):
         parser.error(f"missing verb; valid: {', '.join(VERBS)} (see bpkit --help)")
-    from bpkit import cache
+    if args.verb in ("run", "sweep"):
+        from bpkit import interrupt
 
-    cache.enable()  # compiled programs persist across processes ($BPKIT_CACHE_DIR=off: not)
+        interrupt.say(lambda: "bpkit: interrupted; the sweep had not started. Run the same command again to resume.")
     try:
+        _prepare(args)
         return args.func(args)
     except BrokenPipeError:  # the reader closed our stdout (`bpkit sweep --plan | head`): stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit's flush
@@ -357,5 +395,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
-if __name__ == "__main__":
+def _prepare(args: argparse.Namespace) -> None:
+    """What every verb needs first: JAX's settings checked before JAX loads, the compilation cache."""
+    from bpkit import machine
+
+    machine.check_environment()
+    from bpkit import cache
+
+    cache.enable()  # compiled programs persist across processes ($BPKIT_CACHE_DIR=off: not)
+    if args.verb == "check":
+        machine.check_platform()
+
+
+def run() -> NoReturn:
+    """The ``bpkit`` program: :func:`main`, with Ctrl-C and SIGTERM ending it at once in one line
+    (:mod:`bpkit.interrupt`)."""
+    from bpkit import interrupt
+
+    interrupt.install()
     sys.exit(main())
+
+
+if __name__ == "__main__":
+    run()

@@ -44,7 +44,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bpkit import spec
+from bpkit import datasets, spec
 from bpkit.spec import Run, cut, short
 
 SWEEP_KEYS = frozenset(k for k, info in spec.FIELDS.items() if spec.Role.SWEEP in info.roles)  # seeds, [compare]
@@ -217,4 +217,17 @@ def expand(flat: dict[str, Any]) -> list[Run]:
         for point in _grid(merged):
             first = spec.from_flat({**point, "label": "/".join(labels)})  # checks the point once
             runs += [dataclasses.replace(first, seed=seed) for seed in flat["seeds"]]
-    return runs
+    return _with_content(runs)
+
+
+def _with_content(runs: list[Run]) -> list[Run]:
+    """Each run that reads a data file, with the file's SHA-256 (``data.sha256``): its identity."""
+    digests: dict[str, str] = {}
+    out = []
+    for r in runs:
+        if r.data.path:
+            if r.data.path not in digests:
+                digests[r.data.path] = datasets.file_sha256(r.data.path)
+            r = dataclasses.replace(r, data=dataclasses.replace(r.data, sha256=digests[r.data.path]))
+        out.append(r)
+    return out

@@ -27,6 +27,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import gzip
+import hashlib
 import importlib.util
 import math
 import re
@@ -267,6 +268,23 @@ def load_fann(path: str | Path, seed: int = 0) -> Dataset:
     x, y = np.array(xs), np.array(ys)
     _check(path.name, x, y)
     return Dataset(path.stem, x, y)
+
+
+def file_sha256(path: str | Path) -> str:
+    """The SHA-256 (hex) of a data file's bytes: a run's data is identified by its content, so an edited
+    file makes new runs and the same bytes under another path the same runs.
+
+    Example:
+        >>> file_sha256("bpkit/datasets/data/digits.csv.gz")[:8]  # doctest: +SKIP
+        '3f2a...'
+    """
+    path = Path(path)
+    _open_text(path).close()  # the same one-line refusals as loading it
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _open_text(path: Path):

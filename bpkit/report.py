@@ -60,7 +60,7 @@ def load_runs(store_path: str | Path, each: Callable[[dict[str, Any]], dict[str,
     Raises:
         ValueError: no such store, or it holds no readable run.
     """
-    store = Store(store_path, create=False)
+    store = Store(store_path, readonly=True)
     try:
         # In the grid's order, as the sweep recorded it: it writes them group by group, and one compiled
         # group can hold configs apart in the grid (CG variants). Runs of no recorded grid follow as written.
@@ -148,7 +148,7 @@ def write(store_path: str | Path, out_dir: str | Path | None = None, compare_wit
 
 def stored_tune_seeds(store_path: str | Path) -> tuple[int, ...]:
     """The tuning seeds the sweep's config named (``compare.tune_seeds``), as its store recorded them."""
-    with Store(store_path, create=False) as store:
+    with Store(store_path, readonly=True) as store:
         return tuple(store.compare_settings().get("tune_seeds", ()))
 
 

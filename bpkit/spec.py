@@ -130,6 +130,10 @@ def _filename(key: str, v: str) -> str | None:
     return f"{key} = {short(v)} cannot name a file; use 1-100 letters, digits, '-', '_' or '.', not starting with a dot"
 
 
+def _computed(key: str, v: str) -> str | None:
+    return f"{key} is computed by bpkit from the data file; leave it out of the config" if v else None
+
+
 def _seed(key: str, v: int) -> str | None:
     if _int(v) and 0 <= v <= SEED_MAX:
         return None
@@ -184,6 +188,8 @@ class Data:
 
     name: str = field("xor", (str,), "data set name (see bpkit datasets), or a file's name", roles=Role.INIT)
     path: str = field("", (str,), "a CSV or FANN file instead of a named set", roles=Role.INIT)
+    sha256: str = field("", (str,), "the data file's SHA-256, which bpkit sets from data.path: a run is identified "
+                        "by its data's content, not by the file's name", _computed, Role.INIT | Role.LATER)
     targets: int = field(1, (int,), "CSV: how many trailing columns are targets", _positive)
     split_seed: int = field(0, (int,), "seed of the train/validation/test split", _seed, Role.INIT)
     target_range: tuple[float, ...] = field((), (list,), "map 0/1 targets to [lo, hi], e.g. [-1, 1]", _target_range)
@@ -365,6 +371,29 @@ def check_value(key: str, v: Any) -> None:
     error = info.check(key, v) if info.check else None
     if error:
         raise ValueError(error)
+
+
+def stored_problem(config: Any) -> str | None:
+    """Why a stored run's config (the flat dict of :meth:`Run.as_dict`) is not one this bpkit can read,
+    or None.  Only types are checked: a store keeps what was valid when its run was made.
+
+    Example:
+        >>> stored_problem({"seed": 0, "name": "xor"})
+        'its config lacks dtype'
+    """
+    if not isinstance(config, dict):
+        return "its config is not a JSON object"
+    if not isinstance(config.get("seed"), int) or not isinstance(config.get("label", ""), str):
+        return "its config's seed or label is not as stored"
+    for key, info in FIELDS.items():
+        if Role.SWEEP in info.roles or (key not in config and key in LATER_KEYS):
+            continue
+        if key not in config:
+            return f"its config lacks {key}"
+        v = config[key]
+        if isinstance(v, bool) and bool not in info.types or not isinstance(v, info.types):
+            return f"its config's {key} is not {_type_name(info.types)}"
+    return None
 
 
 def _type_name(types: tuple[type, ...]) -> str:

@@ -34,3 +34,17 @@ def config_file(tmp_path):
     p = tmp_path / "c.toml"
     p.write_text(CONFIG)
     return p
+
+
+@pytest.fixture(scope="session")
+def reference(tmp_path_factory):
+    """test_reliability's small sweep, run uninterrupted by the real command: (config, stored table), what
+    every killed, interrupted or concurrent sweep must end with once resumed."""
+    import subprocess
+
+    from test_reliability import GOOD, _sweep_cmd, _table, write
+
+    t = tmp_path_factory.mktemp("ref")
+    config = write(t / "c.toml", GOOD)
+    subprocess.run(_sweep_cmd(config, str(t / "ref.sqlite")), check=True, capture_output=True, timeout=300)
+    return config, _table(t / "ref.sqlite")

@@ -19,6 +19,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import bpkit.store as st  # noqa: E402  (after the path above: the bpkit beside these tests)
+from bpkit import interrupt  # noqa: E402  (the same)
 from bpkit.cli import main  # noqa: E402  (the same)
 
 
@@ -43,8 +44,8 @@ def install(hook) -> None:
     base = st.Store
 
     class HookedStore(base):
-        def __init__(self, path, create=True):
-            super().__init__(path, create, hook=hook)
+        def __init__(self, path, create=True, **kw):
+            super().__init__(path, create, hook=hook, **kw)
 
         def run_ids(self):
             ids = super().run_ids()
@@ -66,4 +67,5 @@ if __name__ == "__main__":
     p.add_argument("--seconds", type=float, default=120.0)
     args, rest = p.parse_known_args()
     install(make_hook(args.stage, args.nth, args.flag, args.release, args.seconds))
+    interrupt.install()  # as the bpkit command does (bpkit.cli.run)
     sys.exit(main(["sweep", *[a for a in rest if a != "--"]]))

@@ -59,7 +59,7 @@ def test_check_fails_with_exit_1_on_a_wrong_derivative(monkeypatch, capsys):
 @pytest.mark.parametrize(
     "argv, message",
     [
-        ([], "bpkit: error: missing verb; valid: check, report, datasets, run, sweep"),
+        ([], "bpkit: error: missing verb; valid: check, report, datasets, run, sweep, copy"),
         (["frobnicate"], "bpkit: error: argument VERB: invalid choice: 'frobnicate'"),
         (["check", "--depths", "two"], "bpkit check: error: argument --depths: expected comma-separated int values"),
         (["check", "--activations", "nope"], "bpkit: error: unknown activation 'nope'; valid:"),

@@ -18,6 +18,7 @@ from grids import MEASURED
 
 from bpkit import MLP, compare, datasets, engine, report, stats, sweep
 from bpkit import config as cfg
+from bpkit.spec import Run
 from bpkit.stopping import StopRules
 from bpkit.store import Store
 from bpkit.sweep import run_sweep
@@ -297,9 +298,9 @@ def test_a_run_with_records_within_epochs_is_judged_and_costed_at_each_record(tm
 
 def _stored(method, lr, seed, cu):
     """A stored run that met its loss goal after ``cu`` cu (one epoch)."""
-    config = {"label": f"p/{method}", "seed": seed, "training.goal": 0.01, "optimizer.learning_rate": lr,
-              "optimizer.name": "sgd" if method == "A" else "rprop", "network.activation": "tanh",
-              "dtype": "float64"}
+    config = {**Run().as_dict(), "label": f"p/{method}", "seed": seed, "training.goal": 0.01,
+              "optimizer.learning_rate": lr, "optimizer.name": "sgd" if method == "A" else "rprop",
+              "network.activation": "tanh", "dtype": "float64"}
     return {"config": config, "seed": seed, "status": "finished", "stop_reason": "goal", "epochs": 1, "cu": cu,
             "curves": {"loss": [0.001], "wrong": [0], "loss_evals": [0.0], "grad_evals": [cu / 3]}}
 

@@ -113,3 +113,25 @@ def test_make_hashes_by_value():
     assert optim.make("cg", beta="fr") != optim.make("cg", beta="pr")
     assert optim.recipe(optim.make("quickprop", mu=2.0)) == ("quickprop", {"mu": 2.0})
     assert optim.recipe(optax.sgd(0.1)) is None
+
+
+def test_a_cache_folder_that_cannot_be_written_is_one_warning_not_one_per_program(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")  # a folder cannot be made inside a file, whoever runs the test
+    env = {**os.environ, "BPKIT_CACHE_DIR": str(blocker / "cache")}
+    out = subprocess.run([sys.executable, "-m", "bpkit", "sweep", str(ROOT / "experiments" / "xor.toml"),
+                          "--store", str(tmp_path / "a.sqlite"), "--no-progress", "--set", "seeds=[0]"],
+                         env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stderr.strip().splitlines() == [
+        f"bpkit: warning: the compilation cache folder {blocker / 'cache'} cannot be written (not a directory); "
+        f"compiling without it (set BPKIT_CACHE_DIR to another folder, or to off)"]
+
+
+def test_a_relative_xdg_cache_home_is_ignored(monkeypatch):
+    from bpkit import cache
+
+    monkeypatch.setenv("XDG_CACHE_HOME", "relative/cache")
+    assert cache.default_dir() == pathlib.Path(os.path.expanduser("~")) / ".cache" / "bpkit" / "jax"
+    monkeypatch.setenv("XDG_CACHE_HOME", "/abs/cache")
+    assert cache.default_dir() == pathlib.Path("/abs/cache/bpkit/jax")

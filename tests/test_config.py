@@ -1,5 +1,6 @@
 """bpkit.config: TOML files, grids, axes and overrides, each bad key or value one line."""
 
+import hashlib
 
 import pytest
 from grids import AXES
@@ -90,3 +91,34 @@ def test_the_compare_table_names_tuning_seeds_and_the_sweep_records_them(tmp_pat
     p.write_text('seeds = [0, 1]\n[[axis.a]]\ncompare.tune_seeds = [0]\n')
     with pytest.raises(ValueError, match="axes cannot nest or set seeds or \\[compare\\]"):
         cfg.load(p)
+
+
+# -- a run's data is identified by the file's content, not its path --------------------------------------
+
+
+XOR_CSV = "a,b,y\n" + "0,0,0\n0,1,1\n1,0,1\n1,1,0\n" * 5
+
+
+def _ids(path: str) -> list[str]:
+    from bpkit.store import run_id
+
+    return [run_id(r.as_dict()) for r in cfg.expand(cfg.validate({"data.path": path, "seeds": [0, 1]}))]
+
+
+def test_the_same_bytes_by_another_path_are_the_same_runs_and_an_edit_makes_new_ones(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "x.csv").write_text(XOR_CSV)
+    (tmp_path / "copy.csv").write_text(XOR_CSV)
+    same = _ids("data/x.csv")
+    assert _ids("./data/x.csv") == same and _ids(str(tmp_path / "data" / "x.csv")) == same
+    assert _ids("copy.csv") == same  # the same bytes under another name
+    (tmp_path / "data" / "x.csv").write_text(XOR_CSV + "1,1,0\n")
+    assert not set(_ids("data/x.csv")) & set(same)  # an edited file: new runs
+    run = cfg.expand(cfg.validate({"data.path": "data/x.csv"}))[0]
+    assert run.data.sha256 == hashlib.sha256((tmp_path / "data" / "x.csv").read_bytes()).hexdigest()
+
+
+def test_the_data_hash_is_bpkits_to_set(tmp_path):
+    with pytest.raises(ValueError, match="data.sha256 is computed by bpkit from the data file; leave it out"):
+        cfg.validate({"data.sha256": "abc"})

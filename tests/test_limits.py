@@ -24,6 +24,7 @@ from bpkit import config as cfg
 from bpkit import engine, experiment, plan, spec
 from bpkit.cli import main, one_line
 from bpkit.network import MLP
+from bpkit.spec import Run
 from bpkit.stopping import StopRules
 from bpkit.store import Store
 
@@ -51,15 +52,17 @@ def refused(tmp_path, capsys, body, *extra):
 # -- 1. store creation -----------------------------------------------------------------------
 
 
-def test_a_store_whose_creation_was_killed_after_wal_is_resumed(tmp_path):
-    # What a kill between "PRAGMA journal_mode=WAL" and the CREATE TABLEs used to leave.
+def test_an_sqlite_file_without_tables_is_not_taken_for_a_store(tmp_path):
+    # Another program's new database, or what a kill between "PRAGMA journal_mode=WAL" and the CREATE
+    # TABLEs of an older bpkit left: not recognisable as a store, so never written.
     p = tmp_path / "r.sqlite"
     db = sqlite3.connect(p)
     db.execute("PRAGMA journal_mode=WAL")
     db.close()
-    assert p.read_bytes()[:16] == b"SQLite format 3\x00"
-    with Store(p) as s:
-        assert s.run_ids() == set() and s.integrity_ok()
+    before = p.read_bytes()
+    with pytest.raises(ValueError, match="an SQLite file, but not a bpkit results store"):
+        Store(p)
+    assert p.read_bytes() == before
 
 
 def test_another_programs_sqlite_file_is_refused_and_left_byte_for_byte(tmp_path):
@@ -78,7 +81,7 @@ def test_another_programs_sqlite_file_is_refused_and_left_byte_for_byte(tmp_path
 def test_two_stores_opened_on_one_new_file_make_one_complete_store(tmp_path):
     p = tmp_path / "r.sqlite"
     a, b = Store(p), Store(p)
-    a.add([{"config": {"seed": 1, "x": 1}, "seed": 1, "status": "finished"}])
+    a.add([{"config": Run(seed=1).as_dict(), "seed": 1, "status": "finished"}])
     assert b.run_ids() == a.run_ids() and len(a.run_ids()) == 1
     a.close(), b.close()
 
@@ -218,7 +221,7 @@ def test_a_data_path_that_is_a_folder_names_the_path(tmp_path, capsys):
 def test_os_errors_from_anywhere_become_one_sentence_naming_the_path(tmp_path, capsys):
     (tmp_path / "afile").write_text("x")
     store = tmp_path / "r.sqlite"
-    Store(store).add([{"config": {"seed": 0}, "seed": 0, "status": "finished"}])
+    Store(store).add([{"config": Run().as_dict(), "seed": 0, "status": "finished"}])
     code, err = run_cli(["report", str(store), "--out", str(tmp_path / "afile" / "sub")], capsys)
     assert code == 2 and err == f"bpkit: error: {tmp_path / 'afile' / 'sub'}: not a directory", err
     assert one_line(PermissionError(13, "Permission denied", "/x/y")) == "/x/y: permission denied"

@@ -44,6 +44,7 @@ def bad_cases(t):
 
     wrong_version = t / "old.sqlite"
     s = Store(wrong_version)
+    s.create()
     s._db.execute("UPDATE meta SET value = '0' WHERE key = 'schema_version'")
     s._db.commit()
     s.close()
@@ -81,7 +82,7 @@ def bad_cases(t):
         (["sweep", cfg(GOOD), "--lanes", "0"], "--lanes must be 'auto', 'all' or an integer in 1.."),
         (["sweep", cfg(GOOD), "--lanes", "some"], "--lanes must be 'auto', 'all' or an integer in 1.."),
         (["frobnicate"], "argument VERB: invalid choice: 'frobnicate'"),
-        ([], "missing verb; valid: check, report, datasets, run, sweep"),
+        ([], "missing verb; valid: check, report, datasets, run, sweep, copy"),
     ]
 
 
@@ -175,14 +176,6 @@ def _wait_for(flag, proc, seconds=120):
     while not flag.exists() and time.time() < deadline and proc.poll() is None:
         time.sleep(0.02)
     assert flag.exists() and proc.poll() is None, "the sweep never reached the instant to stop it at"
-
-
-@pytest.fixture(scope="module")
-def reference(tmp_path_factory):
-    t = tmp_path_factory.mktemp("ref")
-    config = write(t / "c.toml", GOOD)
-    subprocess.run(_sweep_cmd(config, str(t / "ref.sqlite")), check=True, capture_output=True, timeout=300)
-    return config, _table(t / "ref.sqlite")
 
 
 # (hook stage, its nth call, runs committed when the kill lands): every instant is exact, not timed.

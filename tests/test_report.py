@@ -40,7 +40,9 @@ def test_report_of_a_missing_or_empty_store(tmp_path):
 
     with pytest.raises(ValueError, match="no such results store"):
         report.write(tmp_path / "none.sqlite")
-    Store(tmp_path / "empty.sqlite").close()
+    s = Store(tmp_path / "empty.sqlite")
+    s.create()
+    s.close()
     with pytest.raises(ValueError, match="holds no readable runs"):
         report.write(tmp_path / "empty.sqlite")
 
