@@ -130,11 +130,13 @@ def _check_sweep_options(args: argparse.Namespace, flat: dict) -> None:
         raise ValueError(f"--chunk-size must be an integer in 1..{INT_MAX}, got {args.chunk_size}")
     if not 0 < args.memory_budget < float("inf"):
         raise ValueError(f"--memory-budget must be a positive number of megabytes, got {args.memory_budget}")
+    if not 1 <= args.peer_timeout <= 86400:
+        raise ValueError(f"--peer-timeout must be a number of seconds in 1..86400, got {args.peer_timeout}")
     if args.compile_ahead is not None and not 0 <= args.compile_ahead <= 16:
         raise ValueError(f"--compile-ahead must be an integer in 0..16 (programs compiled in threads while "
                          f"one group runs), got {args.compile_ahead}")
     args.lanes = _lanes(args.lanes)
-    cfg.expand(flat)  # checks what no single key can, before a store is made
+    cfg.unique_ids(cfg.expand(flat))  # checks what no single key can, before a store is made
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
@@ -152,7 +154,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     if args.plan:
         return _print_plan(args, cfg.expand(flat))
     path = Path(args.store) if args.store else Path("results") / f"{flat['name']}.sqlite"
-    if several is not None and distributed.initialize(*several):
+    if several is not None and distributed.initialize(*several, timeout_s=args.peer_timeout):
         return _sweep_processes(args, flat, path)
     interrupt.say(lambda: _stopped(path))
     with Store(path, make_folder=not args.store) as store:
@@ -367,6 +369,9 @@ def _add_sweep(p: argparse.ArgumentParser) -> None:
                    help="multi-process sweep: how many ($BPKIT_NUM_PROCESSES)")
     p.add_argument("--process-id", type=int, metavar="I",
                    help="multi-process sweep: this one, 0..N-1 ($BPKIT_PROCESS_ID)")
+    p.add_argument("--peer-timeout", type=int, default=120, metavar="S",
+                   help="multi-process sweep: seconds to wait for the coordinator, and for a silent peer before "
+                        "it counts as dead (default 120)")
     p.set_defaults(func=_cmd_sweep)
 
 

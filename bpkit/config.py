@@ -96,10 +96,32 @@ def _axes(tree: Any) -> dict[str, list[dict[str, Any]]]:
                 grid = is_grid(key, v)
                 for item in (v if grid else [v]):
                     spec.check_value(key, item)
-            flat["label"] = str(label) if label is not None else f"{name}{i + 1}"
+            flat["label"] = _label(name, i, label)
             flat_entries.append(flat)
         axes[name] = flat_entries
+    _disjoint(axes)
     return axes
+
+
+def _label(axis: str, i: int, label: Any) -> str:
+    """An axis entry's label: printable text (it heads report lines and table cells)."""
+    if label is None:
+        return f"{axis}{i + 1}"
+    if not isinstance(label, str) or not label.isprintable() or not 0 < len(label) <= 80 or "/" in label:
+        raise ValueError(f"axis.{cut(axis)} entry {i + 1}: label must be printable text of 1..80 characters "
+                         f"without '/' (it heads report lines; '/' joins labels), got {short(label)}")
+    return label
+
+
+def _disjoint(axes: dict[str, list[dict[str, Any]]]) -> None:
+    """Each field belongs to one axis: two axes setting it would overwrite each other's entries."""
+    owner: dict[str, str] = {}
+    for name, entries in axes.items():
+        for key in {k for e in entries for k in e if k != "label"}:
+            if key in owner:
+                raise ValueError(f"{key} is set by axis.{cut(owner[key])} and axis.{cut(name)}; a field belongs "
+                                 f"to one axis (merge them, or set it in one only)")
+            owner[key] = name
 
 
 def parse_override(text: str) -> tuple[str, Any]:
@@ -136,6 +158,9 @@ def load(path: str | Path, overrides: Sequence[str] = ()) -> dict[str, Any]:
     flat = _flatten(tree)
     for text in overrides:
         key, value = parse_override(text)
+        if key == "axis" or key.startswith("axis."):
+            raise ValueError(f"--set cannot change an axis ({cut(key)}); edit the config's [[axis.<name>]] tables, "
+                             f"or --set the fields themselves")
         flat[key] = value
     return validate(flat)
 
@@ -155,6 +180,8 @@ def validate(flat: dict[str, Any]) -> dict[str, Any]:
             spec.check_value(key, item)
         if grid and not v:
             raise ValueError(f"{key} is an empty list; give at least one value")
+        if grid:
+            _once_each(key, v)
         out[key] = v
     tune = out["compare.tune_seeds"]
     if tune and not (set(tune) < set(out["seeds"])):
@@ -165,6 +192,30 @@ def validate(flat: dict[str, Any]) -> dict[str, Any]:
         raise ValueError(f"the config asks for {total if total < 10**12 else 'over 10^12'} runs, more than "
                          f"{MAX_RUNS} per config; split the grid over several configs")
     return out
+
+
+def _once_each(key: str, values: list) -> None:
+    """A grid lists each value once: a repeated value (1 and 1.0 too) would make the same run twice."""
+    for i, v in enumerate(values):
+        if any(v == w and type(v) is not bool and type(w) is not bool for w in values[:i]):
+            raise ValueError(f"{key} lists {short(v)} twice (as {short(values[values.index(v)])} and {short(v)}); "
+                             f"give each grid value once")
+
+
+def unique_ids(runs: list[Run]) -> list[str]:
+    """The runs' ids (:func:`bpkit.store.run_id`), refused where two runs are the same run (two axis
+    entries that set the same fields, say): a sweep would compute it twice and store it once."""
+    from bpkit.store import run_id
+
+    ids = [run_id(r.as_dict()) for r in runs]
+    if len(set(ids)) < len(ids):
+        seen: dict[str, Run] = {}
+        for r, i in zip(runs, ids, strict=True):
+            if i in seen:
+                raise ValueError(f"the config makes one run twice (seed {r.seed}, labels {seen[i].label!r} and "
+                                 f"{r.label!r}): two grid points or axis entries set the same values")
+            seen[i] = r
+    return ids
 
 
 def count_runs(flat: dict[str, Any], limit: int = MAX_RUNS) -> int:
@@ -216,6 +267,7 @@ def expand(flat: dict[str, Any]) -> list[Run]:
             labels.append(entry["label"])
         for point in _grid(merged):
             first = spec.from_flat({**point, "label": "/".join(labels)})  # checks the point once
+            spec.check_in_dtype(first)
             runs += [dataclasses.replace(first, seed=seed) for seed in flat["seeds"]]
     return _with_content(runs)
 

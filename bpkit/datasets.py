@@ -31,8 +31,9 @@ import hashlib
 import importlib.util
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -79,12 +80,21 @@ def _check(name: str, x: np.ndarray, y: np.ndarray) -> None:
             raise ValueError(f"data set {name!r} has a non-finite value in its {what}, row {row + 1}")
 
 
+MAX_CLASSES = 10_000
+MAX_ONE_HOT_BYTES = 512 << 20  # float64 one-hot targets, checked before they are made
+
+
 def one_hot(labels: np.ndarray, classes: int | None = None) -> np.ndarray:
     """0/1 column for two classes, one-hot columns for more."""
     labels = np.asarray(labels)
     classes = int(labels.max()) + 1 if classes is None else classes
     if labels.min() < 0 or labels.max() >= classes:
         raise ValueError(f"labels must lie in 0..{classes - 1}, got {labels.min()}..{labels.max()}")
+    size = len(labels) * classes * 8
+    if classes > MAX_CLASSES or size > MAX_ONE_HOT_BYTES:
+        raise ValueError(f"labels up to {classes - 1} mean {classes} classes: one-hot targets for {len(labels)} "
+                         f"examples would take {size / 2**20:,.0f} MiB; bpkit takes at most {MAX_CLASSES} classes "
+                         f"and {MAX_ONE_HOT_BYTES >> 20} MiB (labels are class indices 0..K-1)")
     if classes == 2:
         return labels.astype(np.float64)[:, None]
     return np.eye(classes)[labels]
@@ -213,10 +223,10 @@ def load_csv(path: str | Path, targets: int = 1, seed: int = 0, task: str = "cla
     rows = []
     with _open_text(path) as f:
         reader = csv.reader(f)
-        header = next(reader, None)
+        header = next(_rows(reader, path), None)
         if not header:
             raise ValueError(f"{path}: empty file; a CSV needs a header line and data rows")
-        for line, row in enumerate(reader, start=2):
+        for line, row in enumerate(_rows(reader, path), start=2):
             if not row:
                 continue
             if len(row) != len(header):
@@ -236,6 +246,18 @@ def load_csv(path: str | Path, targets: int = 1, seed: int = 0, task: str = "cla
             raise ValueError(f"{path}: classification labels must be integers 0..K-1")
         y = one_hot(y[:, 0].astype(int))
     return split(path.stem, x, y, seed, task)
+
+
+def _rows(reader: Any, path: Path) -> Iterator[list[str]]:
+    """The CSV reader's rows, its errors (a field beyond its size limit, a NUL) as one line naming the line."""
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as e:
+            raise ValueError(f"{path}: line {reader.line_num} cannot be read as CSV ({e})") from None
+        yield row
 
 
 def load_fann(path: str | Path, seed: int = 0) -> Dataset:

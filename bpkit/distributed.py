@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import os
 import re
+import socket
+import time
 from typing import Any
 
 import jax
@@ -52,8 +54,9 @@ def settings(coordinator: str | None = None, num_processes: int | None = None,
         raise ValueError(f"a multi-process sweep needs a coordinator, the number of processes and this process's "
                          f"id; missing: {', '.join(missing)} (--{missing[0].replace('_', '-')} or ${ENV[missing[0]]})")
     addr = str(given["coordinator"])
-    if not _ADDRESS.fullmatch(addr):
-        raise ValueError(f"the coordinator must be host:port (e.g. localhost:7777), got {addr!r}")
+    if not _ADDRESS.fullmatch(addr) or not 1 <= int(addr.rsplit(":", 1)[1]) <= 65535:
+        raise ValueError(f"the coordinator must be host:port with a port in 1..65535 (e.g. localhost:7777), "
+                         f"got {addr!r}")
     try:
         n, i = int(str(given["num_processes"])), int(str(given["process_id"]))
     except (TypeError, ValueError):
@@ -64,20 +67,54 @@ def settings(coordinator: str | None = None, num_processes: int | None = None,
     return addr, n, i
 
 
+TIMEOUT_S = 120
+
+
 def initialize(coordinator: str | None = None, num_processes: int | None = None,
-               process_id: int | None = None, timeout_s: int = 120) -> bool:
+               process_id: int | None = None, timeout_s: int = TIMEOUT_S) -> bool:
     """Join a multi-process run (see :func:`settings`); True when there are several processes.
 
+    ``timeout_s``: how long to wait for the coordinator, and for a silent peer before it counts as dead.
     Call before anything else touches JAX's devices.
+
+    Raises:
+        ValueError: the coordinator cannot be reached within ``timeout_s`` (process 1 and up), or its
+            port is taken (process 0: another sweep, or a second process 0), in one line.  JAX's own
+            runtime ends a process with an abort in those cases, so they are checked first.
     """
     found = settings(coordinator, num_processes, process_id)
     if found is None or found[1] == 1:
         return False
     addr, n, i = found
+    _can_join(addr, i, timeout_s)
     jax.config.update("jax_cpu_collectives_implementation", "gloo")  # CPU processes exchange data through gloo
     jax.distributed.initialize(coordinator_address=addr, num_processes=n, process_id=i,
-                               initialization_timeout=timeout_s)
+                               initialization_timeout=timeout_s, heartbeat_timeout_seconds=timeout_s)
     return True
+
+
+def _can_join(addr: str, process_id: int, timeout_s: float) -> None:
+    """Process 0 can bind the coordinator's port; any other process reaches it within ``timeout_s``."""
+    host, port = addr.rsplit(":", 1)
+    host = host.strip("[]")
+    if process_id == 0:
+        try:
+            socket.create_server(("", int(port)), family=socket.AF_INET).close()
+        except OSError as e:
+            raise ValueError(f"the coordinator's port {port} cannot be bound here ({(e.strerror or str(e)).lower()}):"
+                             f" is another sweep, or another process 0, using it?") from None
+        return
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            socket.create_connection((host, int(port)), timeout=min(5.0, timeout_s)).close()
+            return
+        except OSError as e:
+            if time.monotonic() >= deadline:
+                raise ValueError(f"could not reach the coordinator at {addr} within {timeout_s:g} s "
+                                 f"({(e.strerror or str(e)).lower()}): start process 0 first, or check the address "
+                                 f"(--peer-timeout sets the wait)") from None
+        time.sleep(0.25)
 
 
 def is_writer() -> bool:

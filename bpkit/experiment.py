@@ -75,7 +75,22 @@ def _targets(y: np.ndarray | None, run: Run, task: str) -> np.ndarray | None:
     if y is None or not rng or task != "classification":
         return y
     lo, hi = rng
-    return lo + (hi - lo) * y
+    with np.errstate(over="ignore", invalid="ignore"):  # a range too wide is refused by _finite, in one line
+        return lo + (hi - lo) * y
+
+
+_WHAT = {"x": "training inputs", "y": "training targets", "xv": "validation inputs", "yv": "validation targets",
+         "xt": "test inputs", "yt": "test targets"}
+
+
+def _finite(arrays: dict[str, Any], run: Run, name: str) -> None:
+    """Refuse data that are not finite in the run's dtype (beyond float32's range, or targets that
+    data.target_range maps out of it): every loss and gradient would be NaN."""
+    for k, a in arrays.items():
+        if a is not None and not bool(jnp.all(jnp.isfinite(a))):
+            why = " once data.target_range maps them" if k.startswith("y") and run.data.target_range else ""
+            wider = " or use dtype = 'float64'" if run.dtype != "float64" else ""
+            raise ValueError(f"{name}: the {_WHAT[k]} are not finite in {run.dtype}{why}; rescale them{wider}")
 
 
 def _batch_size(run: Run, data: datasets.Dataset) -> int | None:
@@ -121,7 +136,9 @@ def build(run: Run, data: datasets.Dataset, plain_momentum: bool = False) -> Exp
     lo, hi = float(np.min(y_tr)), float(np.max(y_tr))
     splits = {"x": data.x_train, "y": y_tr, "xv": data.x_val, "yv": _targets(data.y_val, run, data.task),
               "xt": data.x_test, "yt": _targets(data.y_test, run, data.task)}
-    arrays = {k: (None if v is None else jnp.asarray(v, dtype)) for k, v in splits.items()}
+    with np.errstate(over="ignore"):  # values beyond the dtype are refused by _finite, in one line
+        arrays = {k: (None if v is None else jnp.asarray(v, dtype)) for k, v in splits.items()}
+    _finite(arrays, run, data.name)
     if data.task == "classification" and run.loss != "mse" and not np.all((data.y_train == 0) | (data.y_train == 1)):
         raise ValueError(f"loss {run.loss!r} needs 0/1 targets; {data.name} has other values (use loss = 'mse')")
     losses.get(run.loss).check_output_activation(net.output)

@@ -77,6 +77,8 @@ class CaseResult:
         return self.passed == self.expected and not self.vacuous
 
 
+MAX_DEPTH = 32  # weight layers: every depth is built and differentiated, so it is bounded before any work
+
 def _substitute_is_exact(act: acts.Activation, rule: str, z: jax.Array) -> bool:
     if not act.elementwise:
         return False
@@ -134,8 +136,8 @@ def cases(
         if name not in LOSS_OUTPUTS:
             raise ValueError(f"unknown loss {name!r}; valid: {', '.join(LOSS_OUTPUTS)}")
     for d in depths:
-        if not (isinstance(d, int) and d >= 1):
-            raise ValueError(f"depths must be positive integers, got {d!r}")
+        if not (isinstance(d, int) and 1 <= d <= MAX_DEPTH):
+            raise ValueError(f"depths must be weight-layer counts in 1..{MAX_DEPTH}, got {d!r}")
     for dt in dtypes:
         if dt not in DTYPES:
             raise ValueError(f"unknown dtype {dt!r}; valid: {', '.join(DTYPES)}")

@@ -36,6 +36,8 @@ import re
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
+import numpy as np
+
 from bpkit import activations as acts
 from bpkit import losses as losses_
 from bpkit.gradients import SOURCES
@@ -371,6 +373,25 @@ def check_value(key: str, v: Any) -> None:
     error = info.check(key, v) if info.check else None
     if error:
         raise ValueError(error)
+
+
+def check_in_dtype(run: Run) -> None:
+    """Raise a one-line ValueError where a number valid in float64 is not in the run's dtype: it
+    overflows (a learning rate of 1e39 is inf in float32) or rounds out of range (a momentum of
+    0.99999999 is 1.0 in float32)."""
+    for key, info in FIELDS.items():
+        v = run.get(key) if Role.SWEEP not in info.roles else None
+        if float not in info.types or isinstance(v, bool) or not isinstance(v, (int, float)):
+            continue
+        with np.errstate(over="ignore", under="ignore"):
+            cast = float(np.asarray(v, run.dtype))
+        if cast == v:
+            continue
+        try:
+            check_value(key, cast)
+        except ValueError as e:
+            raise ValueError(f"{key} = {v!r} is {cast!r} in {run.dtype}, the run's dtype, so {e}; use dtype = "
+                             f"'float64' or a value {run.dtype} holds") from None
 
 
 def stored_problem(config: Any) -> str | None:

@@ -27,7 +27,7 @@ from bpkit import distributed
 from bpkit.engine import Outcome, run_grid
 from bpkit.plan import Lanes, group_runs
 from bpkit.spec import Run
-from bpkit.store import Store, run_id
+from bpkit.store import Store
 
 
 def run_sweep(
@@ -49,7 +49,7 @@ def run_sweep(
     is called after each chunk is stored.
     """
     runs = cfg.expand(flat)
-    ids = [run_id(r.as_dict()) for r in runs]
+    ids = cfg.unique_ids(runs)
     done = store.run_ids()
     todo = [r for r, i in zip(runs, ids, strict=True) if i not in done]
     writer = distributed.is_writer()

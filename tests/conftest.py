@@ -48,3 +48,24 @@ def reference(tmp_path_factory):
     config = write(t / "c.toml", GOOD)
     subprocess.run(_sweep_cmd(config, str(t / "ref.sqlite")), check=True, capture_output=True, timeout=300)
     return config, _table(t / "ref.sqlite")
+
+
+def pytest_sessionfinish(session):
+    """In a pytest-xdist worker, shrink the heap and stop listening for Ctrl-C once its tests are done.
+
+    After a worker reports its session finished, the controller tears the workers down, and execnet
+    sends a worker that has not returned within 5 s a SIGINT (execnet.gateway_base._terminate_execution).
+    A worker is then still in pytest's unconfigure, which runs gc.collect() five times over every
+    compiled program and array the session left, and under load that can pass 5 s: the
+    KeyboardInterrupt then lands in JAX's gc callback, which Python reports as 'Exception ignored'
+    and pytest as a PytestUnraisableExceptionWarning (seen once).  This hook runs before the worker
+    reports: the garbage goes now, and a late SIGINT is ignored (execnet then simply waits for the
+    worker's end; a real Ctrl-C reaches the controller, which stops the workers itself).
+    """
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        import gc
+        import signal
+
+        jax.clear_caches()
+        gc.collect()
+        signal.signal(signal.SIGINT, signal.SIG_IGN)

@@ -1,5 +1,7 @@
 """Small grids and helpers the sweep-level tests share (a config, axes, measured runs; a store's rows; a run alone)."""
 
+import json
+import math
 import textwrap
 
 import jax
@@ -81,3 +83,16 @@ def alone(run, **measurement):
     x, y = datasets.load("xor").x_train, datasets.load("xor").y_train
     return train(net, optax.sgd(run.optimizer.learning_rate), net.init(kinit, dtype=jnp.float64), x, y, key=ktrain,
                  batch_size=run.training.batch_size, rules=stop_rules(run), **measurement)
+
+
+def toml_value(v):
+    """A Python value as TOML text (NaN and infinities included)."""
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, float):
+        return "nan" if math.isnan(v) else ("inf" if v == math.inf else "-inf" if v == -math.inf else repr(v))
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, str):
+        return json.dumps(v, ensure_ascii=False)  # JSON escapes control characters as TOML does
+    return "[" + ", ".join(toml_value(x) for x in v) + "]"

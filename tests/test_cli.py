@@ -64,7 +64,7 @@ def test_check_fails_with_exit_1_on_a_wrong_derivative(monkeypatch, capsys):
         (["check", "--depths", "two"], "bpkit check: error: argument --depths: expected comma-separated int values"),
         (["check", "--activations", "nope"], "bpkit: error: unknown activation 'nope'; valid:"),
         (["check", "--dtypes", "float16"], "bpkit: error: unknown dtype 'float16'; valid: float32, float64"),
-        (["check", "--depths", "0"], "bpkit: error: depths must be positive integers, got 0"),
+        (["check", "--depths", "0"], "bpkit: error: depths must be weight-layer counts in 1..32, got 0"),
     ],
 )
 def test_bad_arguments_exit_2_with_one_line(argv, message, capsys):
@@ -114,3 +114,19 @@ def test_a_closed_pipe_ends_quietly(tmp_path):
     proc.stdout.close()  # gone before the child (still importing jax) writes its first line
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=120) == 141 and "error" not in err and "Traceback" not in err, err
+
+
+def test_run_prints_a_diverged_run_and_its_rerun(tmp_path, capsys):
+    cfg_file = tmp_path / "d.toml"
+    cfg_file.write_text('name = "d"\nseeds = [0]\n[network]\nhidden = [4]\nactivation = "identity"\n'
+                        'output = "identity"\n[optimizer]\nlearning_rate = 500.0\n[training]\nmax_epochs = 200\n')
+    store = str(tmp_path / "r.sqlite")
+    for _ in range(2):  # the first run stores it, the rerun only prints it: both once failed with a TypeError
+        assert main(["run", str(cfg_file), "--store", store, "--no-progress"]) == 0
+        out = capsys.readouterr().out
+        assert "diverged" in out and "train loss nan" in out, out
+
+
+def test_check_refuses_an_absurd_depth_before_any_work(capsys):
+    assert main(["check", "--depths", "1,1000000", "--activations", "tanh"]) == 2
+    assert capsys.readouterr().err.strip() == "bpkit: error: depths must be weight-layer counts in 1..32, got 1000000"

@@ -77,3 +77,24 @@ def test_bad_data_files_name_the_line(tmp_path, loader, text, message):
 def test_unknown_dataset_lists_valid():
     with pytest.raises(ValueError, match=r"unknown data set 'mnist'; valid: xor, two_spirals"):
         datasets.load("mnist")
+
+
+def test_a_csv_field_beyond_the_csv_modules_limit_is_one_line(tmp_path):
+    p = tmp_path / "long.csv"
+    p.write_text("a,y\n0,1\n" + "1" * 200_000 + ",0\n")
+    with pytest.raises(ValueError, match=r"long.csv: line 3 cannot be read as CSV \(field larger than field limit"):
+        datasets.load_csv(p)
+
+
+def test_labels_implying_too_many_classes_are_refused_before_the_one_hot_is_made(tmp_path):
+    import tracemalloc
+
+    p = tmp_path / "many.csv"
+    p.write_text("a,y\n" + "".join(f"{i},{i * 49}\n" for i in range(1000)))  # labels up to 48951
+    tracemalloc.start()
+    with pytest.raises(ValueError, match="labels up to 48951 mean 48952 classes: one-hot targets for 1000 examples "
+                                         "would take 373 MiB; bpkit takes at most 10000 classes"):
+        datasets.load_csv(p)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 50 * 2**20  # refused from an estimate, not after making 373 MiB

@@ -68,3 +68,30 @@ def test_bad_multi_process_flags_are_one_line_and_exit_2(tmp_path):
     p = _sweep(tmp_path / "x.sqlite", "--coordinator", "localhost:1", "--num-processes", "2")
     out, err = p.communicate(timeout=120)
     assert p.returncode == 2 and len(err.strip().splitlines()) == 1 and "missing: process_id" in err
+
+
+def test_a_port_out_of_range_is_refused():
+    with pytest.raises(ValueError, match="a port in 1..65535"):
+        distributed.settings("localhost:70000", 2, 0)
+
+
+def _one_line_exit_2(p, say, within):
+    out, err = p.communicate(timeout=within)
+    assert p.returncode == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert say in err, err
+
+
+def test_an_unreachable_coordinator_is_one_line_after_the_stated_timeout(tmp_path):
+    # JAX's runtime would abort with a C++ stack after its own timeout; bpkit checks first.
+    p = _sweep(tmp_path / "x.sqlite", "--coordinator", f"localhost:{_free_port()}", "--num-processes", "2",
+               "--process-id", "1", "--peer-timeout", "2")
+    _one_line_exit_2(p, "could not reach the coordinator at localhost:", within=60)
+    assert not (tmp_path / "x.sqlite").exists()
+
+
+def test_a_second_process_0_on_a_taken_port_is_one_line(tmp_path):
+    with socket.create_server(("", 0)) as taken:  # as the first process 0's coordinator holds it
+        port = taken.getsockname()[1]
+        p = _sweep(tmp_path / "x.sqlite", "--coordinator", f"localhost:{port}", "--num-processes", "2",
+                   "--process-id", "0")
+        _one_line_exit_2(p, f"the coordinator's port {port} cannot be bound here", within=60)

@@ -5,7 +5,6 @@ paths, degenerate networks, raw OS errors, test hooks in shipped code), and a fu
 CLI's validation with random configs.
 """
 
-import json
 import math
 import pathlib
 import re
@@ -17,6 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from grids import toml_value as _toml_value
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -254,18 +254,6 @@ _SCALARS = st.one_of(
 _VALUES = st.one_of(_SCALARS, st.lists(_SCALARS, max_size=6), st.lists(st.lists(st.integers(-3, 40), max_size=3),
                                                                        max_size=4),
                     st.lists(st.integers(0, 9), min_size=500, max_size=2000))
-
-
-def _toml_value(v):
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, float):
-        return "nan" if math.isnan(v) else ("inf" if v == math.inf else "-inf" if v == -math.inf else repr(v))
-    if isinstance(v, int):
-        return str(v)
-    if isinstance(v, str):
-        return json.dumps(v, ensure_ascii=False)  # JSON escapes control characters as TOML does
-    return "[" + ", ".join(_toml_value(x) for x in v) + "]"
 
 
 def _toml(config: dict) -> str:

@@ -6,6 +6,7 @@ import json
 import os
 import pathlib
 import sqlite3
+import subprocess
 import tempfile
 
 import numpy as np
@@ -340,3 +341,27 @@ def test_fuzz_a_report_of_a_damaged_store_is_one_line_or_warnings_and_writes_not
         assert code in (0, 2) and "Traceback" not in err, (damage, err)
         assert code == 0 or len(err.strip().splitlines()) == 1, (damage, err)
         assert path.read_bytes() == damaged, damage  # a report never writes
+
+
+def test_a_store_in_a_folder_no_one_can_write_is_read(tmp_path, good_store):
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    (folder / "r.sqlite").write_bytes(good_store.bytes)
+    db = sqlite3.connect(folder / "r.sqlite")
+    db.execute("PRAGMA journal_mode=WAL")  # the hardest case: a write-ahead-log reader needs files beside it
+    db.close()
+    folder.chmod(0o555)
+    frozen = False
+    if os.access(folder, os.W_OK):  # root writes anywhere chmod allows nothing; an immutable folder stops it
+        frozen = subprocess.run(["chattr", "+i", str(folder)], capture_output=True).returncode == 0
+        if not frozen or os.access(folder, os.W_OK):
+            folder.chmod(0o755)
+            pytest.skip("cannot make a folder this user cannot write (root without chattr +i here)")
+    try:
+        with Store(folder / "r.sqlite", readonly=True) as s:
+            assert len(s.run_ids()) == 4
+        assert _cli(["report", str(folder / "r.sqlite"), "--out", str(tmp_path / "out")])[0] == 0
+    finally:
+        if frozen:
+            subprocess.run(["chattr", "-i", str(folder)], check=True)
+        folder.chmod(0o755)

@@ -1,0 +1,26 @@
+"""bpkit.experiment: a run's pieces from its spec and data, every check that needs the data made first."""
+
+import pytest
+
+from bpkit import config as cfg
+from bpkit import datasets, experiment
+
+
+@pytest.mark.parametrize(("settings", "say"), [
+    ({"data.target_range": [-1e308, 1e308], "dtype": "float64"},
+     "xor: the training targets are not finite in float64 once data.target_range maps them"),
+    ({"data.target_range": [0, 1e39], "dtype": "float32"}, "xor: the training targets are not finite in "
+                                                               "float32 once data.target_range maps them"),
+])
+def test_targets_that_become_nan_or_inf_are_refused(settings, say):
+    run = cfg.expand(cfg.validate({"network.output": "identity", "network.hidden": [2], **settings}))[0]
+    with pytest.raises(ValueError, match=say.replace("(", r"\(")):
+        experiment.build(run, datasets.load("xor"))
+
+
+def test_inputs_beyond_float32_are_refused(tmp_path):
+    p = tmp_path / "big.data"  # a FANN file: used as given, not standardised
+    p.write_text("4 1 1\n1e39\n0\n0\n1\n1\n1\n2\n0\n")
+    run = cfg.expand(cfg.validate({"data.path": str(p), "network.hidden": [2]}))[0]
+    with pytest.raises(ValueError, match="big: the training inputs are not finite in float32; rescale them"):
+        experiment.build(run, experiment.load_data(run))
