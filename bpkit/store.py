@@ -311,6 +311,8 @@ class Store:
             raise ValueError(f"{dest}: already exists; bpkit copies a store only to a new file")
         if self._db is None:
             raise ValueError(f"{self.path}: no such results store")
+        if not dest.parent.is_dir():
+            raise ValueError(f"{dest}: cannot make the copy, folder {dest.parent} does not exist")
         tmp = dest.with_name(f".{dest.name}.{_HOST}.{os.getpid()}.new")
         try:
             target = sqlite3.connect(tmp)
@@ -320,7 +322,7 @@ class Store:
             target.close()
             os.link(tmp, dest)  # never over a file that appeared meanwhile
         except sqlite3.Error as e:
-            raise ValueError(f"{self.path}: cannot copy the store ({e})") from None
+            raise ValueError(f"{self.path}: cannot copy the store to {dest} ({e})") from None
         finally:
             tmp.unlink(missing_ok=True)
         return len(self.run_ids())
@@ -384,7 +386,9 @@ def _state(path: Path, writing: bool, make_folder: bool = False) -> str:
                          f"link, which could lead outside the results folder)")
     if not path.exists():
         parent = path.parent if str(path.parent) else Path(".")
-        if parent.exists() and not parent.is_dir() or not (parent.is_dir() or make_folder):
+        if parent.exists() and not parent.is_dir():
+            raise ValueError(f"{path}: cannot create the store, {parent} is a file, not a folder")
+        if not (parent.is_dir() or make_folder):
             raise ValueError(f"{path}: cannot create the store, folder {parent} does not exist")
         return "new"
     if path.is_dir():
