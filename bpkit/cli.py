@@ -237,6 +237,7 @@ def _sweep_processes(args: argparse.Namespace, flat: dict, path) -> int:
     from bpkit.sweep import run_sweep
 
     machine.check_platform()
+    watch = distributed.Watch(args.peer_timeout, lambda why: _lost(why, path))
     writer = distributed.is_writer()
     if writer:
         store = Store(path, make_folder=not args.store)
@@ -245,13 +246,26 @@ def _sweep_processes(args: argparse.Namespace, flat: dict, path) -> int:
     if not writer:
         store = Store(path, create=False)
     with store:
-        stats = run_sweep(flat, store, chunk_size=args.chunk_size, progress=not args.no_progress,
-                          memory_budget_mb=args.memory_budget, compile_ahead=args.compile_ahead,
-                          lanes=args.lanes)
+        try:
+            stats = run_sweep(flat, store, chunk_size=args.chunk_size, progress=not args.no_progress,
+                              memory_budget_mb=args.memory_budget, compile_ahead=args.compile_ahead,
+                              lanes=args.lanes)
+        except jax.errors.JaxRuntimeError as e:  # a collective whose peer is gone
+            _lost(f"a step shared with the other processes failed ({str(e).splitlines()[0][:120]})", path)
+    watch.done()
     if writer:
         print(f"{stats['runs']} runs in {stats['groups']} compiled group(s) over {jax.process_count()} processes "
               f"({len(jax.devices())} devices): {stats['written']} new, {stats['skipped']} already in {path}")
     return 0
+
+
+def _lost(why: str, path) -> NoReturn:
+    """End this process of a multi-process sweep at once, in one line: a peer is gone."""
+    from bpkit.store import count_runs
+
+    os.write(2, (f"\nbpkit: error: {why}; this process stops too. {count_runs(path)} finished runs are kept in "
+                 f"{path}: start every process again to resume.\n").encode())
+    os._exit(1)
 
 
 def _cmd_report(args: argparse.Namespace) -> int:

@@ -23,10 +23,13 @@ Example, two processes on one machine::
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import socket
+import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -115,6 +118,62 @@ def _can_join(addr: str, process_id: int, timeout_s: float) -> None:
                                  f"({(e.strerror or str(e)).lower()}): start process 0 first, or check the address "
                                  f"(--peer-timeout sets the wait)") from None
         time.sleep(0.25)
+
+
+class Watch:
+    """A daemon thread that ends this process in one line when a peer of a multi-process sweep falls
+    silent, before JAX's runtime would end it with an abort and a C++ stack.
+
+    Every second each process counts up its own key in the runtime's key-value store and reads its
+    peers' keys; a peer whose count has not moved for ``timeout_s / 2`` seconds (JAX declares it dead at
+    ``timeout_s``), or a key-value store that no longer answers (the coordinator is gone), ends this
+    process with ``say(reason)``.  A peer that finished (:meth:`done`) is not waited for.
+    """
+
+    def __init__(self, timeout_s: float, say: Callable[[str], None]):
+        from jax._src import distributed as jd  # the runtime's client: its key-value store has no public API
+
+        self._client: Any = jd.global_state.client
+        self._say, self._limit = say, timeout_s / 2
+        self._me, self._n = jax.process_index(), jax.process_count()
+        self._stop = threading.Event()
+        threading.Thread(target=self._run, name="bpkit-peers", daemon=True).start()
+
+    def done(self) -> None:
+        """This process's sweep is over: tell the peers, and stop watching."""
+        self._stop.set()
+        with contextlib.suppress(Exception):
+            self._client.key_value_set(f"bpkit/done/{self._me}", "1", allow_overwrite=True)
+
+    def _run(self) -> None:
+        heard: dict[int, tuple[str | None, float]] = {i: (None, time.monotonic())
+                                                      for i in range(self._n) if i != self._me}
+        beat = 0
+        while not self._stop.wait(1.0):
+            beat += 1
+            try:
+                self._client.key_value_set(f"bpkit/alive/{self._me}", str(beat), allow_overwrite=True)
+                for i, (seen, since) in list(heard.items()):
+                    now, value = time.monotonic(), _try_get(self._client, f"bpkit/alive/{i}")
+                    if _try_get(self._client, f"bpkit/done/{i}") is not None:
+                        del heard[i]
+                    elif value != seen:
+                        heard[i] = (value, now)
+                    elif now - since > self._limit and not self._stop.is_set():
+                        self._say(f"process {i} of the sweep has been silent for {now - since:.0f} s (killed, or "
+                                  f"its machine lost)")
+            except Exception as e:  # the key-value store is gone with the coordinator
+                if not self._stop.is_set():
+                    self._say(f"the coordinator no longer answers ({str(e).splitlines()[0][:80]})")
+
+
+def _try_get(client: Any, key: str) -> str | None:
+    try:
+        return client.key_value_try_get(key)
+    except Exception as e:
+        if "NOT_FOUND" in str(e) or "not found" in str(e).lower():
+            return None
+        raise
 
 
 def is_writer() -> bool:

@@ -3,8 +3,10 @@
 import os
 import pathlib
 import socket
+import sqlite3
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -95,3 +97,43 @@ def test_a_second_process_0_on_a_taken_port_is_one_line(tmp_path):
         p = _sweep(tmp_path / "x.sqlite", "--coordinator", f"localhost:{port}", "--num-processes", "2",
                    "--process-id", "0")
         _one_line_exit_2(p, f"the coordinator's port {port} cannot be bound here", within=60)
+
+
+def test_a_peer_killed_mid_sweep_ends_the_other_in_one_line_and_a_resume_completes_it(tmp_path):
+    config = tmp_path / "c.toml"
+    config.write_text('name = "mp"\nseeds = [' + ", ".join(map(str, range(24))) + ']\n[network]\nhidden = [4]\n'
+                      'activation = "tanh"\n[optimizer]\nlearning_rate = 0.3\n[training]\nbatch_size = 1\n'
+                      'max_epochs = 2000\n')
+    store = tmp_path / "s.sqlite"
+
+    def pair():
+        port = _free_port()
+        return [subprocess.Popen([sys.executable, "-m", "bpkit", "sweep", str(config), "--store", str(store),
+                                  "--no-progress", "--chunk-size", "4", "--coordinator", f"localhost:{port}",
+                                  "--num-processes", "2", "--process-id", str(i), "--peer-timeout", "10"],
+                                 cwd=ROOT, env={**os.environ, **CPU}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                 text=True) for i in (0, 1)]
+
+    first, peer = pair()
+    deadline = time.time() + 240
+    while _count(store) < 4 and time.time() < deadline and first.poll() is None:
+        time.sleep(0.2)
+    assert first.poll() is None and _count(store) >= 4, "the sweep never stored a chunk"
+    peer.kill()
+    peer.communicate()
+    out, err = first.communicate(timeout=120)
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert first.returncode == 1 and "Traceback" not in err and not any(" @ " in line for line in lines), err
+    assert len(lines) == 1 and lines[0].startswith("bpkit: error: ") and "start every process again" in lines[0]
+    for p in pair():
+        assert p.communicate(timeout=600)[0] is not None and p.returncode == 0
+    assert _count(store) == 24
+
+
+def _count(path):
+    if not path.exists():
+        return 0
+    try:
+        return sqlite3.connect(f"file:{path}?mode=ro", uri=True).execute("SELECT count(*) FROM runs").fetchone()[0]
+    except sqlite3.Error:
+        return 0
