@@ -579,17 +579,17 @@ def _parse(row: tuple) -> tuple[dict[str, Any], str | None]:
     return rec, spec.stored_problem(rec["config"]) or _curves_problem(rec["curves"])
 
 
-_NUMBER = (int, float, type(None))
+_NUMBER = frozenset({int, float, type(None)})
 
 
 def _curves_problem(curves: dict[str, Any]) -> str | None:
     """Why stored curves are not a run's (each a list of numbers or nulls; ``within``: lists of such
-    lists), or None."""
+    lists), or None.  Every element is checked, by type in C (``map(type, ...)``): a report reads them all."""
     for key, v in curves.items():
         rows = v.values() if key == "within" and isinstance(v, dict) else [v]
         for row in rows:
-            items = [x for r in row for x in r] if key == "within" and isinstance(row, list) and all(
-                isinstance(r, list) for r in row) else row
-            if not isinstance(items, list) or not all(type(x) in _NUMBER for x in items):
+            if key == "within" and isinstance(row, list) and all(isinstance(r, list) for r in row):
+                row = [x for r in row for x in r]
+            if not isinstance(row, list) or not set(map(type, row)) <= _NUMBER:
                 return f"its curve {str(key)[:20]!r} is not a list of numbers"
     return None
