@@ -33,9 +33,10 @@ def test_one_compile_per_static_group(tmp_path, config_file, monkeypatch, ahead)
     real_compile, real_chunk = engine.compile_group, engine.run_chunk
 
     def compiling(program, part, chunk, columns):  # may run in a worker thread, in any order
-        keep.append(real_compile(program, part, chunk, columns))
-        compiled[id(keep[-1])] = part[0].static_key()
-        return keep[-1]
+        made = real_compile(program, part, chunk, columns)
+        keep.append(made)  # kept alive, so no two programs share an id; keep[-1] may be another thread's
+        compiled[id(made)] = part[0].static_key()
+        return made
 
     def chunk_recording(program, part, chunk, columns):
         calls.append((compiled[id(program)], part[0].static_key()))
