@@ -275,11 +275,18 @@ def expand(flat: dict[str, Any]) -> list[Run]:
 def _with_content(runs: list[Run]) -> list[Run]:
     """Each run that reads a data file, with the file's SHA-256 (``data.sha256``): its identity."""
     digests: dict[str, str] = {}
+
+    def digest(path: str) -> str:
+        if path and path not in digests:
+            digests[path] = datasets.file_sha256(path)
+        return digests.get(path, "")
+
     out = []
     for r in runs:
+        if r.data.test_path and not r.data.path:
+            raise ValueError("data.test_path needs data.path: the test file goes with a training file")
         if r.data.path:
-            if r.data.path not in digests:
-                digests[r.data.path] = datasets.file_sha256(r.data.path)
-            r = dataclasses.replace(r, data=dataclasses.replace(r.data, sha256=digests[r.data.path]))
+            r = dataclasses.replace(r, data=dataclasses.replace(r.data, sha256=digest(r.data.path),
+                                                                test_sha256=digest(r.data.test_path)))
         out.append(r)
     return out

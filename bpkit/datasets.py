@@ -220,6 +220,14 @@ def load_csv(path: str | Path, targets: int = 1, seed: int = 0, task: str = "cla
     the labels become 0/1 or one-hot columns.
     """
     path = Path(path)
+    x, y = _csv_arrays(path, targets, task)
+    if task == "classification" and targets == 1:
+        y = one_hot(y[:, 0].astype(int))
+    return split(path.stem, x, y, seed, task)
+
+
+def _csv_arrays(path: Path, targets: int, task: str) -> tuple[np.ndarray, np.ndarray]:
+    """A CSV file's inputs and targets (labels still one column)."""
     rows = []
     with _open_text(path) as f:
         reader = csv.reader(f)
@@ -241,11 +249,9 @@ def load_csv(path: str | Path, targets: int = 1, seed: int = 0, task: str = "cla
         raise ValueError(f"targets must be 1..{len(header) - 1} columns for {len(header)} columns, got {targets}")
     a = np.array(rows)
     x, y = a[:, :-targets], a[:, -targets:]
-    if task == "classification" and targets == 1:
-        if not np.all(y == np.round(y)):
-            raise ValueError(f"{path}: classification labels must be integers 0..K-1")
-        y = one_hot(y[:, 0].astype(int))
-    return split(path.stem, x, y, seed, task)
+    if task == "classification" and targets == 1 and not np.all(y == np.round(y)):
+        raise ValueError(f"{path}: classification labels must be integers 0..K-1")
+    return x, y
 
 
 def _rows(reader: Any, path: Path) -> Iterator[list[str]]:
@@ -260,9 +266,59 @@ def _rows(reader: Any, path: Path) -> Iterator[list[str]]:
         yield row
 
 
+_FANN_HEADER = re.compile(r"\s*\d+\s+\d+\s+\d+\s*")
+
+
+def is_fann(path: str | Path) -> bool:
+    """Whether a data file is in FANN's format, told by its content, whatever its name (FANN's own sets
+    end in ``.train`` and ``.test``): its first line that is not blank is three integers separated by
+    blanks, ``num_pairs num_inputs num_outputs`` (a CSV header has commas)."""
+    with _open_text(Path(path)) as f:
+        for line in f:
+            if line.strip():
+                return bool(_FANN_HEADER.fullmatch(line.rstrip("\r\n")))
+    return False
+
+
+def load_file(path: str | Path, targets: int = 1, seed: int = 0, test_path: str | Path | None = None,
+              task: str = "classification") -> Dataset:
+    """A data file in FANN's format or CSV (:func:`is_fann` tells which); with ``test_path``, a second
+    file in the same format holds the test set, and the first one is all training data (no
+    validation split; CSV inputs standardised on it).
+
+    Example:
+        >>> d = load_file("../shared/fann-datasets/parity8.train",
+        ...               test_path="../shared/fann-datasets/parity8.test")  # doctest: +SKIP
+        >>> d.summary()  # doctest: +SKIP
+        'train 256, test 256, 8 inputs, 1 outputs'
+    """
+    fann = is_fann(path)
+    if test_path is None:
+        return load_fann(path) if fann else load_csv(path, targets, seed, task)
+    if is_fann(test_path) != fann:
+        raise ValueError(f"{test_path}: the test file must be in the format of {path} "
+                         f"({'FANN' if fann else 'CSV'})")
+    if fann:
+        train, test = load_fann(path), load_fann(test_path)
+        xs, ys, xt, yt = train.x_train, train.y_train, test.x_train, test.y_train
+    else:
+        (xs, ys), (xt, yt) = _csv_arrays(Path(path), targets, task), _csv_arrays(Path(test_path), targets, task)
+    if xs.shape[1] != xt.shape[1] or ys.shape[1] != yt.shape[1]:
+        raise ValueError(f"{test_path}: {xt.shape[1]} inputs and {yt.shape[1]} targets, but {path} has "
+                         f"{xs.shape[1]} and {ys.shape[1]}")
+    if not fann:
+        if task == "classification" and targets == 1:
+            classes = int(max(ys.max(), yt.max())) + 1
+            ys, yt = one_hot(ys[:, 0].astype(int), classes), one_hot(yt[:, 0].astype(int), classes)
+        mu, sd = xs.mean(0), xs.std(0)
+        sd = np.where(sd > 0, sd, 1.0)
+        xs, xt = (xs - mu) / sd, (xt - mu) / sd
+    return Dataset(Path(path).stem, xs, ys, None, None, xt, yt, task)
+
+
 def load_fann(path: str | Path, seed: int = 0) -> Dataset:
-    """A FANN ``.data`` file: a header ``num_pairs num_inputs num_outputs``, then
-    alternating input and output lines.  Used as given, without a split."""
+    """A file in FANN's format (``.data``, ``.train``, ``.test``): a header ``num_pairs num_inputs
+    num_outputs``, then alternating input and output lines.  Used as given, without a split."""
     path = Path(path)
     with _open_text(path) as f:
         lines = [(i, ln.split()) for i, ln in enumerate(f, start=1) if ln.strip()]

@@ -32,11 +32,10 @@ def load_data(run: Run) -> datasets.Dataset:
     """The data set a run names: a CSV or FANN file, or a named set."""
     d = run.data
     if d.path:
-        if d.sha256 and datasets.file_sha256(d.path) != d.sha256:
-            raise ValueError(f"{d.path}: the file changed after the sweep read it; run the sweep again")
-        if d.path.endswith(".data"):
-            return datasets.load_fann(d.path)
-        return datasets.load_csv(d.path, targets=d.targets, seed=d.split_seed)
+        for path, digest in ((d.path, d.sha256), (d.test_path, d.test_sha256)):
+            if digest and datasets.file_sha256(path) != digest:
+                raise ValueError(f"{path}: the file changed after the sweep read it; run the sweep again")
+        return datasets.load_file(d.path, targets=d.targets, seed=d.split_seed, test_path=d.test_path or None)
     return datasets.load(d.name, seed=d.split_seed)
 
 

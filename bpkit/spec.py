@@ -192,6 +192,10 @@ class Data:
     path: str = field("", (str,), "a CSV or FANN file instead of a named set", roles=Role.INIT)
     sha256: str = field("", (str,), "the data file's SHA-256, which bpkit sets from data.path: a run is identified "
                         "by its data's content, not by the file's name", _computed, Role.INIT | Role.LATER)
+    test_path: str = field("", (str,), "a file of test examples in data.path's format (FANN's or CSV): data.path "
+                           "is then all training data", roles=Role.INIT | Role.LATER)
+    test_sha256: str = field("", (str,), "data.test_path's SHA-256, which bpkit sets", _computed,
+                             Role.INIT | Role.LATER)
     targets: int = field(1, (int,), "CSV: how many trailing columns are targets", _positive)
     split_seed: int = field(0, (int,), "seed of the train/validation/test split", _seed, Role.INIT)
     target_range: tuple[float, ...] = field((), (list,), "map 0/1 targets to [lo, hi], e.g. [-1, 1]", _target_range)
@@ -236,12 +240,21 @@ class Optimizer:
                              _open_unit, Role.DATA | Role.TUNED | Role.LATER)
     eta_plus: float = field(1.2, _NUMBER, "RPROP: step factor while the sign holds, eta_plus > 1 (vmapped)",
                             Range(lambda v: v > 1), Role.DATA | Role.TUNED | Role.LATER)
+    decay: float = field(0.0, _NUMBER, "quickprop: weight decay, the slope -(g + decay w) (FANN's quickprop_decay d "
+                         "on summed slopes is -d / examples; part of the program)", _nonnegative, Role.LATER)
+    min_step: float = field(1e-6, _NUMBER, "RPROP: smallest step (FANN's delta_min; 0 for variant 'fann'; part of "
+                            "the program)", _nonnegative, Role.LATER)
+    max_step: float = field(50.0, _NUMBER, "RPROP: largest step (FANN's delta_max; part of the program)", _positive,
+                            Role.LATER)
     beta: str = field("pr+", (str,), "CG beta", choices(*BETA_NAMES), Role.DISCRETE, code=BETA_NAMES.index)
     powell_beale: bool = field(False, (bool,), "CG: Powell-Beale restarts", roles=Role.DISCRETE, code=int)
     hvp: str = field("exact", (str,), "SCG Hessian-vector product", choices("exact", "finite_difference"))
     variant: str = field("irprop-", (str,), "RPROP variant (irprop- is optax.rprop's)", choices(*RPROP_VARIANTS))
 
     def __post_init__(self) -> None:
+        if self.name == "rprop" and not self.min_step < self.max_step:
+            raise ValueError(f"optimizer.min_step = {self.min_step} must be below optimizer.max_step = "
+                             f"{self.max_step}")
         if self.name == "cg" and not self.c1 < self.c2:
             raise ValueError(f"optimizer.c1 = {self.c1} must be below optimizer.c2 = {self.c2} "
                              f"(a Wolfe line search needs 0 < c1 < c2 < 1)")

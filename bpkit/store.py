@@ -65,7 +65,7 @@ def config_hash(config: dict[str, Any]) -> str:
     by_content = bool(config.get("data.sha256"))
     body = {k: v for k, v in config.items()
             if k not in ("seed", "label") and not (k in LATER_KEYS and v == LATER_KEYS[k])
-            and not (by_content and k == "data.path")}
+            and not (by_content and k in ("data.path", "data.test_path"))}
     return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:16]
 
 

@@ -21,6 +21,7 @@ Example:
 
 from __future__ import annotations
 
+import warnings
 from functools import partial
 from typing import Any
 
@@ -98,8 +99,28 @@ def train(
     _check(net, optimizer, params, x, y, x_val, y_val, options)
     dtype = jax.tree_util.tree_leaves(params)[0].dtype
     static, hyper = _split(optimizer, dtype)
+    _say_once_if_recompiled(net, static, options)
     with x64_mode(dtype):
         return _train_jit(params, x, y, key, x_val, y_val, hyper, net=net, optimizer=static, options=options)
+
+
+_LAST: dict[tuple[MLP, Options], int] = {}  # (net, options) -> id of the last transform not from optim.make
+_SAID: list[bool] = []
+
+
+def _say_once_if_recompiled(net: MLP, static: Any, options: Options) -> None:
+    """Warn, once per process, when a transform :func:`bpkit.optim.make` did not build differs from the one
+    the same run took before: it is part of the compiled program (hashed by identity), so every new
+    object compiles the run again (about a second), silently."""
+    if isinstance(static, optim.Recipe):
+        return
+    last = _LAST.get((net, options))
+    _LAST[(net, options)] = id(static)
+    if last is not None and last != id(static) and not _SAID:
+        _SAID.append(True)
+        warnings.warn("bpkit.train compiles the run again for a new optax transform object (about a second each "
+                      "time): build it once and reuse it, or use bpkit.optim.make(name, ...), whose numbers are "
+                      "data of one compiled program", stacklevel=3)
 
 
 def _check(net: MLP, optimizer: Any, params: Params, x: Array, y: Array, x_val: Array | None, y_val: Array | None,

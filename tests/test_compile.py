@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import pytest
 
 from bpkit import MLP, datasets, optim, training
 from bpkit.stopping import StopRules
@@ -92,6 +93,7 @@ def test_line_search_and_scg_constants_are_data(monkeypatch):
         chex.clear_trace_counter()
 
 
+@pytest.mark.filterwarnings("ignore:bpkit.train compiles the run again")  # plain transforms, one each, on purpose
 def test_hyperparameters_as_data_train_bitwise_like_constants():
     net, (x, y) = MLP((2, 3, 1), "sigmoid"), _xor()
     params = net.init(jax.random.key(2), dtype=jnp.float32)
@@ -135,3 +137,25 @@ def test_a_relative_xdg_cache_home_is_ignored(monkeypatch):
     assert cache.default_dir() == pathlib.Path(os.path.expanduser("~")) / ".cache" / "bpkit" / "jax"
     monkeypatch.setenv("XDG_CACHE_HOME", "/abs/cache")
     assert cache.default_dir() == pathlib.Path("/abs/cache/bpkit/jax")
+
+
+def test_a_new_optax_object_each_call_is_said_once_and_optim_make_is_not(monkeypatch):
+    from bpkit import training as tr
+
+    monkeypatch.setattr(tr, "_LAST", {})
+    monkeypatch.setattr(tr, "_SAID", [])
+    net, (x, y) = MLP((2, 5, 1), "tanh"), _xor()
+    params = net.init(jax.random.key(0), dtype=jnp.float32)
+    rules = StopRules(max_epochs=3, stall_epochs=None)
+    run = lambda opt: training.train(net, opt, params, x, y, key=jax.random.key(1), rules=rules)
+    import warnings
+
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        run(optim.make("sgd", learning_rate=0.5)), run(optim.make("sgd", learning_rate=0.7))  # data: no word
+        same = optax.sgd(0.5)
+        run(same), run(same)  # the same object: the same program, no word
+        assert not seen
+        for _ in range(3):
+            run(optax.sgd(0.5))  # a new object each time: said once
+    assert [str(w.message)[:58] for w in seen] == ["bpkit.train compiles the run again for a new optax transfo"]

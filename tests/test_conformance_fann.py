@@ -68,6 +68,7 @@ def _clipped(net, params, hidden):
 
 
 @pytest.mark.parametrize("hidden, scale", CASES)
+@pytest.mark.filterwarnings("ignore:bpkit.train compiles the run again")  # a fresh optax.sgd per case, on purpose
 def test_incremental_training_matches_fann(hidden, scale):
     net, params, ref = _pair(hidden, scale)
     assert _clipped(net, params, hidden) == (scale > 1)

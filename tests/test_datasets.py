@@ -1,5 +1,6 @@
 """bpkit.datasets: the classic sets, the split, the files (CSV and FANN's format) and their errors."""
 
+import pathlib
 import subprocess
 import sys
 
@@ -98,3 +99,42 @@ def test_labels_implying_too_many_classes_are_refused_before_the_one_hot_is_made
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     assert peak < 50 * 2**20  # refused from an estimate, not after making 373 MiB
+
+
+FANN_SETS = pathlib.Path(__file__).resolve().parents[2] / "shared" / "fann-datasets"
+
+
+def _fann_sets():
+    if not (FANN_SETS / "parity8.train").is_file():
+        pytest.skip(f"FANN's benchmark sets are not at {FANN_SETS} (the shared folder beside the repository)")
+    return FANN_SETS
+
+
+def test_fanns_own_files_are_read_by_their_content_whatever_their_name(tmp_path):
+    folder = _fann_sets()
+    d = datasets.load_file(folder / "parity8.train", test_path=folder / "parity8.test")
+    assert d.x_train.shape == (256, 8) and d.y_train.shape == (256, 1) and d.x_test.shape == (256, 8)
+    assert d.x_val is None  # the training file is all training data
+    assert datasets.is_fann(folder / "thyroid.test") and not datasets.is_fann(_csv(tmp_path, "t.data"))
+    assert datasets.load_file(_csv(tmp_path, "named-like-fann.data")).x_train.shape[1] == 2  # a CSV, by content
+
+
+def _csv(folder, name, rows="0,0,0\n0,1,1\n1,0,1\n1,1,0\n" * 3):
+    p = folder / name
+    p.write_text("a,b,y\n" + rows)
+    return p
+
+
+def test_a_csv_test_file_is_standardised_on_the_training_file(tmp_path):
+    train, test = _csv(tmp_path, "tr.csv"), _csv(tmp_path, "te.csv", "2,2,2\n0,0,0\n")
+    d = datasets.load_file(train, test_path=test)
+    assert d.y_train.shape == (12, 3) and d.y_test.shape == (2, 3)  # three classes, counted over both files
+    np.testing.assert_allclose(d.x_test[1], (0 - 0.5) / 0.5)  # train mean 0.5, sd 0.5
+    with pytest.raises(ValueError, match="the test file must be in the format of"):
+        datasets.load_file(train, test_path=_fann_sets() / "parity8.test")
+
+
+def test_a_test_file_of_other_widths_is_one_line(tmp_path):
+    folder = _fann_sets()
+    with pytest.raises(ValueError, match=r"robot.test: 48 inputs and 3 targets, but .*parity8.train has 8 and 1"):
+        datasets.load_file(folder / "parity8.train", test_path=folder / "robot.test")

@@ -1,6 +1,7 @@
 """bpkit.sweep: a sweep into a store equals its runs one by one, killed and resumed or not."""
 
 import os
+import pathlib
 import subprocess
 import sys
 import textwrap
@@ -156,3 +157,18 @@ def test_a_sweep_measures_every_k_epochs_and_judges_the_goal_there(tmp_path):
         # the evaluations are counted every epoch, measured or not: one gradient per example
         assert got["curves"]["grad_evals"] == pytest.approx(list(range(1, e + 1)))
     assert stopped >= 2
+
+
+def test_a_sweep_on_fanns_own_files_stores_test_error(tmp_path):
+    folder = pathlib.Path(__file__).resolve().parents[2] / "shared" / "fann-datasets"
+    if not (folder / "parity8.train").is_file():
+        pytest.skip(f"FANN's benchmark sets are not at {folder} (the shared folder beside the repository)")
+    flat = cfg.validate({"name": "p8", "seeds": [0, 1], "data.path": str(folder / "parity8.train"),
+                         "data.test_path": str(folder / "parity8.test"), "network.hidden": [16],
+                         "optimizer.learning_rate": 0.7, "training.batch_size": 1, "training.max_epochs": 5})
+    with Store(tmp_path / "p8.sqlite") as store:
+        assert run_sweep(flat, store, progress=False)["written"] == 2
+        runs, _ = store.runs()
+    for r in runs:
+        assert r["test_loss"] is not None and 0 <= r["test_acc"] <= 1 and r["val_loss"] is None
+        assert len(r["config"]["data.test_sha256"]) == 64

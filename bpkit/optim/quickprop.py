@@ -17,7 +17,7 @@ Params = Any
 
 
 # The hyperparameters a config's [optimizer] table passes (bpkit.spec declares each key's type and role).
-HYPERPARAMETERS = ("learning_rate", "mu")
+HYPERPARAMETERS = ("learning_rate", "mu", "decay")
 
 
 class QuickpropState(NamedTuple):

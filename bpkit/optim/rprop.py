@@ -45,7 +45,7 @@ VARIANTS = ("irprop-", "rprop+", "irprop+", "rprop-", "fann")
 
 
 # The hyperparameters a config's [optimizer] table passes (bpkit.spec declares each key's type and role).
-HYPERPARAMETERS = ("learning_rate", "variant", "eta_minus", "eta_plus")
+HYPERPARAMETERS = ("learning_rate", "variant", "eta_minus", "eta_plus", "min_step", "max_step")
 
 
 class RpropState(NamedTuple):
