@@ -172,7 +172,8 @@ def sweep_and_answer(folder: Folder, name: str, title: str) -> list:
     store = folder.stores / f"{name}.sqlite"
     store.parent.mkdir(parents=True, exist_ok=True)
     flat = load_config(folder.root / f"{name}.toml")
-    counts = run_sweep(flat, Store(store), progress=True)
+    with Store(store) as s:  # closed before the report reads it: at rest a store is one file
+        counts = run_sweep(flat, s, progress=True)
     print(f"{counts['runs']} runs, {counts['written']} new, in {counts['groups']} compiled groups")
     runs, errors = report.load_runs(store, each=compare.slim)  # in the grid's order; curves cut to what answers read
     if errors:
