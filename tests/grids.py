@@ -72,16 +72,17 @@ MEASURED = textwrap.dedent("""
 def alone(run, **measurement):
     """The run through ``train()`` itself: the sweep's init and training keys, from the seed."""
     import jax.numpy as jnp
-    import optax
 
-    from bpkit import MLP
+    from bpkit import MLP, optim
     from bpkit.experiment import stop_rules
     from bpkit.training import train
 
     kinit, ktrain = jax.random.split(jax.random.key(run.seed))
     net = MLP((2, *run.network.hidden, 1), hidden=run.network.activation)
     x, y = datasets.load("xor").x_train, datasets.load("xor").y_train
-    return train(net, optax.sgd(run.optimizer.learning_rate), net.init(kinit, dtype=jnp.float64), x, y, key=ktrain,
+    # optim.make: the learning rate is data (one program for every rate), bitwise what optax.sgd gives
+    sgd = optim.make("sgd", learning_rate=run.optimizer.learning_rate)
+    return train(net, sgd, net.init(kinit, dtype=jnp.float64), x, y, key=ktrain,
                  batch_size=run.training.batch_size, rules=stop_rules(run), **measurement)
 
 
@@ -96,3 +97,19 @@ def toml_value(v):
     if isinstance(v, str):
         return json.dumps(v, ensure_ascii=False)  # JSON escapes control characters as TOML does
     return "[" + ", ".join(toml_value(x) for x in v) + "]"
+
+
+def fann_sets():
+    """FANN's benchmark data sets (../shared/fann-datasets beside the repository, or $BPKIT_FANN_DATASETS);
+    the calling test skips, saying where it looked, when they are absent."""
+    import os
+    import pathlib
+
+    import pytest
+
+    default = pathlib.Path(__file__).resolve().parents[2] / "shared" / "fann-datasets"
+    folder = pathlib.Path(os.environ.get("BPKIT_FANN_DATASETS") or default)
+    if not (folder / "parity8.train").is_file():
+        pytest.skip(f"FANN's benchmark sets are not at {folder} (the shared folder beside the repository, or "
+                    f"$BPKIT_FANN_DATASETS)")
+    return folder

@@ -1,6 +1,5 @@
 """bpkit.datasets: the classic sets, the split, the files (CSV and FANN's format) and their errors."""
 
-import pathlib
 import subprocess
 import sys
 
@@ -101,13 +100,10 @@ def test_labels_implying_too_many_classes_are_refused_before_the_one_hot_is_made
     assert peak < 50 * 2**20  # refused from an estimate, not after making 373 MiB
 
 
-FANN_SETS = pathlib.Path(__file__).resolve().parents[2] / "shared" / "fann-datasets"
-
-
 def _fann_sets():
-    if not (FANN_SETS / "parity8.train").is_file():
-        pytest.skip(f"FANN's benchmark sets are not at {FANN_SETS} (the shared folder beside the repository)")
-    return FANN_SETS
+    from grids import fann_sets
+
+    return fann_sets()
 
 
 def test_fanns_own_files_are_read_by_their_content_whatever_their_name(tmp_path):

@@ -1,7 +1,6 @@
 """bpkit.sweep: a sweep into a store equals its runs one by one, killed and resumed or not."""
 
 import os
-import pathlib
 import subprocess
 import sys
 import textwrap
@@ -160,9 +159,9 @@ def test_a_sweep_measures_every_k_epochs_and_judges_the_goal_there(tmp_path):
 
 
 def test_a_sweep_on_fanns_own_files_stores_test_error(tmp_path):
-    folder = pathlib.Path(__file__).resolve().parents[2] / "shared" / "fann-datasets"
-    if not (folder / "parity8.train").is_file():
-        pytest.skip(f"FANN's benchmark sets are not at {folder} (the shared folder beside the repository)")
+    from grids import fann_sets
+
+    folder = fann_sets()
     flat = cfg.validate({"name": "p8", "seeds": [0, 1], "data.path": str(folder / "parity8.train"),
                          "data.test_path": str(folder / "parity8.test"), "network.hidden": [16],
                          "optimizer.learning_rate": 0.7, "training.batch_size": 1, "training.max_epochs": 5})
