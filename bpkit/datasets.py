@@ -140,9 +140,21 @@ def split(
     tr, va, te = order[:n_tr], order[n_tr:n_tr + n_va], order[n_tr + n_va:]
     x = np.asarray(x, np.float64)
     if standardize:
-        mu, sd = x[tr].mean(0), x[tr].std(0)
-        x = (x - mu) / np.where(sd > 0, sd, 1.0)
+        x = standardised(x[tr], x)[1]
     return Dataset(name, x[tr], y[tr], x[va], y[va], x[te], y[te], task)
+
+
+def standardised(train: np.ndarray, *xs: np.ndarray) -> tuple[np.ndarray, ...]:
+    """``train`` and each of ``xs`` standardised with ``train``'s column means and standard deviations
+    (a constant column is only centred: its deviation counts as 1).
+
+    Example:
+        >>> standardised(np.array([[0.0], [2.0]]), np.array([[4.0]]))[1].tolist()
+        [[3.0]]
+    """
+    mu, sd = train.mean(0), train.std(0)
+    sd = np.where(sd > 0, sd, 1.0)
+    return tuple((x - mu) / sd for x in (train, *xs))
 
 
 def sine(seed: int = 0, n: int = 200, noise: float = 0.05) -> Dataset:
@@ -310,9 +322,7 @@ def load_file(path: str | Path, targets: int = 1, seed: int = 0, test_path: str 
         if task == "classification" and targets == 1:
             classes = int(max(ys.max(), yt.max())) + 1
             ys, yt = one_hot(ys[:, 0].astype(int), classes), one_hot(yt[:, 0].astype(int), classes)
-        mu, sd = xs.mean(0), xs.std(0)
-        sd = np.where(sd > 0, sd, 1.0)
-        xs, xt = (xs - mu) / sd, (xt - mu) / sd
+        xs, xt = standardised(xs, xt)
     return Dataset(Path(path).stem, xs, ys, None, None, xt, yt, task)
 
 

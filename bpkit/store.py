@@ -126,9 +126,6 @@ class Store:
                 raise ValueError(f"{self.path}: no such results store")
             return
         self._db = _open(self.path, readonly)
-        if not readonly:
-            _check_rows(self._db, self.path)
-            _pragmas(self._db, self.path)
 
     @property
     def exists(self) -> bool:
@@ -143,8 +140,7 @@ class Store:
         if self._make_folder:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         _create(self.path, self._hook)
-        self._db = _open(self.path, readonly=False)
-        _pragmas(self._db, self.path)
+        self._db = _open(self.path, readonly=False)  # another process's, if it created the store first
         pending, self._pending = self._pending, {}
         if pending:
             self._write(_SET_META, list(pending.items()))
@@ -154,8 +150,6 @@ class Store:
         if (self._db is None and not self.readonly and self.path.exists()
                 and _state(self.path, writing=True) == "file"):
             self._db = _open(self.path, readonly=False)
-            _check_rows(self._db, self.path)
-            _pragmas(self._db, self.path)
         return self._db
 
     def _writable(self) -> sqlite3.Connection:
@@ -313,7 +307,7 @@ class Store:
             raise ValueError(f"{self.path}: no such results store")
         if not dest.parent.is_dir():
             raise ValueError(f"{dest}: cannot make the copy, folder {dest.parent} does not exist")
-        tmp = dest.with_name(f".{dest.name}.{_HOST}.{os.getpid()}.new")
+        tmp = _temporary(dest)
         try:
             target = sqlite3.connect(tmp)
             with target:
@@ -406,10 +400,13 @@ def _state(path: Path, writing: bool, make_folder: bool = False) -> str:
 
 
 def _open(path: Path, readonly: bool) -> sqlite3.Connection:
-    """A connection to the store at ``path``, recognised first through a read-only connection."""
+    """A connection to the store at ``path``.  A read-only connection recognises it first (its layout and
+    pages, and for writing every row), so a writing connection exists only for a whole bpkit store."""
     ro = _connect_readonly(path)
     try:
         _check_layout(ro, path)
+        if not readonly:
+            _check_rows(ro, path)
     except BaseException:
         ro.close()
         raise
@@ -417,9 +414,11 @@ def _open(path: Path, readonly: bool) -> sqlite3.Connection:
         return ro
     ro.close()
     try:
-        return sqlite3.connect(path, timeout=30)
+        db = sqlite3.connect(path, timeout=30)
     except sqlite3.Error as e:
         raise ValueError(f"{path}: cannot open the results store for writing ({e})") from None
+    _pragmas(db, path)
+    return db
 
 
 def _connect_readonly(path: Path) -> sqlite3.Connection:
@@ -520,7 +519,7 @@ def _create(path: Path, hook: Callable[[str], None]) -> None:
     a process killed at any instant leaves either no store or a complete one.  Another process that
     created it meanwhile wins; its store is used."""
     _remove_stale(path)
-    tmp = path.with_name(f".{path.name}.{_HOST}.{os.getpid()}.new")
+    tmp = _temporary(path)
     try:
         db = sqlite3.connect(tmp)
         hook("opened")
@@ -546,6 +545,11 @@ def _link(tmp: Path, path: Path) -> None:
     except OSError:  # a file system without hard links
         if not path.exists() or path.stat().st_size == 0:
             os.replace(tmp, path)
+
+
+def _temporary(path: Path) -> Path:
+    """Where a file for ``path`` is made before it is linked into place (:func:`_remove_stale` finds it)."""
+    return path.with_name(f".{path.name}.{_HOST}.{os.getpid()}.new")
 
 
 def _remove_stale(path: Path) -> None:

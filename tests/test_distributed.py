@@ -3,12 +3,12 @@
 import os
 import pathlib
 import socket
-import sqlite3
 import subprocess
 import sys
 import time
 
 import pytest
+from test_reliability import _count
 
 from bpkit import distributed
 from bpkit.store import Store
@@ -129,11 +129,3 @@ def test_a_peer_killed_mid_sweep_ends_the_other_in_one_line_and_a_resume_complet
         assert p.communicate(timeout=600)[0] is not None and p.returncode == 0
     assert _count(store) == 24
 
-
-def _count(path):
-    if not path.exists():
-        return 0
-    try:
-        return sqlite3.connect(f"file:{path}?mode=ro", uri=True).execute("SELECT count(*) FROM runs").fetchone()[0]
-    except sqlite3.Error:
-        return 0
