@@ -193,14 +193,24 @@ def names(runs: list[dict[str, Any]]) -> dict[str, tuple[str, str]]:
     return out
 
 
-def cells(runs: list[dict[str, Any]]) -> list[Cell]:
-    """Every cell of ``runs`` under every criterion its configs switched on, configs in the order given."""
+class Setting(NamedTuple):
+    """One (problem, method, activation, setting): its runs, sorted by seed."""
+
+    problem: str
+    method: str
+    activation: str
+    setting: tuple[tuple[str, Any], ...]  # (key, value) of each tuned key that varies in its group
+    runs: list[dict[str, Any]]
+
+
+def settings(runs: list[dict[str, Any]]) -> list[Setting]:
+    """``runs`` by configuration, configs in the order given: a tuning group is the configs equal but
+    for the tuned keys, and the keys that vary inside a group are each config's setting."""
     display = names(runs)
     by_config: dict[str, list[dict[str, Any]]] = {}
     for r in runs:  # configs in the order given, seeds sorted within each
         by_config.setdefault(r["config_hash"], []).append(r)
     by_config = {h: sorted(m, key=lambda r: r["seed"]) for h, m in by_config.items()}
-    # Tuning groups: configs equal but for the tuned keys; the keys that vary inside a group are its setting.
     groups: dict[str, list[str]] = {}
     for h, members in by_config.items():
         c = members[0]["config"]
@@ -214,12 +224,32 @@ def cells(runs: list[dict[str, Any]]) -> list[Cell]:
             members = by_config[h]
             c = members[0]["config"]
             problem, method = display[members[0]["run_id"]]
-            for crit in criteria(c):
-                out.append(Cell(problem, method, str(c.get("network.activation")),
-                                tuple((k, c[k]) for k in varying), crit, tuple(int(r["seed"]) for r in members),
-                                tuple(attempt(r, crit) for r in members),
-                                tuple(repr(c.get(k)) for k in INIT_KEYS), tuple(r["run_id"] for r in members)))
+            out.append(Setting(problem, method, str(c.get("network.activation")), tuple((k, c[k]) for k in varying),
+                               members))
     return out
+
+
+def cells(runs: list[dict[str, Any]]) -> list[Cell]:
+    """Every cell of ``runs`` under every criterion its configs switched on, configs in the order given."""
+    out = []
+    for s in settings(runs):
+        c = s.runs[0]["config"]
+        for crit in criteria(c):
+            out.append(Cell(s.problem, s.method, s.activation, s.setting, crit, tuple(int(r["seed"]) for r in s.runs),
+                            tuple(attempt(r, crit) for r in s.runs), tuple(repr(c.get(k)) for k in INIT_KEYS),
+                            tuple(r["run_id"] for r in s.runs)))
+    return out
+
+
+def edge_keys(chosen: tuple[tuple[str, Any], ...], group: Iterable[tuple[tuple[str, Any], ...]]) -> tuple[str, ...]:
+    """The tuned keys whose ``chosen`` value is the smallest or largest of the group's settings."""
+    group = list(group)
+    out = []
+    for i, (k, v) in enumerate(chosen):
+        values = sorted({g[i][1] for g in group})
+        if len(values) > 1 and v in (values[0], values[-1]):
+            out.append(k)
+    return tuple(out)
 
 
 def _choose(group: list[Cell]) -> tuple[Cell, bool]:
@@ -229,12 +259,7 @@ def _choose(group: list[Cell]) -> tuple[Cell, bool]:
 
 
 def _edge(chosen: Cell, group: list[Cell]) -> tuple[str, ...]:
-    out = []
-    for i, (k, v) in enumerate(chosen.setting):
-        values = sorted({c.setting[i][1] for c in group})
-        if len(values) > 1 and v in (values[0], values[-1]):
-            out.append(k)
-    return tuple(out)
+    return edge_keys(chosen.setting, (c.setting for c in group))
 
 
 def answers(runs: list[dict[str, Any]], *, seed: int = 0, tune_seeds: Collection[int] = ()) -> list[Answer]:

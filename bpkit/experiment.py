@@ -50,7 +50,8 @@ def stop_rules(run: Run) -> stopping.StopRules:
 def network(run: Run, data: datasets.Dataset) -> MLP:
     """The run's net on ``data``: its input and output widths come from the data."""
     sizes = (data.inputs, *run.network.hidden, data.outputs)
-    return MLP(sizes, hidden=run.network.activation, output=run.network.output, shortcuts=run.network.shortcuts)
+    return MLP(sizes, hidden=run.network.activation, output=run.network.output, shortcuts=run.network.shortcuts,
+               sum_limit=run.network.sum_limit)
 
 
 class Experiment(NamedTuple):

@@ -22,7 +22,7 @@ import numpy as np
 
 LINEAR, SIGMOID, SIGMOID_SYMMETRIC = 0, 3, 5  # enum fann_activationfunc_enum
 INCREMENTAL, BATCH, RPROP, QUICKPROP = 0, 1, 2, 3  # enum fann_train_enum
-ERRORFUNC_LINEAR = 0
+ERRORFUNC_LINEAR, ERRORFUNC_TANH = 0, 1  # enum fann_errorfunc_enum
 
 
 class Connection(ctypes.Structure):  # struct fann_connection, fann_type = double
@@ -75,6 +75,11 @@ def load(precision: str = "double"):
             "fann_destroy_train": (None, [P]),
             "fann_train_epoch": (F, [P, P]),
             "fann_run": (ctypes.POINTER(D), [P, ctypes.POINTER(D)]),
+            "fann_save": (ctypes.c_int, [P, ctypes.c_char_p]),
+            "fann_create_from_file": (P, [ctypes.c_char_p]),
+            "fann_scale_input": (None, [P, ctypes.POINTER(D)]),
+            "fann_descale_output": (None, [P, ctypes.POINTER(D)]),
+            "fann_get_num_output": (U, [P]),
         }
         for fn, (res, args) in sig.items():
             f = getattr(lib, fn)

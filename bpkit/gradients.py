@@ -159,7 +159,8 @@ def backward(
     zs, outs = cache.zs, cache.activations
     y = jnp.asarray(y, outs[-1].dtype)
 
-    delta = loss_obj.delta(zs[-1], outs[-1], y, lambda z, a, g: pull(layer_acts[-1], z, a, g), weights)
+    keep = _inside_clip(net, rule)
+    delta = keep(loss_obj.delta(zs[-1], outs[-1], y, lambda z, a, g: pull(layer_acts[-1], z, a, g), weights), zs[-1])
     grads: list[dict[str, Array]] = [None] * net.num_layers  # type: ignore[list-item]
     # dC/da_k summed over every later layer that a_k feeds (one layer, or all of them with shortcuts).
     upstream: list[Array | None] = [None] * (net.num_layers + 1)
@@ -173,8 +174,17 @@ def backward(
                 prev = upstream[k]
                 upstream[k] = g_k if prev is None else prev + g_k
             done = cast(Array, upstream[l])  # dC/da_{l-1} is now complete: this loop wrote it
-            delta = pull(layer_acts[l - 1], zs[l - 1], outs[l], done)
+            delta = keep(pull(layer_acts[l - 1], zs[l - 1], outs[l], done), zs[l - 1])
     return grads
+
+
+def _inside_clip(net: MLP, rule: str) -> Callable[[Array, Array], Array]:
+    """``(delta, z) -> delta`` times the derivative of ``net``'s sum clip: 0 where ``|z|`` reached
+    ``sum_limit``.  The ``fann_clipped`` rule keeps FANN's backprop, which ignores the clip."""
+    if net.sum_limit is None or rule == "fann_clipped":
+        return lambda delta, z: delta
+    limit = net.sum_limit
+    return lambda delta, z: jnp.where(jnp.abs(z) < limit, delta, jnp.zeros_like(delta))
 
 
 def _blocks(m: Array, widths: tuple[int, ...]) -> list[Array]:

@@ -16,8 +16,18 @@ so a padded mini-batch averages over its real examples only):
   from logits via log-sum-exp; ``delta_L = (a - y) / N`` (the softmax Jacobian
   cancels the same way).
 
+* ``atanh`` (Fahlman's hyperbolic-arctangent error, FANN's ``FANN_ERRORFUNC_TANH``,
+  its default for batch and iRPROP- training): with the error ``e = (y - a) / r``
+  (``r = 1``; ``atanh_symmetric`` has ``r = 2``, FANN's halving for an output in
+  ``[-1, 1]``), ``dC/da = -L(e) / N`` where ``L(e) = log((1 + e)/(1 - e)) = 2 atanh(e)``
+  for ``|e| <= c = 0.9999999`` and ``+-17`` beyond (FANN's and quickprop1.c's cap).
+  Its value is the antiderivative, ``C = r/N sum_i sum_k phi(e)`` with
+  ``phi(e) = e L(e) + log(1 - e^2)`` inside the cap, continued with slope 17
+  beyond it.  Near ``e = 0`` it is ``e^2``: the squared error for small errors,
+  a steeper slope for large ones, which drives saturated wrong outputs hard.
+
 The cross-entropies require their canonical output activation (sigmoid,
-softmax); ``mse`` takes any.
+softmax); ``mse`` and the atanh errors take any.
 
 Example:
     >>> import jax.numpy as jnp
@@ -105,11 +115,47 @@ class _SoftmaxCrossEntropy(Loss):
         return (a - y) * _weights(y, w)
 
 
+ATANH_CAP, ATANH_SLOPE = 0.9999999, 17.0  # fann_compute_MSE; quickprop1.c's errors beyond it
+
+
+@dataclasses.dataclass(frozen=True)
+class _AtanhError(Loss):
+    span: float = 1.0  # r: the error is (y - a) / r
+
+    def _error(self, a, y):
+        return (y - a) / jnp.asarray(self.span, a.dtype)
+
+    def value(self, z, a, y, w=None):
+        e = self._error(a, y)
+        c = jnp.asarray(ATANH_CAP, e.dtype)
+        inside = jnp.clip(e, -c, c)  # the log branch never sees |e| = 1, so its gradient stays finite
+        # phi = e L(e) + log(1 - e^2), written so that its derivative L(e) has no cancelling terms
+        phi = (1 + inside) * jnp.log1p(inside) + (1 - inside) * jnp.log1p(-inside)
+        phi = phi + ATANH_SLOPE * (jnp.abs(e) - jnp.abs(inside))  # slope 17 beyond the cap
+        return self.span * jnp.sum(_weights(y, w) * phi)
+
+    def delta(self, z, a, y, pullback, w=None):
+        return pullback(z, a, -atanh_error(self._error(a, y)) * _weights(y, w))
+
+
+def atanh_error(e: Array) -> Array:
+    """FANN's output error for ``FANN_ERRORFUNC_TANH``: ``log((1 + e)/(1 - e))``, capped at +-17 beyond
+    ``|e| > 0.9999999``, written as ``fann_compute_MSE`` writes it."""
+    c = jnp.asarray(ATANH_CAP, e.dtype)
+    inside = jnp.clip(e, -c, c)
+    cap = jnp.asarray(ATANH_SLOPE, e.dtype)
+    return jnp.where(e > c, cap, jnp.where(e < -c, -cap, jnp.log((1 + inside) / (1 - inside))))
+
+
 REGISTRY: dict[str, Loss] = {
     "mse": _HalfMSE("mse", None, "half mean squared error 1/(2N) sum ||a - y||^2"),
     "bce": _BinaryCrossEntropy("bce", "sigmoid", "binary cross-entropy on a sigmoid output"),
     "softmax_ce": _SoftmaxCrossEntropy(
         "softmax_ce", "softmax", "softmax cross-entropy on one-hot (or soft) targets"
+    ),
+    "atanh": _AtanhError("atanh", None, "Fahlman's and FANN's hyperbolic-arctangent error on e = y - a"),
+    "atanh_symmetric": _AtanhError(
+        "atanh_symmetric", None, "the atanh error on e = (y - a)/2, FANN's form for an output in [-1, 1]", span=2.0
     ),
 }
 
@@ -117,6 +163,7 @@ ALIASES = {
     "squared_error": "mse",
     "binary_cross_entropy": "bce",
     "cross_entropy": "softmax_ce",
+    "fann_tanh": "atanh",
 }
 
 

@@ -71,12 +71,18 @@ class MLP:
         output: the output layer's activation.
         shortcuts: every layer takes the input and every earlier layer's output,
             not only the layer below (see the module docstring).
+        sum_limit: every pre-activation is clipped to ``[-sum_limit, sum_limit]``, as
+            FANN's ``fann_run`` clips each neuron's sum (at ``150/steepness`` on
+            ``steepness * z``: ``|z| <= 600`` for the sigmoids at FANN's default
+            steepness 0.5). The clip's derivative is 0 beyond the limit; FANN's
+            backprop ignores the clip, and so does the ``fann_clipped`` rule. None: no clip.
     """
 
     sizes: tuple[int, ...]
     hidden: str | tuple[str, ...] = "sigmoid"
     output: str = "sigmoid"
     shortcuts: bool = False
+    sum_limit: float | None = None
 
     def __post_init__(self):
         sizes = tuple(self.sizes) if isinstance(self.sizes, Sequence) else None
@@ -104,6 +110,9 @@ class MLP:
                 )
         if not isinstance(self.shortcuts, bool):
             raise ValueError(f"shortcuts must be true or false, got {self.shortcuts!r}")
+        limit = self.sum_limit
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, (int, float)) or not limit > 0):
+            raise ValueError(f"sum_limit must be a positive number or None, got {limit!r}")
         object.__setattr__(self, "sizes", sizes)
         object.__setattr__(self, "hidden", hidden)
 
@@ -180,11 +189,15 @@ class MLP:
         a = jnp.asarray(x, params[0]["w"].dtype)
         zs, outs = [], [a]
         for l, (layer, act) in enumerate(zip(params, self.activations, strict=True)):
-            z = self.layer_input(outs, l) @ layer["w"] + layer["b"][None, :]
+            z = self.clip_sum(self.layer_input(outs, l) @ layer["w"] + layer["b"][None, :])
             a = act.fn(z)
             zs.append(z)
             outs.append(a)
         return a, Cache(tuple(zs), tuple(outs))
+
+    def clip_sum(self, z: Array) -> Array:
+        """``z`` clipped to ``[-sum_limit, sum_limit]`` (unchanged without a limit)."""
+        return z if self.sum_limit is None else jnp.clip(z, -self.sum_limit, self.sum_limit)
 
     def apply(self, params: Params, x: Array) -> Array:
         """The network's output ``a_L`` for inputs ``x`` of shape ``(N, sizes[0])``."""

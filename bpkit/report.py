@@ -26,7 +26,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from bpkit import compare, figures, runtime
+from bpkit import compare, figures, fixed_budget, runtime
 from bpkit.figures import pyplot, save_figure  # noqa: F401  (the studies save through these)
 from bpkit.store import Store
 from bpkit.tables import (
@@ -123,8 +123,7 @@ def write(store_path: str | Path, out_dir: str | Path | None = None, compare_wit
     cells = compare.cells(runs)
     answers = compare.tune(cells, tune_seeds=tune)
     if not answers:
-        raise ValueError(f"{store_path}: no run switched on a success criterion (training.goal or "
-                         f"training.criterion_40_20_40), so there is nothing to compare")
+        return _fixed_budget(store_path, runs, out, tune), [], errors
     chosen = {i for a in answers for i in a.chosen.run_ids}
     curves = {r["run_id"]: r for r in load_runs(store_path, each=_judged_curves, ids=chosen)[0]}
     rep = _Report(answers, cells, curves, out, beside)
@@ -144,6 +143,18 @@ def write(store_path: str | Path, out_dir: str | Path | None = None, compare_wit
     path = out / "report.md"
     write_text(path, "\n".join(md + lines + ls + closing))
     return path, figs + fs, errors
+
+
+def _fixed_budget(store_path: Path, runs: list[dict[str, Any]], out: Path, tune: tuple[int, ...]) -> Path:
+    """The report of a sweep without a success criterion: where each method ended at its budget."""
+    rows = fixed_budget.rows(runs, tune_seeds=tune)
+    tables = [fixed_budget.table(rows, p) for p in dict.fromkeys(r.problem for r in rows)]
+    for t in tables:
+        write_text(out / "tables" / f"{t.slug}.csv", t.csv())
+    path = out / "report.md"
+    write_text(path, "\n".join([f"# Report: {store_path.name}", "", f"{len(runs)} runs.", "",
+                                 *fixed_budget.markdown(rows, tables)]))
+    return path
 
 
 def stored_tune_seeds(store_path: str | Path) -> tuple[int, ...]:

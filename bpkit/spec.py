@@ -210,6 +210,9 @@ class Network:
     output: str = field("sigmoid", (str,), "output activation", _ACTIVATIONS, Role.INIT)
     shortcuts: bool = field(False, (bool,), "every layer feeds every later layer (Lang & Witbrock's two spirals net)",
                             roles=Role.INIT | Role.LATER)
+    sum_limit: float | None = field(None, _NUMBER, "clip every pre-activation to +-this, as FANN clips a neuron's "
+                                    "sum (600 for FANN's sigmoids at steepness 0.5; 0: off)", _positive, Role.LATER,
+                                    off=_ZERO_OFF)
     init: str = field("lecun_normal", (str,), "init scheme", choices(*INIT_SCHEMES), Role.INIT)
     init_scale: float = field(1.0, _NUMBER, "init scale (vmapped)", _positive, Role.DATA | Role.TUNED | Role.INIT)
     bias_init: float = field(0.0, _NUMBER, "added to every initial bias, e.g. 0.1 to start ReLU units alive",
@@ -246,6 +249,9 @@ class Optimizer:
                             "the program)", _nonnegative, Role.LATER)
     max_step: float = field(50.0, _NUMBER, "RPROP: largest step (FANN's delta_max; part of the program)", _positive,
                             Role.LATER)
+    weight_limit: float | None = field(None, _NUMBER, "RPROP and quickprop: keep every weight within +-this "
+                                       "(FANN's 1500; 0: off; part of the program)", _positive, Role.LATER,
+                                       off=_ZERO_OFF)
     beta: str = field("pr+", (str,), "CG beta", choices(*BETA_NAMES), Role.DISCRETE, code=BETA_NAMES.index)
     powell_beale: bool = field(False, (bool,), "CG: Powell-Beale restarts", roles=Role.DISCRETE, code=int)
     hvp: str = field("exact", (str,), "SCG Hessian-vector product", choices("exact", "finite_difference"))

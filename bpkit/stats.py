@@ -119,6 +119,20 @@ def bootstrap_restart_cost(costs: Sequence[float] | np.ndarray, success: Sequenc
     return Estimate(restart_cost(c, s), *_percentiles(boot))
 
 
+def bootstrap_mean(values: Sequence[float] | np.ndarray, *, seed: int = 0, resamples: int = BOOTSTRAP) -> Estimate:
+    """The mean of ``values`` with a percentile bootstrap 95% interval over them.
+
+    Example:
+        >>> bootstrap_mean([1.0, 1.0, 1.0]).lo
+        1.0
+    """
+    v = np.asarray(values, dtype=np.float64)
+    if v.ndim != 1 or v.size == 0 or not np.all(np.isfinite(v)):
+        raise ValueError(f"need a non-empty list of finite values, got {v.size} value(s)")
+    idx = np.random.default_rng(seed).integers(0, len(v), (resamples, len(v)))
+    return Estimate(float(v.mean()), *_percentiles(v[idx].mean(axis=1)))
+
+
 def bootstrap_cost_ratio(costs_a: Sequence[float], success_a: Sequence[bool], costs_b: Sequence[float],
                          success_b: Sequence[bool], *, paired: bool, seed: int = 0,
                          resamples: int = BOOTSTRAP) -> Estimate:

@@ -82,7 +82,7 @@ def test_no_traceback_from_the_real_command():
         [sys.executable, "-m", "bpkit", "check", "--losses", "hinge"], capture_output=True, text=True, timeout=120
     )
     assert proc.returncode == 2
-    assert proc.stderr.strip() == "bpkit: error: unknown loss 'hinge'; valid: mse, bce, softmax_ce"
+    assert proc.stderr.strip() == "bpkit: error: unknown loss 'hinge'; valid: mse, bce, softmax_ce, atanh"
     assert "Traceback" not in proc.stderr + proc.stdout
 
 

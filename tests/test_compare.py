@@ -258,12 +258,22 @@ def test_report_compare_puts_two_stores_side_by_side(both_store, tmp_path):
     assert any("| 1 [" in ln for ln in rows)
 
 
-def test_a_store_without_criteria_gets_a_one_line_error(tmp_path):
-    flat = cfg.validate({"name": "n", "seeds": [0], "training.max_epochs": 3, "network.hidden": [2]})
+def test_a_store_without_criteria_gets_a_fixed_budget_report(tmp_path):
+    flat = cfg.validate({"name": "n", "seeds": [0, 1, 2, 3, 4], "training.max_epochs": 3, "network.hidden": [2],
+                         "optimizer.learning_rate": [0.5, 2.0], "compare.tune_seeds": [0, 1]})
     with Store(tmp_path / "n.sqlite") as store:
         sweep.run_sweep(flat, store, progress=False)
-    with pytest.raises(ValueError, match="no run switched on a success criterion"):
-        report.write(tmp_path / "n.sqlite")
+        runs, _ = store.runs()
+    md, figs, _ = report.write(tmp_path / "n.sqlite")
+    text = md.read_text()
+    assert "**fixed-budget** comparison" in text and "chosen on the tuning seeds" in text
+    # brute force: the rate with the lower mean training loss on seeds 0-1, reported on seeds 2-4
+    mean = lambda lr, seeds: np.mean([r["train_loss"] for r in runs
+                                      if r["config"]["optimizer.learning_rate"] == lr and r["seed"] in seeds])
+    best = min((0.5, 2.0), key=lambda lr: mean(lr, {0, 1}))
+    row = next(ln for ln in text.splitlines() if ln.startswith("| sgd batch=full |"))
+    assert f"| learning_rate {best:g} (edge) | 3 | 0 | {mean(best, {2, 3, 4}):.4g} [" in row
+    assert (md.parent / "tables").is_dir() and figs == []
 
 
 def test_a_run_with_records_within_epochs_is_judged_and_costed_at_each_record(tmp_path):

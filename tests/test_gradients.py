@@ -21,7 +21,7 @@ from bpkit.gradients import value_and_backprop
 
 SMOOTH = [n for n in activations.names(elementwise_only=True) if not activations.get(n).kinks]
 ALL = list(activations.names(elementwise_only=True))
-LOSS_OUT = {"mse": None, "bce": "sigmoid", "softmax_ce": "softmax"}
+LOSS_OUT = {"mse": None, "bce": "sigmoid", "softmax_ce": "softmax", "atanh": None, "atanh_symmetric": None}
 TOL = {"float64": dict(rtol=1e-10, atol=1e-14), "float32": dict(rtol=1e-4, atol=1e-7)}
 
 
@@ -199,3 +199,22 @@ def test_every_rule_runs_under_jit(rule):
     net, params, x, y = _xor_net()
     eager = backprop(net, params, x, y, rule=rule)
     chex.assert_trees_all_close(jax.jit(lambda p: backprop(net, p, x, y, rule=rule))(params), eager, rtol=1e-6)
+
+
+@pytest.mark.parametrize("loss, output", [("mse", "tanh"), ("bce", "sigmoid"), ("softmax_ce", "softmax"),
+                                          ("atanh", "sigmoid")])
+def test_a_clipped_sum_is_differentiated_by_hand_as_by_jax_grad(loss, output):
+    # FANN's neuron-sum clip: |z| <= limit, derivative 0 beyond; a third of the sums are cut here.
+    net = MLP((3, 4, 3), hidden="tanh", output=output, sum_limit=1.5)
+    params = net.init(jax.random.key(1), scheme="uniform", scale=2.0, dtype=jnp.float64)
+    x = jax.random.normal(jax.random.key(2), (6, 3), jnp.float64)
+    y = jax.nn.one_hot(jnp.arange(6) % 3, 3, dtype=jnp.float64)
+    _, cache = net.forward(params, x)
+    assert all(0 < float(jnp.mean(jnp.abs(z) >= 1.5)) < 1 for z in cache.zs)
+    hand = jit_backprop(net, params, x, y, loss)
+    chex.assert_trees_all_close(hand, jit_autodiff(net, params, x, y, loss), **TOL["float64"])
+    unclipped = MLP((3, 4, 3), hidden="tanh", output=output)
+    assert not np.allclose(hand[0]["w"], jit_backprop(unclipped, params, x, y, loss)[0]["w"])
+    report = check_gradient(lambda p, x, y: loss_value(net, p, x, y, loss),
+                            lambda p, x, y: jit_backprop(net, p, x, y, loss), params, x, y)
+    assert report.passed, str(report)

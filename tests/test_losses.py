@@ -21,6 +21,11 @@ def _reference(name: str, z: np.ndarray, y: np.ndarray, w: np.ndarray) -> float:
     if name == "mse":
         a = 1 / (1 + np.exp(-z))
         return float(np.sum(w[:, None] * 0.5 * (a - y) ** 2))
+    if name.startswith("atanh"):  # r * sum w * (2 e artanh(e) + log(1 - e^2)), e = (y - a)/r, inside the cap
+        r = 2.0 if name == "atanh_symmetric" else 1.0
+        e = (y - np.tanh(z) if r == 2 else y - 1 / (1 + np.exp(-z))) / r
+        assert np.all(np.abs(e) < 0.9999999)
+        return float(r * np.sum(w[:, None] * (2 * e * np.arctanh(e) + np.log(1 - e * e))))
     if name == "bce":
         a = 1 / (1 + np.exp(-z))
         return float(-np.sum(w[:, None] * (y * np.log(a) + (1 - y) * np.log(1 - a))))
@@ -29,7 +34,8 @@ def _reference(name: str, z: np.ndarray, y: np.ndarray, w: np.ndarray) -> float:
     return float(-np.sum(w * np.sum(y * np.log(a), 1)))
 
 
-CASES = [("mse", "sigmoid", Y01), ("bce", "sigmoid", Y01), ("softmax_ce", "softmax", ONE_HOT)]
+CASES = [("mse", "sigmoid", Y01), ("bce", "sigmoid", Y01), ("softmax_ce", "softmax", ONE_HOT),
+         ("atanh", "sigmoid", Y01), ("atanh_symmetric", "tanh", 2 * Y01 - 1)]
 
 
 @pytest.mark.parametrize("name, output, y", CASES)
@@ -57,5 +63,22 @@ def test_cross_entropy_needs_its_own_output_and_mse_takes_any():
         losses.get("bce").check_output_activation("tanh")
     losses.get("mse").check_output_activation("tanh")
     assert losses.get("squared_error") is losses.get("mse") and losses.get("cross_entropy").name == "softmax_ce"
-    with pytest.raises(ValueError, match="unknown loss 'l1'; valid: mse, bce, softmax_ce"):
+    with pytest.raises(ValueError, match="unknown loss 'l1'; valid: mse, bce, softmax_ce, atanh, atanh_symmetric"):
         losses.get("l1")
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_the_atanh_error_is_fanns_on_both_sides_of_its_cap(dtype):
+    # fann_compute_MSE: log((1 + e)/(1 - e)) for |e| <= 0.9999999, +-17 beyond; the value's slope is the same
+    e = np.array([-1.0, -0.99999995, -0.9, -0.3, 0.0, 0.5, 0.9999, 0.99999995, 1.0])
+    e = e.astype(dtype).astype(np.float64)  # the error the run's dtype holds
+    with np.errstate(divide="ignore"):
+        want = np.where(e > 0.9999999, 17.0, np.where(e < -0.9999999, -17.0, np.log((1 + e) / (1 - e))))
+    got = losses.atanh_error(jnp.asarray(e, dtype))
+    np.testing.assert_allclose(np.asarray(got), want, rtol=1e-12 if dtype == "float64" else 1e-5)
+    loss = losses.get("fann_tanh")
+    a = jnp.zeros(len(e), dtype)[:, None]  # identity output: dC/da = -L(e)/N, by jax.grad of the value
+    slope = jax.grad(lambda a_: loss.value(a_, a_, jnp.asarray(e, dtype)[:, None]))(a)
+    assert bool(jnp.all(jnp.isfinite(slope)))
+    if dtype == "float64":
+        np.testing.assert_allclose(-np.asarray(slope)[:, 0] * len(e), want, rtol=1e-9)

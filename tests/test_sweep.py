@@ -171,3 +171,9 @@ def test_a_sweep_on_fanns_own_files_stores_test_error(tmp_path):
     for r in runs:
         assert r["test_loss"] is not None and 0 <= r["test_acc"] <= 1 and r["val_loss"] is None
         assert len(r["config"]["data.test_sha256"]) == 64
+    from bpkit import report  # no success criterion: the fixed-budget report, test error with its interval
+
+    text = report.write(tmp_path / "p8.sqlite")[0].read_text()
+    errors = sorted(1 - r["test_acc"] for r in runs)
+    row = next(ln for ln in text.splitlines() if ln.startswith("| sgd batch=1 |"))
+    assert f"| {np.mean(errors):.4g} [{errors[0]:.4g}, {errors[1]:.4g}] |" in row  # 2 seeds: the interval spans them

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import optax
 
 from bpkit import _validate
-from bpkit.optim import contract
+from bpkit.optim import clip, contract
 from bpkit.optim.cg import safe_div
 
 tree = optax.tree
@@ -17,7 +17,7 @@ Params = Any
 
 
 # The hyperparameters a config's [optimizer] table passes (bpkit.spec declares each key's type and role).
-HYPERPARAMETERS = ("learning_rate", "mu", "decay")
+HYPERPARAMETERS = ("learning_rate", "mu", "decay", "weight_limit")
 
 
 class QuickpropState(NamedTuple):
@@ -28,7 +28,8 @@ class QuickpropState(NamedTuple):
 
 
 def quickprop(
-    learning_rate: float = 0.7, mu: float = 1.75, decay: float = 0.0, step_threshold: float = 0.001
+    learning_rate: float = 0.7, mu: float = 1.75, decay: float = 0.0, step_threshold: float = 0.001,
+    weight_limit: float | None = None,
 ) -> optax.GradientTransformationExtraArgs:
     """Quickprop: a secant step per weight, capped at ``mu`` times the last step.
 
@@ -42,7 +43,8 @@ def quickprop(
     none); 0 gives the exact sign test.  ``g`` is the mean gradient, so FANN's
     ``epsilon = learning_rate / num_data`` on summed slopes is this
     ``learning_rate``, and FANN's decay ``d`` on summed slopes is ``decay =
-    -d / num_data`` here.  FANN also clips weights to +-1500, which this does not.
+    -d / num_data`` here.  FANN also keeps every weight within +-1500: ``weight_limit=1500``
+    (:mod:`bpkit.optim.clip`; the next step's ``dw'`` is the unclipped step, as in FANN).
 
     Example:
         >>> import jax.numpy as jnp
@@ -57,6 +59,8 @@ def quickprop(
         raise ValueError(f"learning_rate and mu must be positive, got {learning_rate!r}, {mu!r}")
     if not step_threshold >= 0:
         raise ValueError(f"step_threshold must be >= 0, got {step_threshold!r}")
+    if weight_limit is not None and not weight_limit > 0:
+        raise ValueError(f"weight_limit must be positive (FANN's is 1500), got {weight_limit!r}")
     shrink = mu / (1.0 + mu)
 
     def init(params):
@@ -80,6 +84,6 @@ def quickprop(
         steps = jax.tree_util.tree_map(lambda _, t: t[0], grads, both)
         slopes = jax.tree_util.tree_map(lambda _, t: t[1], grads, both)
         evals = contract.initial(grads, grads)
-        return steps, QuickpropState(steps, slopes, state.count + 1, evals)
+        return clip.within(steps, params, weight_limit), QuickpropState(steps, slopes, state.count + 1, evals)
 
     return optax.GradientTransformationExtraArgs(init, update)

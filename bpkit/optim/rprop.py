@@ -17,7 +17,7 @@ FANN 2.2's ``fann_update_weights_irpropm``, which departs from iRprop- in
 three ways: ``c = 0`` also grows the step (so FANN's first step is
 ``eta_plus Delta_0``), each step is at least 1e-4 before it is scaled, and
 after a sign change (and wherever ``g = 0``) the weight still moves, by
-``+Delta``.  FANN also clips weights to +-1500, which this does not.
+``+Delta``.  FANN also clips weights to +-1500: ``weight_limit=1500``.
 
 Example:
     >>> import jax.numpy as jnp
@@ -37,7 +37,7 @@ import jax.numpy as jnp
 import optax
 
 from bpkit import _validate
-from bpkit.optim import contract
+from bpkit.optim import clip, contract
 
 tree = optax.tree
 Params = Any
@@ -45,7 +45,7 @@ VARIANTS = ("irprop-", "rprop+", "irprop+", "rprop-", "fann")
 
 
 # The hyperparameters a config's [optimizer] table passes (bpkit.spec declares each key's type and role).
-HYPERPARAMETERS = ("learning_rate", "variant", "eta_minus", "eta_plus", "min_step", "max_step")
+HYPERPARAMETERS = ("learning_rate", "variant", "eta_minus", "eta_plus", "min_step", "max_step", "weight_limit")
 
 
 class RpropState(NamedTuple):
@@ -64,13 +64,15 @@ def rprop(
     eta_plus: float = 1.2,
     min_step: float = 1e-6,
     max_step: float = 50.0,
+    weight_limit: float | None = None,
 ) -> optax.GradientTransformationExtraArgs:
     """RPROP with initial step ``learning_rate`` (Riedmiller & Braun's Delta_0 = 0.1).
 
     ``learning_rate``, ``eta_minus`` and ``eta_plus`` may be traced (data of a compiled program).
 
     ``irprop+`` needs ``value=`` (the loss at params) in ``update``.  FANN's
-    defaults for ``"fann"`` are ``min_step = 0`` and ``max_step = 50``.
+    defaults for ``"fann"`` are ``min_step = 0`` and ``max_step = 50``, and FANN keeps every weight
+    within ``weight_limit = 1500`` (:mod:`bpkit.optim.clip`; None: no limit).
     """
     if variant not in VARIANTS:
         raise ValueError(f"unknown RPROP variant {variant!r}; valid: {', '.join(VARIANTS)}")
@@ -80,6 +82,8 @@ def rprop(
     if concrete and not 0 < eta_minus < 1 < eta_plus or not 0 <= min_step <= max_step:
         raise ValueError("need 0 < eta_minus < 1 < eta_plus and 0 <= min_step <= max_step, got "
                          f"{eta_minus}, {eta_plus}, {min_step}, {max_step}")
+    if weight_limit is not None and not weight_limit > 0:
+        raise ValueError(f"weight_limit must be positive (FANN's is 1500), got {weight_limit!r}")
 
     def init(params):
         dt = jnp.result_type(*jax.tree_util.tree_leaves(params))
@@ -96,6 +100,7 @@ def rprop(
                                      grads, state.step, state.prev_grad, state.prev_update)
         pick = lambda i: jax.tree_util.tree_map(lambda _, t: t[i].astype(_.dtype), grads, out)
         step, prev_grad, updates = pick(0), pick(1), pick(2)
+        updates = clip.within(updates, params, weight_limit)  # kept as dw_{t-1}: what the weight moved
         prev_value = state.prev_value if value is None else jnp.asarray(value, state.prev_value.dtype)
         new_state = RpropState(step, prev_grad, updates, prev_value, state.count + 1, contract.initial(grads, grads))
         return updates, new_state
