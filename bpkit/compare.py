@@ -38,7 +38,16 @@ import numpy as np
 from bpkit import stats
 from bpkit.spec import INIT_KEYS, TUNED  # a sweep's vmapped settings; what fixes a seed's initial weights
 
-CRITERIA = ("goal", "40-20-40")
+CRITERIA = ("goal", "40-20-40", "bit fail")
+
+
+def output_criterion(config: dict[str, Any]) -> str | None:
+    """The criterion on the outputs a run's config switched on (judged from its ``wrong`` counts), or None."""
+    if config.get("training.criterion_40_20_40"):
+        return "40-20-40"
+    if (config.get("training.bit_fail") or 0) > 0:
+        return "bit fail"
+    return None
 
 
 def criteria(config: dict[str, Any]) -> list[str]:
@@ -46,8 +55,8 @@ def criteria(config: dict[str, Any]) -> list[str]:
     out = []
     if config.get("training.goal", -1) >= 0:
         out.append("goal")
-    if config.get("training.criterion_40_20_40"):
-        out.append("40-20-40")
+    if (crit := output_criterion(config)) is not None:
+        out.append(crit)
     return out
 
 
@@ -88,7 +97,7 @@ def attempt(run: dict[str, Any], criterion: str, target: float | None = None) ->
         loss = np.array([np.nan if v is None else v for v in curves.get("loss", [])], dtype=np.float64).astype(dt)
         with np.errstate(invalid="ignore"):
             holds = loss <= dt.type(c["training.goal"] if target is None else target)
-    elif criterion == "40-20-40":
+    elif criterion in ("40-20-40", "bit fail"):  # the run counted its wrong outputs by the one it had on
         holds = np.asarray(curves.get("wrong", []), dtype=np.int64) == 0
     else:
         raise ValueError(f"unknown criterion {criterion!r}; valid: {', '.join(CRITERIA)}")

@@ -43,15 +43,16 @@ def stop_rules(run: Run) -> stopping.StopRules:
     """The run's stop rules (an off rule is None in both)."""
     t = run.training
     return stopping.StopRules(max_epochs=t.max_epochs, goal=t.goal, min_grad_norm=t.min_grad_norm,
-                              criterion_40_20_40=t.criterion_40_20_40, patience=t.patience,
+                              criterion_40_20_40=t.criterion_40_20_40, bit_fail=t.bit_fail, patience=t.patience,
                               stall_epochs=t.stall_epochs, stop_on=t.stop_on, max_cu=t.max_cu)
 
 
 def network(run: Run, data: datasets.Dataset) -> MLP:
     """The run's net on ``data``: its input and output widths come from the data."""
     sizes = (data.inputs, *run.network.hidden, data.outputs)
+    steepness = (run.network.steepness,) * (len(sizes) - 2) + (run.network.output_steepness,)
     return MLP(sizes, hidden=run.network.activation, output=run.network.output, shortcuts=run.network.shortcuts,
-               sum_limit=run.network.sum_limit)
+               sum_limit=run.network.sum_limit, steepness=steepness)
 
 
 class Experiment(NamedTuple):

@@ -80,6 +80,10 @@ def load(precision: str = "double"):
             "fann_scale_input": (None, [P, ctypes.POINTER(D)]),
             "fann_descale_output": (None, [P, ctypes.POINTER(D)]),
             "fann_get_num_output": (U, [P]),
+            "fann_test": (ctypes.POINTER(D), [P, ctypes.POINTER(D), ctypes.POINTER(D)]),
+            "fann_reset_MSE": (None, [P]),
+            "fann_get_bit_fail": (U, [P]),
+            "fann_set_bit_fail_limit": (None, [P, D]),
         }
         for fn, (res, args) in sig.items():
             f = getattr(lib, fn)

@@ -41,7 +41,7 @@ class FlaxMLP(nn.Module):
         for i, (width, act) in enumerate(zip(self.spec.sizes[1:], self.spec.activations, strict=True)):
             # With shortcuts a layer reads the input and every earlier layer's output, side by side.
             u = jnp.concatenate(outs, axis=-1) if self.spec.shortcuts else outs[-1]
-            z = self.spec.clip_sum(nn.Dense(width, name=f"layer_{i}")(u))
+            z = self.spec.preactivation(nn.Dense(width, name=f"layer_{i}")(u), i)
             outs.append(act.fn(z))
         return (outs[-1], z) if with_logits else outs[-1]
 

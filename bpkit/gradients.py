@@ -15,7 +15,8 @@
   With shortcut connections (``MLP(..., shortcuts=True)``) a layer's output
   feeds every later layer, and its ``dC/da_l`` is the sum over all of them:
   ``dC/da_l = sum_{m > l} delta_m W_m[rows of a_l]^T``; ``dC/dW_m = u_m^T delta_m``
-  with ``u_m = [a_0, ..., a_{m-1}]``.
+  with ``u_m = [a_0, ..., a_{m-1}]``.  A layer with steepness ``k`` (``z = k s``, ``s = W u + b``)
+  multiplies its delta by ``k``: ``dC/ds = k dC/dz``.
 
 ``rule`` selects what stands in for ``f'(z)`` (the ablations are deliberately
 *not* gradients; :func:`bpkit.check_gradient` says so):
@@ -159,8 +160,9 @@ def backward(
     zs, outs = cache.zs, cache.activations
     y = jnp.asarray(y, outs[-1].dtype)
 
-    keep = _inside_clip(net, rule)
-    delta = keep(loss_obj.delta(zs[-1], outs[-1], y, lambda z, a, g: pull(layer_acts[-1], z, a, g), weights), zs[-1])
+    keep = _through_preactivation(net, rule)
+    out_delta = loss_obj.delta(zs[-1], outs[-1], y, lambda z, a, g: pull(layer_acts[-1], z, a, g), weights)
+    delta = keep(len(zs) - 1, out_delta, zs[-1])
     grads: list[dict[str, Array]] = [None] * net.num_layers  # type: ignore[list-item]
     # dC/da_k summed over every later layer that a_k feeds (one layer, or all of them with shortcuts).
     upstream: list[Array | None] = [None] * (net.num_layers + 1)
@@ -174,17 +176,23 @@ def backward(
                 prev = upstream[k]
                 upstream[k] = g_k if prev is None else prev + g_k
             done = cast(Array, upstream[l])  # dC/da_{l-1} is now complete: this loop wrote it
-            delta = keep(pull(layer_acts[l - 1], zs[l - 1], outs[l], done), zs[l - 1])
+            delta = keep(l - 1, pull(layer_acts[l - 1], zs[l - 1], outs[l], done), zs[l - 1])
     return grads
 
 
-def _inside_clip(net: MLP, rule: str) -> Callable[[Array, Array], Array]:
-    """``(delta, z) -> delta`` times the derivative of ``net``'s sum clip: 0 where ``|z|`` reached
-    ``sum_limit``.  The ``fann_clipped`` rule keeps FANN's backprop, which ignores the clip."""
-    if net.sum_limit is None or rule == "fann_clipped":
-        return lambda delta, z: delta
-    limit = net.sum_limit
-    return lambda delta, z: jnp.where(jnp.abs(z) < limit, delta, jnp.zeros_like(delta))
+def _through_preactivation(net: MLP, rule: str) -> Callable[[int, Array, Array], Array]:
+    """``(l, dC/dz_l, z_l) -> dC/ds_l`` through layer ``l``'s ``z = clip(steepness * s)``: times the
+    steepness, and 0 where ``|z|`` reached ``sum_limit`` (the clip's derivative).  The ``fann_clipped``
+    rule keeps FANN's backprop, which ignores the clip."""
+    limit = None if rule == "fann_clipped" else net.sum_limit
+
+    def through(l: int, delta: Array, z: Array) -> Array:
+        k = net.gains[l]
+        if k != 1.0:
+            delta = delta * jnp.asarray(k, delta.dtype)
+        return delta if limit is None else jnp.where(jnp.abs(z) < limit, delta, jnp.zeros_like(delta))
+
+    return through
 
 
 def _blocks(m: Array, widths: tuple[int, ...]) -> list[Array]:

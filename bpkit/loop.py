@@ -79,7 +79,7 @@ class History(NamedTuple):
     loss: Array
     grad_norm: Array
     val_loss: Array
-    wrong: Array  # int32: outputs wrong by 40-20-40 (0: every output of every pattern right)
+    wrong: Array  # int32: outputs wrong by 40-20-40, or bit fails (0: every output of every pattern right)
     loss_evals: Array  # loss-only evaluations so far, in full-data equivalents (1 cu each)
     grad_evals: Array  # gradient evaluations so far (each with its loss; 3 cu each)
 
@@ -339,7 +339,7 @@ def measure(plan: Plan, data: Data, params: Params) -> Measurement:
     """The run measured on all the data at ``params`` (:class:`Measurement`)."""
     (value, out), grads = plan.measure_vg(params, data.x, data.y)
     gnorm = optax.tree.norm(grads)
-    wrong = stopping.count_wrong_40_20_40(out, data.y, data.lo, data.hi)
+    wrong = stopping.count_wrong(plan.options.rules, out, data.y, data.lo, data.hi)
     if data.x_val is not None:
         val = plan.f(params, data.x_val, jnp.asarray(data.y_val, plan.dt))
     else:

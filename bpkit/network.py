@@ -24,8 +24,9 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Sequence
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import jax
 import jax.numpy as jnp
@@ -76,6 +77,10 @@ class MLP:
             ``steepness * z``: ``|z| <= 600`` for the sigmoids at FANN's default
             steepness 0.5). The clip's derivative is 0 beyond the limit; FANN's
             backprop ignores the clip, and so does the ``fann_clipped`` rule. None: no clip.
+        steepness: each layer computes ``a = f(steepness * (W u + b))``: one number for
+            every layer or one per weight layer (output last).  FANN's steepness ``s``
+            on its sigmoid and symmetric sigmoid is ``2 s`` here (FANN's default 0.5 is
+            1), on a tanh or linear layer ``s``.  The sum clip applies after it.
     """
 
     sizes: tuple[int, ...]
@@ -83,6 +88,7 @@ class MLP:
     output: str = "sigmoid"
     shortcuts: bool = False
     sum_limit: float | None = None
+    steepness: float | tuple[float, ...] = 1.0
 
     def __post_init__(self):
         sizes = tuple(self.sizes) if isinstance(self.sizes, Sequence) else None
@@ -113,10 +119,22 @@ class MLP:
         limit = self.sum_limit
         if limit is not None and (isinstance(limit, bool) or not isinstance(limit, (int, float)) or not limit > 0):
             raise ValueError(f"sum_limit must be a positive number or None, got {limit!r}")
+        steep = self.steepness
+        steep = (steep,) * (len(sizes) - 1) if isinstance(steep, (int, float)) else tuple(steep)
+        if len(steep) != len(sizes) - 1 or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v < math.inf for v in steep):
+            raise ValueError(f"steepness must be one positive number or one per weight layer ({len(sizes) - 1}), "
+                             f"got {self.steepness!r}")
         object.__setattr__(self, "sizes", sizes)
         object.__setattr__(self, "hidden", hidden)
+        object.__setattr__(self, "steepness", tuple(float(v) for v in steep))
 
     # -- structure ---------------------------------------------------------------
+
+    @property
+    def gains(self) -> tuple[float, ...]:
+        """Each weight layer's steepness (``steepness`` as one number per layer)."""
+        return cast(tuple[float, ...], self.steepness)
 
     @property
     def num_layers(self) -> int:
@@ -189,14 +207,17 @@ class MLP:
         a = jnp.asarray(x, params[0]["w"].dtype)
         zs, outs = [], [a]
         for l, (layer, act) in enumerate(zip(params, self.activations, strict=True)):
-            z = self.clip_sum(self.layer_input(outs, l) @ layer["w"] + layer["b"][None, :])
+            z = self.preactivation(self.layer_input(outs, l) @ layer["w"] + layer["b"][None, :], l)
             a = act.fn(z)
             zs.append(z)
             outs.append(a)
         return a, Cache(tuple(zs), tuple(outs))
 
-    def clip_sum(self, z: Array) -> Array:
-        """``z`` clipped to ``[-sum_limit, sum_limit]`` (unchanged without a limit)."""
+    def preactivation(self, s: Array, l: int) -> Array:
+        """Layer ``l``'s ``z`` from its sum ``s = W u + b``: ``steepness * s``, clipped to ``[-sum_limit,
+        sum_limit]`` (each only where set)."""
+        k = self.gains[l]
+        z = s if k == 1.0 else s * jnp.asarray(k, s.dtype)
         return z if self.sum_limit is None else jnp.clip(z, -self.sum_limit, self.sum_limit)
 
     def apply(self, params: Params, x: Array) -> Array:

@@ -61,14 +61,15 @@ class Runtimes(NamedTuple):
 
 
 def runtimes(answer: compare.Answer, runs: dict[str, dict[str, Any]], losses: Sequence[float],
-             criterion: bool = False) -> Runtimes:
+             criterion: bool | str | None = None) -> Runtimes:
     """The runtimes of ``answer``'s chosen runs (``runs``: run id -> stored run, with its curves) to each
-    loss in ``losses`` and, with ``criterion``, to 40-20-40."""
+    loss in ``losses`` and, with ``criterion``, to that output criterion (True: 40-20-40)."""
     chosen = [runs[i] for i in answer.chosen.run_ids]
     judged = [[compare.attempt(r, "goal", target=t) for t in losses] for r in chosen]
-    if criterion:
-        judged = [row + [compare.attempt(r, CRITERION)] for row, r in zip(judged, chosen, strict=True)]
-    names = tuple(f"loss <= {t:.3g}" for t in losses) + ((CRITERION,) if criterion else ())
+    crit = CRITERION if criterion is True else (criterion or None)
+    if crit:
+        judged = [row + [compare.attempt(r, crit)] for row, r in zip(judged, chosen, strict=True)]
+    names = tuple(f"loss <= {t:.3g}" for t in losses) + ((crit,) if crit else ())
     return Runtimes(answer.problem, answer.method, answer.activation, names,
                     np.array([[a.success for a in row] for row in judged], bool).reshape(len(chosen), len(names)),
                     np.array([[a.cu for a in row] for row in judged], float).reshape(len(chosen), len(names)))
@@ -122,7 +123,7 @@ def problem_runtimes(answers: Sequence[compare.Answer], runs: dict[str, dict[str
     top = start_loss(chosen)
     bottom = min(goals) if goals else top / 1000
     losses = ladder(top, bottom, n) if top > bottom else (bottom,)
-    criterion = any(r["config"].get("training.criterion_40_20_40") for r in chosen)
+    criterion = next((c for r in chosen if (c := compare.output_criterion(r["config"])) is not None), None)
     return [runtimes(a, runs, losses, criterion) for a in answers]
 
 

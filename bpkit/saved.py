@@ -38,7 +38,8 @@ from bpkit.network import MLP, Params
 
 FORMAT = "bpkit-net"
 VERSION = 1
-# bpkit activation -> (FANN's enum fann_activationfunc_enum, steepness) giving the same function of z.
+# bpkit activation -> (FANN's enum fann_activationfunc_enum, FANN's steepness for bpkit's steepness 1):
+# the same function of the sum.
 FANN_ACTIVATIONS = {"sigmoid": (3, 0.5), "sigmoid_symmetric": (5, 0.5), "tanh": (5, 1.0), "identity": (0, 1.0)}
 _SIDES = ("in", "out")
 
@@ -103,6 +104,7 @@ def _spec(net: MLP, params: Params, inputs: Scaling | None, outputs: Scaling | N
 
     return {"format": FORMAT, "version": VERSION, "sizes": list(net.sizes), "hidden": list(net.hidden),
             "output": net.output, "shortcuts": net.shortcuts, "sum_limit": net.sum_limit,
+            "steepness": list(net.gains),
             "dtype": str(np.asarray(params[0]["w"]).dtype),
             "scaling": {"in": side(inputs, net.sizes[0], "input"), "out": side(outputs, net.sizes[-1], "output")}}
 
@@ -164,7 +166,7 @@ def load(path: str | Path) -> SavedNet:
             raise ValueError(f"format {spec.get('format')!r} version {spec.get('version')!r}, "
                              f"expected {FORMAT!r} version {VERSION}")
         net = MLP(tuple(spec["sizes"]), hidden=tuple(spec["hidden"]), output=spec["output"],
-                  shortcuts=spec["shortcuts"], sum_limit=spec["sum_limit"])
+                  shortcuts=spec["shortcuts"], sum_limit=spec["sum_limit"], steepness=tuple(spec["steepness"]))
         params = [{k: contents.pop(f"layer{i}.{k}") for k in ("w", "b")} for i in range(net.num_layers)]
         if contents:
             raise ValueError(f"unexpected arrays {', '.join(sorted(contents))}")
@@ -205,8 +207,9 @@ def to_fann(net: MLP, params: Params, *, inputs: Scaling | None = None, outputs:
             for field, values in zip(Scaling._fields, s, strict=True):  # FANN's order: the inputs' four first
                 lines.append(f"scale_{field}_{side}=" + "".join(f"{float(v):.9g} " for v in values))
     neurons = ["(0, 0, " + e(0) + ") "] * (net.sizes[0] + 1)
-    for n_in, n, act in zip(net.sizes[:-1], net.sizes[1:], net.activations, strict=True):
-        code, steep = FANN_ACTIVATIONS[act.name]
+    for n_in, n, act, k in zip(net.sizes[:-1], net.sizes[1:], net.activations, net.gains, strict=True):
+        code, base = FANN_ACTIVATIONS[act.name]
+        steep = base * k  # FANN's steepness giving a = f(k z)
         neurons += [f"({n_in + 1}, {code}, {e(steep)}) "] * n + [f"(0, {code}, {e(steep)}) "]
     lines.append("neurons (num_inputs, activation_function, activation_steepness)=" + "".join(neurons))
     conns, first = [], 0  # neuron j of a layer: one connection from each neuron below, the bias last

@@ -213,6 +213,9 @@ class Network:
     sum_limit: float | None = field(None, _NUMBER, "clip every pre-activation to +-this, as FANN clips a neuron's "
                                     "sum (600 for FANN's sigmoids at steepness 0.5; 0: off)", _positive, Role.LATER,
                                     off=_ZERO_OFF)
+    steepness: float = field(1.0, _NUMBER, "hidden layers: a = f(steepness * (W u + b)) (FANN's steepness s on a "
+                             "sigmoid is 2 s here, on tanh s)", _positive, Role.LATER)
+    output_steepness: float = field(1.0, _NUMBER, "the output layer's steepness", _positive, Role.LATER)
     init: str = field("lecun_normal", (str,), "init scheme", choices(*INIT_SCHEMES), Role.INIT)
     init_scale: float = field(1.0, _NUMBER, "init scale (vmapped)", _positive, Role.DATA | Role.TUNED | Role.INIT)
     bias_init: float = field(0.0, _NUMBER, "added to every initial bias, e.g. 0.1 to start ReLU units alive",
@@ -276,6 +279,10 @@ class Training:
     goal: float | None = field(None, _NUMBER, "stop at this training loss (negative: off)", off=_NEGATIVE_OFF)
     min_grad_norm: float | None = field(None, _NUMBER, "stop at this gradient norm (negative: off)", off=_NEGATIVE_OFF)
     criterion_40_20_40: bool = field(False, (bool,), "stop when every output is right by 40-20-40")
+    bit_fail: float | None = field(None, _NUMBER, "stop when no output is a bit fail, off its target by this times "
+                                   "the targets' span or more (FANN's bit_fail_limit, 0.35 by default); the "
+                                   "run's count of wrong outputs is then its bit fails (0: off)",
+                                   Range(lambda v: 0 < v <= 1), Role.LATER, off=_ZERO_OFF)
     patience: int | None = field(None, (int,), "validation patience in epochs (0: off)", _nonnegative, off=_ZERO_OFF)
     stall_epochs: int | None = field(10, (int,), "stop after this many epochs without change (0: off)", _nonnegative,
                                      off=_ZERO_OFF)
@@ -291,6 +298,9 @@ class Training:
                                  Role.LATER, off=_NEGATIVE_OFF)
 
     def __post_init__(self) -> None:
+        if self.bit_fail is not None and self.criterion_40_20_40:
+            raise ValueError(f"training.bit_fail = {self.bit_fail} and training.criterion_40_20_40 = true: give one "
+                             f"criterion on the outputs, not both")
         every, m = self.measure_every, self.measures_per_epoch
         if every > 1 and m > 1:
             raise ValueError(f"training.measure_every = {every} and training.measures_per_epoch = {m}: give one "

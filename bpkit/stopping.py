@@ -1,7 +1,7 @@
 """Stopping rules as pure functions with reason codes.
 
 The training loop evaluates them once per epoch, inside the compiled program,
-in this order of precedence: diverged, goal, 40-20-40, minimum gradient,
+in this order of precedence: diverged, goal, 40-20-40 or bit fail, minimum gradient,
 line search failed, validation patience, stalled, compute budget, maximum epochs.  The first that holds is the
 run's stop reason; ``RUNNING`` means none did yet.
 
@@ -14,6 +14,8 @@ run's stop reason; ``RUNNING`` means none did yet.
   wrong outputs as an integer and holds when the count is 0: a float mean of
   a boolean mask is not 1.0 for many perfect outputs (in float32 the mean of
   41, 47, 55, 61, 82 or 194 trues is 0.99999994).
+* **bit_fail** (FANN's ``FANN_STOPFUNC_BIT`` with no bit fail allowed): every output within
+  ``bit_fail`` times the targets' span of its target (:func:`count_bit_fails`); an integer count again.
 * **min_grad**: full-data gradient norm <= ``min_grad_norm``.
 * **line_search_failed**: the optimizer's line search reported that it found
   no step with sufficient decrease (see :mod:`bpkit.optim.contract`).  Always
@@ -43,9 +45,10 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
-RUNNING, DIVERGED, GOAL, CRITERION, MIN_GRAD, PATIENCE, STALLED, MAX_EPOCHS, LINE_SEARCH_FAILED, MAX_CU = range(10)
+RUNNING, DIVERGED, GOAL, CRITERION, MIN_GRAD, PATIENCE, STALLED, MAX_EPOCHS, LINE_SEARCH_FAILED, MAX_CU, BIT_FAIL = (
+    range(11))
 REASONS = ("running", "diverged", "goal", "40-20-40", "min_grad", "patience", "stalled", "max_epochs",
-           "line_search_failed", "max_cu")
+           "line_search_failed", "max_cu", "bit_fail")
 STOP_ON = ("first", "all")
 
 
@@ -62,6 +65,9 @@ class StopRules:
         goal: stop when the training loss is at most this.
         min_grad_norm: stop when the full-data gradient norm is at most this.
         criterion_40_20_40: stop when every output is right by 40-20-40.
+        bit_fail: stop when no output is a bit fail (FANN's): off its target by
+            ``bit_fail`` times the targets' span or more.  The run's count of wrong
+            outputs is then the bit fails; not with ``criterion_40_20_40``.
         patience: stop after this many epochs without a better validation loss.
         stall_epochs: stop after this many epochs with no change to the params.
         max_cu: stop once the run has spent this many cu (a compute budget).
@@ -74,6 +80,7 @@ class StopRules:
     goal: float | None = None
     min_grad_norm: float | None = None
     criterion_40_20_40: bool = False
+    bit_fail: float | None = None
     patience: int | None = None
     stall_epochs: int | None = 10
     stop_on: str = "first"
@@ -89,6 +96,11 @@ class StopRules:
             v = getattr(self, name)
             if v is not None and not (isinstance(v, int) and 1 <= v <= limit):
                 raise ValueError(f"{name} must be an integer in 1..{limit} or None, got {v!r}")
+        if self.bit_fail is not None and not 0 < self.bit_fail <= 1:
+            raise ValueError(f"bit_fail must be in (0, 1] (a fraction of the targets' span; FANN's is 0.35), "
+                             f"got {self.bit_fail!r}")
+        if self.bit_fail is not None and self.criterion_40_20_40:
+            raise ValueError("give one output criterion: criterion_40_20_40 or bit_fail, not both")
         for name in ("goal", "min_grad_norm"):
             v = getattr(self, name)
             if v is not None and not v >= 0:
@@ -116,10 +128,35 @@ def count_wrong_40_20_40(out: jax.Array, y: jax.Array, lo: jax.Array, hi: jax.Ar
     return wrong.sum(dtype="int32")  # operators only: the same code counts NumPy arrays (tests)
 
 
+def count_bit_fails(out: jax.Array, y: jax.Array, lo: jax.Array, hi: jax.Array, limit: float) -> jax.Array:
+    """How many output entries are bit fails (int32): off their target by at least ``limit (hi - lo)``.
+
+    FANN's ``fann_update_MSE`` counts ``|y - a| >= bit_fail_limit`` on an output in ``[0, 1]`` and
+    ``|y - a| / 2 >= bit_fail_limit`` on one in ``[-1, 1]``: the same where the targets span the output's
+    range.  A constant target (``hi = lo``) takes a span of 1.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> int(count_bit_fails(jnp.array([[0.3], [0.5], [0.9]]), jnp.array([[0.], [1.], [1.]]), 0., 1., 0.35))
+        1
+    """
+    span = hi - lo
+    span = span + (span == 0)  # operators only: the same code counts NumPy arrays (tests)
+    return (abs(y - out) >= limit * span).sum(dtype="int32")
+
+
+def count_wrong(rules: StopRules, out: jax.Array, y: jax.Array, lo: jax.Array, hi: jax.Array) -> jax.Array:
+    """The run's count of wrong outputs: its bit fails under ``rules.bit_fail``, else 40-20-40's."""
+    if rules.bit_fail is not None:
+        return count_bit_fails(out, y, lo, hi, rules.bit_fail)
+    return count_wrong_40_20_40(out, y, lo, hi)
+
+
 def met_now(rules: StopRules, loss: jax.Array, wrong: jax.Array) -> jax.Array:
-    """``[goal holds, 40-20-40 holds]`` at this epoch (bool, shape (2,)); a criterion switched off never holds."""
+    """``[goal holds, the output criterion (40-20-40 or bit fail) holds]`` at this epoch (bool, shape (2,)); a
+    criterion switched off never holds."""
     goal = loss <= rules.goal if rules.goal is not None else jnp.asarray(False)
-    crit = wrong == 0 if rules.criterion_40_20_40 else jnp.asarray(False)
+    crit = wrong == 0 if (rules.criterion_40_20_40 or rules.bit_fail is not None) else jnp.asarray(False)
     return jnp.stack([jnp.asarray(goal), jnp.asarray(crit)])
 
 
@@ -148,18 +185,20 @@ def stop_reason(
     ``max_cu`` needs.
     """
     checks: list[tuple[jax.Array, int | jax.Array]] = [(~jnp.isfinite(loss), DIVERGED)]
-    on = [i for i, flag in enumerate((rules.goal is not None, rules.criterion_40_20_40)) if flag]  # met's slots
+    output = rules.criterion_40_20_40 or rules.bit_fail is not None
+    crit = BIT_FAIL if rules.bit_fail is not None else CRITERION
+    on = [i for i, flag in enumerate((rules.goal is not None, output)) if flag]  # met's slots
     if rules.stop_on == "all" and on:
         if met is None:
             raise ValueError("stop_on='all' needs met, the epochs each criterion first held")
-        codes = (GOAL, CRITERION)
-        last = codes[on[0]] if len(on) == 1 else jnp.where(met[1] > met[0], CRITERION, GOAL)  # the one met last
+        codes = (GOAL, crit)
+        last = codes[on[0]] if len(on) == 1 else jnp.where(met[1] > met[0], crit, GOAL)  # the one met last
         checks.append((jnp.all(met[jnp.asarray(on)] > 0), last))
     else:
         if rules.goal is not None:
             checks.append((loss <= rules.goal, GOAL))
-        if rules.criterion_40_20_40:
-            checks.append((wrong == 0, CRITERION))
+        if output:
+            checks.append((wrong == 0, crit))
     if rules.min_grad_norm is not None:
         checks.append((grad_norm <= rules.min_grad_norm, MIN_GRAD))
     checks.append((jnp.asarray(line_search_failed), LINE_SEARCH_FAILED))

@@ -39,6 +39,11 @@ Benchmarks:
             chunk vs with the default 1024 MB chunk budget, with a 16 MB one, and the
             floor: one run of the same program in a fresh process.
   flagship  wall time of the README's main command (sweep + report), from scratch.
+  fannsets  FANN's own benchmark sets (parity8, two-spiral, thyroid, robot, mushroom; --fann-datasets),
+            each algorithm as FANN runs it (incremental, batch, iRPROP-, quickprop, with FANN's error
+            functions and clips): a 5-epoch trajectory check against FANN in float64 first (to 1e-8;
+            a pair that fails it is not timed), then epochs per second side by side.  Targets: online
+            >= 1.5x FANN, full batch >= 3x FANN.
 
 Peers that are not installed are skipped with a line saying so.  PyTorch is
 not in the `bench` extra (a plain requirement pulls a multi-GB CUDA build):
@@ -401,6 +406,120 @@ def _fann_result(out: dict, fann, check, speedup: float | None, dtype) -> None:
                    "max_rel_diff": float(np.max(np.abs(fann[1][0]["w"] - ref)) / np.max(np.abs(ref)))}
 
 
+# FANN's benchmark sets with the layers FANN's benchmark used (../shared/fann-datasets/README.md).
+FANN_SETS = (("parity8", (8, 16, 1)), ("two-spiral", (2, 20, 10, 1)), ("thyroid", (21, 16, 8, 3)),
+             ("robot", (48, 96, 3)), ("mushroom", (125, 32, 2)))
+FANN_ALGORITHMS = ("incremental", "batch", "irprop", "quickprop")
+
+
+def fann_sets_folder(given: str | None = None):
+    """The folder of FANN's benchmark sets: ``given``, else $BPKIT_FANN_DATASETS, else ../shared/fann-datasets."""
+    import os
+    import pathlib
+
+    default = pathlib.Path(__file__).resolve().parents[2] / "shared" / "fann-datasets"
+    return pathlib.Path(given or os.environ.get("BPKIT_FANN_DATASETS") or default)
+
+
+def _fann_setup(algorithm: str, n: int, f32):
+    """FANN's settings for ``algorithm`` (its benchmark's: learning rate 0.7, the tanh error function for batch
+    and iRPROP-, the linear one for incremental and quickprop, quickprop's decay -0.0001) and bpkit's optimizer,
+    loss and batch size doing the same arithmetic.  FANN's batch step is ``(float)(0.7 / n)`` times the
+    summed slope: bpkit's rate is that float times n, on the mean gradient."""
+    from bpkit import fann as fann_ref
+    from bpkit import optim
+
+    per_example = f32(f32(0.7) / n) * n
+    return {
+        "incremental": (fann_ref.INCREMENTAL, 0, optim.make("sgd", learning_rate=f32(0.7)), "mse", 1),
+        "batch": (fann_ref.BATCH, 1, optim.make("sgd", learning_rate=per_example), "atanh", None),
+        "irprop": (fann_ref.RPROP, 1, optim.make("rprop", learning_rate=f32(0.1), variant="fann", eta_minus=0.5,
+                                                  eta_plus=f32(1.2), min_step=0.0, max_step=50.0,
+                                                  weight_limit=1500.0), "atanh", None),
+        "quickprop": (fann_ref.QUICKPROP, 0, optim.make("quickprop", learning_rate=per_example, mu=1.75,
+                                                         decay=f32(0.0001) / n, weight_limit=1500.0), "mse", None),
+    }[algorithm]
+
+
+def _fann_and_bpkit(name, sizes, algorithm, x, y, params, epochs, precision, dtype, measure_every):
+    """``(fann_run, bpkit_run)``: each runs ``epochs`` epochs of ``algorithm`` from ``params`` and returns
+    the params (FANN's in bpkit's layout, as NumPy)."""
+    import weakref
+
+    from bpkit import fann as fann_ref
+    from bpkit.loop import make_trainer
+    from bpkit.stopping import StopRules
+
+    f32 = lambda v: float(np.float32(v))
+    code, error, opt, loss, batch_size = _fann_setup(algorithm, len(x), f32)
+    ref = fann_ref.Net(sizes, precision=precision)
+    ref.set_params(params)
+    ref.set("train_error_function", error)
+    ref.set("learning_rate", 0.7)
+    ref.set("quickprop_decay", -0.0001)
+    ref.lib.fann_set_training_algorithm(ref.ann, code)
+    data = ref.train_data(np.asarray(x, np.float64), np.asarray(y, np.float64))
+
+    def fann_run():
+        for _ in range(epochs):
+            ref.lib.fann_train_epoch(ref.ann, data)
+        return ref
+
+    fann_run.net = ref
+    weakref.finalize(fann_run, ref.lib.fann_destroy_train, data)
+    net = MLP(sizes, hidden="sigmoid", output="sigmoid", sum_limit=600.0)
+    run = jax.jit(make_trainer(net, opt, batch_size=batch_size, shuffle=False, source="fann_clipped", loss=loss,
+                               measure_every=measure_every, rules=StopRules(max_epochs=epochs, stall_epochs=None)))
+    p = jax.tree.map(lambda v: jnp.asarray(v, dtype), params)
+    xj, yj, key = jnp.asarray(x, dtype), jnp.asarray(y, dtype), jax.random.key(0)
+    return fann_run, lambda: run(p, xj, yj, key).params
+
+
+def bench_fann_sets(rounds: int, dtype, folder=None) -> dict:
+    """bpkit against FANN 2.2's C library on FANN's own benchmark sets, per algorithm: first the
+    trajectory check (5 epochs from the same weights in float64, libdoublefann: bpkit's weights after
+    them relative to FANN's), then epochs per second in ``dtype``, side by side.  bpkit measures the
+    loss every epoch in full batch (where that measurement is the next step's gradient) and once at
+    the end online (FANN's incremental epoch measures nothing)."""
+    from bpkit import datasets
+    from bpkit import fann as fann_ref
+
+    where = fann_sets_folder(folder)
+    out = {"name": "fannsets", "problem": f"FANN's benchmark sets at {where}, {jnp.dtype(dtype).name}", "sets": []}
+    if fann_ref.load("double") is None or fann_ref.load(_fann(dtype)[1]) is None:
+        return {**out, "skipped": fann_ref.WHY_MISSING}
+    if not (where / "parity8.train").is_file():
+        return {**out, "skipped": f"FANN's benchmark sets are not at {where} (--fann-datasets PATH)"}
+    for name, sizes in FANN_SETS:
+        d = datasets.load_fann(where / f"{name}.train")
+        x, y = d.x_train, d.y_train
+        net = MLP(sizes, hidden="sigmoid", output="sigmoid")
+        with jax.enable_x64(True):
+            params = jax.tree.map(np.asarray, net.init(jax.random.key(0), scheme="uniform", scale=0.1,
+                                                       dtype=jnp.float64))  # FANN's +-0.1
+        weights = net.num_params
+        epochs = int(np.clip(round(4e6 / (len(x) * weights)), 2, 200))
+        for algorithm in FANN_ALGORITHMS:
+            online = algorithm == "incremental"
+            with jax.enable_x64(True):
+                fann64, bpkit64 = _fann_and_bpkit(name, sizes, algorithm, x, y, params, 5, "double", jnp.float64, 1)
+                theirs, mine = fann64().params(), bpkit64()
+                gap = max(float(np.max(np.abs(np.asarray(m[k]) - t[k])) / np.max(np.abs(t[k])))
+                          for m, t in zip(mine, theirs, strict=True) for k in ("w", "b"))
+            row = {"set": name, "layers": "-".join(map(str, sizes)), "algorithm": algorithm, "examples": len(x),
+                   "epochs": epochs, "check_max_rel_diff": gap, "check_ok": gap <= 1e-8}
+            if row["check_ok"]:
+                fann_run, bpkit_run = _fann_and_bpkit(name, sizes, algorithm, x, y, params, epochs, _fann(dtype)[1],
+                                                      dtype, epochs if online else 1)
+                t = interleaved({"fann": fann_run, "bpkit": bpkit_run}, max(3, rounds // 5), inner=1)
+                ms = {k: 1e3 * statistics.median(v) / epochs for k, v in t.items()}
+                goal = 1.5 if online else 3.0
+                row.update(ms_per_epoch=ms, speedup=ms["fann"] / ms["bpkit"], target=f">= {goal}x FANN",
+                           met=ms["fann"] / ms["bpkit"] >= goal)
+            out["sets"].append(row)
+    return out
+
+
 def _cg_problem(dtype):
     x, y, source = digits(dtype)
     net = MLP((64, 32, 10), hidden="sigmoid", output="sigmoid")
@@ -683,7 +802,10 @@ def main(argv=None) -> int:
     ap.add_argument("--dtype", choices=["float32", "float64"], default="float32")
     ap.add_argument("--json", help="also write the results to this JSON file")
     ap.add_argument("--only",
-                    help="comma-separated subset of: grad,online,batch,cg,optimistix,scg,sweep,memory,flagship")
+                    help="comma-separated subset of: grad,online,batch,cg,optimistix,scg,sweep,memory,flagship,"
+                         "fannsets")
+    ap.add_argument("--fann-datasets", help="the folder of FANN's benchmark sets (default: $BPKIT_FANN_DATASETS, "
+                                            "else ../shared/fann-datasets)")
     args = ap.parse_args(argv)
     if args.rounds < 1:
         ap.error("--rounds must be at least 1")
@@ -701,7 +823,8 @@ def main(argv=None) -> int:
     benches = {"grad": bench_grad, "online": bench_online, "batch": bench_batch, "cg": bench_cg,
                "optimistix": bench_optimistix,
                "scg": bench_scg,
-               "sweep": bench_sweep, "memory": bench_memory, "flagship": bench_flagship}
+               "sweep": bench_sweep, "memory": bench_memory, "flagship": bench_flagship,
+               "fannsets": partial(bench_fann_sets, folder=args.fann_datasets)}
     chosen = args.only.split(",") if args.only else list(benches)
     for c in chosen:
         if c not in benches:
@@ -752,6 +875,18 @@ def _print(r: dict) -> None:
         if "speedup_vs_torch" in r:
             print(f"  {r['speedup_vs_torch']:.1f}x the PyTorch loop")
         _print_fann(r)
+    elif r["name"] == "fannsets":
+        if "skipped" in r:
+            print(f"  skipped: {r['skipped']}")
+        for row in r["sets"]:
+            head = f"  {row['set']:<10} {row['layers']:<12} {row['algorithm']:<11}"
+            check = f"check {row['check_max_rel_diff']:.1e}"
+            if not row["check_ok"]:
+                print(f"{head} {check}: trajectories disagree, not timed")
+                continue
+            ms = row["ms_per_epoch"]
+            print(f"{head} {check}; FANN {ms['fann']:.3f} ms, bpkit {ms['bpkit']:.3f} ms per epoch: "
+                  f"{row['speedup']:.2f}x FANN; target {row['target']}: {_met(row['met'])}")
     elif r["name"] == "batch":
         print("  " + ", ".join(f"{k} {v:.0f} epochs/s" for k, v in r["epochs_per_s"].items()))
         print(f"  {r['vs_minimal']:.2f}x the minimal fused loop; target {r['target']}: {_met(r['met'])}")

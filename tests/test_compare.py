@@ -389,3 +389,21 @@ def test_paired_tests_and_pooled_rates_read_the_chosen_runs_from_the_same_starts
     assert pooled.value == 14 / 20
     with pytest.raises(ValueError, match="no answer has"):
         compare.pooled(both, method="Z")
+
+
+def test_a_bit_fail_criterion_is_judged_and_reported(tmp_path):
+    flat = cfg.validate({"name": "b", "seeds": [0, 1, 2], "data.name": "xor", "network.hidden": [2],
+                         "network.activation": "tanh", "training.batch_size": 1, "optimizer.learning_rate": 2.0,
+                         "training.max_epochs": 2000, "training.bit_fail": 0.35})
+    with Store(tmp_path / "b.sqlite") as store:
+        sweep.run_sweep(flat, store, progress=False)
+        runs, _ = store.runs()
+    assert compare.criteria(runs[0]["config"]) == ["bit fail"]
+    won = [r for r in runs if r["stop_reason"] == "bit_fail"]
+    assert won and all(r["curves"]["wrong"][-1] == 0 for r in won)
+    (answer,) = compare.answers(runs)
+    assert answer.criterion == "bit fail" and answer.success == len(won)
+    text = report.write(tmp_path / "b.sqlite")[0].read_text()
+    assert "bit fail" in text
+    with pytest.raises(ValueError, match="give one criterion on the outputs"):
+        cfg.expand(cfg.validate({**flat, "training.criterion_40_20_40": True}))

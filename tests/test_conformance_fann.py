@@ -34,11 +34,12 @@ ACT = {"sigmoid": (fann_ref.SIGMOID, 0.5), "sigmoid_symmetric": (fann_ref.SIGMOI
        "tanh": (fann_ref.SIGMOID_SYMMETRIC, 1.0)}
 
 
-def _pair(hidden, scale, output="sigmoid"):
-    net = MLP((3, 4, 2), hidden=hidden, output=output)
+def _pair(hidden, scale, output="sigmoid", steepness=(1.0, 1.0)):
+    net = MLP((3, 4, 2), hidden=hidden, output=output, steepness=steepness)
     params = net.init(jax.random.key(3), scheme="uniform", scale=scale, dtype=jnp.float64)
-    ref = fann_ref.Net((3, 4, 2), hidden=ACT[hidden][0], steepness_hidden=ACT[hidden][1], output=ACT[output][0],
-                       steepness_output=ACT[output][1])
+    # bpkit's steepness k on top of FANN's steepness for its activation (FANN's sigmoid at s is bpkit's at 2 s)
+    ref = fann_ref.Net((3, 4, 2), hidden=ACT[hidden][0], steepness_hidden=ACT[hidden][1] * steepness[0],
+                       output=ACT[output][0], steepness_output=ACT[output][1] * steepness[1])
     ref.set_params(params)
     return net, params, ref
 
@@ -224,3 +225,19 @@ def test_the_weight_limit_is_fanns_from_weights_at_the_edge(algorithm):
     r = train(net, free, params, jnp.asarray(X), jnp.asarray(Y), key=jax.random.key(0), source="fann_clipped",
               shuffle=False, rules=StopRules(max_epochs=30, stall_epochs=None))
     assert float(np.max(np.abs(np.asarray(r.params[0]["w"]) - ref.params()[0]["w"]))) > 1e-3
+
+
+@pytest.mark.parametrize("hidden", list(ACT))
+@pytest.mark.parametrize("algorithm", ["incremental", "rprop"])
+def test_fanns_activation_steepness_is_bpkits_steepness(hidden, algorithm):
+    # FANN's steepness 0.125 on the hidden layer and 1.5 on the output (bpkit's 0.25 and 3 on its sigmoids)
+    steep = (0.25 if hidden != "tanh" else 0.125, 3.0)
+    net, params, ref = _pair(hidden, 2.0, steepness=steep)
+    opt, code, setup = {
+        "incremental": (optax.sgd(0.25), fann_ref.INCREMENTAL, [("learning_rate", 0.25)]),
+        "rprop": (optim.rprop(F32(0.1), variant="fann", eta_minus=0.5, eta_plus=F32(1.2), min_step=0.0,
+                              max_step=50.0), fann_ref.RPROP, [("rprop_delta_zero", 0.1)]),
+    }[algorithm]
+    _compare(net, params, ref, code, opt, 25, batch_size=1 if algorithm == "incremental" else None, setup=setup)
+    plain = MLP(net.sizes, hidden=hidden, output="sigmoid")  # the steepness matters: at 1 the outputs differ
+    assert not np.allclose(np.asarray(plain.apply(params, X)), np.asarray(net.apply(params, X)), atol=1e-3)

@@ -203,17 +203,19 @@ def test_every_rule_runs_under_jit(rule):
 
 @pytest.mark.parametrize("loss, output", [("mse", "tanh"), ("bce", "sigmoid"), ("softmax_ce", "softmax"),
                                           ("atanh", "sigmoid")])
-def test_a_clipped_sum_is_differentiated_by_hand_as_by_jax_grad(loss, output):
-    # FANN's neuron-sum clip: |z| <= limit, derivative 0 beyond; a third of the sums are cut here.
-    net = MLP((3, 4, 3), hidden="tanh", output=output, sum_limit=1.5)
+@pytest.mark.parametrize("steepness", [1.0, (0.5, 3.0)])
+def test_a_clipped_sum_is_differentiated_by_hand_as_by_jax_grad(loss, output, steepness):
+    # FANN's neuron-sum clip: |z| <= limit, derivative 0 beyond; a third of the sums are cut here.  With FANN's
+    # steepness k the layer computes z = clip(k s): its delta takes a factor k.
+    net = MLP((3, 4, 3), hidden="tanh", output=output, sum_limit=1.5, steepness=steepness)
     params = net.init(jax.random.key(1), scheme="uniform", scale=2.0, dtype=jnp.float64)
     x = jax.random.normal(jax.random.key(2), (6, 3), jnp.float64)
     y = jax.nn.one_hot(jnp.arange(6) % 3, 3, dtype=jnp.float64)
     _, cache = net.forward(params, x)
-    assert all(0 < float(jnp.mean(jnp.abs(z) >= 1.5)) < 1 for z in cache.zs)
+    assert all(0 < float(jnp.mean(jnp.abs(z) >= 1.5)) < 1 for z in cache.zs[:1])
     hand = jit_backprop(net, params, x, y, loss)
     chex.assert_trees_all_close(hand, jit_autodiff(net, params, x, y, loss), **TOL["float64"])
-    unclipped = MLP((3, 4, 3), hidden="tanh", output=output)
+    unclipped = MLP((3, 4, 3), hidden="tanh", output=output, steepness=steepness)
     assert not np.allclose(hand[0]["w"], jit_backprop(unclipped, params, x, y, loss)[0]["w"])
     report = check_gradient(lambda p, x, y: loss_value(net, p, x, y, loss),
                             lambda p, x, y: jit_backprop(net, p, x, y, loss), params, x, y)

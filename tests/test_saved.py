@@ -23,7 +23,7 @@ def _net(hidden=("tanh", "sigmoid_symmetric"), output="sigmoid", dtype=jnp.float
 
 @pytest.mark.parametrize("dtype", [jnp.float64, jnp.float32])
 def test_a_saved_net_reads_back_bit_for_bit_with_its_scaling(tmp_path, dtype):
-    net, params = _net(dtype=dtype, sum_limit=600.0)
+    net, params = _net(dtype=dtype, sum_limit=600.0, steepness=(1.0, 2.0, 0.5))
     inputs, outputs = saved.Scaling.standardise(X), saved.Scaling(np.array([1.0, -2.0]), np.array([3.0, 0.5]),
                                                                    np.array([0.0, 0.0]), np.array([1.0, 2.0]))
     path = saved.save(tmp_path / "n.npz", net, params, inputs=inputs, outputs=outputs)
@@ -74,8 +74,9 @@ needs_fann = pytest.mark.skipif(fann_ref.load() is None, reason=fann_ref.WHY_MIS
 @pytest.mark.parametrize("error_function", ["linear", "tanh"])
 def test_the_fann_export_is_the_text_fann_itself_saves(tmp_path, error_function):
     hidden, output = ("sigmoid_symmetric", "sigmoid_symmetric"), "sigmoid"  # FANN: one activation per layer kind
-    net, params = _net(hidden=hidden, output=output)
-    ref = fann_ref.Net(net.sizes, hidden=fann_ref.SIGMOID_SYMMETRIC, output=fann_ref.SIGMOID)
+    net, params = _net(hidden=hidden, output=output, steepness=(1.5, 1.5, 0.5))
+    ref = fann_ref.Net(net.sizes, hidden=fann_ref.SIGMOID_SYMMETRIC, output=fann_ref.SIGMOID,
+                       steepness_hidden=0.75, steepness_output=0.25)
     ref.set_params(params)
     ref.set("train_error_function", int(error_function == "tanh"))
     ref.lib.fann_set_training_algorithm(ref.ann, fann_ref.RPROP)
@@ -86,7 +87,7 @@ def test_the_fann_export_is_the_text_fann_itself_saves(tmp_path, error_function)
 @needs_fann
 @pytest.mark.parametrize("scaled", [False, True])
 def test_fann_runs_the_exported_net_as_bpkit_does(tmp_path, scaled):
-    net, params = _net(hidden=("tanh", "sigmoid_symmetric"), output="identity")
+    net, params = _net(hidden=("tanh", "sigmoid_symmetric"), output="identity", steepness=(0.5, 2.0, 1.25))
     # scaling values a C float holds exactly (FANN keeps them in float)
     inputs = saved.Scaling(np.array([2.0, 1.5, -0.25]), np.array([4.0, 2.0, 0.5]), np.full(3, -1.0), np.ones(3))
     outputs = saved.Scaling(np.array([0.5, -3.0]), np.array([2.0, 8.0]), np.zeros(2), np.array([1.0, 0.5]))

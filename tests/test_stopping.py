@@ -1,12 +1,14 @@
 """The stop rules, against brute-force counts: 40-20-40 is an integer count of wrong outputs."""
 
+import ctypes
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
 
-from bpkit import MLP, datasets, stopping
+from bpkit import MLP, datasets, optim, stopping
 from bpkit.stopping import StopRules
 from bpkit.training import train
 
@@ -75,3 +77,54 @@ def test_line_search_failure_is_its_own_reason_after_the_criteria():
     reached = (1, jnp.asarray(0.3), 1.0, jnp.int32(0), 0, 0)  # the criterion holds too: it wins
     assert int(stopping.stop_reason(StopRules(criterion_40_20_40=True), *reached, True)) == stopping.CRITERION
     assert stopping.reason_name(stopping.LINE_SEARCH_FAILED) == "line_search_failed"
+
+
+def _brute_bit_fails(out, y, lo, hi, limit):
+    span = (hi - lo) or 1.0
+    return sum(abs(t - o) >= limit * span for o, t in zip(out.ravel().tolist(), y.ravel().tolist(), strict=True))
+
+
+@pytest.mark.parametrize("lo", [0.0, -1.0])
+def test_bit_fails_are_a_brute_force_count_and_fanns(lo):
+    rng = np.random.default_rng(4)
+    y = np.where(rng.uniform(size=(300, 3)) > 0.5, 1.0, lo)
+    out = np.clip(y + rng.normal(scale=0.4, size=y.shape), lo, 1.0)
+    got = jax.jit(stopping.count_bit_fails, static_argnums=4)(jnp.asarray(out), jnp.asarray(y), lo, 1.0, 0.35)
+    assert got.dtype == jnp.int32 and int(got) == _brute_bit_fails(out, y, lo, 1.0, 0.35)
+    assert 0 < int(got) < y.size
+    from bpkit import fann as fann_ref  # FANN counts the same outputs (fann_test over the patterns)
+
+    lib = fann_ref.load()
+    if lib is None:
+        pytest.skip(fann_ref.WHY_MISSING)
+    act = fann_ref.SIGMOID if lo == 0 else fann_ref.SIGMOID_SYMMETRIC
+    ref = fann_ref.Net((1, 3), output=act)  # no hidden layer: the outputs below are the net's own outputs
+    ref.lib.fann_set_bit_fail_limit(ref.ann, 0.35)
+    ref.lib.fann_reset_MSE(ref.ann)
+    net = MLP((1, 3), hidden=(), output="sigmoid" if lo == 0 else "sigmoid_symmetric")
+    ref.set_params([{"w": np.zeros((1, 3)), "b": np.zeros(3)}])
+    x = rng.uniform(-4, 4, (300, 1))
+    params = [{"w": rng.uniform(-2, 2, (1, 3)), "b": rng.uniform(-1, 1, 3)}]
+    ref.set_params(params)
+    for row, t in zip(x, y, strict=True):
+        ref.lib.fann_test(ref.ann, (ctypes.c_double * 1)(*row), (ctypes.c_double * 3)(*t))
+    mine = stopping.count_bit_fails(net.apply(jax.tree.map(jnp.asarray, params), jnp.asarray(x)), jnp.asarray(y),
+                                    lo, 1.0, 0.35)
+    assert int(mine) == ref.lib.fann_get_bit_fail(ref.ann) and 0 < int(mine) < y.size
+
+
+def test_training_stops_at_the_first_epoch_without_a_bit_fail():
+    x, y = jnp.asarray(datasets.load("xor").x_train), jnp.asarray(datasets.load("xor").y_train)
+    net = MLP((2, 2, 1), hidden="tanh", output="sigmoid")
+    params = net.init(jax.random.key(1))
+    sgd = optim.make("sgd", learning_rate=2.0)
+    r = train(net, sgd, params, x, y, key=jax.random.key(0), batch_size=1,
+              rules=StopRules(max_epochs=3000, bit_fail=0.35, stall_epochs=None))
+    full = train(net, sgd, params, x, y, key=jax.random.key(0), batch_size=1,
+                 rules=StopRules(max_epochs=int(r.epochs), stall_epochs=None))
+    counts = [int(stopping.count_bit_fails(net.apply(p, x), y, 0.0, 1.0, 0.35)) for p in [full.params]]
+    assert r.reason == "bit_fail" and counts == [0]
+    wrong = np.asarray(r.history.wrong[: int(r.epochs)])
+    assert wrong[-1] == 0 and np.all(wrong[:-1] > 0)  # the first epoch with none: brute force over the curve
+    with pytest.raises(ValueError, match="one output criterion"):
+        StopRules(criterion_40_20_40=True, bit_fail=0.35)
