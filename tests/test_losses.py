@@ -82,3 +82,17 @@ def test_the_atanh_error_is_fanns_on_both_sides_of_its_cap(dtype):
     assert bool(jnp.all(jnp.isfinite(slope)))
     if dtype == "float64":
         np.testing.assert_allclose(-np.asarray(slope)[:, 0] * len(e), want, rtol=1e-9)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_the_atanh_value_is_right_inside_a_compiled_sum(dtype):
+    # A large batch, jitted with the sigmoid before it: XLA's CPU compiler once fused this sum wrongly (jax 0.10.2
+    # took log1p(-x) for log1p(x) in one fusion; the value came out negative).  Against NumPy in float64.
+    rng = np.random.default_rng(5)
+    z = rng.normal(size=(3600, 3)) * 2
+    y = (rng.uniform(size=(3600, 3)) > 0.8).astype(np.float64)
+    loss, act = losses.get("atanh"), activations.get("sigmoid")
+    got = jax.jit(lambda z_, y_: loss.value(z_, act.fn(z_), y_))(jnp.asarray(z, dtype), jnp.asarray(y, dtype))
+    e = y - 1 / (1 + np.exp(-np.asarray(z, dtype).astype(np.float64)))
+    want = np.mean(np.sum(2 * e * np.arctanh(e) + np.log(1 - e * e), axis=1))
+    assert float(got) == pytest.approx(want, rel=1e-5 if dtype == "float32" else 1e-12)
