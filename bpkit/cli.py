@@ -287,6 +287,28 @@ def _cmd_copy(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_export(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from bpkit import saved
+
+    for out in (args.out, args.fann):  # before the training: where the files go
+        if out is not None and (Path(out).exists() or Path(out).is_symlink()):
+            raise ValueError(f"{out} exists; give a new file")
+        if out is not None and not Path(out).resolve().parent.is_dir():
+            raise ValueError(f"{Path(out).parent}: no such folder")
+    r = saved.from_store(args.store, args.run_id, check=saved.check_fann if args.fann else None)
+    saved.save(args.out, r.saved.net, r.saved.params, inputs=r.saved.inputs, outputs=r.saved.outputs)
+    if args.fann:
+        error = "tanh" if r.loss == "atanh" else "linear"
+        saved.save_fann(args.fann, r.saved.net, r.saved.params, inputs=r.saved.inputs, outputs=r.saved.outputs,
+                        error_function=error)
+    stored = "diverged" if r.stored_loss is None else f"{r.stored_loss:.6g}"
+    print(f"wrote {args.out}{' and ' + args.fann if args.fann else ''}: run {args.run_id} trained again alone, "
+          f"final training loss {r.train_loss:.6g} (stored: {stored})")
+    return 0
+
+
 def one_line(e: BaseException) -> str:
     """An error as one plain line; an OS error names its path (``x: is a directory``)."""
     if isinstance(e, OSError):
@@ -298,7 +320,7 @@ def one_line(e: BaseException) -> str:
     return text.splitlines()[0] if text else type(e).__name__
 
 
-VERBS = ("check", "report", "datasets", "run", "sweep", "copy")
+VERBS = ("check", "report", "datasets", "run", "sweep", "copy", "export")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -313,6 +335,7 @@ def build_parser() -> argparse.ArgumentParser:
                        ("sweep", "run a sweep config: a grid, vmapped and sharded, into a results store")):
         _add_sweep(sub.add_parser(verb, help=text, description=text[0].upper() + text[1:] + ". Re-running resumes."))
     _add_copy(sub)
+    _add_export(sub)
     for p in sub.choices.values():
         p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
     assert tuple(sub.choices) == VERBS
@@ -325,7 +348,7 @@ def _add_check(sub) -> None:
         description="Run every activation x loss x depth x dtype (and the ablations, as expected failures, "
         "and the Flax model) through the gradient checker.")
     check.add_argument("--activations", type=_csv(str), help="comma-separated subset (default: all)")
-    check.add_argument("--losses", type=_csv(str), help="comma-separated subset of mse,bce,softmax_ce")
+    check.add_argument("--losses", type=_csv(str), help="comma-separated subset of mse,bce,softmax_ce,atanh")
     check.add_argument("--depths", type=_csv(int), default=[1, 2, 3, 4], help="weight layers (default 1,2,3,4)")
     check.add_argument("--dtypes", type=_csv(str), default=["float32", "float64"], help="float32,float64")
     check.add_argument("--no-ablations", action="store_true", help="skip the ablated rules")
@@ -357,6 +380,20 @@ def _add_copy(sub) -> None:
     cp.add_argument("store", help="results store (.sqlite)")
     cp.add_argument("dest", help="the copy (a new file)")
     cp.set_defaults(func=_cmd_copy)
+
+
+def _add_export(sub) -> None:
+    ex = sub.add_parser("export", help="save a sweep's run as a net (.npz, and FANN's .net)",
+                        description="Train a stored run again alone from its config and seed (a store keeps no "
+                        "weights) and save the net with its spec and its data's scaling (.npz); --fann also "
+                        "writes FANN's .net. Prints the retrained run's final training loss beside the stored "
+                        "one: a run alone can end apart from its vmapped sweep in the last bits, or more where "
+                        "its training amplifies rounding.")
+    ex.add_argument("store", help="results store (.sqlite)")
+    ex.add_argument("run_id", help="the run's id (the store's run_id column)")
+    ex.add_argument("out", help="the net (.npz, a new file)")
+    ex.add_argument("--fann", metavar="NET", help="also write FANN's .net text here (a new file)")
+    ex.set_defaults(func=_cmd_export)
 
 
 def _add_sweep(p: argparse.ArgumentParser) -> None:

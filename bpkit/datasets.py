@@ -50,6 +50,7 @@ class Dataset:
     x_test: np.ndarray | None = None
     y_test: np.ndarray | None = None
     task: str = "classification"
+    standardisation: tuple[np.ndarray, np.ndarray] | None = None  # (mean, std) the raw inputs were scaled by
 
     @property
     def inputs(self) -> int:
@@ -139,9 +140,10 @@ def split(
     n_va = int(round(fractions[1] * len(x)))
     tr, va, te = order[:n_tr], order[n_tr:n_tr + n_va], order[n_tr + n_va:]
     x = np.asarray(x, np.float64)
-    if standardize:
-        x = standardised(x[tr], x)[1]
-    return Dataset(name, x[tr], y[tr], x[va], y[va], x[te], y[te], task)
+    scale = standardisation(x[tr]) if standardize else None
+    if scale is not None:
+        x = (x - scale[0]) / scale[1]
+    return Dataset(name, x[tr], y[tr], x[va], y[va], x[te], y[te], task, scale)
 
 
 def standardised(train: np.ndarray, *xs: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -152,9 +154,14 @@ def standardised(train: np.ndarray, *xs: np.ndarray) -> tuple[np.ndarray, ...]:
         >>> standardised(np.array([[0.0], [2.0]]), np.array([[4.0]]))[1].tolist()
         [[3.0]]
     """
-    mu, sd = train.mean(0), train.std(0)
-    sd = np.where(sd > 0, sd, 1.0)
+    mu, sd = standardisation(train)
     return tuple((x - mu) / sd for x in (train, *xs))
+
+
+def standardisation(train: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``train``'s column means and standard deviations, a constant column's deviation counted as 1."""
+    sd = train.std(0)
+    return train.mean(0), np.where(sd > 0, sd, 1.0)
 
 
 def sine(seed: int = 0, n: int = 200, noise: float = 0.05) -> Dataset:
@@ -318,12 +325,14 @@ def load_file(path: str | Path, targets: int = 1, seed: int = 0, test_path: str 
     if xs.shape[1] != xt.shape[1] or ys.shape[1] != yt.shape[1]:
         raise ValueError(f"{test_path}: {xt.shape[1]} inputs and {yt.shape[1]} targets, but {path} has "
                          f"{xs.shape[1]} and {ys.shape[1]}")
+    scale = None
     if not fann:
         if task == "classification" and targets == 1:
             classes = int(max(ys.max(), yt.max())) + 1
             ys, yt = one_hot(ys[:, 0].astype(int), classes), one_hot(yt[:, 0].astype(int), classes)
+        scale = standardisation(xs)
         xs, xt = standardised(xs, xt)
-    return Dataset(Path(path).stem, xs, ys, None, None, xt, yt, task)
+    return Dataset(Path(path).stem, xs, ys, None, None, xt, yt, task, scale)
 
 
 def load_fann(path: str | Path, seed: int = 0) -> Dataset:

@@ -68,7 +68,9 @@ class Outcome(NamedTuple):
     c40_epoch: int
 
 
-def _accuracy(out, y, lo, hi):
+def accuracy(out, y, lo, hi):
+    """The fraction of examples classified right: one output read against the targets' midpoint, several
+    by their largest."""
     if y.shape[1] == 1:
         return jnp.mean(((out > (lo + hi) / 2) == (y > (lo + hi) / 2)).astype(out.dtype))
     return jnp.mean((jnp.argmax(out, 1) == jnp.argmax(y, 1)).astype(out.dtype))
@@ -91,7 +93,7 @@ def group_program(ex: Experiment, width: int | None = None) -> Callable:
         if x is None:
             return jnp.asarray(jnp.nan, ex.dtype), jnp.asarray(jnp.nan, ex.dtype)
         out, cache = ex.net.forward(p, x)
-        return loss_obj.value(cache.zs[-1], out, y), _accuracy(out, y, lo, hi)
+        return loss_obj.value(cache.zs[-1], out, y), accuracy(out, y, lo, hi)
 
     def lane(*vmapped):
         traced = dict(zip(ex.columns, vmapped, strict=True))

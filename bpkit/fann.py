@@ -98,6 +98,7 @@ class Net:
     def __init__(self, sizes, hidden=SIGMOID, output=SIGMOID, steepness_hidden=0.5, steepness_output=0.5,
                  precision="double"):
         self.lib = load(precision)
+        self.algorithm = INCREMENTAL  # what :func:`like` sets up; train_epochs and train take their own
         _, _, self.type, self.connection = PRECISIONS[precision]
         self.sizes = tuple(sizes)
         layers = (ctypes.c_uint * len(sizes))(*sizes)
@@ -174,3 +175,91 @@ class Net:
             return trajectory
         finally:
             self.lib.fann_destroy_train(data)
+
+    def train(self, x, y, epochs: int, algorithm: int) -> None:
+        """Run ``epochs`` epochs of ``fann_train_epoch`` (no trajectory kept)."""
+        self.lib.fann_set_training_algorithm(self.ann, algorithm)
+        data = self.train_data(x, y)
+        try:
+            for _ in range(epochs):
+                self.lib.fann_train_epoch(self.ann, data)
+        finally:
+            self.lib.fann_destroy_train(data)
+
+
+# bpkit's optimizer name (and, for sgd, whether it is online) -> FANN's training algorithm
+ALGORITHMS = {("sgd", True): INCREMENTAL, ("sgd", False): BATCH, ("rprop", False): RPROP,
+              ("quickprop", False): QUICKPROP}
+
+
+def like(run, sizes, precision: str = "float") -> Net:
+    """A FANN net set up to train as ``run`` (a :class:`bpkit.spec.Run`) trains: its algorithm, learning rate
+    (RPROP's initial step), momentum, quickprop's mu, RPROP's factors and bounds, and the tanh error
+    function for the atanh loss.  Runs FANN cannot train alike (other losses, activations or rules than
+    ``fann_clipped``, a shuffled online order, quickprop's decay) are refused: a ValueError names what differs."""
+    net, opt, t = run.network, run.optimizer, run.training
+    online = t.batch_size == 1
+    problems = []
+    if (opt.name, online) not in ALGORITHMS:
+        problems.append(f"optimizer {opt.name} with batch_size {t.batch_size}")
+    if opt.name == "rprop" and opt.variant != "fann":
+        problems.append(f"RPROP variant {opt.variant}")
+    if run.loss not in ("mse", "atanh") or run.source != "fann_clipped":
+        problems.append(f"loss {run.loss} with source {run.source}")
+    if net.activation != "sigmoid" or net.output != "sigmoid" or (online and t.shuffle):
+        problems.append("activations other than sigmoid, or a shuffled order")
+    if opt.name == "quickprop" and opt.decay:
+        problems.append("quickprop's decay (FANN's is per summed slope: set it on the net)")
+    if problems:
+        raise ValueError(f"FANN cannot train this run as bpkit does: {'; '.join(problems)}")
+    ref = Net(sizes, steepness_hidden=0.5 * net.steepness, steepness_output=0.5 * net.output_steepness,
+              precision=precision)
+    ref.set("train_error_function", ERRORFUNC_TANH if run.loss == "atanh" else ERRORFUNC_LINEAR)
+    ref.set("learning_rate", opt.learning_rate)
+    ref.set("learning_momentum", opt.momentum)
+    if opt.name == "rprop":
+        for name, value in (("rprop_delta_zero", opt.learning_rate), ("rprop_increase_factor", opt.eta_plus),
+                            ("rprop_decrease_factor", opt.eta_minus), ("rprop_delta_min", opt.min_step),
+                            ("rprop_delta_max", opt.max_step)):
+            ref.set(name, value)
+    if opt.name == "quickprop":
+        ref.set("quickprop_mu", opt.mu)
+        ref.set("quickprop_decay", 0.0)
+    ref.algorithm = ALGORITHMS[opt.name, online]
+    return ref
+
+
+def side_by_side(runs, stored: dict[str, dict], precision: str = "float") -> list[dict]:
+    """Each of ``runs`` (:class:`bpkit.spec.Run`, with ``stored``: run id -> the store's row) trained again by
+    FANN from the same initial weights for the same epochs: per run, bpkit's and FANN's final test loss (the
+    run's loss) and test error, as dicts.  FANN's loss and error are computed from its outputs by bpkit's own
+    functions, so only the training differs."""
+    import jax
+    import jax.numpy as jnp
+
+    from bpkit import engine, experiment, losses, store
+
+    out = []
+    for run in runs:
+        rid = store.run_id(run.as_dict())
+        if rid not in stored:
+            continue
+        data = experiment.load_data(run)
+        net = experiment.network(run, data)
+        n = run.network
+        kinit = jax.random.split(jax.random.key(run.seed))[0]  # as bpkit.lanes.seed_lane splits the seed
+        params = net.init(kinit, scheme=n.init, scale=n.init_scale, dtype=jnp.dtype(run.dtype), bias=n.bias_init)
+        ref = like(run, net.sizes, precision)
+        ref.set_params(params)
+        ref.train(np.asarray(data.x_train, np.float64), np.asarray(data.y_train, np.float64),
+                  run.training.max_epochs, ref.algorithm)
+        a = jnp.asarray(ref.run(data.x_test))
+        y = jnp.asarray(data.y_test, a.dtype)
+        lo, hi = float(np.min(data.y_train)), float(np.max(data.y_train))
+        row = stored[rid]
+        out.append({"problem": run.label.rsplit("/", 1)[0], "method": run.label.rsplit("/", 1)[-1], "seed": run.seed,
+                    "bpkit_test_loss": row["test_loss"], "bpkit_test_error": 1 - row["test_acc"],
+                    "fann_test_loss": float(losses.get(run.loss).value(a, a, y)),  # mse, atanh: z unused
+                    "fann_test_error": 1 - float(engine.accuracy(a, y, lo, hi))})
+    return out
+

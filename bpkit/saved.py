@@ -28,6 +28,7 @@ import io
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -178,17 +179,61 @@ def load(path: str | Path) -> SavedNet:
     return SavedNet(net, params, *scaling)
 
 
+class Retrained(NamedTuple):
+    """A stored run trained again alone, as :func:`from_store` returns it."""
+
+    saved: SavedNet
+    loss: str  # the run's loss
+    train_loss: float  # the retrained run's final training loss
+    stored_loss: float | None  # the store's (None: the run diverged there)
+
+
+def from_store(store_path: str | Path, run_id: str, check: Callable[[MLP], None] | None = None) -> Retrained:
+    """A sweep's run as a saved net: the run trained again alone from its stored config and seed (a store
+    keeps no weights), with its data's scaling (bpkit's standardisation of CSV and named sets, the
+    ``data.target_range`` map of the targets).  Its final training loss is returned beside the stored one:
+    one run alone can differ from its vmapped sweep in the last bits (``--lanes``), rarely more."""
+    import jax
+
+    from bpkit import experiment, lanes, losses, spec
+    from bpkit.store import Store
+
+    with Store(store_path, readonly=True) as store:
+        rows, _ = store.runs(ids={run_id})
+    if not rows:
+        raise ValueError(f"{store_path}: no run {run_id!r} (a store's run ids: its run_id column, e.g. through "
+                         f"Store.export_csv)")
+    row = rows[0]
+    run = spec.from_flat(row["config"])
+    data = experiment.load_data(run)
+    ex = experiment.build(run, data)
+    if check is not None:  # before the training: e.g. that FANN can run this net
+        check(ex.net)
+    hyper = {k: run.get(f) for k, f in ex.data_hyper}
+    result = lanes.train_from_seed(ex.net, ex.optimizer, jax.numpy.uint32(run.seed), hyper, ex.arrays["x"],
+                                   ex.arrays["y"], ex.arrays["xv"], ex.arrays["yv"], static_hyper=ex.static_hyper,
+                                   init=ex.init, init_scale=run.network.init_scale, init_bias=ex.bias_init,
+                                   dtype=ex.dtype, **ex.options)
+    params = jax.tree.map(np.asarray, result.params)
+    out, cache = ex.net.forward(result.params, ex.arrays["x"])
+    loss = float(losses.get(run.loss).value(cache.zs[-1], out, ex.arrays["y"]))
+    inputs = None if data.standardisation is None else Scaling(
+        data.standardisation[0], data.standardisation[1], np.full(ex.net.sizes[0], -1.0), np.ones(ex.net.sizes[0]))
+    outputs = None
+    if run.data.target_range and data.task == "classification":  # y_net = lo + (hi - lo) y
+        lo, hi = run.data.target_range
+        n = ex.net.sizes[-1]
+        outputs = Scaling(np.zeros(n), np.ones(n), np.full(n, 2 * lo - hi), np.full(n, hi - lo))
+    return Retrained(SavedNet(ex.net, params, inputs, outputs), run.loss, loss, row["train_loss"])
+
+
 def to_fann(net: MLP, params: Params, *, inputs: Scaling | None = None, outputs: Scaling | None = None,
             error_function: str = "linear") -> str:
     """FANN 2.2's ``.net`` text for ``net``: FANN's defaults for every training setting (its RPROP,
     ``error_function`` "linear" or "tanh"), each layer's activation and steepness, the weights in
     ``%.20e`` and, if given, the scaling.  FANN runs it with the same function of the input (up to
     rounding, and FANN's clip of each sum to ``150 / steepness``)."""
-    if net.shortcuts:
-        raise ValueError("FANN's .net export needs a layered net; this one has shortcuts")
-    unknown = sorted({a.name for a in net.activations} - set(FANN_ACTIVATIONS))
-    if unknown:
-        raise ValueError(f"FANN has no activation like {', '.join(unknown)}; exportable: {', '.join(FANN_ACTIVATIONS)}")
+    check_fann(net)
     if error_function not in ("linear", "tanh"):
         raise ValueError(f"error_function must be 'linear' or 'tanh', got {error_function!r}")
     net.check_params(params)
@@ -220,6 +265,15 @@ def to_fann(net: MLP, params: Params, *, inputs: Scaling | None = None, outputs:
         first += n_in + 1
     lines.append("connections (connected_to_neuron, weight)=" + "".join(conns))
     return "\n".join(lines) + "\n"
+
+
+def check_fann(net: MLP) -> None:
+    """Raise a one-line ValueError unless FANN can run ``net`` (a layered net of FANN's activations)."""
+    if net.shortcuts:
+        raise ValueError("FANN's .net export needs a layered net; this one has shortcuts")
+    unknown = sorted({a.name for a in net.activations} - set(FANN_ACTIVATIONS))
+    if unknown:
+        raise ValueError(f"FANN has no activation like {', '.join(unknown)}; exportable: {', '.join(FANN_ACTIVATIONS)}")
 
 
 def save_fann(path: str | Path, net: MLP, params: Params, *, overwrite: bool = False, **kw: Any) -> Path:

@@ -241,3 +241,32 @@ def test_fanns_activation_steepness_is_bpkits_steepness(hidden, algorithm):
     _compare(net, params, ref, code, opt, 25, batch_size=1 if algorithm == "incremental" else None, setup=setup)
     plain = MLP(net.sizes, hidden=hidden, output="sigmoid")  # the steepness matters: at 1 the outputs differ
     assert not np.allclose(np.asarray(plain.apply(params, X)), np.asarray(net.apply(params, X)), atol=1e-3)
+
+
+def test_fann_trains_a_sweeps_runs_again_from_the_same_starts(tmp_path):
+    from grids import fann_sets
+
+    from bpkit import config as cfg
+    from bpkit.store import Store
+    from bpkit.sweep import run_sweep
+
+    folder = fann_sets()
+    flat = cfg.validate({"name": "p8", "seeds": [0, 1], "data.path": str(folder / "parity8.train"),
+                         "data.test_path": str(folder / "parity8.test"), "network.hidden": [16],
+                         "source": "fann_clipped", "network.init": "uniform", "network.init_scale": 0.5,
+                         "network.sum_limit": 600,
+                         "optimizer.name": "rprop", "optimizer.variant": "fann", "optimizer.min_step": 0,
+                         "optimizer.weight_limit": 1500, "loss": "atanh", "training.max_epochs": 20,
+                         "training.stall_epochs": 0})
+    with Store(tmp_path / "p8.sqlite") as store:
+        run_sweep(flat, store, progress=False)
+        stored = {r["run_id"]: r for r in store.runs()[0]}
+    runs = cfg.expand(flat)
+    rows = fann_ref.side_by_side(runs, stored, precision="float")
+    assert len(rows) == 2
+    for r in rows:  # 20 epochs in float32 from the same weights: the same net to float rounding
+        assert r["fann_test_loss"] == pytest.approx(r["bpkit_test_loss"], rel=1e-4)
+        assert r["fann_test_error"] == pytest.approx(r["bpkit_test_error"], abs=2 / 256)
+    assert rows[0]["bpkit_test_loss"] != rows[1]["bpkit_test_loss"]  # two seeds, two starts
+    with pytest.raises(ValueError, match="FANN cannot train this run as bpkit does: RPROP variant irprop-"):
+        fann_ref.like(runs[0].replace(**{"optimizer.variant": "irprop-"}), (8, 16, 1))

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from bpkit import MLP, saved
+from bpkit import MLP, loss_value, saved
 from bpkit import fann as fann_ref
 
 RNG = np.random.default_rng(11)
@@ -112,3 +112,33 @@ def test_fann_runs_the_exported_net_as_bpkit_does(tmp_path, scaled):
     want = saved.SavedNet(net, params, *(inputs, outputs) if scaled else ()).predict(X)
     np.testing.assert_allclose(np.array(rows), want, rtol=1e-12, atol=1e-12)
     assert np.ptp(want) > 0.1  # the outputs vary: the comparison can tell
+
+
+def test_a_sweeps_run_is_exported_with_its_datas_scaling(tmp_path, capsys):
+    from bpkit import cli, datasets
+    from bpkit import config as cfg
+    from bpkit.store import Store
+    from bpkit.sweep import run_sweep
+
+    flat = cfg.validate({"name": "iris", "seeds": [3], "data.name": "iris", "network.hidden": [5],
+                         "network.activation": "tanh", "optimizer.learning_rate": 0.5, "training.max_epochs": 30})
+    with Store(tmp_path / "iris.sqlite") as store:
+        run_sweep(flat, store, progress=False)
+        (row,), _ = store.runs()
+    out, net_file = tmp_path / "iris.npz", tmp_path / "iris.net"
+    assert cli.main(["export", str(tmp_path / "iris.sqlite"), row["run_id"], str(out), "--fann", str(net_file)]) == 0
+    line = capsys.readouterr().out
+    assert f"run {row['run_id']} trained again alone" in line and f"(stored: {row['train_loss']:.6g})" in line
+    back = saved.load(out)
+    raw = datasets.load("iris")  # standardised on its training part; the saved net takes raw inputs
+    mean, std = raw.standardisation
+    np.testing.assert_allclose(back.inputs.mean, mean)
+    np.testing.assert_allclose(back.inputs.deviation, std)
+    want = np.asarray(back.net.apply(back.params, jnp.asarray(raw.x_test, jnp.float32)))
+    np.testing.assert_allclose(back.predict(raw.x_test * std + mean), want, rtol=1e-5, atol=1e-6)
+    loss = float(loss_value(back.net, back.params, jnp.asarray(raw.x_train, jnp.float32),
+                            jnp.asarray(raw.y_train, jnp.float32)))
+    assert loss == pytest.approx(row["train_loss"], rel=1e-4)  # 30 epochs: alone, the run ends where the sweep's did
+    assert net_file.read_text().startswith("FANN_FLO_2.1\n") and "scale_included=1" in net_file.read_text()
+    assert cli.main(["export", str(tmp_path / "iris.sqlite"), row["run_id"], str(out)]) == 2  # never overwritten
+    assert "exists; give a new file" in capsys.readouterr().err
