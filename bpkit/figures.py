@@ -186,6 +186,44 @@ def learning_curves(answers: Sequence[Answer], runs_by_cell: dict[tuple[str, str
     return _finish_grid(fig, axes, len(acts), ("epoch", "median training loss"), title, colors, stem)
 
 
+def fixed_budget_figure(labels: Sequence[str], curves: Sequence[Sequence[Sequence[float | None]]],
+                        errors: Sequence[Sequence[float]], title: str, stem: Path) -> list[Path]:
+    """A fixed-budget comparison, one colour per method (``labels``): the median training loss over seeds
+    against epochs (log-log; ``curves[i]``: method i's runs' loss curves), and each method's final test
+    errors (``errors[i]``: one per seed, a dot each) with their mean and bootstrap 95% interval.  A method
+    without test errors has no marker in the second panel."""
+    from bpkit import stats
+
+    plt = pyplot()
+    colors = [plt.get_cmap("tab10")(i % 10) for i in range(len(labels))]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(_width(7.0, labels, title), 3.2))
+    for i, runs in enumerate(curves):
+        epochs, med = median_curve(runs)
+        if len(epochs):
+            left.plot(epochs, med, color=colors[i], lw=1.2)
+    left.set(xscale="log", yscale="log", xlabel="epoch", ylabel="median training loss (each its own)")
+    left.grid(alpha=0.3, which="major")
+    jitter = np.random.default_rng(0)  # where the dots sit, not the data: a fixed seed keeps figures reproducible
+    for i, values in enumerate(errors):
+        if not len(values):
+            continue
+        right.plot(i + jitter.uniform(-0.18, 0.18, len(values)), values, ".", color=colors[i], alpha=0.45, ms=4)
+        e = stats.bootstrap_mean(values)
+        right.errorbar([i + 0.3], [e.value], yerr=[[e.value - e.lo], [e.hi - e.value]], fmt="o", ms=4,
+                       color=colors[i], capsize=2, lw=1)
+    right.set_xticks(range(len(labels)), labels, rotation=30, ha="right", fontsize=8)
+    right.set_xlim(-0.5, len(labels) - 0.5)
+    right.set_ylabel("test error (mean, 95% interval)")
+    right.grid(axis="y", alpha=0.3)
+    for ax in (left, right):
+        ax.tick_params(labelsize=8)
+    _title_and_legend(fig, title, [plt.Line2D([], [], color=c, lw=1.2, label=m) for m, c in
+                                   zip(labels, colors, strict=True)])
+    paths = save_figure(fig, stem)
+    plt.close(fig)
+    return paths
+
+
 def _cost_title(crit: str) -> str:
     return f"cu to a success by {crit} (restarts)"
 

@@ -51,6 +51,7 @@ class Row(NamedTuple):
     chosen_by: str  # the measure the setting was chosen on
     held_out: bool
     seeds: tuple[int, ...]  # the reported seeds
+    run_ids: tuple[str, ...]  # their runs
     diverged: int  # reported runs without a finite final loss
     epochs: float  # mean epochs run
     cu: float  # mean cu spent
@@ -103,7 +104,8 @@ def rows(runs: list[dict[str, Any]], *, tune_seeds: Collection[int] = (), seed: 
         finite = _values(reported, "train_loss") or []
         out.append(Row(problem, method, act, str(chosen.runs[0]["config"].get("loss")), chosen.setting, len(group),
                        compare.edge_keys(chosen.setting, (s.setting for s in group)), by, bool(tuning),
-                       tuple(int(r["seed"]) for r in reported), len(reported) - len(finite),
+                       tuple(int(r["seed"]) for r in reported), tuple(r["run_id"] for r in reported),
+                       len(reported) - len(finite),
                        float(np.mean([r["epochs"] or 0 for r in reported])),
                        float(np.mean([r["cu"] or 0.0 for r in reported])), measures))
     return out
@@ -137,8 +139,9 @@ INTRO = (
 )
 
 
-def markdown(rows_: Sequence[Row], tables: Sequence[Table]) -> list[str]:
-    """The report's sections for ``rows_``: how the settings were chosen, then one table per problem."""
+def markdown(rows_: Sequence[Row], tables: Sequence[Table], figures: Sequence[str] = ()) -> list[str]:
+    """The report's sections for ``rows_``: how the settings were chosen, then per problem its table (and
+    its figure, a file name in ``figures``, one per problem in order)."""
     first = rows_[0]
     if first.held_out:
         held = ("Each method's setting was chosen on the tuning seeds, by its mean "
@@ -148,6 +151,8 @@ def markdown(rows_: Sequence[Row], tables: Sequence[Table]) -> list[str]:
                 f"mean {first.chosen_by.replace('_', ' ')}: a setting that met lucky seeds is favoured. Name "
                 "`compare.tune_seeds` in the config to hold seeds out.")
     md = [INTRO, "", held, ""]
-    for t, problem in zip(tables, dict.fromkeys(r.problem for r in rows_), strict=True):
+    for i, (t, problem) in enumerate(zip(tables, dict.fromkeys(r.problem for r in rows_), strict=True)):
         md += [f"## {problem}", "", t.markdown(), ""]
+        if i < len(figures):
+            md += [f"![{problem}: median training loss and test errors]({figures[i]})", ""]
     return md

@@ -123,7 +123,8 @@ def write(store_path: str | Path, out_dir: str | Path | None = None, compare_wit
     cells = compare.cells(runs)
     answers = compare.tune(cells, tune_seeds=tune)
     if not answers:
-        return _fixed_budget(store_path, runs, out, tune), [], errors
+        path, made = _fixed_budget(store_path, runs, out, tune)
+        return path, made, errors
     chosen = {i for a in answers for i in a.chosen.run_ids}
     curves = {r["run_id"]: r for r in load_runs(store_path, each=_judged_curves, ids=chosen)[0]}
     rep = _Report(answers, cells, curves, out, beside)
@@ -145,16 +146,27 @@ def write(store_path: str | Path, out_dir: str | Path | None = None, compare_wit
     return path, figs + fs, errors
 
 
-def _fixed_budget(store_path: Path, runs: list[dict[str, Any]], out: Path, tune: tuple[int, ...]) -> Path:
-    """The report of a sweep without a success criterion: where each method ended at its budget."""
+def _fixed_budget(store_path: Path, runs: list[dict[str, Any]], out: Path,
+                  tune: tuple[int, ...]) -> tuple[Path, list[Path]]:
+    """The report of a sweep without a success criterion: where each method ended at its budget, a table
+    and a figure (training-loss curves, test errors) per problem."""
     rows = fixed_budget.rows(runs, tune_seeds=tune)
-    tables = [fixed_budget.table(rows, p) for p in dict.fromkeys(r.problem for r in rows)]
+    problems = list(dict.fromkeys(r.problem for r in rows))
+    tables = [fixed_budget.table(rows, p) for p in problems]
     for t in tables:
         write_text(out / "tables" / f"{t.slug}.csv", t.csv())
+    whole = {r["run_id"]: r for r in load_runs(store_path, ids={i for r in rows for i in r.run_ids})[0]}
+    figs: list[Path] = []
+    for p in problems:
+        mine = [r for r in rows if r.problem == p]
+        labels = [f"{r.method}, {r.activation}" if len({x.activation for x in mine}) > 1 else r.method for r in mine]
+        curves = [[whole[i]["curves"].get("loss", []) for i in r.run_ids] for r in mine]
+        errors = [[1 - whole[i]["test_acc"] for i in r.run_ids if whole[i]["test_acc"] is not None] for r in mine]
+        figs += figures.fixed_budget_figure(labels, curves, errors, p, out / f"{slug(p)}_fixed_budget")
     path = out / "report.md"
-    write_text(path, "\n".join([f"# Report: {store_path.name}", "", f"{len(runs)} runs.", "",
-                                 *fixed_budget.markdown(rows, tables)]))
-    return path
+    md = fixed_budget.markdown(rows, tables, [f"{slug(p)}_fixed_budget.png" for p in problems])
+    write_text(path, "\n".join([f"# Report: {store_path.name}", "", f"{len(runs)} runs.", "", *md]))
+    return path, figs
 
 
 def stored_tune_seeds(store_path: str | Path) -> tuple[int, ...]:

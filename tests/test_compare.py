@@ -273,7 +273,8 @@ def test_a_store_without_criteria_gets_a_fixed_budget_report(tmp_path):
     best = min((0.5, 2.0), key=lambda lr: mean(lr, {0, 1}))
     row = next(ln for ln in text.splitlines() if ln.startswith("| sgd batch=full |"))
     assert f"| learning_rate {best:g} (edge) | 3 | 0 | {mean(best, {2, 3, 4}):.4g} [" in row
-    assert (md.parent / "tables").is_dir() and figs == []
+    assert (md.parent / "tables").is_dir() and sorted(f.suffix for f in figs) == [".png", ".svg"]
+    assert f"]({figs[0].stem}.png)" in text  # the report shows its figure
 
 
 def test_a_run_with_records_within_epochs_is_judged_and_costed_at_each_record(tmp_path):
