@@ -126,6 +126,10 @@ def _check_sweep_options(args: argparse.Namespace, flat: dict) -> None:
 
     if args.verb == "run" and _grid_keys(flat):
         raise ValueError(f"{args.config} has a grid ({', '.join(_grid_keys(flat))}); use bpkit sweep")
+    from bpkit import sweep
+
+    if args.memory_budget is None:  # the library's default: a config gives the same numbers through either
+        args.memory_budget = sweep.MEMORY_BUDGET_MB
     if args.chunk_size is not None and not 1 <= args.chunk_size <= INT_MAX:
         raise ValueError(f"--chunk-size must be an integer in 1..{INT_MAX}, got {args.chunk_size}")
     if not 0 < args.memory_budget < float("inf"):
@@ -401,8 +405,9 @@ def _add_sweep(p: argparse.ArgumentParser) -> None:
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config field (repeatable)")
     p.add_argument("--store", help="results store (default: results/<name>.sqlite)")
     p.add_argument("--chunk-size", type=int, default=None, help="runs per compiled chunk (caps the budget's)")
-    p.add_argument("--memory-budget", type=float, default=1024.0, metavar="MB",
-                   help="estimated memory for one chunk of runs, in megabytes (default 1024)")
+    p.add_argument("--memory-budget", type=float, default=None, metavar="MB",
+                   help="estimated memory for one chunk of runs, in megabytes (default: bpkit.sweep.MEMORY_BUDGET_MB, "
+                        "as for the library's run_sweep)")
     p.add_argument("--compile-ahead", type=int, default=None, metavar="N",
                    help="groups compiled in threads while one runs (default 1; 0: none; each costs "
                         "the memory of a compile)")

@@ -29,14 +29,20 @@ from bpkit.plan import Lanes, group_runs
 from bpkit.spec import Run
 from bpkit.store import Store
 
+# The defaults of a sweep's chunking, the library's and `bpkit sweep`'s alike: each group in one chunk of its own
+# size, capped by a memory budget.  The chunk is the number of runs vmapped side by side, and a run's last bits
+# depend on it: one default for both keeps a config's numbers the same through either.
+CHUNK_SIZE: int | None = None
+MEMORY_BUDGET_MB = 1024.0
+
 
 def run_sweep(
     flat: dict[str, Any],
     store: Store,
-    chunk_size: int | None = 64,
+    chunk_size: int | None = CHUNK_SIZE,
     progress: bool = True,
     after_chunk: Callable[[int], None] | None = None,
-    memory_budget_mb: float | None = None,
+    memory_budget_mb: float | None = MEMORY_BUDGET_MB,
     compile_ahead: int | None = None,
     lanes: Lanes = "auto",
 ) -> dict[str, int]:

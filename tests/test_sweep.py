@@ -177,3 +177,25 @@ def test_a_sweep_on_fanns_own_files_stores_test_error(tmp_path):
     errors = sorted(1 - r["test_acc"] for r in runs)
     row = next(ln for ln in text.splitlines() if ln.startswith("| sgd batch=1 |"))
     assert f"| {np.mean(errors):.4g} [{errors[0]:.4g}, {errors[1]:.4g}] |" in row  # 2 seeds: the interval spans them
+
+
+def test_the_library_and_the_command_line_sweep_a_config_alike(tmp_path):
+    # A run's last bits depend on how many runs share its compiled chunk, so run_sweep and `bpkit sweep` share
+    # one default chunking (bpkit.sweep.CHUNK_SIZE, MEMORY_BUDGET_MB): a config gives the same numbers either way.
+    from bpkit.cli import main
+
+    config = tmp_path / "p.toml"
+    config.write_text('name = "p"\nseeds = [0, 1, 2, 3, 4, 5]\n[data]\nname = "parity5"\n[network]\nhidden = [16]\n'
+                      '[optimizer]\nlearning_rate = 2.0\n[training]\nmax_epochs = 300\nstall_epochs = 0\n')
+    flat = cfg.load(config)
+    with Store(tmp_path / "lib.sqlite") as store:
+        run_sweep(flat, store, progress=False)
+        library = {r["run_id"]: (r["train_loss"], r["curves"]["loss"]) for r in store.runs()[0]}
+    assert main(["sweep", str(config), "--store", str(tmp_path / "cli.sqlite"), "--no-progress"]) == 0
+    with Store(tmp_path / "cli.sqlite", readonly=True) as store:
+        command = {r["run_id"]: (r["train_loss"], r["curves"]["loss"]) for r in store.runs()[0]}
+    assert command == library
+    with Store(tmp_path / "padded.sqlite") as store:  # the old library default, chunks padded to 64 runs
+        run_sweep(flat, store, chunk_size=64, memory_budget_mb=None, progress=False)
+        padded = {r["run_id"]: r["train_loss"] for r in store.runs()[0]}
+    assert any(padded[k] != library[k][0] for k in library)  # other chunks, other last bits: the test can tell
