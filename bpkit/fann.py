@@ -208,6 +208,8 @@ def like(run, sizes, precision: str = "float") -> Net:
         problems.append(f"loss {run.loss} with source {run.source}")
     if net.activation != "sigmoid" or net.output != "sigmoid" or (online and t.shuffle):
         problems.append("activations other than sigmoid, or a shuffled order")
+    if run.data.target_range:
+        problems.append("data.target_range (FANN trains on the targets as given)")
     if opt.name == "quickprop" and opt.decay:
         problems.append("quickprop's decay (FANN's is per summed slope: set it on the net)")
     if problems:
@@ -245,6 +247,8 @@ def side_by_side(runs, stored: dict[str, dict], precision: str = "float") -> lis
         if rid not in stored:
             continue
         data = experiment.load_data(run)
+        if data.x_test is None:
+            raise ValueError(f"{data.name}: no test set to compare on (give data.test_path)")
         net = experiment.network(run, data)
         n = run.network
         kinit = jax.random.split(jax.random.key(run.seed))[0]  # as bpkit.lanes.seed_lane splits the seed

@@ -443,7 +443,7 @@ def _fann_setup(algorithm: str, n: int, f32):
     }[algorithm]
 
 
-def _fann_and_bpkit(name, sizes, algorithm, x, y, params, epochs, precision, dtype, measure_every):
+def _fann_and_bpkit(sizes, algorithm, x, y, params, epochs, precision, dtype, measure_every):
     """``(fann_run, bpkit_run)``: each runs ``epochs`` epochs of ``algorithm`` from ``params`` and returns
     the params (FANN's in bpkit's layout, as NumPy)."""
     import weakref
@@ -504,14 +504,14 @@ def bench_fann_sets(rounds: int, dtype, folder=None) -> dict:
         for algorithm in FANN_ALGORITHMS:
             online = algorithm == "incremental"
             with jax.enable_x64(True):
-                fann64, bpkit64 = _fann_and_bpkit(name, sizes, algorithm, x, y, params, 5, "double", jnp.float64, 1)
+                fann64, bpkit64 = _fann_and_bpkit(sizes, algorithm, x, y, params, 5, "double", jnp.float64, 1)
                 theirs, mine = fann64().params(), bpkit64()
                 gap = max(float(np.max(np.abs(np.asarray(m[k]) - t[k])) / np.max(np.abs(t[k])))
                           for m, t in zip(mine, theirs, strict=True) for k in ("w", "b"))
             row = {"set": name, "layers": "-".join(map(str, sizes)), "algorithm": algorithm, "examples": len(x),
                    "epochs": epochs, "check_max_rel_diff": gap, "check_ok": gap <= 1e-8}
             if row["check_ok"]:
-                fann_run, bpkit_run = _fann_and_bpkit(name, sizes, algorithm, x, y, params, epochs, _fann(dtype)[1],
+                fann_run, bpkit_run = _fann_and_bpkit(sizes, algorithm, x, y, params, epochs, _fann(dtype)[1],
                                                       dtype, epochs if online else 1)
                 t = interleaved({"fann": fann_run, "bpkit": bpkit_run}, max(3, rounds // 5), inner=1)
                 ms = {k: 1e3 * statistics.median(v) / epochs for k, v in t.items()}

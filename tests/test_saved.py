@@ -142,3 +142,12 @@ def test_a_sweeps_run_is_exported_with_its_datas_scaling(tmp_path, capsys):
     assert net_file.read_text().startswith("FANN_FLO_2.1\n") and "scale_included=1" in net_file.read_text()
     assert cli.main(["export", str(tmp_path / "iris.sqlite"), row["run_id"], str(out)]) == 2  # never overwritten
     assert "exists; give a new file" in capsys.readouterr().err
+
+
+def test_the_target_range_map_is_undone_by_the_output_scaling():
+    # data.target_range maps targets y to lo + (hi - lo) y; a saved net's output scaling maps them back
+    lo, hi, y = -0.8, 0.8, np.array([[0.0, 1.0], [0.25, 0.5]])
+    n = y.shape[1]
+    s = saved.Scaling(np.zeros(n), np.ones(n), np.full(n, 2 * lo - hi), np.full(n, hi - lo))
+    np.testing.assert_allclose(s.descale(lo + (hi - lo) * y), y, atol=1e-15)
+    np.testing.assert_allclose(s.scale(y), lo + (hi - lo) * y, atol=1e-15)
