@@ -200,7 +200,7 @@ class Store:
             r = dict(rec)
             config = _json_safe(r["config"])
             r["config"] = json.dumps(config, sort_keys=True)
-            r["curves"] = json.dumps(_json_safe(r.get("curves", {})))
+            r["curves"] = _json(r.get("curves", {}))  # walked in Python only if a NaN or infinity is left
             r.setdefault("run_id", run_id(config))
             r.setdefault("config_hash", config_hash(config))
             for k, v in r.items():
