@@ -10,6 +10,8 @@ float-rounded value.  Agreement is at rounding level (measured: about 1e-13
 relative); the tolerance is 1e-9.
 """
 
+import pathlib
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -270,3 +272,13 @@ def test_fann_trains_a_sweeps_runs_again_from_the_same_starts(tmp_path):
     assert rows[0]["bpkit_test_loss"] != rows[1]["bpkit_test_loss"]  # two seeds, two starts
     with pytest.raises(ValueError, match="FANN cannot train this run as bpkit does: RPROP variant irprop-"):
         fann_ref.like(runs[0].replace(**{"optimizer.variant": "irprop-"}), (8, 16, 1))
+    import importlib.util  # the script's table: one row per (problem, method), its verdict by the interval rule
+
+    spec = importlib.util.spec_from_file_location("side", pathlib.Path(__file__).parents[1] / "scripts" /
+                                                  "fann_side_by_side.py")
+    side = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(side)
+    table = side.table(rows)
+    assert len(table.rows) == 1 and table.rows[0][2] == "2" and table.rows[0][-1] == "same"
+    apart = [{**r, "fann_test_error": r["bpkit_test_error"] + 0.5} for r in rows]
+    assert side.table(apart).rows[0][-1] == "apart"
