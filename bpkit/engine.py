@@ -44,7 +44,9 @@ class Outcome(NamedTuple):
     """What one run of a sweep produced.
 
     ``curves``: each :class:`bpkit.loop.History` field cut at the run's last epoch (with
-    ``training.measures_per_epoch = m`` also ``curves["within"]``, each field ``(epochs, m)``);
+    ``training.measures_per_epoch = m`` also ``curves["within"]``, each field ``(epochs, m)``; with
+    ``training.measure_bit_fails`` also ``curves["bit_fails"]``, the final bit fails on the training,
+    validation and test sets, -1 where there is no such set);
     the final train/validation/test loss and accuracy; evaluations in full-data equivalents
     (``cu = loss_evals + 3 grad_evals``); ``wall_time``: its chunk's run time over its runs
     (compiling is not in it); ``goal_epoch``, ``c40_epoch``: the epoch each criterion first
@@ -88,12 +90,14 @@ def group_program(ex: Experiment, width: int | None = None) -> Callable:
     loss_obj = losses.get(ex.options["loss"])
     lo, hi = ex.target_range
     a = ex.arrays
+    limit = ex.bit_fail_limit
 
     def evaluate(p, x, y):
         if x is None:
-            return jnp.asarray(jnp.nan, ex.dtype), jnp.asarray(jnp.nan, ex.dtype)
+            return jnp.asarray(jnp.nan, ex.dtype), jnp.asarray(jnp.nan, ex.dtype), jnp.int32(-1)
         out, cache = ex.net.forward(p, x)
-        return loss_obj.value(cache.zs[-1], out, y), accuracy(out, y, lo, hi)
+        fails = jnp.int32(-1) if limit is None else stopping.count_bit_fails(out, y, lo, hi, limit)
+        return loss_obj.value(cache.zs[-1], out, y), accuracy(out, y, lo, hi), fails
 
     def lane(*vmapped):
         traced = dict(zip(ex.columns, vmapped, strict=True))
@@ -106,7 +110,8 @@ def group_program(ex: Experiment, width: int | None = None) -> Callable:
     def outcome(r):
         metrics = {}
         for split, (x, y) in {"train": ("x", "y"), "val": ("xv", "yv"), "test": ("xt", "yt")}.items():
-            metrics[f"{split}_loss"], metrics[f"{split}_acc"] = evaluate(r.params, a[x], a[y])
+            metrics[f"{split}_loss"], metrics[f"{split}_acc"], metrics[f"{split}_bit_fails"] = evaluate(
+                r.params, a[x], a[y])
         return r.history, r.epochs, r.stop_reason, metrics, r.met, r.within
 
     def program(count, *columns):
@@ -181,6 +186,9 @@ def outcomes(result: tuple, count: int, wall: float) -> list[Outcome]:
         curves: dict[str, Any] = {k: np.asarray(getattr(hist, k)[i][:e]) for k in hist._fields}
         if within is not None:  # measures_per_epoch = m: (epochs, m) records per field
             curves["within"] = {k: np.asarray(getattr(within, k)[i][:e]) for k in within._fields}
+        if int(metrics["train_bit_fails"][i]) >= 0:  # training.measure_bit_fails: three final counts, kept
+            # with the curves so that the store's columns stay as they are (-1: no such set)
+            curves["bit_fails"] = np.array([int(metrics[f"{k}_bit_fails"][i]) for k in ("train", "val", "test")])
         le = float(hist.loss_evals[i][e - 1]) if e else 0.0
         ge = float(hist.grad_evals[i][e - 1]) if e else 0.0
         scalars = {k: float(metrics[k][i]) for k in ("train_loss", "train_acc", "val_loss", "val_acc",

@@ -69,6 +69,7 @@ class Experiment(NamedTuple):
     dtype: Any
     arrays: dict[str, Any]  # x, y (training), xv, yv (validation), xt, yt (test), in the run's dtype
     target_range: tuple[float, float]  # (lo, hi) of the training targets
+    bit_fail_limit: float | None = None  # count each run's final bit fails at this limit (None: not counted)
 
 
 def _targets(y: np.ndarray | None, run: Run, task: str) -> np.ndarray | None:
@@ -151,4 +152,4 @@ def build(run: Run, data: datasets.Dataset, plain_momentum: bool = False) -> Exp
     used = {"seed", "network.init_scale"} | {f for _, f in data_hyper}
     columns = tuple(k for k in VMAPPED if k in used)
     return Experiment(net, run.optimizer.name, static, data_hyper, columns, options, run.network.init,
-                      run.network.bias_init, dtype, arrays, (lo, hi))
+                      run.network.bias_init, dtype, arrays, (lo, hi), run.training.measure_bit_fails)

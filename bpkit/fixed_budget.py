@@ -35,7 +35,15 @@ MEASURES: dict[str, tuple[str, Any]] = {
     "train_loss": ("training loss", lambda r: r.get("train_loss")),
     "test_loss": ("test loss", lambda r: r.get("test_loss")),
     "test_error": ("test error", lambda r: None if r.get("test_acc") is None else 1.0 - r["test_acc"]),
+    "train_bit_fails": ("training bit fails", lambda r: _bit_fails(r, 0)),
+    "test_bit_fails": ("test bit fails", lambda r: _bit_fails(r, 2)),
 }
+
+
+def _bit_fails(run: dict[str, Any], split: int) -> float | None:
+    """A run's final bit fails on one split (0 train, 2 test; ``curves["bit_fails"]``), None where not counted."""
+    counts = run.get("curves", {}).get("bit_fails")
+    return None if not counts or counts[split] < 0 else float(counts[split])
 
 
 class Row(NamedTuple):

@@ -279,6 +279,10 @@ class Training:
     goal: float | None = field(None, _NUMBER, "stop at this training loss (negative: off)", off=_NEGATIVE_OFF)
     min_grad_norm: float | None = field(None, _NUMBER, "stop at this gradient norm (negative: off)", off=_NEGATIVE_OFF)
     criterion_40_20_40: bool = field(False, (bool,), "stop when every output is right by 40-20-40")
+    measure_bit_fails: float | None = field(None, _NUMBER, "store each run's final bit fails on its training, "
+                                            "validation and test sets at this limit, a fraction of the targets' "
+                                            "span (FANN's 0.35; 0: off)", Range(lambda v: 0 < v <= 1),
+                                            Role.LATER, off=_ZERO_OFF)
     bit_fail: float | None = field(None, _NUMBER, "stop when no output is a bit fail, off its target by this times "
                                    "the targets' span or more (FANN's bit_fail_limit, 0.35 by default); the "
                                    "run's count of wrong outputs is then its bit fails (0: off)",

@@ -128,7 +128,8 @@ def count_wrong_40_20_40(out: jax.Array, y: jax.Array, lo: jax.Array, hi: jax.Ar
     return wrong.sum(dtype="int32")  # operators only: the same code counts NumPy arrays (tests)
 
 
-def count_bit_fails(out: jax.Array, y: jax.Array, lo: jax.Array, hi: jax.Array, limit: float) -> jax.Array:
+def count_bit_fails(out: jax.Array, y: jax.Array, lo: jax.Array | float, hi: jax.Array | float,
+                    limit: float) -> jax.Array:
     """How many output entries are bit fails (int32): off their target by at least ``limit (hi - lo)``.
 
     FANN's ``fann_update_MSE`` counts ``|y - a| >= bit_fail_limit`` on an output in ``[0, 1]`` and

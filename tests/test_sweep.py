@@ -164,19 +164,30 @@ def test_a_sweep_on_fanns_own_files_stores_test_error(tmp_path):
     folder = fann_sets()
     flat = cfg.validate({"name": "p8", "seeds": [0, 1], "data.path": str(folder / "parity8.train"),
                          "data.test_path": str(folder / "parity8.test"), "network.hidden": [16],
-                         "optimizer.learning_rate": 0.7, "training.batch_size": 1, "training.max_epochs": 5})
+                         "optimizer.learning_rate": 0.7, "training.batch_size": 1, "training.max_epochs": 5,
+                         "training.measure_bit_fails": 0.35})
     with Store(tmp_path / "p8.sqlite") as store:
         assert run_sweep(flat, store, progress=False)["written"] == 2
         runs, _ = store.runs()
+    from bpkit import datasets, saved
+
+    test = datasets.load_fann(folder / "parity8.test")
     for r in runs:
         assert r["test_loss"] is not None and 0 <= r["test_acc"] <= 1 and r["val_loss"] is None
         assert len(r["config"]["data.test_sha256"]) == 64
+        # the final bit fails, against a brute-force count from the run trained again (5 epochs: the same net)
+        net = saved.from_store(tmp_path / "p8.sqlite", r["run_id"]).saved
+        out = net.predict(test.x_train)
+        brute = sum(abs(t - o) >= 0.35 for o, t in zip(out.ravel(), test.y_train.ravel(), strict=True))
+        assert r["curves"]["bit_fails"][1] == -1 and r["curves"]["bit_fails"][2] == brute
     from bpkit import report  # no success criterion: the fixed-budget report, test error with its interval
 
     text = report.write(tmp_path / "p8.sqlite")[0].read_text()
     errors = sorted(1 - r["test_acc"] for r in runs)
     row = next(ln for ln in text.splitlines() if ln.startswith("| sgd batch=1 |"))
     assert f"| {np.mean(errors):.4g} [{errors[0]:.4g}, {errors[1]:.4g}] |" in row  # 2 seeds: the interval spans them
+    fails = sorted(r["curves"]["bit_fails"][2] for r in runs)
+    assert "test bit fails" in text and f"| {np.mean(fails):.4g} [{fails[0]:.4g}, {fails[1]:.4g}] |" in row
 
 
 def test_the_library_and_the_command_line_sweep_a_config_alike(tmp_path):
