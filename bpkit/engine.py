@@ -99,13 +99,8 @@ def group_program(ex: Experiment, width: int | None = None) -> Callable:
         fails = jnp.int32(-1) if limit is None else stopping.count_bit_fails(out, y, lo, hi, limit)
         return loss_obj.value(cache.zs[-1], out, y), accuracy(out, y, lo, hi), fails
 
-    def lane(*vmapped):
-        traced = dict(zip(ex.columns, vmapped, strict=True))
-        hyper = {k: traced[f] for k, f in ex.data_hyper}
-        seed = traced["seed"]
-        return lanes.seed_lane(ex.net, ex.optimizer, seed, hyper, static_hyper=ex.static_hyper, init=ex.init,
-                               init_scale=traced["network.init_scale"], init_bias=ex.bias_init, dtype=ex.dtype,
-                               **ex.options)
+    def one(*vmapped):
+        return lane(ex, dict(zip(ex.columns, vmapped, strict=True)))
 
     def outcome(r):
         metrics = {}
@@ -117,8 +112,8 @@ def group_program(ex: Experiment, width: int | None = None) -> Callable:
     def program(count, *columns):
         data = (a["x"], a["y"], a["xv"], a["yv"])
         if width is None:
-            return jax.vmap(outcome)(lanes.train_lanes(lane, columns, *data))
-        return jax.vmap(outcome)(lanes.train_queue(lane, columns, count, width, *data))
+            return jax.vmap(outcome)(lanes.train_lanes(one, columns, *data))
+        return jax.vmap(outcome)(lanes.train_queue(one, columns, count, width, *data))
 
     return jax.jit(program)
 
@@ -143,11 +138,32 @@ def chunk_args(part: list[Run], chunk: int, columns: tuple[str, ...]) -> list[ja
     float32 state), discrete ones as int32 codes; seeds are 0..2^32-1, one uint32 word.
     """
     padded = part + [part[-1]] * (chunk - len(part))
-    dt = np.dtype(part[0].dtype)
-    items = [dict(r.items()) for r in padded]
-    cols = [np.array([DISCRETE.get(k, lambda v: v)(r[k]) for r in items],
+    return [jnp.int32(len(part))] + [_shard(c) for c in column_values(padded, columns)]
+
+
+def column_values(runs: list[Run], columns: tuple[str, ...]) -> list[np.ndarray]:
+    """One array per field of ``columns``, one entry per run, as a group's program takes them
+    (:func:`chunk_args`)."""
+    dt = np.dtype(runs[0].dtype)
+    items = [dict(r.items()) for r in runs]
+    return [np.array([DISCRETE.get(k, lambda v: v)(r[k]) for r in items],
                      np.uint32 if k == "seed" else np.int32 if k in DISCRETE else dt) for k in columns]
-    return [jnp.int32(len(part))] + [_shard(c) for c in cols]
+
+
+def lane(ex: Experiment, values: dict[str, Any]) -> lanes.Lane:
+    """One run of ``ex``'s group before it starts, from its column values (``ex.columns``: the seed, the init
+    scale, the optimizer's data hyperparameters; traced inside a group's program)."""
+    hyper = {k: values[f] for k, f in ex.data_hyper}
+    return lanes.seed_lane(ex.net, ex.optimizer, values["seed"], hyper, static_hyper=ex.static_hyper, init=ex.init,
+                           init_scale=values["network.init_scale"], init_bias=ex.bias_init, dtype=ex.dtype,
+                           **ex.options)
+
+
+def lane_alone(ex: Experiment, run: Run) -> lanes.Lane:
+    """:func:`lane` of ``run``, a member of ``ex``'s group, by itself: its values as the sweep passes them
+    (the same initial weights; call inside ``x64_mode(run.dtype)`` for a float64 run)."""
+    return lane(ex, {k: jnp.asarray(c[0]) for k, c in zip(ex.columns, column_values([run], ex.columns),
+                                                           strict=True)})
 
 
 def compile_group(program: Any, part: list[Run], chunk: int, columns: tuple[str, ...]) -> Callable:

@@ -98,7 +98,6 @@ class Net:
     def __init__(self, sizes, hidden=SIGMOID, output=SIGMOID, steepness_hidden=0.5, steepness_output=0.5,
                  precision="double"):
         self.lib = load(precision)
-        self.algorithm = INCREMENTAL  # what :func:`like` sets up; train_epochs and train take their own
         _, _, self.type, self.connection = PRECISIONS[precision]
         self.sizes = tuple(sizes)
         layers = (ctypes.c_uint * len(sizes))(*sizes)
@@ -163,26 +162,18 @@ class Net:
         finally:
             os.unlink(path)
 
-    def train_epochs(self, x, y, epochs, algorithm):
-        """Run ``epochs`` epochs of ``fann_train_epoch``; returns the params after each one."""
+    def train_epochs(self, x, y, epochs, algorithm, keep: bool = True):
+        """Run ``epochs`` epochs of ``fann_train_epoch``; returns the params after each one (``keep=False``:
+        none, an empty list)."""
         self.lib.fann_set_training_algorithm(self.ann, algorithm)
         data = self.train_data(x, y)
         try:
             trajectory = []
             for _ in range(epochs):
                 self.lib.fann_train_epoch(self.ann, data)
-                trajectory.append(self.params())
+                if keep:
+                    trajectory.append(self.params())
             return trajectory
-        finally:
-            self.lib.fann_destroy_train(data)
-
-    def train(self, x, y, epochs: int, algorithm: int) -> None:
-        """Run ``epochs`` epochs of ``fann_train_epoch`` (no trajectory kept)."""
-        self.lib.fann_set_training_algorithm(self.ann, algorithm)
-        data = self.train_data(x, y)
-        try:
-            for _ in range(epochs):
-                self.lib.fann_train_epoch(self.ann, data)
         finally:
             self.lib.fann_destroy_train(data)
 
@@ -190,6 +181,11 @@ class Net:
 # bpkit's optimizer name (and, for sgd, whether it is online) -> FANN's training algorithm
 ALGORITHMS = {("sgd", True): INCREMENTAL, ("sgd", False): BATCH, ("rprop", False): RPROP,
               ("quickprop", False): QUICKPROP}
+
+
+def algorithm(run) -> int | None:
+    """FANN's training algorithm for ``run`` (a :class:`bpkit.spec.Run`), or None where FANN has none like it."""
+    return ALGORITHMS.get((run.optimizer.name, run.training.batch_size == 1))
 
 
 def like(run, sizes, precision: str = "float") -> Net:
@@ -200,7 +196,7 @@ def like(run, sizes, precision: str = "float") -> Net:
     net, opt, t = run.network, run.optimizer, run.training
     online = t.batch_size == 1
     problems = []
-    if (opt.name, online) not in ALGORITHMS:
+    if algorithm(run) is None:
         problems.append(f"optimizer {opt.name} with batch_size {t.batch_size}")
     if opt.name == "rprop" and opt.variant != "fann":
         problems.append(f"RPROP variant {opt.variant}")
@@ -227,7 +223,6 @@ def like(run, sizes, precision: str = "float") -> Net:
     if opt.name == "quickprop":
         ref.set("quickprop_mu", opt.mu)
         ref.set("quickprop_decay", 0.0)
-    ref.algorithm = ALGORITHMS[opt.name, online]
     return ref
 
 
@@ -236,7 +231,6 @@ def side_by_side(runs, stored: dict[str, dict], precision: str = "float") -> lis
     FANN from the same initial weights for the same epochs: per run, bpkit's and FANN's final test loss (the
     run's loss) and test error, as dicts.  FANN's loss and error are computed from its outputs by bpkit's own
     functions, so only the training differs."""
-    import jax
     import jax.numpy as jnp
 
     from bpkit import engine, experiment, losses, store
@@ -249,14 +243,12 @@ def side_by_side(runs, stored: dict[str, dict], precision: str = "float") -> lis
         data = experiment.load_data(run)
         if data.x_test is None:
             raise ValueError(f"{data.name}: no test set to compare on (give data.test_path)")
-        net = experiment.network(run, data)
-        n = run.network
-        kinit = jax.random.split(jax.random.key(run.seed))[0]  # as bpkit.lanes.seed_lane splits the seed
-        params = net.init(kinit, scheme=n.init, scale=n.init_scale, dtype=jnp.dtype(run.dtype), bias=n.bias_init)
-        ref = like(run, net.sizes, precision)
-        ref.set_params(params)
-        ref.train(np.asarray(data.x_train, np.float64), np.asarray(data.y_train, np.float64),
-                  run.training.max_epochs, ref.algorithm)
+        ex = experiment.build(run, data)
+        ref = like(run, ex.net.sizes, precision)
+        with engine.x64_mode(run.dtype):
+            ref.set_params(engine.lane_alone(ex, run).params)  # the run's initial weights, as its sweep had them
+        ref.train_epochs(np.asarray(data.x_train, np.float64), np.asarray(data.y_train, np.float64),
+                         run.training.max_epochs, algorithm(run), keep=False)
         a = jnp.asarray(ref.run(data.x_test))
         y = jnp.asarray(data.y_test, a.dtype)
         lo, hi = float(np.min(data.y_train)), float(np.max(data.y_train))

@@ -55,11 +55,16 @@ class Scaling(NamedTuple):
 
     @classmethod
     def standardise(cls, x: np.ndarray) -> Scaling:
-        """bpkit's standardisation on ``x``'s columns: ``(x - mean) / std`` (std 1 where a column is constant)."""
-        x = np.asarray(x, np.float64)
-        std = x.std(axis=0)
-        n = x.shape[1]
-        return cls(x.mean(axis=0), np.where(std > 0, std, 1.0), np.full(n, -1.0), np.ones(n))
+        """bpkit's standardisation on ``x``'s columns (:func:`bpkit.datasets.standardisation`)."""
+        from bpkit import datasets
+
+        return cls.of_standardisation(*datasets.standardisation(np.asarray(x, np.float64)))
+
+    @classmethod
+    def of_standardisation(cls, mean: np.ndarray, std: np.ndarray) -> Scaling:
+        """``(x - mean) / std`` in FANN's parameters: ``factor = 1``, ``new_min = -1``."""
+        n = len(mean)
+        return cls(np.asarray(mean, np.float64), np.asarray(std, np.float64), np.full(n, -1.0), np.ones(n))
 
     @classmethod
     def identity(cls, n: int) -> Scaling:
@@ -91,7 +96,8 @@ class SavedNet:
         return self.outputs.descale(y) if self.outputs is not None else y
 
 
-def _spec(net: MLP, params: Params, inputs: Scaling | None, outputs: Scaling | None) -> dict[str, Any]:
+def _scaling(net: MLP, inputs: Scaling | None, outputs: Scaling | None) -> dict[str, Any]:
+    """The scaling of ``net``'s inputs and outputs as plain data, each checked (a one-line ValueError)."""
     def side(s: Scaling | None, n: int, what: str) -> dict[str, list[float]] | None:
         if s is None:
             return None
@@ -103,11 +109,14 @@ def _spec(net: MLP, params: Params, inputs: Scaling | None, outputs: Scaling | N
             raise ValueError(f"{what} scaling needs finite values and non-zero deviations and factors")
         return {k: a.tolist() for k, a in zip(Scaling._fields, arrays, strict=True)}
 
+    return {"in": side(inputs, net.sizes[0], "input"), "out": side(outputs, net.sizes[-1], "output")}
+
+
+def _spec(net: MLP, params: Params, inputs: Scaling | None, outputs: Scaling | None) -> dict[str, Any]:
     return {"format": FORMAT, "version": VERSION, "sizes": list(net.sizes), "hidden": list(net.hidden),
             "output": net.output, "shortcuts": net.shortcuts, "sum_limit": net.sum_limit,
             "steepness": list(net.gains),
-            "dtype": str(np.asarray(params[0]["w"]).dtype),
-            "scaling": {"in": side(inputs, net.sizes[0], "input"), "out": side(outputs, net.sizes[-1], "output")}}
+            "dtype": str(np.asarray(params[0]["w"]).dtype), "scaling": _scaling(net, inputs, outputs)}
 
 
 def save(path: str | Path, net: MLP, params: Params, *, inputs: Scaling | None = None,
@@ -196,7 +205,7 @@ def from_store(store_path: str | Path, run_id: str, check: Callable[[MLP], None]
     its sweep, visibly where training amplifies rounding (float32 iRPROP- on thyroid: 0.0239 against 0.0229)."""
     import jax
 
-    from bpkit import experiment, lanes, losses, spec
+    from bpkit import engine, experiment, lanes, losses, spec
     from bpkit.store import Store
 
     with Store(store_path, readonly=True) as store:
@@ -210,16 +219,14 @@ def from_store(store_path: str | Path, run_id: str, check: Callable[[MLP], None]
     ex = experiment.build(run, data)
     if check is not None:  # before the training: e.g. that FANN can run this net
         check(ex.net)
-    hyper = {k: run.get(f) for k, f in ex.data_hyper}
-    result = lanes.train_from_seed(ex.net, ex.optimizer, jax.numpy.uint32(run.seed), hyper, ex.arrays["x"],
-                                   ex.arrays["y"], ex.arrays["xv"], ex.arrays["yv"], static_hyper=ex.static_hyper,
-                                   init=ex.init, init_scale=run.network.init_scale, init_bias=ex.bias_init,
-                                   dtype=ex.dtype, **ex.options)
+    with engine.x64_mode(run.dtype):
+        one = engine.lane_alone(ex, run)  # the run's column values and initial weights, as its sweep had them
+        result = lanes.run_trainer(one.trainer, one.params, ex.arrays["x"], ex.arrays["y"], one.key,
+                                   ex.arrays["xv"], ex.arrays["yv"])
+        out, cache = ex.net.forward(result.params, ex.arrays["x"])
+        loss = float(losses.get(run.loss).value(cache.zs[-1], out, ex.arrays["y"]))
     params = jax.tree.map(np.asarray, result.params)
-    out, cache = ex.net.forward(result.params, ex.arrays["x"])
-    loss = float(losses.get(run.loss).value(cache.zs[-1], out, ex.arrays["y"]))
-    inputs = None if data.standardisation is None else Scaling(
-        data.standardisation[0], data.standardisation[1], np.full(ex.net.sizes[0], -1.0), np.ones(ex.net.sizes[0]))
+    inputs = None if data.standardisation is None else Scaling.of_standardisation(*data.standardisation)
     outputs = None
     if run.data.target_range and data.task == "classification":  # y_net = lo + (hi - lo) y
         lo, hi = run.data.target_range
@@ -238,7 +245,7 @@ def to_fann(net: MLP, params: Params, *, inputs: Scaling | None = None, outputs:
     if error_function not in ("linear", "tanh"):
         raise ValueError(f"error_function must be 'linear' or 'tanh', got {error_function!r}")
     net.check_params(params)
-    _spec(net, params, inputs, outputs)  # checks the scaling
+    _scaling(net, inputs, outputs)  # checked before a line is written
     e = lambda v: f"{float(v):.20e}"
     lines = ["FANN_FLO_2.1", f"num_layers={len(net.sizes)}"]
     for line in _FANN_DEFAULTS.format(error=int(error_function == "tanh")).splitlines():

@@ -16,6 +16,12 @@ import jax.numpy as jnp
 FANN_WEIGHT_LIMIT = 1500.0  # fann_train.c
 
 
+def check(limit: float | None) -> None:
+    """Raise a one-line ValueError unless ``limit`` is None or positive."""
+    if limit is not None and not limit > 0:
+        raise ValueError(f"weight_limit must be positive (FANN's is 1500), got {limit!r}")
+
+
 def within(updates: Any, params: Any, limit: float | None) -> Any:
     """The updates that leave every weight of ``params + updates`` inside ``[-limit, limit]``
     (``limit=None``: ``updates`` unchanged).  An update that stays inside is returned as it is, bit

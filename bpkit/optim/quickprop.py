@@ -59,8 +59,7 @@ def quickprop(
         raise ValueError(f"learning_rate and mu must be positive, got {learning_rate!r}, {mu!r}")
     if not step_threshold >= 0:
         raise ValueError(f"step_threshold must be >= 0, got {step_threshold!r}")
-    if weight_limit is not None and not weight_limit > 0:
-        raise ValueError(f"weight_limit must be positive (FANN's is 1500), got {weight_limit!r}")
+    clip.check(weight_limit)
     shrink = mu / (1.0 + mu)
 
     def init(params):

@@ -82,8 +82,7 @@ def rprop(
     if concrete and not 0 < eta_minus < 1 < eta_plus or not 0 <= min_step <= max_step:
         raise ValueError("need 0 < eta_minus < 1 < eta_plus and 0 <= min_step <= max_step, got "
                          f"{eta_minus}, {eta_plus}, {min_step}, {max_step}")
-    if weight_limit is not None and not weight_limit > 0:
-        raise ValueError(f"weight_limit must be positive (FANN's is 1500), got {weight_limit!r}")
+    clip.check(weight_limit)
 
     def init(params):
         dt = jnp.result_type(*jax.tree_util.tree_leaves(params))
