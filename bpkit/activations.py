@@ -205,6 +205,8 @@ _ACTIVATIONS: tuple[Activation, ...] = (
           lambda a: a * (1.0 - a), description="logistic 1/(1+e^-z), f' = s(1-s) <= 1/4"),
     _make("sigmoid_symmetric", lambda z: jnp.tanh(0.5 * z), lambda z: 0.5 * _sech2(0.5 * z),
           lambda a: 0.5 * (1.0 - a * a), description="FANN's 2s(z)-1 = tanh(z/2)"),
+    _make("sigmoid_centered", lambda z: _sigmoid(z) - 0.5, lambda z: _sigmoid(z) * _sigmoid(-z),
+          lambda a: 0.25 - a * a, description="s(z) - 1/2 in (-1/2, 1/2), quickprop1.c's SIGMOID unit"),
     _make("tanh", jnp.tanh, _sech2, lambda a: 1.0 - a * a,
           description="hyperbolic tangent, f' = 1 - tanh^2 <= 1"),
     _make("scaled_tanh", lambda z: LECUN_A * jnp.tanh(LECUN_B * z),

@@ -19,7 +19,9 @@ What BackPACK offers PyTorch users, for any pure JAX loss ``f(params, *args)``:
   eigenvalue of largest magnitude, as LeCun et al. (1998, section 5.3) use
   it for ``eta_max = 2 / lambda_max``;
 * :func:`cosine` and :func:`angle`: between any update and the true gradient;
-* :func:`layer_norms`: ``|dC/dW_l|`` and ``|dC/db_l|`` per layer.
+* :func:`layer_norms`: ``|dC/dW_l|`` and ``|dC/db_l|`` per layer;
+* :func:`dead_units`: the hidden units that pass no gradient on any example (``f'(z) = 0`` on
+  every row: a ReLU unit whose input is never positive).
 
 Example:
     >>> import jax, jax.numpy as jnp
@@ -183,3 +185,24 @@ def least_squares_half_mse(x: Any, y: Any) -> tuple[float, np.ndarray]:
     a = np.hstack([np.asarray(x, np.float64), np.ones((len(x), 1))])
     coef, *_ = np.linalg.lstsq(a, np.asarray(y, np.float64), rcond=None)
     return float(0.5 * np.mean(np.sum((a @ coef - y) ** 2, axis=1))), coef
+
+
+def dead_units(net: Any, params: Params, x: jax.Array) -> jax.Array:
+    """How many hidden units of ``net`` are dead on the examples ``x``: ``f'(z) = 0`` exactly on every row
+    (``z`` the unit's pre-activation).  Such a unit passes no gradient back and its incoming weights and
+    bias get none, so under full-batch training on ``x`` it never revives.  An int32 count over every
+    hidden layer; a ReLU unit is dead when its input is never positive, a sigmoid's only when ``f'``
+    underflows.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from bpkit import MLP
+        >>> net = MLP((1, 2, 1), hidden="relu")
+        >>> p = [{"w": jnp.array([[1.0, -1.0]]), "b": jnp.zeros(2)}, {"w": jnp.ones((2, 1)), "b": jnp.zeros(1)}]
+        >>> int(dead_units(net, p, jnp.array([[0.5], [2.0]])))   # the second unit's input is never positive
+        1
+    """
+    _, cache = net.forward(params, x)
+    counts = [jnp.sum(jnp.all(act.deriv(z) == 0, axis=0)) for act, z in zip(net.activations[:-1], cache.zs[:-1],
+                                                                            strict=True)]
+    return sum(counts, jnp.int32(0)).astype(jnp.int32)

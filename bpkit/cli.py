@@ -155,8 +155,16 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         machine.check_platform()
     flat = cfg.load(args.config, args.set or [])
     _check_sweep_options(args, flat)
+    staged = flat["compare.tune_first"]
+    if staged and several is not None:
+        raise ValueError("compare.tune_first runs in one process: its second stage reads the first stage's runs "
+                         "from the store; run it without --num-processes")
     if args.plan:
-        return _print_plan(args, cfg.expand(flat))
+        if staged:
+            rest = len(flat["seeds"]) - len(flat["compare.tune_seeds"])
+            print(f"compare.tune_first: the first stage, on the tuning seeds; the second runs the setting each "
+                  f"method chose there on the other {rest} seeds")
+        return _print_plan(args, cfg.expand({**flat, "seeds": flat["compare.tune_seeds"]} if staged else flat))
     path = Path(args.store) if args.store else Path("results") / f"{flat['name']}.sqlite"
     if several is not None and distributed.initialize(*several, timeout_s=args.peer_timeout):
         return _sweep_processes(args, flat, path)

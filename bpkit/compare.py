@@ -120,8 +120,9 @@ def slim(run: dict[str, Any]) -> dict[str, Any]:
     ends = [a.epochs for crit in criteria(run["config"]) if (a := attempt(run, crit)).success]
     n = max(ends, default=0)
     curves = {k: v[:n] for k, v in run["curves"].items() if k in ATTEMPT_CURVES}
-    if "bit_fails" in run["curves"]:  # three final counts, not a curve: kept whole (the fixed-budget report)
-        curves["bit_fails"] = run["curves"]["bit_fails"]
+    for counts in ("bit_fails", "dead_units"):  # final counts, not curves: kept whole
+        if counts in run["curves"]:
+            curves[counts] = run["curves"][counts]
     if run["curves"].get("within"):
         curves["within"] = {k: v[:n] for k, v in run["curves"]["within"].items() if k in ATTEMPT_CURVES}
     return {**run, "curves": curves}

@@ -187,6 +187,8 @@ def validate(flat: dict[str, Any]) -> dict[str, Any]:
     if tune and not (set(tune) < set(out["seeds"])):
         raise ValueError(f"compare.tune_seeds must be some of the seeds, not all (the others report), got "
                          f"{short(tune)} for seeds {short(out['seeds'])}")
+    if out["compare.tune_first"] and not tune:
+        raise ValueError("compare.tune_first = true needs compare.tune_seeds: the seeds that choose each setting")
     total = count_runs(out)
     if total > MAX_RUNS:
         raise ValueError(f"the config asks for {total if total < 10**12 else 'over 10^12'} runs, more than "

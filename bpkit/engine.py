@@ -31,7 +31,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from bpkit import distributed, lanes, losses, stopping
+from bpkit import analysis, distributed, lanes, losses, stopping
 from bpkit.experiment import Experiment
 from bpkit.loop import x64_mode
 from bpkit.plan import Group, Lanes, plan
@@ -46,7 +46,9 @@ class Outcome(NamedTuple):
     ``curves``: each :class:`bpkit.loop.History` field cut at the run's last epoch (with
     ``training.measures_per_epoch = m`` also ``curves["within"]``, each field ``(epochs, m)``; with
     ``training.measure_bit_fails`` also ``curves["bit_fails"]``, the final bit fails on the training,
-    validation and test sets, -1 where there is no such set);
+    validation and test sets, -1 where there is no such set; with ``training.measure_dead_units`` also
+    ``curves["dead_units"]``, the dead hidden units on the training set at the start and at the end,
+    :func:`bpkit.analysis.dead_units`);
     the final train/validation/test loss and accuracy; evaluations in full-data equivalents
     (``cu = loss_evals + 3 grad_evals``); ``wall_time``: its chunk's run time over its runs
     (compiling is not in it); ``goal_epoch``, ``c40_epoch``: the epoch each criterion first
@@ -102,18 +104,21 @@ def group_program(ex: Experiment, width: int | None = None) -> Callable:
     def one(*vmapped):
         return lane(ex, dict(zip(ex.columns, vmapped, strict=True)))
 
-    def outcome(r):
+    def outcome(r, start):
         metrics = {}
         for split, (x, y) in {"train": ("x", "y"), "val": ("xv", "yv"), "test": ("xt", "yt")}.items():
             metrics[f"{split}_loss"], metrics[f"{split}_acc"], metrics[f"{split}_bit_fails"] = evaluate(
                 r.params, a[x], a[y])
+        if ex.dead_units:
+            metrics["dead_units"] = jnp.stack([analysis.dead_units(ex.net, p, a["x"]) for p in (start, r.params)])
         return r.history, r.epochs, r.stop_reason, metrics, r.met, r.within
 
     def program(count, *columns):
         data = (a["x"], a["y"], a["xv"], a["yv"])
+        starts = jax.vmap(lambda *c: one(*c).params)(*columns) if ex.dead_units else None
         if width is None:
-            return jax.vmap(outcome)(lanes.train_lanes(one, columns, *data))
-        return jax.vmap(outcome)(lanes.train_queue(one, columns, count, width, *data))
+            return jax.vmap(outcome)(lanes.train_lanes(one, columns, *data), starts)
+        return jax.vmap(outcome)(lanes.train_queue(one, columns, count, width, *data), starts)
 
     return jax.jit(program)
 
@@ -205,6 +210,8 @@ def outcomes(result: tuple, count: int, wall: float) -> list[Outcome]:
         if int(metrics["train_bit_fails"][i]) >= 0:  # training.measure_bit_fails: three final counts, kept
             # with the curves so that the store's columns stay as they are (-1: no such set)
             curves["bit_fails"] = np.array([int(metrics[f"{k}_bit_fails"][i]) for k in ("train", "val", "test")])
+        if "dead_units" in metrics:  # training.measure_dead_units: at the start, at the end
+            curves["dead_units"] = np.asarray(metrics["dead_units"][i]).astype(int)
         le = float(hist.loss_evals[i][e - 1]) if e else 0.0
         ge = float(hist.grad_evals[i][e - 1]) if e else 0.0
         scalars = {k: float(metrics[k][i]) for k in ("train_loss", "train_acc", "val_loss", "val_acc",

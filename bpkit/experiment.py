@@ -70,6 +70,7 @@ class Experiment(NamedTuple):
     arrays: dict[str, Any]  # x, y (training), xv, yv (validation), xt, yt (test), in the run's dtype
     target_range: tuple[float, float]  # (lo, hi) of the training targets
     bit_fail_limit: float | None = None  # count each run's final bit fails at this limit (None: not counted)
+    dead_units: bool = False  # count each run's dead hidden units at its start and at its end
 
 
 def _targets(y: np.ndarray | None, run: Run, task: str) -> np.ndarray | None:
@@ -152,4 +153,5 @@ def build(run: Run, data: datasets.Dataset, plain_momentum: bool = False) -> Exp
     used = {"seed", "network.init_scale"} | {f for _, f in data_hyper}
     columns = tuple(k for k in VMAPPED if k in used)
     return Experiment(net, run.optimizer.name, static, data_hyper, columns, options, run.network.init,
-                      run.network.bias_init, dtype, arrays, (lo, hi), run.training.measure_bit_fails)
+                      run.network.bias_init, dtype, arrays, (lo, hi), run.training.measure_bit_fails,
+                      run.training.measure_dead_units)

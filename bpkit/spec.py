@@ -255,6 +255,11 @@ class Optimizer:
     weight_limit: float | None = field(None, _NUMBER, "RPROP and quickprop: keep every weight within +-this "
                                        "(FANN's 1500; 0: off; part of the program)", _positive, Role.LATER,
                                        off=_ZERO_OFF)
+    step_threshold: float = field(0.001, _NUMBER, "quickprop: a last step within +-this counts as none, so the next "
+                                  "is a gradient step (FANN's 0.001; quickprop1.c's ModeSwitchThreshold is 0; part "
+                                  "of the program)", _nonnegative, Role.LATER)
+    split_epsilon: bool = field(False, (bool,), "quickprop: divide each unit's learning rate by its fan-in, bias "
+                                "included (quickprop1.c's SplitEpsilon; part of the program)", roles=Role.LATER)
     beta: str = field("pr+", (str,), "CG beta", choices(*BETA_NAMES), Role.DISCRETE, code=BETA_NAMES.index)
     powell_beale: bool = field(False, (bool,), "CG: Powell-Beale restarts", roles=Role.DISCRETE, code=int)
     hvp: str = field("exact", (str,), "SCG Hessian-vector product", choices("exact", "finite_difference"))
@@ -283,6 +288,8 @@ class Training:
                                             "validation and test sets at this limit, a fraction of the targets' "
                                             "span (FANN's 0.35; 0: off)", Range(lambda v: 0 < v <= 1),
                                             Role.LATER, off=_ZERO_OFF)
+    measure_dead_units: bool = field(False, (bool,), "store each run's dead hidden units (f'(z) = 0 on every "
+                                     "training example) at its start and at its end", roles=Role.LATER)
     bit_fail: float | None = field(None, _NUMBER, "stop when no output is a bit fail, off its target by this times "
                                    "the targets' span or more (FANN's bit_fail_limit, 0.35 by default); the "
                                    "run's count of wrong outputs is then its bit fails (0: off)",
@@ -323,6 +330,9 @@ class Compare:
                                         "number is then reported on the other seeds (empty: chosen and "
                                         "reported on the same seeds, which favours lucky settings)",
                                         _seed_list, Role.SWEEP)
+    tune_first: bool = field(False, (bool,), "run every setting on compare.tune_seeds first, then on the other "
+                             "seeds only the setting each method chose there (the same choice, far fewer runs)",
+                             roles=Role.SWEEP)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -382,8 +392,9 @@ def _walk() -> dict[str, Info]:
 
 
 FIELDS: dict[str, Info] = _walk()
-DEFAULTS: dict[str, Any] = {k: [0] if k == "seeds" else [] if k == "compare.tune_seeds" else Run().as_dict()[k]
-                            for k in FIELDS}
+DEFAULTS: dict[str, Any] = {k: [0] if k == "seeds" else [] if k == "compare.tune_seeds"
+                            else getattr(Compare(), k[len("compare."):]) if k.startswith("compare.")
+                            else Run().as_dict()[k] for k in FIELDS}
 LIST_FIELDS = frozenset(k for k, i in FIELDS.items() if i.types == (list,))
 VMAPPED: tuple[str, ...] = ("seed",) + tuple(k for k, i in FIELDS.items() if Role.DATA in i.roles) + tuple(
     k for k, i in FIELDS.items() if Role.DISCRETE in i.roles)

@@ -118,9 +118,9 @@ class Folder:
         text = self.readme.read_text()
         return text.split(f"<!-- study:{name} -->")[1].split(f"<!-- /study:{name} -->")[0]
 
-    def sweep_and_answer(self, name: str, title: str) -> list:
+    def sweep_and_answer(self, name: str, title: str, chunk_size: int | None = 64) -> list:
         """:func:`sweep_and_answer` with this folder's config, store, results and figures."""
-        return sweep_and_answer(self, name, title)
+        return sweep_and_answer(self, name, title, chunk_size)
 
     def cli(self, name: str, doc: str, argv: list[str] | None, run: Callable[[argparse.Namespace], bool | None],
             write: Callable[[], None], options: Callable[[argparse.ArgumentParser], None] | None = None) -> int:
@@ -160,11 +160,13 @@ def _placed(text: str, name: str, block: str, order: tuple[str, ...]) -> str:
     return text.rstrip() + "\n\n" + block + "\n"
 
 
-def sweep_and_answer(folder: Folder, name: str, title: str) -> list:
+def sweep_and_answer(folder: Folder, name: str, title: str, chunk_size: int | None = 64) -> list:
     """Run ``<folder>/<name>.toml`` into ``<stores>/<name>.sqlite`` (resumable), keep its tuned answers
     (:func:`bpkit.compare.answers`) in ``results/<name>_answers.csv`` and draw the report's success and
     cost figures, ``<name>_success_<i>.png`` and ``<name>_cost_<i>.png`` for the i-th problem.
-    Returns the answers."""
+    ``chunk_size``: 64 runs per chunk, small groups padded to 64, as the studies not yet redone were
+    computed (a run's last bits depend on its chunk); None: the sweep's defaults (``bpkit sweep``'s, each
+    group in one chunk within the memory budget).  Returns the answers."""
     from bpkit import compare, figures
     from bpkit.store import Store
     from bpkit.sweep import run_sweep
@@ -173,9 +175,8 @@ def sweep_and_answer(folder: Folder, name: str, title: str) -> list:
     store.parent.mkdir(parents=True, exist_ok=True)
     flat = load_config(folder.root / f"{name}.toml")
     with Store(store) as s:  # closed before the report reads it: at rest a store is one file
-        # Chunks of 64 runs, small groups padded to 64: the committed study results were computed so, and a
-        # run's last bits depend on its chunk.  The studies' redo (issue 41) moves them to the sweep's defaults.
-        counts = run_sweep(flat, s, chunk_size=64, memory_budget_mb=None, progress=True)
+        how: dict[str, Any] = {} if chunk_size is None else {"chunk_size": chunk_size, "memory_budget_mb": None}
+        counts = run_sweep(flat, s, progress=True, **how)
     print(f"{counts['runs']} runs, {counts['written']} new, in {counts['groups']} compiled groups")
     runs, errors = report.load_runs(store, each=compare.slim)  # in the grid's order; curves cut to what answers read
     if errors:

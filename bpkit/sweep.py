@@ -27,7 +27,7 @@ from bpkit import distributed
 from bpkit.engine import Outcome, run_grid
 from bpkit.plan import Lanes, group_runs
 from bpkit.spec import Run
-from bpkit.store import Store
+from bpkit.store import Store, config_hash
 
 # The defaults of a sweep's chunking, the library's and `bpkit sweep`'s alike: each group in one chunk of its own
 # size, capped by a memory budget.  The chunk is the number of runs vmapped side by side, and a run's last bits
@@ -53,8 +53,58 @@ def run_sweep(
     stored them first), ``groups`` (compiled programs).  ``chunk_size``, ``memory_budget_mb``,
     ``compile_ahead``, ``lanes``: see :func:`bpkit.engine.run_grid`.  ``after_chunk(written)``
     is called after each chunk is stored.
+
+    With ``compare.tune_first``, in two stages: every setting on ``compare.tune_seeds``, then on
+    the other seeds only the setting each (problem, criterion, method, activation) chose there
+    (:func:`tuned_configs`).  So a comparison reports on many held-out seeds at the cost of one
+    setting per method, and chooses by the rule :func:`bpkit.compare.tune` applies to a sweep of every
+    setting on every seed, which reads the tuning seeds' runs alone; ``runs`` counts both stages.
     """
-    runs = cfg.expand(flat)
+    how: dict[str, Any] = dict(chunk_size=chunk_size, progress=progress, after_chunk=after_chunk,
+                               memory_budget_mb=memory_budget_mb, compile_ahead=compile_ahead, lanes=lanes)
+    if not flat.get("compare.tune_first"):
+        return _sweep(cfg.expand(flat), flat, store, **how)
+    if jax.process_count() > 1:
+        raise ValueError("compare.tune_first runs in one process: its second stage reads the first stage's runs "
+                         "from the store; run it without --num-processes")
+    tune = list(flat["compare.tune_seeds"])
+    first = cfg.expand({**flat, "seeds": tune})
+    _check_criteria(first)
+    counts = _sweep(first, flat, store, **how)
+    keep = tuned_configs(store, cfg.unique_ids(first))
+    rest = cfg.expand({**flat, "seeds": [s for s in flat["seeds"] if s not in tune]})
+    second = _sweep([r for r in rest if config_hash(r.as_dict()) in keep], flat, store, **how)
+    return {k: counts[k] + second[k] for k in counts}
+
+
+def tuned_configs(store: Store, ids: list[str]) -> set[str]:
+    """The config hashes of the settings chosen on the runs ``ids`` (the tuning seeds' runs of every
+    setting, in the grid's order): one per (problem, criterion, method, activation), by
+    :func:`bpkit.compare.answers`' rule."""
+    from bpkit import compare
+
+    runs, errors = store.runs(each=compare.slim, ids=set(ids))
+    if errors or len(runs) < len(ids):
+        raise ValueError(f"{store.path}: {len(ids) - len(runs)} tuning runs are missing or damaged "
+                         f"({errors[0] if errors else 'not stored'}); nothing more was run")
+    at = {i: k for k, i in enumerate(ids)}
+    runs.sort(key=lambda r: at[r["run_id"]])
+    return {a.chosen.run_ids[0].rsplit("-", 1)[0] for a in compare.answers(runs)}
+
+
+def _check_criteria(runs: list[Run]) -> None:
+    from bpkit import compare
+
+    for r in runs:
+        if not compare.criteria(r.as_dict()):
+            raise ValueError(f"compare.tune_first chooses each setting by its success, but run {r.label or r.seed!r} "
+                             f"has no criterion: set training.goal, training.criterion_40_20_40 or training.bit_fail")
+
+
+def _sweep(runs: list[Run], flat: dict[str, Any], store: Store, *, chunk_size: int | None, progress: bool,
+           after_chunk: Callable[[int], None] | None, memory_budget_mb: float | None, compile_ahead: int | None,
+           lanes: Lanes) -> dict[str, int]:
+    """:func:`run_sweep` of the expanded ``runs``."""
     ids = cfg.unique_ids(runs)
     done = store.run_ids()
     todo = [r for r, i in zip(runs, ids, strict=True) if i not in done]

@@ -126,3 +126,25 @@ def test_least_squares_on_xor_is_mse_a_quarter():
     half_mse, coef = least_squares_half_mse(x, y)
     assert abs(half_mse - 0.125) < 1e-15  # MSE 0.25: the best any linear map does on XOR
     np.testing.assert_allclose(coef[:, 0], [0.0, 0.0, 0.5], atol=1e-15)  # predicts 0.5 everywhere
+
+
+@pytest.mark.parametrize("hidden", [("relu", "relu"), ("relu6", "tanh"), ("hard_tanh", "leaky_relu")])
+def test_dead_units_equal_a_count_unit_by_unit(hidden):
+    # Brute force: a hidden unit is dead when every example's pre-activation lies where f' is 0.
+    flat_zero = {"relu": lambda z: z <= 0, "relu6": lambda z: (z <= 0) | (z >= 6), "tanh": lambda z: z != z,
+                 "hard_tanh": lambda z: np.abs(z) > 1, "leaky_relu": lambda z: z != z}
+    net = MLP((3, 6, 5, 1), hidden=hidden)
+    x = np.asarray(jax.random.normal(jax.random.key(2), (7, 3)))
+    from bpkit import activations
+
+    seen = set()
+    for seed in range(12):
+        params = net.init(jax.random.key(seed), scheme="uniform", scale=1.5)
+        u, want = x, 0
+        for layer, name in zip(params[:-1], hidden, strict=True):
+            z = u @ np.asarray(layer["w"]) + np.asarray(layer["b"])
+            want += int(np.sum(np.all(flat_zero[name](z), axis=0)))
+            u = np.asarray(activations.get(name).fn(z))
+        assert int(analysis.dead_units(net, params, jnp.asarray(x))) == want
+        seen.add(want)
+    assert len(seen) > 1  # the nets differ in how many units are dead: the count is tested, not only 0

@@ -130,3 +130,17 @@ def test_run_prints_a_diverged_run_and_its_rerun(tmp_path, capsys):
 def test_check_refuses_an_absurd_depth_before_any_work(capsys):
     assert main(["check", "--depths", "1,1000000", "--activations", "tanh"]) == 2
     assert capsys.readouterr().err.strip() == "bpkit: error: depths must be weight-layer counts in 1..32, got 1000000"
+
+
+def test_a_plan_of_a_sweep_tuned_first_shows_its_first_stage_and_several_processes_are_refused(tmp_path, capsys):
+    config = tmp_path / "t.toml"
+    config.write_text('name = "t"\nseeds = [0, 1, 2, 3]\n[compare]\ntune_seeds = [0, 1]\ntune_first = true\n'
+                      '[optimizer]\nlearning_rate = [0.5, 1.0, 2.0]\n[training]\ngoal = 0.01\nmax_epochs = 10\n')
+    assert main(["sweep", str(config), "--plan"]) == 0
+    out = capsys.readouterr().out
+    assert "the first stage" in out and "other 2 seeds" in out and out.splitlines()[1].startswith("6 runs")
+    assert main(["sweep", str(config), "--store", str(tmp_path / "t.sqlite"), "--coordinator", "localhost:1",
+                 "--num-processes", "2", "--process-id", "0"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "compare.tune_first runs in one process" in err
+    assert not (tmp_path / "t.sqlite").exists()

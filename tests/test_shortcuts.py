@@ -145,3 +145,68 @@ def test_backprop_matches_fahlmans_quickprop1_backward_pass(shortcuts, offset, r
             want = -np.asarray(slopes[j]) / x.shape[0]
             np.testing.assert_allclose(want[0], layer["b"][col], rtol=1e-12, atol=1e-15)
             np.testing.assert_allclose(want[1:], layer["w"][:, col], rtol=1e-12, atol=1e-15)
+
+
+# quickprop1.c's defaults (INITIALIZE_GLOBALS): SIGMOID units in [-0.5, 0.5], the atanh error, the offset,
+# SplitEpsilon, Decay -0.0001 on summed slopes, ModeSwitchThreshold 0, MaxFactor 1.75, WeightRange 0.7.
+QUICKPROP1 = dict(epsilon=0.55, decay=-0.0001, momentum=0.9, max_factor=1.75, offset=0.1)
+
+
+def _quickprop1_run(epochs, n_examples, **changes):
+    from bpkit import config as cfg
+
+    eps, decay = QUICKPROP1["epsilon"], QUICKPROP1["decay"]
+    flat = cfg.validate({
+        "dtype": "float64", "loss": "atanh", "source": "fahlman_offset", "data.name": "parity3",
+        "data.target_range": [-0.5, 0.5], "network.hidden": [3, 3], "network.shortcuts": True,
+        "network.activation": "sigmoid_centered", "network.output": "sigmoid_centered", "network.init": "uniform",
+        "network.init_scale": 0.7, "training.max_epochs": epochs, "training.stall_epochs": 0,
+        "optimizer.name": "quickprop", "optimizer.learning_rate": eps * n_examples,
+        "optimizer.decay": -decay / n_examples, "optimizer.mu": QUICKPROP1["max_factor"],
+        "optimizer.step_threshold": 0.0, "optimizer.split_epsilon": True, **changes})
+    return cfg.expand(flat)[0]
+
+
+def _quickprop1_gap(epochs, **changes):
+    """The largest gap between bpkit's weights after ``epochs`` and quickprop1.c's, transcribed."""
+    from references import fahlman_quickprop as fq
+
+    from bpkit import engine, experiment, lanes
+
+    run = _quickprop1_run(epochs, 8, **changes)
+    ex = experiment.build(run, experiment.load_data(run))
+    with engine.x64_mode(run.dtype):
+        one = engine.lane_alone(ex, run)
+        got = lanes.run_trainer(one.trainer, one.params, ex.arrays["x"], ex.arrays["y"], one.key,
+                                ex.arrays["xv"], ex.arrays["yv"])
+    assert int(got.epochs) == epochs
+    connections, weights, first = _fahlman_net(ex.net, one.params)
+    x, y = np.asarray(ex.arrays["x"]).tolist(), np.asarray(ex.arrays["y"]).tolist()
+    assert {v for row in y for v in row} == {-0.5, 0.5}
+    zeros = [[0.0] * len(c) for c in connections]
+    dw, slopes, prev = [list(r) for r in zeros], [list(r) for r in zeros], [list(r) for r in zeros]
+    for _ in range(epochs):
+        fq.train_one_epoch(x, y, ex.net.sizes[0], first[-1], first[-2], connections, weights, dw, slopes, prev,
+                           symmetric=True, hyper=True, split_epsilon=True, mode_switch_threshold=0.0, **QUICKPROP1)
+        for pattern in x:  # no sum beyond quickprop1.c's clamp at +-15, where bpkit's sigmoid does not clamp
+            outs = fq.forward_pass(pattern, ex.net.sizes[0], first[-1], connections, weights, symmetric=True)
+            assert max(abs(v) for v in outs[first[1]:]) < 0.5
+    assert max(abs(s) for row in dw for s in row) > 0.05  # it learnt: the steps are not all rounding
+    _, mine, _ = _fahlman_net(ex.net, got.params)
+    return max(abs(a - b) / max(abs(b), 1e-3)
+               for j in range(first[1], first[-1]) for a, b in zip(mine[j], weights[j], strict=True))
+
+
+def test_quickprop_follows_quickprop1c_epoch_by_epoch():
+    """The config a study gives for Fahlman's quickprop1.c trains as quickprop1.c's TRAIN_ONE_EPOCH does,
+    transcribed line by line (tests/references/fahlman_quickprop.py), from the same weights.  Quickprop's
+    secant steps amplify rounding (float64 gaps of 1e-16 after one epoch, 1e-14 after ten, 1e-8 after
+    thirty): twelve epochs are compared to 1e-9."""
+    assert _quickprop1_gap(12) < 1e-9
+
+
+@pytest.mark.parametrize("change", [{"optimizer.split_epsilon": False}, {"optimizer.step_threshold": 0.001},
+                                    {"network.activation": "tanh"}, {"loss": "mse"}, {"source": "exact"},
+                                    {"optimizer.decay": 0.0}])
+def test_each_quickprop1c_setting_matters_to_that_check(change):
+    assert _quickprop1_gap(12, **change) > 1e-6

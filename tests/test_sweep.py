@@ -210,3 +210,97 @@ def test_the_library_and_the_command_line_sweep_a_config_alike(tmp_path):
         run_sweep(flat, store, chunk_size=64, memory_budget_mb=None, progress=False)
         padded = {r["run_id"]: r["train_loss"] for r in store.runs()[0]}
     assert any(padded[k] != library[k][0] for k in library)  # other chunks, other last bits: the test can tell
+
+
+TUNED_GRID = textwrap.dedent("""\
+    name = "staged"
+    seeds = [0, 1, 2, 3, 4, 5, 6, 7]
+    [data]
+    name = "xor"
+    [network]
+    hidden = [2]
+    activation = "tanh"
+    [training]
+    max_epochs = 300
+    goal = 0.02
+    stall_epochs = 0
+    [compare]
+    tune_seeds = [0, 1, 2]
+    [[axis.method]]
+    label = "gd"
+    optimizer.learning_rate = [0.3, 1.0, 3.0]
+    [[axis.method]]
+    label = "rprop"
+    optimizer.name = "rprop"
+    optimizer.learning_rate = [0.01, 0.1]
+    """)
+
+
+def test_tuning_first_runs_the_chosen_settings_alone_and_chooses_as_the_whole_grid(tmp_path):
+    # compare.tune_first: every setting on the tuning seeds, then each method's chosen setting alone on the others.
+    # Chunks of 64 (padded) in both sweeps, so every run's bits are the same in either store.
+    from bpkit import compare
+
+    config = tmp_path / "s.toml"
+    config.write_text(TUNED_GRID)
+    flat = cfg.load(config)
+    stores = {}
+    for name, staged in (("whole", False), ("staged", True)):
+        with Store(tmp_path / f"{name}.sqlite") as store:
+            counts = run_sweep({**flat, "compare.tune_first": staged}, store, chunk_size=64, memory_budget_mb=None,
+                               progress=False)
+            stores[name] = store.runs()[0]
+        assert counts["written"] == counts["runs"] == {"whole": 5 * 8, "staged": 5 * 3 + 2 * 5}[name]
+    staged_ids = {r["run_id"] for r in stores["staged"]}
+    assert staged_ids < {r["run_id"] for r in stores["whole"]}
+    per_config = {}
+    for r in stores["staged"]:
+        per_config.setdefault(r["config_hash"], set()).add(r["seed"])
+    assert sorted(len(s) for s in per_config.values()) == [3, 3, 3, 8, 8]  # the two chosen settings on every seed
+    answers = {name: compare.answers(runs, tune_seeds=[0, 1, 2]) for name, runs in
+               ((n, sorted(stores[n], key=lambda r: r["run_id"])) for n in stores)}
+    for a, b in zip(answers["whole"], answers["staged"], strict=True):
+        assert (a.method, a.chosen.setting, a.chosen.seeds, a.success, a.cost_cu) == \
+               (b.method, b.chosen.setting, b.chosen.seeds, b.success, b.cost_cu)
+        assert a.chosen.seeds == (3, 4, 5, 6, 7) and a.held_out
+    with Store(tmp_path / "staged.sqlite") as store:  # resumed: nothing left to run
+        assert run_sweep({**flat, "compare.tune_first": True}, store, chunk_size=64, memory_budget_mb=None,
+                         progress=False)["written"] == 0
+
+
+def test_tuning_first_needs_tuning_seeds_and_a_criterion(tmp_path):
+    with pytest.raises(ValueError, match="needs compare.tune_seeds"):
+        cfg.validate({"seeds": [0, 1], "compare.tune_first": True})
+    flat = cfg.validate({"seeds": [0, 1], "compare.tune_seeds": [0], "compare.tune_first": True})
+    with Store(tmp_path / "n.sqlite") as store, pytest.raises(ValueError, match="has no criterion"):
+        run_sweep(flat, store, progress=False)
+
+
+def test_a_sweep_stores_dead_units_at_the_start_and_the_end(tmp_path):
+    # training.measure_dead_units: [dead hidden units at the start, at the end], the start counted again here
+    # from the run's own initial weights; under full-batch gradient descent a dead ReLU unit gets no gradient,
+    # so it is still dead at the end.
+    import jax.numpy as jnp
+
+    from bpkit import analysis, engine, experiment, spec
+
+    config = tmp_path / "d.toml"
+    config.write_text('name = "d"\nseeds = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]\n[data]\nname = "xor"\n[network]\n'
+                      'hidden = [2]\nactivation = "relu"\n[optimizer]\nlearning_rate = 3.0\n[training]\n'
+                      'max_epochs = 200\nstall_epochs = 0\nmeasure_dead_units = true\n')
+    with Store(tmp_path / "d.sqlite") as store:
+        run_sweep(cfg.load(config), store, progress=False)
+        runs = store.runs()[0]
+    starts = []
+    for r in runs:
+        start, end = r["curves"]["dead_units"]
+        run = spec.from_flat(r["config"])
+        ex = experiment.build(run, experiment.load_data(run))
+        params = engine.lane_alone(ex, run).params
+        assert start == int(analysis.dead_units(ex.net, params, jnp.asarray(ex.arrays["x"])))
+        assert start <= end <= 2
+        starts.append(start)
+    assert len(set(starts)) > 1  # some runs start with a dead unit and some without: the count is tested
+    with Store(tmp_path / "n.sqlite") as store:  # off by default: nothing stored
+        run_sweep(cfg.load(config, ["training.measure_dead_units=false"]), store, progress=False)
+        assert all("dead_units" not in r["curves"] for r in store.runs()[0])

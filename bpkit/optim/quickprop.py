@@ -17,7 +17,7 @@ Params = Any
 
 
 # The hyperparameters a config's [optimizer] table passes (bpkit.spec declares each key's type and role).
-HYPERPARAMETERS = ("learning_rate", "mu", "decay", "weight_limit")
+HYPERPARAMETERS = ("learning_rate", "mu", "decay", "weight_limit", "step_threshold", "split_epsilon")
 
 
 class QuickpropState(NamedTuple):
@@ -29,7 +29,7 @@ class QuickpropState(NamedTuple):
 
 def quickprop(
     learning_rate: float = 0.7, mu: float = 1.75, decay: float = 0.0, step_threshold: float = 0.001,
-    weight_limit: float | None = None,
+    weight_limit: float | None = None, split_epsilon: bool = False,
 ) -> optax.GradientTransformationExtraArgs:
     """Quickprop: a secant step per weight, capped at ``mu`` times the last step.
 
@@ -45,6 +45,12 @@ def quickprop(
     ``learning_rate``, and FANN's decay ``d`` on summed slopes is ``decay =
     -d / num_data`` here.  FANN also keeps every weight within +-1500: ``weight_limit=1500``
     (:mod:`bpkit.optim.clip`; the next step's ``dw'`` is the unclipped step, as in FANN).
+
+    ``split_epsilon``: quickprop1.c's ``SplitEpsilon``: each unit's ``lr`` is divided by its fan-in
+    (its incoming weights, bias included).  It needs bpkit's MLP parameters (a list of layers
+    ``{"w": (fan_in - 1, units), "b": (units,)}``).  Fahlman's quickprop1.c on summed slopes
+    (``Epsilon``, ``Decay`` there) is ``learning_rate = Epsilon N``, ``decay = -Decay / N`` here on
+    ``N`` examples, with ``step_threshold=0`` (its ``ModeSwitchThreshold``).
 
     Example:
         >>> import jax.numpy as jnp
@@ -69,20 +75,29 @@ def quickprop(
     def update(grads, state, params=None, **extra):
         if decay and params is None:
             raise ValueError("quickprop with decay needs params in update()")
-
-        def one(g, w, dw0, s0):
+        def one(g, w, dw0, s0, fan=None):
             s = -(g + decay * w) if decay else -g
+            eps = learning_rate * s if fan is None else learning_rate * s / fan
             quad = safe_div(dw0 * s, s0 - s)
-            pos = jnp.where(s > 0, learning_rate * s, 0.0) + jnp.where(s > shrink * s0, mu * dw0, quad)
-            neg = jnp.where(s < 0, learning_rate * s, 0.0) + jnp.where(s < shrink * s0, mu * dw0, quad)
-            step = jnp.where(dw0 > step_threshold, pos, jnp.where(dw0 < -step_threshold, neg, learning_rate * s))
+            pos = jnp.where(s > 0, eps, 0.0) + jnp.where(s > shrink * s0, mu * dw0, quad)
+            neg = jnp.where(s < 0, eps, 0.0) + jnp.where(s < shrink * s0, mu * dw0, quad)
+            step = jnp.where(dw0 > step_threshold, pos, jnp.where(dw0 < -step_threshold, neg, eps))
             return step.astype(g.dtype), s.astype(g.dtype)
 
         w = params if params is not None else grads
-        both = jax.tree_util.tree_map(one, grads, w, state.prev_step, state.prev_slope)
+        trees = (grads, w, state.prev_step, state.prev_slope) + ((_fan_ins(grads),) if split_epsilon else ())
+        both = jax.tree_util.tree_map(one, *trees)
         steps = jax.tree_util.tree_map(lambda _, t: t[0], grads, both)
         slopes = jax.tree_util.tree_map(lambda _, t: t[1], grads, both)
         evals = contract.initial(grads, grads)
         return clip.within(steps, params, weight_limit), QuickpropState(steps, slopes, state.count + 1, evals)
 
     return optax.GradientTransformationExtraArgs(init, update)
+
+
+def _fan_ins(grads: Params) -> Params:
+    """Each weight's and bias's unit fan-in in bpkit's MLP layers (the layer's inputs plus its bias),
+    quickprop1.c's ``Nconnections``, which ``SplitEpsilon`` divides epsilon's step by."""
+    if not isinstance(grads, list | tuple) or not all(isinstance(l, dict) and set(l) == {"w", "b"} for l in grads):
+        raise ValueError("quickprop's split_epsilon needs bpkit's MLP parameters: a list of {'w', 'b'} layers")
+    return [{k: float(layer["w"].shape[-2] + 1) for k in layer} for layer in grads]
