@@ -123,11 +123,14 @@ def optimizers() -> tuple[list[verdict.Verdict], list[list[str]]]:
     scg_text = "; ".join(f"{p.split()[0]} {_speedup(scg[(p, '40-20-40')])} loose, {_speedup(scg[(p, 'goal')])} tight"
                          for p in dict.fromkeys(p for p, _ in scg))
     spirals = [a for a in FOLDER.load_csv("two_spirals_answers") if a["criterion"] == "40-20-40"]
-    sp = ", ".join(f"{a['method']} {a['successes']}/{a['runs']}" for a in spirals)
+    sp = "; ".join(f"{a['method']} {a['successes']}/{a['runs']}" for a in spirals)
     budget = study.load_config(FOLDER.root / "two_spirals.toml")["training.max_epochs"]
+    spiral_verdicts = two_spirals.verdicts(spirals, budget)
     ranking = verdict.tally("the published ranking RPROP < quickprop < BP, pair by pair on expected epochs with "
-                            "restarts", [v for v in two_spirals.verdicts(spirals, budget) if v.rule == "order"])
-    causes = relu_tiny.verdicts(FOLDER.load_csv("relu_tiny_answers"))
+                            "restarts", [v for v in spiral_verdicts if v.rule == "order"])
+    never = [v for v in spiral_verdicts if v.rule == "matches"]  # a published method that never succeeded
+    causes = relu_tiny.verdicts(FOLDER.load_csv("relu_tiny_answers")) + relu_tiny.dead_verdicts(
+        FOLDER.load_csv("relu_tiny_dead"))
     claims = verdict.tally("Moeller's at least 10x, per problem and criterion",
                            [moeller.claim(r) for r in FOLDER.load_csv("moeller_ratios")])
     text = (f"On XOR, parity and the encoders, every method tuned over four settings, 40-20-40 pooled over "
@@ -137,9 +140,10 @@ def optimizers() -> tuple[list[verdict.Verdict], list[list[str]]]:
             f"{', '.join(f'{m} ({wins[m][0]})' for m in cheap)} ({STUDY6}). Hidden units over all methods: "
             f"{', '.join(f'{a} {study.rate(*act[a])}' for a in acts)}. Why ReLU is behind, each candidate beside its "
             f"test: {'; '.join(v.text for v in causes)} ({STUDY6B}). SCG over BP with momentum, in cu with "
-            f"restarts [paired bootstrap 95%]: {scg_text}; {claims.text} ({STUDY6C}). Two spirals as published, "
-            f"within {budget:,} epochs: {sp} solved; {ranking.text} ({STUDY6A}).")
-    return [*causes, claims, ranking], [["Which optimizer learns best with which activation?", text, "PR or HS the best CG betas (JetNet); "
+            f"restarts [paired bootstrap 95%]: {scg_text}; {claims.text} ({STUDY6C}). Two spirals, each method as "
+            f"Study 6a runs it, within {budget:,} epochs: {sp} held-out runs solved; {ranking.text}"
+            + "".join(f"; {v.text}" for v in never) + f" ({STUDY6A}).")
+    return [*causes, claims, ranking, *never], [["Which optimizer learns best with which activation?", text, "PR or HS the best CG betas (JetNet); "
              "PR CG best for small problems (LeCun et al. 1998); SCG at least 10x faster than BP, more as the "
              "criterion tightens (Moeller 1993); two spirals: RPROP about 6,000 epochs < quickprop about 8,000 "
              "< BP about 20,000", f"{STUDY6}, {STUDY6C}, {STUDY6A}, {STUDY6B}"]]
