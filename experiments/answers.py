@@ -119,9 +119,13 @@ def optimizers() -> tuple[list[verdict.Verdict], list[list[str]]]:
     level = [m for m in methods if m != best and not cg._apart(rate[m], rate[best])]
     cheap = sorted(wins, key=lambda m: -wins[m][0])[:3]
     act = {a: cg.pooled(rows, activation=a, criterion="40-20-40") for a in acts}
-    scg = {(r["problem"], r["criterion"]): r for r in FOLDER.load_csv("moeller_ratios")}
-    scg_text = "; ".join(f"{p.split()[0]} {_speedup(scg[(p, '40-20-40')])} loose, {_speedup(scg[(p, 'goal')])} tight"
-                         for p in dict.fromkeys(p for p, _ in scg))
+    ratios = FOLDER.load_csv("moeller_ratios")
+    scg = {(r["protocol"], r["problem"], r["criterion"]): r for r in ratios}
+    scg_text = ". ".join(
+        f"{protocol} protocol: " + "; ".join(f"{p.split()[0]} {_speedup(scg[(protocol, p, '40-20-40')])} loose, "
+                                             f"{_speedup(scg[(protocol, p, 'goal')])} tight"
+                                             for p in dict.fromkeys(p for q, p, _ in scg if q == protocol))
+        for protocol in dict.fromkeys(q for q, _, _ in scg))
     spirals = [a for a in FOLDER.load_csv("two_spirals_answers") if a["criterion"] == "40-20-40"]
     sp = "; ".join(f"{a['method']} {a['successes']}/{a['runs']}" for a in spirals)
     budget = study.load_config(FOLDER.root / "two_spirals.toml")["training.max_epochs"]
@@ -131,8 +135,9 @@ def optimizers() -> tuple[list[verdict.Verdict], list[list[str]]]:
     never = [v for v in spiral_verdicts if v.rule == "matches"]  # a published method that never succeeded
     causes = relu_tiny.verdicts(FOLDER.load_csv("relu_tiny_answers")) + relu_tiny.dead_verdicts(
         FOLDER.load_csv("relu_tiny_dead"))
-    claims = verdict.tally("Moeller's at least 10x, per problem and criterion",
-                           [moeller.claim(r) for r in FOLDER.load_csv("moeller_ratios")])
+    claims = [verdict.tally(f"Moeller's at least 10x, {protocol} protocol, per problem and criterion",
+                            [moeller.claim(r) for r in ratios if r["protocol"] == protocol])
+              for protocol in dict.fromkeys(r["protocol"] for r in ratios)]
     text = (f"On XOR, parity and the encoders, every method tuned over four settings, 40-20-40 pooled over "
             f"problems and activations: {best} most reliable, {study.rate(*rate[best])}; not separated from it: "
             f"{', '.join(level) or 'none'}. Cheapest (or within the interval of the cheapest) in most "
@@ -140,10 +145,10 @@ def optimizers() -> tuple[list[verdict.Verdict], list[list[str]]]:
             f"{', '.join(f'{m} ({wins[m][0]})' for m in cheap)} ({STUDY6}). Hidden units over all methods: "
             f"{', '.join(f'{a} {study.rate(*act[a])}' for a in acts)}. Why ReLU is behind, each candidate beside its "
             f"test: {'; '.join(v.text for v in causes)} ({STUDY6B}). SCG over BP with momentum, in cu with "
-            f"restarts [paired bootstrap 95%]: {scg_text}; {claims.text} ({STUDY6C}). Two spirals, each method as "
+            f"restarts [paired bootstrap 95%]: {scg_text}; {'; '.join(c.text for c in claims)} ({STUDY6C}). Two spirals, each method as "
             f"Study 6a runs it, within {budget:,} epochs: {sp} held-out runs solved; {ranking.text}"
             + "".join(f"; {v.text}" for v in never) + f" ({STUDY6A}).")
-    return [*causes, claims, ranking, *never], [["Which optimizer learns best with which activation?", text, "PR or HS the best CG betas (JetNet); "
+    return [*causes, *claims, ranking, *never], [["Which optimizer learns best with which activation?", text, "PR or HS the best CG betas (JetNet); "
              "PR CG best for small problems (LeCun et al. 1998); SCG at least 10x faster than BP, more as the "
              "criterion tightens (Moeller 1993); two spirals: RPROP about 6,000 epochs < quickprop about 8,000 "
              "< BP about 20,000", f"{STUDY6}, {STUDY6C}, {STUDY6A}, {STUDY6B}"]]

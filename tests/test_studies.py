@@ -182,12 +182,15 @@ def test_moeller_speedup_is_the_ratio_of_restart_costs_and_a_bound_where_bp_neve
                                                                                   strict=True)), ("same",), ())
 
     cells = []
-    for crit in m.CRITERIA:  # by hand: BP (10+20+30)/2 = 30 cu a success, SCG (2+4+6)/3 = 4: 7.5x
-        cells += [cell("p", m.BP, crit, [10, 20, 30], [True, False, True]), cell("p", m.SCG, crit, [2, 4, 6],
-                                                                                 [True] * 3)]
-    cells += [cell("q", m.BP, c, [300, 300, 310], [False] * 3) for c in m.CRITERIA]
-    cells += [cell("q", m.SCG, c, [3, 6, 9], [True, True, False]) for c in m.CRITERIA]  # 18/2 = 9 cu a success
-    out = {(r["problem"], r["criterion"]): r for r in m.speedups(compare.tune(cells))}
+    for bp, scg in m.PROTOCOLS.values():  # the same cells under each protocol's row names
+        for crit in m.CRITERIA:  # by hand: BP (10+20+30)/2 = 30 cu a success, SCG (2+4+6)/3 = 4: 7.5x
+            cells += [cell("p", bp, crit, [10, 20, 30], [True, False, True]), cell("p", scg, crit, [2, 4, 6],
+                                                                                   [True] * 3)]
+        cells += [cell("q", bp, c, [300, 300, 310], [False] * 3) for c in m.CRITERIA]
+        cells += [cell("q", scg, c, [3, 6, 9], [True, True, False]) for c in m.CRITERIA]  # 18/2 = 9 cu a success
+    speedups = m.speedups(compare.tune(cells))
+    assert sorted({r["protocol"] for r in speedups}) == sorted(m.PROTOCOLS) and len(speedups) == 2 * 2 * 2
+    out = {(r["problem"], r["criterion"]): r for r in speedups if r["protocol"] == "Moeller's"}
     assert out[("p", "goal")]["speedup"] == 7.5 and out[("p", "goal")]["paired"] and out[("p",
                                                                                           "goal")]["at_least"] == ""
     assert out[("q", "40-20-40")]["at_least"] == 300 / 9  # every BP run spent >= 300 cu without a success
