@@ -62,18 +62,18 @@ def run_sweep(
     """
     how: dict[str, Any] = dict(chunk_size=chunk_size, progress=progress, after_chunk=after_chunk,
                                memory_budget_mb=memory_budget_mb, compile_ahead=compile_ahead, lanes=lanes)
+    tune = list(flat.get("compare.tune_seeds", ()))
     if not flat.get("compare.tune_first"):
-        return _sweep(cfg.expand(flat), flat, store, **how)
+        return run_runs(cfg.expand(flat), store, tune, **how)
     if jax.process_count() > 1:
         raise ValueError("compare.tune_first runs in one process: its second stage reads the first stage's runs "
                          "from the store; run it without --num-processes")
-    tune = list(flat["compare.tune_seeds"])
     first = cfg.expand({**flat, "seeds": tune})
     _check_criteria(first)
-    counts = _sweep(first, flat, store, **how)
+    counts = run_runs(first, store, tune, **how)
     keep = tuned_configs(store, cfg.unique_ids(first))
     rest = cfg.expand({**flat, "seeds": [s for s in flat["seeds"] if s not in tune]})
-    second = _sweep([r for r in rest if config_hash(r.as_dict()) in keep], flat, store, **how)
+    second = run_runs([r for r in rest if config_hash(r.as_dict()) in keep], store, tune, **how)
     return {k: counts[k] + second[k] for k in counts}
 
 
@@ -101,10 +101,12 @@ def _check_criteria(runs: list[Run]) -> None:
                              f"has no criterion: set training.goal, training.criterion_40_20_40 or training.bit_fail")
 
 
-def _sweep(runs: list[Run], flat: dict[str, Any], store: Store, *, chunk_size: int | None, progress: bool,
-           after_chunk: Callable[[int], None] | None, memory_budget_mb: float | None, compile_ahead: int | None,
-           lanes: Lanes) -> dict[str, int]:
-    """:func:`run_sweep` of the expanded ``runs``."""
+def run_runs(runs: list[Run], store: Store, tune_seeds: list[int] | tuple[int, ...] = (), *,
+             chunk_size: int | None = CHUNK_SIZE, progress: bool = True,
+             after_chunk: Callable[[int], None] | None = None, memory_budget_mb: float | None = MEMORY_BUDGET_MB,
+             compile_ahead: int | None = None, lanes: Lanes = "auto") -> dict[str, int]:
+    """:func:`run_sweep` of runs already expanded (:class:`bpkit.spec.Run`, e.g. a stored run's config
+    changed by :meth:`~bpkit.spec.Run.replace`); ``tune_seeds`` is recorded as the comparison's."""
     ids = cfg.unique_ids(runs)
     done = store.run_ids()
     todo = [r for r, i in zip(runs, ids, strict=True) if i not in done]
@@ -112,7 +114,7 @@ def _sweep(runs: list[Run], flat: dict[str, Any], store: Store, *, chunk_size: i
     chunks = run_grid(todo, runs, chunk_size, memory_budget_mb, compile_ahead=compile_ahead, lanes=lanes)
     if writer:
         store.add_grid(ids)  # a report reads the runs in this order
-        store.set_compare({"tune_seeds": list(flat.get("compare.tune_seeds", ()))})
+        store.set_compare({"tune_seeds": list(tune_seeds)})
     bar = _progress(len(todo), progress and writer)
     written = meanwhile = 0
     for chunk in chunks:

@@ -51,6 +51,20 @@ def test_cg_family_pools_counts_and_names_the_methods_not_separated_from_the_che
     assert cg.separated_wins(ratios) == {"SCG": (1, 1), "CG PR": (1, 1), "CG FR": (0, 1)}
 
 
+def test_lbfgs_failures_are_counted_by_what_ended_them_and_precision_judged_by_its_rule():
+    cg = load("cg_family")
+    row = lambda dtype, ok, ended, g: {"dtype": dtype, "success": str(ok), "ended": ended, "grad_norm": str(g)}
+    rows = [row("float32", 1, "goal", 1e-3), row("float32", 0, "line_search_failed", 1e-6),
+            row("float32", 0, "line_search_failed", 0.2), row("float32", 0, "max_epochs", 1e-2),
+            row("float32", 0, "line_search_failed", 5e-5)] + [row("float64", 1, "goal", 1e-3)] * 5
+    assert cg.lbfgs_counts(rows, "float32") == {"runs": 5, "solved": 1, "line_search_failed, stationary": 2,
+                                                "line_search_failed, moving": 1, "max_epochs": 1}
+    (v,) = cg.lbfgs_verdicts(rows)
+    assert v.rule == "cause" and v.inputs["test"]["word"] == "not separated"  # 5/5 against 1/5: intervals overlap
+    many = [dict(r) for r in rows for _ in range(8)]
+    assert cg.lbfgs_verdicts(many)[0].word == "supported"  # 40/40 against 8/40
+
+
 def test_cross_entropy_sigmoid_output_layer_ignores_the_ablation():
     # The study's claim, checked on a net with hidden layers: the output layer's update is the
     # gradient under bce for both ablations, and is not under mse.
