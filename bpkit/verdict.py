@@ -16,6 +16,8 @@ opposite when the data do.
   from the second's (McNemar's exact test where the runs share starts, else non-overlapping
   Wilson intervals), "not separated" otherwise.
 * :func:`cost_ratio` of two methods: "cheaper" or "dearer" where the ratio's interval excludes 1.
+* :func:`higher`: one mean measure (a test accuracy) against another's, "higher" or "lower" where their
+  95% intervals do not overlap, "not separated" where they do.
 * :func:`order` against a published ranking ("a costs less than b"): "agrees" or "disagrees"
   where the two measured intervals do not overlap, "cannot tell" where they do.
 * :func:`matches` a published categorical outcome ("eta = 2.5 diverges"): "agrees" or "disagrees".
@@ -50,6 +52,7 @@ AGREES, DISAGREES, CANNOT_TELL = "agrees", "disagrees", "cannot tell"
 HOLDS, FAILS = "holds", "fails"
 AHEAD, BEHIND, NOT_SEPARATED = "ahead", "behind", "not separated"
 CHEAPER, DEARER = "cheaper", "dearer"
+HIGHER, LOWER = "higher", "lower"
 SUPPORTED, UNSUPPORTED = "supported", "not supported"
 
 
@@ -140,6 +143,20 @@ def cost_ratio(a: str, b: str, ratio: Sequence[float]) -> Verdict:
     return Verdict("cost_ratio", inputs, NOT_SEPARATED, f"{told}: not separated")
 
 
+def higher(a: str, a_value: Sequence[float], b: str, b_value: Sequence[float], quantity: str,
+           unit: str = "") -> Verdict:
+    """Whether ``a``'s ``quantity``, ``(value, lo, hi)`` with a 95% interval, is above ``b``'s: "higher" where
+    ``a``'s interval lies wholly above ``b``'s, "lower" where wholly below, "not separated" where they overlap."""
+    a_value, b_value = [float(v) for v in a_value], [float(v) for v in b_value]
+    inputs = {"a": a, "a_value": a_value, "b": b, "b_value": b_value, "quantity": quantity, "unit": unit}
+    told = f"{quantity}, {a} {_interval(a_value, unit)} against {b} {_interval(b_value, unit)}"
+    if a_value[1] > b_value[2]:
+        return Verdict("higher", inputs, HIGHER, f"{told}: {a} higher")
+    if a_value[2] < b_value[1]:
+        return Verdict("higher", inputs, LOWER, f"{told}: {a} lower")
+    return Verdict("higher", inputs, NOT_SEPARATED, f"{told}: not separated (the intervals overlap)")
+
+
 def order(a: str, a_cost: Sequence[float], b: str, b_cost: Sequence[float], source: str = "") -> Verdict:
     """A published ranking, "``a`` costs less than ``b``", against measured costs ``(value, lo, hi)`` (95%
     intervals, independent runs): agrees where ``a``'s interval lies wholly below ``b``'s, disagrees where it
@@ -187,8 +204,8 @@ def tally(what: str, members: Sequence[Verdict | dict[str, Any]]) -> Verdict:
 
 
 RULES: dict[str, Callable[..., Verdict]] = {"against": against, "at_least": at_least, "rates": rates,
-                                            "cost_ratio": cost_ratio, "order": order, "matches": matches,
-                                            "cause": cause, "tally": tally}
+                                            "cost_ratio": cost_ratio, "higher": higher, "order": order,
+                                            "matches": matches, "cause": cause, "tally": tally}
 
 
 def recompute(v: Verdict | dict[str, Any]) -> Verdict:

@@ -383,6 +383,20 @@ def digits_table(rows: list[dict], delta: list[dict], lin: dict, acts: list[str]
     return table, {"acc": acc, "dacc": dacc, "dig": dig, "ddig": ddig}
 
 
+def digits_against_linear(dig: dict) -> list[verdict.Verdict]:
+    """Digits' mean test accuracy of each rule on sigmoid hidden units against the net without hidden units
+    (the delta rule) under the same loss, by the higher rule on their intervals over seeds."""
+    made = []
+    for loss in ("mse", "bce"):
+        lin = dig["dacc"][(dig["ddig"], f"sigmoid, {loss}", "-", "exact")]
+        for rule in RULES:
+            a = dig["acc"][(dig["dig"], loss, "sigmoid", rule)]
+            made.append(verdict.higher(f"{rule} ({loss})", [100 * a[k] for k in ("mean", "lo", "hi")],
+                                       f"no hidden layer ({loss})", [100 * lin[k] for k in ("mean", "lo", "hi")],
+                                       "digits test accuracy", "%"))
+    return made
+
+
 def angle_table(ang: list[dict]) -> list[str]:
     """Per problem, loss and ablation: the median angle between the ablated update and the gradient at init."""
     out = []
@@ -464,6 +478,7 @@ def write_readme(rows, delta, ang, lin, figs) -> None:
     best_lin = dig["dacc"][(dig["ddig"], "sigmoid, bce", "-", "exact")]["mean"]
     omitted_dig = [dig["acc"][(dig["dig"], loss, "sigmoid", "omitted")]["mean"] for loss in ("mse", "bce")]
     exact_dig = [dig["acc"][(dig["dig"], loss, "sigmoid", "exact")]["mean"] for loss in ("mse", "bce")]
+    digit_verdicts = digits_against_linear(dig)
     all_same = all(f["same"] for (p, ol), f in dfacts.items() if ol != "sigmoid, mse")
     mse_delta = {p: dfacts[(p, "sigmoid, mse")] for p, ol in dfacts if ol == "sigmoid, mse"}
     same = {
@@ -590,7 +605,9 @@ def write_readme(rows, delta, ang, lin, figs) -> None:
         f"accuracy (closed-form least squares {100 * lin[dig['ddig']]['test_acc']:.1f}%). Sigmoid hidden units reach "
         f"{100 * exact_dig[0]:.1f}% (mse) and {100 * exact_dig[1]:.1f}% (bce) with f', {100 * omitted_dig[0]:.1f}% and "
         f"{100 * omitted_dig[1]:.1f}% with it omitted. Most of digits is linear, so an ablation that leaves the net "
-        "a linear learner costs only the last points there; it is no evidence that f' is unneeded.",
+        "a linear learner costs only the last points there; it is no evidence that f' is unneeded. Each rule on "
+        "sigmoid hidden units against the net without hidden units under the same loss, by their intervals: "
+        + "; ".join(v.text for v in digit_verdicts) + ".",
         f"- **Cross-entropy at a sigmoid output: the factor cancels.** The output layer's ablated update is the "
         f"gradient at every problem, seed and checkpoint (largest angle {worst_bce_out:.1e} deg); under squared "
         f"error omitting f' bends even the output layer (median {np.median(mse_out):.1f} deg, up to "
@@ -607,7 +624,7 @@ def write_readme(rows, delta, ang, lin, figs) -> None:
         f"{linear.text}. Where f' is 0 (the step, a dead ReLU) the hidden weights get no update at all. At a "
         "sigmoid output with cross-entropy the factor is not missing but cancelled.",
     ]
-    FOLDER.save_verdicts(NAME, [need, linear])
+    FOLDER.save_verdicts(NAME, [need, linear, *digit_verdicts])
     FOLDER.write_section(NAME, "\n".join(body))
 
 

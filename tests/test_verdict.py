@@ -105,3 +105,14 @@ def test_claims_outside_stored_verdicts_and_quotations_are_found():
                   "Online wins, exactly as LeCun's argument says."):
         assert verdict.unproduced(text + "\n\n" + typed, [v]), typed
     assert verdict.unproduced(text.replace("| xor | agrees |", "| xor | agrees, mostly |"), [v])
+
+
+def test_higher_reads_two_intervals():
+    from bpkit import verdict
+
+    apart = verdict.higher("f'(0)", (97.0, 96.5, 98.0), "no hidden layer", (95.3, 94.7, 95.8), "test accuracy", "%")
+    assert apart.word == verdict.HIGHER and apart.text.endswith("f'(0) higher")
+    assert verdict.higher("b", (95.3, 94.7, 95.8), "a", (97.0, 96.5, 98.0), "acc").word == verdict.LOWER
+    touching = verdict.higher("a", (96.6, 95.3, 98.3), "b", (95.3, 94.7, 95.8), "test accuracy", "%")
+    assert touching.word == verdict.NOT_SEPARATED  # 95.3 lies inside both intervals
+    assert verdict.recompute(apart._asdict()) == apart
