@@ -276,7 +276,8 @@ def test_tuning_first_needs_tuning_seeds_and_a_criterion(tmp_path):
         run_sweep(flat, store, progress=False)
 
 
-def test_a_sweep_stores_dead_units_at_the_start_and_the_end(tmp_path):
+@pytest.mark.parametrize("lanes", ["auto", 3])  # a lane per run, and runs queued through 3 lanes
+def test_a_sweep_stores_dead_units_at_the_start_and_the_end(tmp_path, lanes):
     # training.measure_dead_units: [dead hidden units at the start, at the end], the start counted again here
     # from the run's own initial weights; under full-batch gradient descent a dead ReLU unit gets no gradient,
     # so it is still dead at the end.
@@ -289,7 +290,7 @@ def test_a_sweep_stores_dead_units_at_the_start_and_the_end(tmp_path):
                       'hidden = [2]\nactivation = "relu"\n[optimizer]\nlearning_rate = 3.0\n[training]\n'
                       'max_epochs = 200\nstall_epochs = 0\nmeasure_dead_units = true\n')
     with Store(tmp_path / "d.sqlite") as store:
-        run_sweep(cfg.load(config), store, progress=False)
+        run_sweep(cfg.load(config), store, progress=False, lanes=lanes)
         runs = store.runs()[0]
     starts = []
     for r in runs:
