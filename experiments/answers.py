@@ -43,16 +43,17 @@ STUDY6C = _link("Study 6c", "study-6c-moellers-claim-as-he-stated-it")
 
 def why_derivative() -> tuple[list[list[str]], list[list[str]], list[verdict.Verdict]]:
     """Rows for "why f'" and "without it": pooled sigmoid successes per rule, and where ablated runs end."""
-    rows = FOLDER.load_csv(wd.NAME)
+    rows, _ = wd.separating(FOLDER.load_csv(wd.NAME))
     ans = wd.tuned(rows)
+    judged = [p for p in dict.fromkeys(r["problem"] for r in rows) if not p.startswith("digits")]
     frozen = [a for k, a in ans.items() if k[2] == "sigmoid" and k[3] == wd.RULES[2]]
     _, near = wd.link_table(rows, FOLDER.load_csv(wd.NAME + "_delta"), FOLDER.load_json(wd.NAME + "_linear"),
                             ["sigmoid"])
     need, linear = wd.verdicts(ans, near)
     ang = FOLDER.load_json(wd.NAME + "_angles")
     worst_bce_out = max(wd._deg(r["layers"][-1]) for r in ang if r["loss"] == "bce")
-    first = (f"The chain rule puts it there: dC/dw = dC/da f'(z) x. Sigmoid hidden units, XOR, parity-3 and two "
-             f"spirals under squared error and cross-entropy, each cell at its best learning rate, solved by "
+    first = (f"The chain rule puts it there: dC/dw = dC/da f'(z) x. Sigmoid hidden units, {', '.join(judged)}, "
+             f"under squared error and cross-entropy, each cell at its best learning rate, solved by "
              f"40-20-40: {need.text}; f' frozen at 1/4 "
              f"{study.rate(sum(a.success for a in frozen), sum(a.runs for a in frozen))}.")
     second = (f"Whether the hidden layer then learns as a linear one would (every learning rate, XOR and parity-3): "

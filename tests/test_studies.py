@@ -65,6 +65,16 @@ def test_lbfgs_failures_are_counted_by_what_ended_them_and_precision_judged_by_i
     assert cg.lbfgs_verdicts(many)[0].word == "supported"  # 40/40 against 8/40
 
 
+def test_why_derivative_leaves_out_a_problem_no_run_solved_and_keeps_digits():
+    wd = load("why_derivative")
+    row = lambda p, solved: {"problem": p, "solved": solved}
+    rows = [row("xor", "True"), row("xor", "False"), row("spirals", "False"), row("spirals", "False"),
+            row("digits", "")]
+    kept, dropped = wd.separating(rows)
+    assert dropped == {"spirals": 2} and [r["problem"] for r in kept] == ["xor", "xor", "digits"]
+    assert wd.separating(rows[:2] + rows[4:])[1] == {}  # nothing to leave out
+
+
 def test_cross_entropy_sigmoid_output_layer_ignores_the_ablation():
     # The study's claim, checked on a net with hidden layers: the output layer's update is the
     # gradient under bce for both ablations, and is not under mse.
