@@ -89,7 +89,8 @@ def tuned_configs(store: Store, ids: list[str]) -> set[str]:
                          f"({errors[0] if errors else 'not stored'}); nothing more was run")
     at = {i: k for k, i in enumerate(ids)}
     runs.sort(key=lambda r: at[r["run_id"]])
-    return {a.chosen.run_ids[0].rsplit("-", 1)[0] for a in compare.answers(runs)}
+    config_of = {r["run_id"]: r["config_hash"] for r in runs}
+    return {config_of[a.chosen.run_ids[0]] for a in compare.answers(runs)}
 
 
 def _check_criteria(runs: list[Run]) -> None:

@@ -134,12 +134,9 @@ def optimizers() -> tuple[list[verdict.Verdict], list[list[str]]]:
     ranking = verdict.tally("the published ranking RPROP < quickprop < BP, pair by pair on expected epochs with "
                             "restarts", [v for v in spiral_verdicts if v.rule == "order"])
     never = [v for v in spiral_verdicts if v.rule == "matches"]  # a published method that never succeeded
-    first: dict[str, str] = {}  # each data set's first net in Study 6b, the narrow one ReLU trails on
-    for a in FOLDER.load_csv("relu_tiny_answers"):
-        first.setdefault(a["problem"].split()[0], a["problem"])
-    causes = [v for v in relu_tiny.verdicts(FOLDER.load_csv("relu_tiny_answers"))
-              + relu_tiny.dead_verdicts(FOLDER.load_csv("relu_tiny_dead"))
-              if any(f"on {p}" in v.text.split(":")[0] for p in first.values())]
+    relu = FOLDER.load_csv("relu_tiny_answers")
+    narrow = [v[0] for v in relu_tiny.nets(a["problem"] for a in relu).values()]  # the nets ReLU trails on
+    causes = relu_tiny.verdicts(relu) + relu_tiny.dead_verdicts(FOLDER.load_csv("relu_tiny_dead"), narrow)
     claims = [verdict.tally(f"Moeller's at least 10x, {protocol} protocol, per problem and criterion",
                             [moeller.claim(r) for r in ratios if r["protocol"] == protocol])
               for protocol in dict.fromkeys(r["protocol"] for r in ratios)]

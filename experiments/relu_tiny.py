@@ -13,6 +13,7 @@ and each reported run's success beside its dead hidden units at its start and en
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 
 from bpkit import stats, study, tables, verdict
@@ -57,12 +58,20 @@ def _dead_split(rows: list[dict[str, str]], problem: str, field: str) -> tuple[i
     return sum(alive), len(alive), sum(dead), len(dead)
 
 
-def dead_verdicts(rows: list[dict[str, str]]) -> list[verdict.Verdict]:
-    """Per problem, pooled over the three ReLU starts: do runs that start with a dead hidden unit, or lose one
-    during training, solve less often than those that do not?  Each stated only by its test (Wilson
-    intervals); a split with no run on one side is no test and is left out."""
+def nets(problems: Iterable[str]) -> dict[str, list[str]]:
+    """Each data set's nets in the order given, the narrow one first (``"xor 2-2-1"``: data set ``xor``)."""
+    out: dict[str, list[str]] = {}
+    for problem in dict.fromkeys(problems):
+        out.setdefault(problem.split()[0], []).append(problem)
+    return out
+
+
+def dead_verdicts(rows: list[dict[str, str]], problems: Iterable[str] | None = None) -> list[verdict.Verdict]:
+    """Per problem (of ``problems``, else every one), pooled over the three ReLU starts: do runs that start with
+    a dead hidden unit, or lose one during training, solve less often than those that do not?  Each stated only
+    by its test (Wilson intervals); a split with no run on one side is no test and is left out."""
     made = []
-    for problem in dict.fromkeys(r["problem"] for r in rows):
+    for problem in dict.fromkeys(r["problem"] for r in rows) if problems is None else problems:
         for field, claim, alive, dead in (
                 ("dead_start", f"a hidden unit dead at the start makes ReLU runs on {problem} fail",
                  "runs with every unit alive at the start", "runs with a dead unit at the start"),
@@ -131,12 +140,9 @@ def verdicts(rows: list[dict[str, str]]) -> list[verdict.Verdict]:
     default start costs no more than tanh (the bounds on its expected-cu ratio reach 1 or lie below it;
     every success count there is near its ceiling, so cost is what can still separate them)."""
     rows = [a for a in rows if a["criterion"] == "40-20-40"]
-    nets: dict[str, list[str]] = {}  # data set -> its nets, narrow first
-    for problem in dict.fromkeys(a["problem"] for a in rows):
-        nets.setdefault(problem.split()[0], []).append(problem)
     cell = {(a["problem"], a["method"]): a for a in rows}
     made = []
-    for narrow, wide, *_ in (v for v in nets.values() if len(v) >= 2):
+    for narrow, wide, *_ in (v for v in nets(a["problem"] for a in rows).values() if len(v) >= 2):
         leaky, tanh = cell[(narrow, LEAKY)], cell[(narrow, REFERENCE)]
         test = verdict.rates(f"leaky ReLU on {narrow}", int(leaky["successes"]), int(leaky["runs"]),
                              f"tanh on {narrow}", int(tanh["successes"]), int(tanh["runs"]))

@@ -75,6 +75,7 @@ def quickprop(
     def update(grads, state, params=None, **extra):
         if decay and params is None:
             raise ValueError("quickprop with decay needs params in update()")
+
         def one(g, w, dw0, s0, fan=None):
             s = -(g + decay * w) if decay else -g
             eps = learning_rate * s if fan is None else learning_rate * s / fan
