@@ -28,6 +28,13 @@ def pyplot():
     return plt
 
 
+def palette(plt, names: Sequence[str]) -> dict[str, Any]:
+    """A distinct colour per name: matplotlib's ten, or its twenty (in pairs of a dark and a light shade)
+    where there are more than ten; past twenty they repeat."""
+    cmap, n = (plt.get_cmap("tab10"), 10) if len(names) <= 10 else (plt.get_cmap("tab20"), 20)
+    return {m: cmap(i % n) for i, m in enumerate(names)}
+
+
 def save_figure(fig, stem: Path, formats: tuple[str, ...] = ("png", "svg")) -> list[Path]:
     """Save ``fig`` as ``stem.<format>`` for each format, atomically: a killed run never leaves half a figure.
 
@@ -94,7 +101,7 @@ def cost_figure(answers: Sequence[Answer], title: str, stem: Path) -> list[Path]
     """
     plt = pyplot()
     crits, methods, acts = axes_of(answers)
-    colors = {m: plt.get_cmap("tab10")(i % 10) for i, m in enumerate(methods)}
+    colors = palette(plt, methods)
     # Each panel at least as wide as its 9-point title (about 0.075 inch a character), so titles never overlap.
     panel = max(1.3 * len(acts), max(0.075 * len(_cost_title(c)) + 0.3 for c in crits))
     fig, axes = plt.subplots(1, len(crits), figsize=(_width(1.5 + panel * len(crits), methods, title), 3.4),
@@ -168,7 +175,7 @@ def learning_curves(answers: Sequence[Answer], runs_by_cell: dict[tuple[str, str
     """
     plt = pyplot()
     _, methods, acts = axes_of(answers)
-    colors = {m: plt.get_cmap("tab10")(i % 10) for i, m in enumerate(methods)}
+    colors = palette(plt, methods)
     ncol = min(5, len(acts))
     nrow = math.ceil(len(acts) / ncol)
     fig, axes = plt.subplots(nrow, ncol, figsize=(0.5 + 2.9 * ncol, 0.8 + 2.4 * nrow), squeeze=False,
@@ -195,7 +202,7 @@ def fixed_budget_figure(labels: Sequence[str], curves: Sequence[Sequence[Sequenc
     from bpkit import stats
 
     plt = pyplot()
-    colors = [plt.get_cmap("tab10")(i % 10) for i in range(len(labels))]
+    colors = list(palette(plt, [str(i) for i in range(len(labels))]).values())
     fig, (left, right) = plt.subplots(1, 2, figsize=(_width(7.0, labels, title), 3.2))
     for i, runs in enumerate(curves):
         epochs, med = median_curve(runs)
@@ -265,7 +272,7 @@ def ecdf_figure(curves: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]], tit
     plt = pyplot()
     panels = list(curves)
     methods = list(dict.fromkeys(m for p in curves.values() for m in p))
-    colors = {m: plt.get_cmap("tab10")(i % 10) for i, m in enumerate(methods)}
+    colors = palette(plt, methods)
     ncol = min(5, len(panels))
     nrow = math.ceil(len(panels) / ncol)
     fig, axes = plt.subplots(nrow, ncol, figsize=(_width(0.5 + 2.9 * ncol, methods, title), 0.9 + 2.4 * nrow),
@@ -289,7 +296,7 @@ def profile_figure(taus: np.ndarray, profiles: dict[str, dict[str, np.ndarray]],
     plt = pyplot()
     panels = list(profiles)
     methods = list(dict.fromkeys(m for p in profiles.values() for m in p))
-    colors = {m: plt.get_cmap("tab10")(i % 10) for i, m in enumerate(methods)}
+    colors = palette(plt, methods)
     fig, axes = plt.subplots(1, len(panels), figsize=(_width(0.6 + 3.4 * len(panels), methods, title), 3.2),
                              squeeze=False, sharey=True)
     for ax, panel in zip(axes[0], panels, strict=True):
@@ -317,7 +324,7 @@ def sensitivity_figure(points: dict[str, dict[str, list[tuple[float, float, floa
     plt = pyplot()
     methods = list(points)
     acts = list(dict.fromkeys(a for p in points.values() for a in p))
-    colors = {a: plt.get_cmap("tab10")(i % 10) for i, a in enumerate(acts)}
+    colors = palette(plt, acts)
     fig, axes = plt.subplots(2, len(methods), figsize=(_width(0.6 + 2.6 * len(methods), acts, title), 5.0),
                              squeeze=False, sharex="col")
     for j, m in enumerate(methods):

@@ -17,6 +17,7 @@ import cg_family as cg  # the studies this table sums up: the script's own folde
 import moeller
 import numpy as np
 import online_batch as ob
+import online_batch_sets as obs
 import relu_tiny
 import two_spirals
 import why_derivative as wd
@@ -35,6 +36,7 @@ def _link(title: str, anchor: str) -> str:
 STUDY2 = _link("Study 2", "study-2-why-the-derivative")
 STUDY3 = _link("Study 3", "study-3-linear-collapse")
 STUDY5 = _link("Study 5", "study-5-online-vs-mini-batch-vs-batch")
+STUDY5B = _link("Study 5b", "study-5b-online-vs-batch-on-real-data-sets")
 STUDY6 = _link("Study 6", "study-6-the-conjugate-gradient-family")
 STUDY6A = _link("Study 6a", "study-6a-two-spirals-as-published")
 STUDY6B = _link("Study 6b", "study-6b-relu-on-the-tiny-benchmarks-started-five-ways")
@@ -93,15 +95,19 @@ def online_batch() -> tuple[list[verdict.Verdict], list[list[str]]]:
     o1, b1 = cell[("digits", "online")], cell[("digits", "batch")]
     o10, b10 = cell[("digits x10", "online")], cell[("digits x10", "batch")]
     online, batch = ob.verdicts(res)[:2]
+    sets = FOLDER.load_json(obs.NAME)
+    counted = obs.tallies(obs.verdicts(sets))
     text = (f"Online, on digits: passes over the data to half MSE <= {ob.GOAL} (median [range over "
             f"{len(o1['runs']) // len({r['lr'] for r in o1['runs']})} seeds]), online {at_best(o1)} against batch "
             f"{at_best(b1)}, {b1['passes'] / o1['passes']:.0f}x; with every example copied 10 times, online "
             f"{at_best(o10)}, batch {at_best(b10)}, {b10['passes'] / o10['passes']:.0f}x (batch: the same epochs, each "
             f"{b10['epoch_seconds'] / b1['epoch_seconds']:.1f}x slower in wall time). Against LeCun's figures: "
-            f"{online.text}; {batch.text}.")
-    return [online, batch], [["Online or batch?", text, "Online is usually much faster on redundant data; 10 copies make batch "
+            f"{online.text}; {batch.text}. On FANN's real sets and digits, each method tuned on other seeds "
+            f"({STUDY5B}; test loss on the regression sets): "
+            f"{'; '.join(v.text for v in counted)}.")
+    return [online, batch, *counted], [["Online or batch?", text, "Online is usually much faster on redundant data; 10 copies make batch "
              "10x slower, online unaffected (LeCun et al. 1998); often orders of magnitude (Wilson & Martinez "
-             "2003)", STUDY5]]
+             "2003)", f"{STUDY5}, {STUDY5B}"]]
 
 
 def _speedup(r: dict) -> str:
@@ -141,7 +147,10 @@ def optimizers() -> tuple[list[verdict.Verdict], list[list[str]]]:
                             [moeller.claim(r) for r in ratios if r["protocol"] == protocol])
               for protocol in dict.fromkeys(r["protocol"] for r in ratios)]
     lbfgs = cg.lbfgs_verdicts(FOLDER.load_csv("cg_family_lbfgs"))
-    best_text = (f"On XOR, parity and the encoders, every method tuned over four settings, 40-20-40 pooled over "
+    flat = study.load_config(FOLDER.root / f"{cg.NAME}.toml")
+    held = [s for s in flat["seeds"] if s not in flat["compare.tune_seeds"]]
+    best_text = (f"On XOR, parity and the encoders, every method given {rows[0]['budget']} settings and "
+                 f"{flat['training.max_cu']:,.0f} cu a run, 40-20-40 on {len(held)} held-out seeds pooled over "
                  f"problems and activations: {best} most reliable, {study.rate(*rate[best])}; not separated from it: "
                  f"{', '.join(level) or 'none'}. Cheapest (or within the interval of the cheapest) in most of the "
                  f"{wins[cheap[0]][1]} (problem, criterion, activation) cells: "

@@ -3,11 +3,12 @@
     python3 experiments/cg_family.py [--report-only]
 
 Runs ``experiments/cg_family.toml`` (XOR, parity-3, parity-4 and the 8-3-8 and 10-5-10 encoders; four
-hidden activations; 14 methods, each tuned over four settings; 20 seeds; every run until both
-criteria held) into ``results/cg_family.sqlite``, keeps the tuned answers (:func:`bpkit.compare.answers`)
-in ``experiments/results/cg_family_answers.csv``, each method's cost over the cheapest one's
-(:func:`bpkit.compare.ratios`, bootstrap 95%) in ``cg_family_ratios.csv`` and L-BFGS's runs beside their
-float64 twins in ``cg_family_lbfgs.csv``, and writes the README section.
+hidden activations; 13 methods, each given eight settings on seeds 0-9 and its chosen ones run on seeds
+10-59; every run until both criteria held or its 3,000 cu were spent) into ``results/cg_family.sqlite``,
+keeps the tuned answers (:func:`bpkit.compare.answers`) in ``experiments/results/cg_family_answers.csv``,
+each method's cost over the cheapest one's (:func:`bpkit.compare.ratios`, bootstrap 95%) in
+``cg_family_ratios.csv``, the runtime distributions in ``cg_family_ecdf.csv`` and L-BFGS's runs beside
+their float64 twins in ``cg_family_lbfgs.csv``, and writes the README section.
 """
 
 from __future__ import annotations
@@ -39,12 +40,136 @@ def ratio_rows(answers: list) -> list[dict]:
     return out
 
 
+def _stored() -> int:
+    """How many runs the study's store holds (0 before its first run)."""
+    from bpkit.store import Store
+
+    path = FOLDER.stores / f"{NAME}.sqlite"
+    if not path.exists():
+        return 0
+    with Store(path, readonly=True) as store:
+        return len(store.run_ids())
+
+
 def run(args) -> None:
-    t0 = time.perf_counter()
-    answers = FOLDER.sweep_and_answer(NAME, "CG family and others")
+    t0, before = time.perf_counter(), _stored()
+    answers = FOLDER.sweep_and_answer(NAME, "CG family and others", chunk_size=None)
     FOLDER.save_csv(f"{NAME}_ratios", ratio_rows(answers))
     FOLDER.save_csv(f"{NAME}_lbfgs", lbfgs_rows(answers))
-    FOLDER.save_json(f"{NAME}_meta", {"wall_s": time.perf_counter() - t0})
+    FOLDER.save_csv(f"{NAME}_ecdf", ecdf_rows(answers))
+    FOLDER.save_csv(f"{NAME}_halves", halves_rows(answers))
+    n_runs = _stored()
+    wall = time.perf_counter() - t0
+    if n_runs == before and (FOLDER.results / f"{NAME}_meta.json").exists():  # resumed, nothing new: the time
+        wall = FOLDER.load_json(f"{NAME}_meta")["wall_s"]                      # of the run that computed them
+    FOLDER.save_json(f"{NAME}_meta", {"wall_s": wall, "runs": n_runs})
+
+
+def halves_rows(answers: list) -> list[dict[str, object]]:
+    """The reviewer's check: every answer's successes on each half of its held-out seeds apart (the settings
+    as chosen on the tuning seeds), per (half, problem, criterion, method, activation)."""
+    out: list[dict[str, object]] = []
+    for a in answers:
+        seeds = sorted(a.chosen.seeds)
+        for name, half in (("first", seeds[: len(seeds) // 2]), ("second", seeds[len(seeds) // 2:])):
+            c = a.chosen.on(set(half))
+            out.append({"half": name, "seeds": f"{half[0]}-{half[-1]}", "problem": a.problem, "criterion": a.criterion,
+                        "method": a.method, "activation": a.activation, "successes": c.successes, "runs": c.runs})
+    return out
+
+
+def reliability(rows: list[dict[str, str]], crit: str) -> tuple[str, list[str], list[str]]:
+    """Pooled over problems and activations at ``crit``: the most reliable method, those not separated from
+    it and those behind it (Wilson intervals apart)."""
+    methods = list(dict.fromkeys(a["method"] for a in rows))
+    rate = {m: pooled(rows, method=m, criterion=crit) for m in methods}
+    best = max(methods, key=lambda m: rate[m][0] / rate[m][1])
+    behind = [m for m in methods if m != best and _apart(rate[m], rate[best])]
+    return best, [m for m in methods if m != best and m not in behind], behind
+
+
+def _share(counts: tuple[int, int]) -> float:
+    return counts[0] / counts[1]
+
+
+def halves_text(rows: list[dict[str, str]], halves: list[dict[str, str]]) -> str:
+    """Whether the reliability verdicts hold on each half of the held-out seeds: a method stated behind the
+    most reliable one is contradicted where, on a half, it is separated ahead of that method."""
+    parts, contradicted = [], 0
+    for crit, name in (("40-20-40", "loose"), ("goal", "tight")):
+        best, _, behind = reliability(rows, crit)
+        for half in dict.fromkeys(h["half"] for h in halves):
+            mine = [h for h in halves if h["half"] == half]
+            b = pooled(mine, method=best, criterion=crit)
+            still = [m for m in behind if _apart(pooled(mine, method=m, criterion=crit), b)]
+            ahead = [m for m in still if _share(pooled(mine, method=m, criterion=crit)) > _share(b)]
+            contradicted += len(ahead)
+            parts.append(f"{name}, seeds {mine[0]['seeds']}: {best} {study.rate(*b)}, {len(still)} of the "
+                         f"{len(behind)} methods stated behind it still separated")
+    return ("**The reviewer's check**: the settings as chosen, each half of the held-out seeds apart; "
+            + "; ".join(parts) + f"; a method separated ahead of the one it is stated behind: {contradicted} "
+            f"(`experiments/results/{NAME}_halves.csv`).")
+
+
+ECDF_POINTS = 120  # budgets on the runtime distributions' log axis
+
+
+def ecdf_rows(answers: list) -> list[dict[str, object]]:
+    """Runtime distributions (COCO's ECDF): per activation and method, the fraction of (problem, run, target)
+    pairs met within each budget in cu.  The targets: each problem's ladder (:func:`bpkit.runtime.problem_runtimes`:
+    eight losses spaced log-uniformly from where the runs start down to the tight goal, and 40-20-40); the runs:
+    the held-out runs of the settings chosen for the tight goal."""
+    from bpkit import report, runtime
+
+    chosen = [a for a in answers if a.criterion == "goal"]
+    runs, _ = report.load_runs(FOLDER.stores / f"{NAME}.sqlite", ids={i for a in chosen for i in a.chosen.run_ids})
+    by_id = {r["run_id"]: r for r in runs}
+    rts = [rt for p in dict.fromkeys(a.problem for a in chosen)
+           for rt in runtime.problem_runtimes([a for a in chosen if a.problem == p], by_id)]
+    grid = runtime.budgets(rts, ECDF_POINTS)
+    out: list[dict[str, object]] = []
+    for act in dict.fromkeys(rt.activation for rt in rts):
+        for m in dict.fromkeys(rt.method for rt in rts):
+            mine = [rt for rt in rts if rt.activation == act and rt.method == m]
+            out += [{"activation": act, "method": m, "budget": float(b), "fraction": float(f)}
+                    for b, f in zip(grid, runtime.ecdf(mine, grid), strict=True)]
+    return out
+
+
+def edge_counts(rows: list[dict[str, str]]) -> str:
+    """The choices at an end of their grid, counted by setting and method: "c2 0.999: CG DY 10, CG FR 9"."""
+    counts: dict[str, dict[str, int]] = {}
+    for a in rows:
+        if a["edge"]:
+            by = counts.setdefault(a["setting"].split(" (")[0], {})
+            by[a["method"]] = by.get(a["method"], 0) + 1
+    return "; ".join(f"{setting}: " + ", ".join(f"{m} {k}" for m, k in sorted(by.items(), key=lambda kv: -kv[1]))
+                     for setting, by in counts.items()) or "none"
+
+
+def ecdf_figure(rows: list[dict[str, str]]) -> None:
+    """The runtime distributions of ``cg_family_ecdf.csv``, one panel per activation."""
+    import numpy as np
+
+    from bpkit import figures
+
+    panels: dict[str, dict[str, tuple]] = {}
+    for act in dict.fromkeys(r["activation"] for r in rows):
+        for m in dict.fromkeys(r["method"] for r in rows):
+            mine = [r for r in rows if r["activation"] == act and r["method"] == m]
+            panels.setdefault(act, {})[m] = (np.array([float(r["budget"]) for r in mine]),
+                                             np.array([float(r["fraction"]) for r in mine]))
+    figures.ecdf_figure(panels, "every problem: runtimes to every target (held-out seeds)",
+                        FOLDER.figures / f"{NAME}_ecdf")
+
+
+def ecdf_at(rows: list[dict[str, str]], budget: float) -> dict[tuple[str, str], float]:
+    """(activation, method) -> the fraction of (problem, run, target) pairs met within ``budget`` cu."""
+    out: dict[tuple[str, str], float] = {}
+    for r in rows:
+        if float(r["budget"]) <= budget:
+            out[r["activation"], r["method"]] = float(r["fraction"])
+    return out
 
 
 LBFGS = "L-BFGS"
@@ -179,13 +304,10 @@ def conclusion(rows: list[dict[str, str]], ratios: list[dict[str, str]]) -> str:
     acts = list(dict.fromkeys(a["activation"] for a in rows))
     text = ["**Conclusion** (a difference counts only where the intervals do not overlap)."]
     for crit, name in (("40-20-40", "loose"), ("goal", "tight")):
-        rate = {m: pooled(rows, method=m, criterion=crit) for m in methods}
-        best = max(methods, key=lambda m: rate[m][0] / rate[m][1])
-        behind = [m for m in methods if m != best and _apart(rate[m], rate[best])]
-        level = [m for m in methods if m != best and m not in behind]
+        best, level, behind = reliability(rows, crit)
         text.append(f"Reliability, {name} criterion, pooled over problems and activations: {best} "
-                    f"{study.rate(*rate[best])}; not separated from it: {', '.join(level) or 'none'}; behind it: "
-                    f"{', '.join(behind) or 'none'}.")
+                    f"{study.rate(*pooled(rows, method=best, criterion=crit))}; not separated from it: "
+                    f"{', '.join(level) or 'none'}; behind it: {', '.join(behind) or 'none'}.")
     wins = separated_wins(ratios)
     top = sorted(wins, key=lambda m: -wins[m][0])
     text.append("Cost: of the " + str(wins[top[0]][1]) + " (problem, criterion, activation) cells where some "
@@ -208,6 +330,20 @@ def conclusion(rows: list[dict[str, str]], ratios: list[dict[str, str]]) -> str:
     return " ".join(text)
 
 
+def ecdf_text(rows: list[dict[str, str]], budget: float) -> str:
+    """Each activation's method with the most (run, target) pairs met within the budget, and at a tenth of it."""
+    parts = []
+    for b in (budget / 10, budget):
+        at = ecdf_at(rows, b)
+        best = {}
+        for (act, m), f in at.items():
+            if act not in best or f > at[act, best[act]]:
+                best[act] = m
+        parts.append(f"within {b:,.0f} cu, " + "; ".join(f"{act}: {m} {at[act, m]:.0%}" for act, m in best.items()))
+    return ("Most (run, target) pairs met, per activation: " + ". And ".join(parts) + " (fractions of "
+            f"`experiments/results/{NAME}_ecdf.csv`; no interval is drawn on them).")
+
+
 def lbfgs_text(rows: list[dict[str, str]]) -> str:
     """The paragraph on L-BFGS's failures, every count from ``cg_family_lbfgs.csv``, the cause by its rule."""
     def told(dtype: str) -> str:
@@ -215,12 +351,12 @@ def lbfgs_text(rows: list[dict[str, str]]) -> str:
         ends = {"line_search_failed, stationary": f"a failed line search at a stationary point (final gradient "
                                                   f"norm below {STATIONARY:g})",
                 "line_search_failed, moving": "a failed line search away from one",
-                "max_epochs": "the iteration budget", "diverged": "divergence"}
+                "max_epochs": "the iteration budget", "max_cu": "the cu budget", "diverged": "divergence"}
         failed = "; ".join(f"{ends.get(k, k)} {v}" for k, v in c.items() if k not in ("runs", "solved"))
         return f"in {dtype} it solves {study.rate(c['solved'], c['runs'])}, its failures ended by {failed or 'none'}"
 
     made = FOLDER.save_verdicts(NAME, lbfgs_verdicts(rows))
-    return (f"**Why L-BFGS fails**, measured (40-20-40, each cell at its chosen c2, every seed; the same runs "
+    return (f"**Why L-BFGS fails**, measured (40-20-40, each cell at its chosen c2, every held-out seed; the same runs "
             f"again in float64; `experiments/results/{NAME}_lbfgs.csv`): {told('float32')}; {told('float64')}. "
             "A stationary point that is no solution is a local minimum or a plateau; the gradient norm alone does "
             f"not say which. Precision, by its test: {'; '.join(v.text for v in made)}.")
@@ -237,13 +373,20 @@ def section() -> None:
         [label, f"{key.split('.')[-1]} {', '.join(f'{v:g}' for v in m[key])}"]
         for (label, key), m in zip(grids, flat["axis"]["method"], strict=True)]).markdown().splitlines()
     problems = list(dict.fromkeys(a["problem"] for a in rows))
-    n_runs = sum(int(a["runs"]) * int(a["budget"]) for a in rows if a["criterion"] == "goal")
+    ecdf = FOLDER.load_csv(f"{NAME}_ecdf")
+    ecdf_figure(ecdf)
+    tune = flat["compare.tune_seeds"]
+    report_seeds = [x for x in flat["seeds"] if x not in tune]
+    tuned_rows = [a for a in rows if a["tuned"] == "True"]
+    edges = sum(1 for a in tuned_rows if a["edge"])
+    paired = sum(1 for r in ratios if r["paired"] == "True")
     body = [
         "## Study 6: the conjugate-gradient family",
         "",
-        f"Command: `python3 experiments/{NAME}.py` (grid: `experiments/{NAME}.toml`; {n_runs:,} runs, "
-        f"{meta['wall_s'] / 60:.0f} min on this machine's 2 cores; numbers from `experiments/results/{NAME}_answers.csv` "
-        f"and `{NAME}_ratios.csv`, computed by `bpkit.compare` and `bpkit.stats` from the stored runs).",
+        f"Command: `python3 experiments/{NAME}.py` (grid: `experiments/{NAME}.toml`; {meta['runs']:,} runs, "
+        f"{meta['wall_s'] / 60:.0f} min on this machine's 2 cores; numbers from `experiments/results/{NAME}_answers.csv`, "
+        f"`{NAME}_ratios.csv` and `{NAME}_ecdf.csv`, computed by `bpkit.compare`, `bpkit.runtime` and `bpkit.stats` "
+        "from the stored runs).",
         "",
         "Published (../shared/REFERENCES.md): CG with a line search runs best with PR or HS (JetNet); SCG is "
         "faster than BP and than CG with a line search (Moeller 1993; his claim is tested as stated in Study 6c); "
@@ -251,16 +394,24 @@ def section() -> None:
         "is the method of choice for small problems (LeCun et al. 1998).",
         "",
         f"Setup: {', '.join(problems)}, as the CMU collection defines them; half MSE on a sigmoid output, 0/1 "
-        f"targets, float32, LeCun-normal init, {len(flat['seeds'])} seeds (the same initial weights for every "
-        f"method), budget {flat['training.max_epochs']:,} epochs (iterations for the line-search methods). Every "
-        "method is batch except BP online, and gets the same tuning budget, four settings, chosen per cell "
-        "(problem, activation, criterion) by the lowest expected cost with restarts:",
+        "targets, float32, LeCun-normal init (the same initial weights for every method on a seed). **Equal "
+        f"compute**: every run has {flat['training.max_cu']:,.0f} cu (a loss evaluation 1 cu, a gradient 3: "
+        f"{flat['training.max_epochs']:,} epochs of batch BP; the line-search methods stop when their cu are "
+        f"spent). **Equal tuning**: every method is batch except BP online, and is given {rows[0]['budget']} "
+        f"settings; each is run on seeds {tune[0]}-{tune[-1]}, the one with the lowest expected cost with restarts there is chosen per "
+        "cell (problem, activation, criterion), and **every number below comes from the other "
+        f"{len(report_seeds)} seeds**, {report_seeds[0]}-{report_seeds[-1]}, on which only the chosen settings "
+        "were run:",
         "",
         *tuned,
         "",
+        f"Of the {len(tuned_rows)} choices made (cells where some setting succeeded on the tuning seeds), {edges} "
+        f"sit at an end of their grid, marked \"(edge)\" below: {edge_counts(tuned_rows)} (a Wolfe line search "
+        f"needs c1 < c2 < 1, with c1 = {flat['optimizer.c1']:g} here).",
+        "",
         f"Every run goes on until both criteria held: 40-20-40 (loose) and half MSE <= {flat['training.goal']:g} "
-        "(tight). Success [Wilson 95%]; expected cu (a loss evaluation 1 cu, a gradient 3) to a first success "
-        "when failed runs are restarted [bootstrap 95%]; \"(edge)\" marks a setting at the end of its grid.",
+        "(tight). Success [Wilson 95%]; expected cu to a first success when failed runs are restarted "
+        "[bootstrap 95%].",
         "",
         "**Which method with which activation**: successes at 40-20-40, pooled over the five problems:",
         "",
@@ -271,7 +422,8 @@ def section() -> None:
         *activation_table(rows, "goal"),
         "",
         "**Cheapest method** per problem and activation (expected cu with restarts; \"not separated\": the "
-        "bootstrap interval of its cost over the cheapest one's reaches 1), 40-20-40:",
+        f"bootstrap interval of its cost over the cheapest one's reaches 1; {paired:,} of the {len(ratios):,} "
+        "ratios are paired by seed, the two methods having met the same starts), 40-20-40:",
         "",
         *best_table(ratios, "40-20-40"),
         "",
@@ -281,16 +433,18 @@ def section() -> None:
         "",
         conclusion(rows, ratios),
         "",
+        halves_text(rows, FOLDER.load_csv(f"{NAME}_halves")),
+        "",
         lbfgs_text(lbfgs),
         "",
-        "**Rounding decides single runs, not the conclusion.** A line-search trajectory on these problems "
-        "amplifies a rounding difference about tenfold per iteration: parity-4 4-4-1 sigmoid PR+ CG, 80 runs in "
-        "float64, two compiled programs that differ only in how XLA fuses them (a vmapped lane per run, or 8 "
-        "queued lanes): losses 1e-16 apart after 2 iterations, 1e-8 after 12, up to 0.06 within 50; 3 of 80 "
-        "runs stop at the same iteration. Rerunning this study with queued lanes (2026-12-03) moved single "
-        "cells by up to 7 of 20 (parity-4 PR+ CG, sigmoid, 18/20 to 11/20) and left the pooled conclusion as it "
-        "was (CG PR+ Powell-Beale 303 and 304 of 400, the same methods separated from it): read a cell through "
-        "its interval, and the rankings above only where they are separated.",
+        "**Runtime distributions** (COCO's view, which hinges on no single goal): for each method and activation, "
+        "the fraction of (problem, run, target) pairs met within a budget, over the five problems, the held-out "
+        "runs of the settings chosen for the tight criterion, and each problem's ladder of targets (eight losses "
+        "spaced log-uniformly from where the runs start down to the tight goal, and 40-20-40):",
+        "",
+        f"![runtime distributions](figures/{NAME}_ecdf.png)",
+        "",
+        ecdf_text(ecdf, float(flat["training.max_cu"])),
         "",
         f"<details><summary>Every method on every problem with {REFERENCE} hidden units, as published: success, "
         "expected cu, chosen setting</summary>",

@@ -1,6 +1,7 @@
 """The studies' own computations, checked cheaply (the studies themselves run as scripts)."""
 
 import importlib.util
+import math
 import os
 import sys
 from pathlib import Path
@@ -319,3 +320,64 @@ def test_each_section_rebuilds_byte_for_byte_from_the_committed_results(tmp_path
     for sub in ("figures", "results"):
         same = filecmp.dircmp(copy / sub, ROOT / "experiments" / sub)
         assert not (same.diff_files or same.left_only), (sub, same.diff_files, same.left_only)
+
+
+def _fake_train(score):
+    """A stand-in for online_batch_sets.train: each run's final training loss is ``score(value)``."""
+    from types import SimpleNamespace
+
+    def train(problem, method, arrays, seeds, values, epochs, max_cu=None):
+        loss = np.array([[score(v)] for _ in seeds for v in values])
+        return SimpleNamespace(history=SimpleNamespace(loss=loss), epochs=np.ones(len(loss), int))
+    return train
+
+
+def test_online_batch_sets_widens_a_grid_until_the_choice_is_inside_it(monkeypatch):
+    ob = load("online_batch_sets")
+    method = ob.METHODS["online"]  # starts at 0.03, 0.1, 0.3 of the ladder 0.001 ... 100
+    monkeypatch.setattr(ob, "train", _fake_train(lambda v: abs(math.log(v / 3.0))))  # best at 3
+    got = ob.tune(None, method, None, 10, None)
+    assert got["value"] == 3.0 and not got["edge"] and list(got["tried"]) == ["0.03", "0.1", "0.3", "1", "3", "10"]
+    monkeypatch.setattr(ob, "train", _fake_train(lambda v: -v))  # better the larger: the ladder's end
+    got = ob.tune(None, method, None, 10, None)
+    assert got["value"] == 100.0 and got["edge"]
+    monkeypatch.setattr(ob, "train", _fake_train(lambda v: math.inf if v > 0.05 else v))  # diverged above 0.05
+    got = ob.tune(None, method, None, 10, None)
+    assert got["value"] == 0.001 and got["edge"] and got["tried"]["0.1"] is None  # JSON's null: diverged
+
+
+def test_online_batch_sets_judges_batch_against_online_by_its_rule():
+    ob = load("online_batch_sets")
+    runs = lambda *errors: [{"train_loss": 0.1, "test_loss": 0.2, "test_error": e} for e in errors]
+    cell = lambda *errors: {"runs": runs(*errors)}
+    results = {"passes": [10], "sets": {"digits 64-32-10": {"budgets": {"10": {
+        "passes": {"batch": cell(0.5, 0.52, 0.51, 0.5), "online": cell(0.1, 0.11, 0.1, 0.12)},
+        "time": {"batch": cell(0.1, 0.12, 0.1, 0.11), "online": cell(0.1, 0.11, 0.1, 0.12)}}}}}}
+    at_passes, at_time = ob.verdicts(results)
+    assert at_passes.word == "higher" and at_time.word == "not separated"
+    assert [t.word for t in ob.tallies([at_passes, at_time])] == ["higher", "not separated"]
+
+
+def test_cg_family_reviewers_check_finds_a_method_separated_ahead_on_one_half():
+    cg = load("cg_family")
+    row = lambda m, k, n, **kw: {"problem": "xor", "activation": "tanh", "method": m, "successes": str(k),
+                                 "runs": str(n), **kw}
+    rows = [row(m, k, 100, criterion=c) for c in ("40-20-40", "goal") for m, k in (("A", 90), ("B", 40))]
+    half = lambda h, seeds, ka, kb: [row(m, k, 50, criterion=c, half=h, seeds=seeds)
+                                     for c in ("40-20-40", "goal") for m, k in (("A", ka), ("B", kb))]
+    held = half("first", "10-34", 45, 20) + half("second", "35-59", 45, 20)
+    text = cg.halves_text(rows, held)
+    assert "1 of the 1 methods stated behind it still separated" in text and "stated behind: 0" in text
+    flipped = half("first", "10-34", 45, 20) + half("second", "35-59", 10, 45)  # B ahead of A on one half
+    assert "stated behind: 2" in cg.halves_text(rows, flipped)
+
+
+def test_cg_family_names_the_method_with_most_targets_met_within_a_budget():
+    cg = load("cg_family")
+    ecdf = [{"activation": "tanh", "method": m, "budget": str(b), "fraction": str(f)}
+            for m, curve in (("SCG", ((10, 0.1), (100, 0.5), (1000, 0.6))), ("BP", ((10, 0.2), (100, 0.3),
+                                                                                   (1000, 0.9))))
+            for b, f in curve]
+    assert cg.ecdf_at(ecdf, 100) == {("tanh", "SCG"): 0.5, ("tanh", "BP"): 0.3}
+    text = cg.ecdf_text(ecdf, 1000)
+    assert "within 100 cu, tanh: SCG 50%" in text and "within 1,000 cu, tanh: BP 90%" in text

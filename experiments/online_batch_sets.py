@@ -1,0 +1,428 @@
+"""Study 5b: online, mini-batch and batch on real data sets, at equal passes and at equal wall time.
+
+    python3 experiments/online_batch_sets.py [--report-only]
+
+Wilson & Martinez (2003) compared online and batch training on real sets of thousands of examples.
+This study does so on FANN's real benchmark sets (``../shared/fann-datasets``: thyroid, mushroom,
+building, census-house and gene, each with FANN's benchmark layers and its own test file) and on digits:
+sigmoid units, half MSE, plain SGD online, in mini-batches of 16, 64 and 256 and in full batch; batch with
+momentum 0.9 and batch PR+ conjugate gradient (LeCun et al. 1998: batch allows acceleration).
+
+* **Two kinds of budget**, each at every size of :data:`PASSES`. Equal passes: every method sees each
+  example that many times (CG: its cu spent, a gradient 3 cu, within 3 per pass). Equal wall time: every
+  method runs for the time online takes for those passes, its epochs that time over its own measured
+  seconds per epoch (:func:`epoch_seconds`, one run alone on this machine, the methods timed in
+  alternation).
+* **Tuning on other seeds.** Each method's learning rate (CG: its Wolfe c2) is chosen per set and budget
+  on seeds :data:`TUNE_SEEDS` by the lowest mean final training loss, from a window of a ladder that is
+  widened a rung at a time while the choice sits at the window's end (:func:`tune`); every number is
+  from seeds :data:`REPORT_SEEDS`.
+* **Measured**: final training loss, test loss and (on the classification sets) test error, mean over
+  the report seeds with a bootstrap 95% interval; and the test loss along each run (the test set as the
+  loop's validation set), for the figure.
+
+Writes ``experiments/results/online_batch_sets.json``, ``figures/online_batch_sets.png`` and the README
+section.  The data folder is ``../shared/fann-datasets`` from the repository root (``BPKIT_FANN_DATA``
+overrides it); without it the study stops with a one-line error.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from bpkit import study, verdict
+from bpkit.tables import Table
+
+FOLDER = study.Folder(Path(__file__).resolve().parent)
+NAME = "online_batch_sets"
+DATA = Path(os.environ.get("BPKIT_FANN_DATA", Path(__file__).resolve().parents[2] / "shared" / "fann-datasets"))
+
+PASSES = (10, 100)  # the budgets, in passes over the training set (and online's time for them)
+TUNE_SEEDS = (0, 1, 2)
+REPORT_SEEDS = tuple(range(3, 13))
+LANES = len(REPORT_SEEDS)  # runs per compiled program (the tuning runs padded to it)
+CURVE_POINTS = 60  # points of each stored median test-loss curve (log-spaced epochs)
+
+
+class Problem(NamedTuple):
+    file: str  # a FANN set's stem in DATA, or a bpkit data set's name
+    hidden: tuple[int, ...]
+    classification: bool
+
+
+# FANN's benchmark layers (its README), sigmoid units; digits as Study 5 trains it.
+SETS = {
+    "digits 64-32-10": Problem("digits", (32,), True),
+    "thyroid 21-16-8-3": Problem("thyroid", (16, 8), True),
+    "mushroom 125-32-2": Problem("mushroom", (32,), True),
+    "gene 120-4-2-3": Problem("gene", (4, 2), True),
+    "building 14-16-3": Problem("building", (16,), False),
+    "census-house 16-16-1": Problem("census-house", (16,), False),
+}
+
+LR_LADDER = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0)
+C2_LADDER = (0.01, 0.1, 0.4, 0.7, 0.9, 0.99)
+
+
+class Method(NamedTuple):
+    batch: int | None  # None: full batch
+    optimizer: str
+    tuned: str  # the hyperparameter chosen on the tuning seeds
+    ladder: tuple[float, ...]
+    start: tuple[float, ...]  # the first window: three consecutive rungs
+    fixed: tuple[tuple[str, float], ...] = ()  # other data hyperparameters
+    static: tuple[tuple[str, Any], ...] = ()
+
+
+METHODS = {
+    "online": Method(1, "sgd", "learning_rate", LR_LADDER, (0.03, 0.1, 0.3)),
+    "mini-batch 16": Method(16, "sgd", "learning_rate", LR_LADDER, (0.1, 0.3, 1.0)),
+    "mini-batch 64": Method(64, "sgd", "learning_rate", LR_LADDER, (0.3, 1.0, 3.0)),
+    "mini-batch 256": Method(256, "sgd", "learning_rate", LR_LADDER, (1.0, 3.0, 10.0)),
+    "batch": Method(None, "sgd", "learning_rate", LR_LADDER, (1.0, 3.0, 10.0)),
+    "batch, momentum 0.9": Method(None, "sgd", "learning_rate", LR_LADDER, (0.3, 1.0, 3.0), (("momentum", 0.9),)),
+    "batch PR+ CG": Method(None, "cg", "c2", C2_LADDER, (0.1, 0.4, 0.7), static=(("beta", "pr+"),)),
+}
+ONLINE, BATCH = "online", "batch"
+
+
+# --- data and runs ---------------------------------------------------------------------------------
+
+def load(problem: Problem) -> tuple[np.ndarray, ...]:
+    """(x, y, x_test, y_test) of a set, float32."""
+    from bpkit import datasets
+
+    if problem.file == "digits":
+        d = datasets.load("digits")
+    else:
+        train, test = DATA / f"{problem.file}.train", DATA / f"{problem.file}.test"
+        if not train.exists() or not test.exists():
+            raise SystemExit(f"{NAME}: error: {train} or its .test is missing; valid: FANN's data sets in {DATA} "
+                             "(set BPKIT_FANN_DATA to their folder)")
+        d = datasets.load_file(train, test_path=test)
+    return tuple(np.asarray(a, np.float32) for a in (d.x_train, d.y_train, d.x_test, d.y_test))
+
+
+def train(problem: Problem, method: Method, arrays: tuple, seeds: list[int], values: list[float], epochs: int,
+          max_cu: float | None = None) -> Any:
+    """Every (seed, value) pair in one vmapped program: ``epochs`` epochs (or ``max_cu``), the test set as
+    the validation set (its loss recorded every epoch)."""
+    import jax
+
+    from bpkit import MLP
+    from bpkit.lanes import train_many
+    from bpkit.stopping import StopRules
+
+    x, y, xt, yt = arrays
+    net = MLP((x.shape[1], *problem.hidden, y.shape[1]), hidden="sigmoid", output="sigmoid")
+    pairs = [(s, v) for s in seeds for v in values]
+    if len(pairs) > 1:  # padded with copies of the last run to LANES: one compiled program per budget
+        pairs += [pairs[-1]] * (-len(pairs) % LANES)
+    hyper = {method.tuned: [v for _, v in pairs], **{k: [f] * len(pairs) for k, f in method.fixed}}
+    rules = StopRules(max_epochs=epochs, max_cu=max_cu, stall_epochs=None)
+    return jax.device_get(train_many(net, method.optimizer, [s for s, _ in pairs], x, y, xt, yt, hyper=hyper,
+                                     static_hyper=method.static, batch_size=method.batch, rules=rules))
+
+
+def final(res: Any, i: int) -> float:
+    """Run ``i``'s training loss after its last epoch (inf where it is not finite: diverged)."""
+    v = float(np.asarray(res.history.loss[i])[max(int(res.epochs[i]) - 1, 0)])
+    return v if math.isfinite(v) else math.inf
+
+
+def measures(problem: Problem, arrays: tuple, res: Any, i: int) -> dict[str, float]:
+    """Run ``i``'s final training loss, test loss and (classification) test error; None where it diverged
+    (or, test error, on a regression set)."""
+    import jax
+
+    from bpkit import MLP
+
+    x, y, xt, yt = arrays
+    net = MLP((x.shape[1], *problem.hidden, y.shape[1]), hidden="sigmoid", output="sigmoid")
+    params = jax.tree_util.tree_map(lambda a: a[i], res.params)
+    out = np.asarray(net.apply(params, xt))
+    test_loss = float(0.5 * np.mean(np.sum((out - yt) ** 2, axis=1)))
+    wrong = np.mean(np.argmax(out, 1) != np.argmax(yt, 1)) if yt.shape[1] > 1 else np.mean((out > 0.5) != (yt > 0.5))
+    train_loss = final(res, i)
+    return {"train_loss": _plain(train_loss), "test_loss": _plain(test_loss),
+            "test_error": float(wrong) if problem.classification and math.isfinite(train_loss) else None}
+
+
+def _plain(v: float) -> float | None:
+    """``v``, or None (JSON's null) where it is not finite: a diverged run."""
+    return float(v) if math.isfinite(v) else None
+
+
+# --- timing, tuning, reporting ---------------------------------------------------------------------
+
+def epoch_seconds(problem: Problem, arrays: tuple, repeats: int = 3) -> dict[str, float]:
+    """Each method's wall time per epoch (CG: per iteration), one run alone: a warm-up, then the median of
+    ``repeats`` timed runs of enough epochs to take about 0.3 s, the methods in alternation so that other
+    work on a shared machine slows them alike."""
+    one = {m: _timed(problem, arrays, METHODS[m], 1) for m in METHODS}
+    epochs = {m: max(2, min(3000, math.ceil(0.3 / max(one[m], 1e-6)))) for m in METHODS}
+    for m in METHODS:
+        _timed(problem, arrays, METHODS[m], epochs[m])  # compiled before timing
+    times: dict[str, list[float]] = {m: [] for m in METHODS}
+    for _ in range(repeats):
+        for m in METHODS:
+            times[m].append(_timed(problem, arrays, METHODS[m], epochs[m]) / epochs[m])
+    return {m: float(np.median(t)) for m, t in times.items()}
+
+
+def _timed(problem: Problem, arrays: tuple, method: Method, epochs: int) -> float:
+    t0 = time.perf_counter()
+    train(problem, method, arrays, [0], [method.start[1]], epochs)
+    return time.perf_counter() - t0
+
+
+def tune(problem: Problem, method: Method, arrays: tuple, epochs: int, max_cu: float | None) -> dict[str, Any]:
+    """The value of ``method.tuned`` with the lowest mean final training loss on :data:`TUNE_SEEDS`: from
+    the start window, widened one rung of the ladder at a time while the choice is at the window's end and
+    the ladder goes on.  Returns the choice, every value tried with its score, and whether it is an edge."""
+    scores: dict[float, float] = {}
+
+    def score(values: list[float]) -> None:
+        res = train(problem, method, arrays, list(TUNE_SEEDS), values, epochs, max_cu)
+        for j, v in enumerate(values):
+            scores[v] = float(np.mean([final(res, i * len(values) + j) for i in range(len(TUNE_SEEDS))]))
+
+    score(list(method.start))
+    while True:
+        tried = sorted(scores)
+        best = min(tried, key=lambda v: (scores[v], v))
+        k = method.ladder.index(best)
+        beyond = (k - 1 if best == tried[0] else k + 1 if best == tried[-1] else None)
+        if beyond is None or not 0 <= beyond < len(method.ladder) or not math.isfinite(scores[best]):
+            edge = best in (method.ladder[0], method.ladder[-1]) or not math.isfinite(scores[best])
+            return {"value": best, "tried": {f"{v:g}": _plain(scores[v]) for v in tried}, "edge": edge}
+        score([method.ladder[beyond]])
+
+
+def cell(problem: Problem, method: Method, arrays: tuple, epochs: int, max_cu: float | None = None) -> dict:
+    """One method at one budget: tuned, then its measures on every report seed, and its median test-loss
+    curve (epochs log-spaced)."""
+    chosen = tune(problem, method, arrays, epochs, max_cu)
+    res = train(problem, method, arrays, list(REPORT_SEEDS), [chosen["value"]], epochs, max_cu)
+    runs = [measures(problem, arrays, res, i) for i in range(len(REPORT_SEEDS))]
+    at = np.unique(np.geomspace(1, epochs, CURVE_POINTS).astype(int)) - 1
+    losses = np.asarray(res.history.val_loss, float)[: len(REPORT_SEEDS), at]  # NaN past a run's stop
+    curve = [float(np.median(c[np.isfinite(c)])) if np.isfinite(c).any() else None for c in losses.T]
+    return {**chosen, "epochs": epochs, "epochs_run": [int(e) for e in res.epochs], "runs": runs,
+            "curve_epochs": [int(a) + 1 for a in at], "curve": curve}
+
+
+def run_set(label: str) -> dict:
+    """One set: every method timed, then run at equal passes and at equal wall time."""
+    problem = SETS[label]
+    arrays = load(problem)
+    seconds = epoch_seconds(problem, arrays)
+    out: dict[str, Any] = {"examples": int(arrays[0].shape[0]), "test_examples": int(arrays[2].shape[0]),
+                           "seconds_per_epoch": seconds, "constant": constant(problem, arrays), "budgets": {}}
+    for passes in PASSES:
+        budget_s = passes * seconds[ONLINE]
+        at: dict[str, Any] = {"budget_s": budget_s, "passes": {}, "time": {}}
+        for m, method in METHODS.items():
+            cg = method.optimizer == "cg"
+            at["passes"][m] = cell(problem, method, arrays, 3 * passes if cg else passes, 3.0 * passes if cg else None)
+            epochs = max(1, int(budget_s / seconds[m]))
+            at["time"][m] = at["passes"][m] if m == ONLINE else cell(problem, method, arrays, epochs)
+            print(f"{label}, {passes} passes: {m} done", flush=True)
+        out["budgets"][str(passes)] = at
+    return out
+
+
+def constant(problem: Problem, arrays: tuple) -> dict[str, float | None]:
+    """What predicting the training targets' mean for every test example scores: the test loss (half MSE)
+    and, on a classification set, the test error (the majority class)."""
+    _, y, _, yt = arrays
+    mean = y.mean(axis=0)
+    wrong = np.mean(np.argmax(yt, 1) != np.argmax(mean)) if yt.shape[1] > 1 else np.mean((yt > 0.5) != (mean > 0.5))
+    return {"test_loss": float(0.5 * np.mean(np.sum((yt - mean) ** 2, axis=1))),
+            "test_error": float(wrong) if problem.classification else None}
+
+
+def run(args) -> None:
+    """Every set, each kept in ``<stores>/online_batch_sets.partial.json`` as it ends (a killed run resumes
+    at the next set); the compiled programs dropped between sets (a process that keeps hundreds of them
+    runs out of memory maps)."""
+    import json
+
+    import jax
+
+    from bpkit import report
+
+    partial = FOLDER.stores / f"{NAME}.partial.json"
+    head = {"passes": list(PASSES), "tune_seeds": list(TUNE_SEEDS), "report_seeds": list(REPORT_SEEDS)}
+    done = json.loads(partial.read_text()) if partial.exists() else {}
+    if {k: done.get(k) for k in head} != head:
+        done = {**head, "sets": {}, "wall_s": 0.0}
+    for label in SETS:
+        if label in done["sets"]:
+            continue
+        t0 = time.perf_counter()
+        done["sets"][label] = run_set(label)
+        done["wall_s"] += time.perf_counter() - t0
+        partial.parent.mkdir(parents=True, exist_ok=True)
+        report.write_text(partial, json.dumps(done))
+        jax.clear_caches()
+    FOLDER.save_json(NAME, {**done, "sets": {label: done["sets"][label] for label in SETS}})
+    partial.unlink()
+
+
+# --- the section -------------------------------------------------------------------------------------
+
+def estimate(runs: list[dict], key: str) -> list[float] | None:
+    """Mean of ``key`` over the runs with a finite value [bootstrap 95%], None where not measured."""
+    from bpkit import stats
+
+    values = [r[key] for r in runs if r[key] is not None]
+    if not values:
+        return None
+    e = stats.bootstrap_mean(values)
+    return [e.value, e.lo, e.hi]
+
+
+def _est(runs: list[dict], key: str) -> str:
+    e = estimate(runs, key)
+    diverged = sum(1 for r in runs if r["train_loss"] is None)
+    text = "-" if e is None else f"{e[0]:.4g} [{e[1]:.4g}, {e[2]:.4g}]"
+    return text + (f" ({diverged} diverged)" if diverged else "")
+
+
+def _setting(method: str, c: dict) -> str:
+    return f"{METHODS[method].tuned.split('_')[-1]} {c['value']:g}" + (" (edge)" if c["edge"] else "")
+
+
+def set_table(label: str, res: dict) -> Table:
+    """One set: a row per method and budget, at equal passes and at equal wall time."""
+    cls = SETS[label].classification
+    rows = []
+    for passes, at in res["budgets"].items():
+        for m in METHODS:
+            p, t = at["passes"][m], at["time"][m]
+            rows.append([m, passes, f"{res['seconds_per_epoch'][m] * 1e3:.3g}", _setting(m, p),
+                         _est(p["runs"], "test_loss"), *([_est(p["runs"], "test_error")] if cls else []),
+                         f"{t['epochs']:,}", _setting(m, t), _est(t["runs"], "test_loss"),
+                         *([_est(t["runs"], "test_error")] if cls else [])])
+    cols = ["method", "passes", "ms per epoch", "setting", "test loss", *(["test error"] if cls else []),
+            "equal time: epochs", "setting", "test loss", *(["test error"] if cls else [])]
+    return Table(label, cols, rows)
+
+
+def verdicts(results: dict) -> list[verdict.Verdict]:
+    """Per budget and set: batch's test error (or, on a regression set, its test loss) against online's,
+    budget by budget (equal passes, then equal wall time, at each size)."""
+    out = []
+    for passes in results["passes"]:
+        for kind, name in (("passes", f"{passes} passes"), ("time", f"online's time for {passes} passes")):
+            for label, res in results["sets"].items():
+                key = "test_error" if SETS[label].classification else "test_loss"
+                at = res["budgets"][str(passes)][kind]
+                b, o = (estimate(at[m]["runs"], key) for m in (BATCH, ONLINE))
+                if b is not None and o is not None:
+                    out.append(verdict.higher("batch", b, "online", o, f"{label}, {name}, test {key.split('_')[1]}"))
+    return out
+
+
+def tallies(made: list[verdict.Verdict]) -> list[verdict.Verdict]:
+    """The per-set verdicts counted, one tally per budget."""
+    return [verdict.tally(f"batch's test error against online's at {name} (\"higher\": online ahead)",
+                          [v for v in made if _budget(v) == name])
+            for name in dict.fromkeys(_budget(v) for v in made)]
+
+
+def _budget(v: verdict.Verdict) -> str:
+    """The budget a per-set verdict was judged at: its quantity's second part ("10 passes")."""
+    return v.inputs["quantity"].split(", ")[1]
+
+
+def curve_figure(results: dict) -> None:
+    """Median test loss against wall time, one panel per set, one line per method (equal-time runs)."""
+    from bpkit import figures
+
+    plt = figures.pyplot()
+    sets = list(results["sets"])
+    fig, axes = plt.subplots(2, math.ceil(len(sets) / 2), figsize=(13, 6.5), squeeze=False)
+    colors = figures.palette(plt, list(METHODS))
+    for ax, label in zip(axes.flat, sets, strict=False):
+        res = results["sets"][label]
+        at = res["budgets"][str(results["passes"][-1])]
+        for m in METHODS:
+            c = at["time"][m]
+            t = np.asarray(c["curve_epochs"], float) * res["seconds_per_epoch"][m]
+            ax.plot(t, [math.nan if v is None else v for v in c["curve"]], color=colors[m], lw=1.2, label=m)
+        ax.axhline(res["constant"]["test_loss"], color="0.6", lw=0.8, ls=":")
+        ax.set(xscale="log", yscale="log", title=label)
+        ax.title.set_fontsize(9)
+        ax.tick_params(labelsize=7)
+    for ax in axes.flat[len(sets):]:
+        ax.set_visible(False)
+    fig.supxlabel("wall time of one run alone (s)", fontsize=8)
+    fig.supylabel("test loss (half MSE), median over report seeds", fontsize=8)
+    axes.flat[0].legend(fontsize=7)
+    fig.tight_layout()
+    FOLDER.save_figure(fig, NAME)
+    plt.close(fig)
+
+
+def section() -> None:
+    results = FOLDER.load_json(NAME)
+    curve_figure(results)
+    judged = verdicts(results)
+    made = FOLDER.save_verdicts(NAME, judged + tallies(judged))
+    per_set, counted = made[: len(judged)], made[len(judged):]
+    tune, rep = results["tune_seeds"], results["report_seeds"]
+    body = [
+        "## Study 5b: online vs batch on real data sets",
+        "",
+        f"Command: `python3 experiments/{NAME}.py` (about {results['wall_s'] / 60:.0f} min on this machine's 2 "
+        f"cores; every number below from `experiments/results/{NAME}.json`, written by that run).",
+        "",
+        "Published (../shared/REFERENCES.md): batch training is almost always slower than online, often by orders "
+        "of magnitude on large training sets, with no difference in accuracy (Wilson & Martinez 2003); batch "
+        "allows acceleration, momentum or conjugate gradient (LeCun et al. 1998).",
+        "",
+        "Setup: FANN's real benchmark sets with its own test files and its benchmark's layers, and digits; "
+        "sigmoid units, half MSE, LeCun-normal init, float32. Two kinds of budget, each at "
+        f"{' and '.join(map(str, results['passes']))} passes: **equal passes** over the training set (CG: 3 cu "
+        "per pass, a gradient 3 cu); **equal wall time**, the time online takes for those passes, each method's "
+        "epochs that time over its own measured time per epoch (one run alone on this machine, the methods timed "
+        "in alternation). Each method's learning rate (CG: c2) is chosen per set and budget on seeds "
+        f"{tune[0]}-{tune[-1]} by the lowest mean final training loss, from three rungs of the ladder "
+        f"{', '.join(f'{v:g}' for v in LR_LADDER)} (c2: {', '.join(f'{v:g}' for v in C2_LADDER)}), widened a "
+        "rung at a time while the choice sat at an end; \"(edge)\" marks a choice at the end of the ladder. "
+        f"**Every number comes from seeds {rep[0]}-{rep[-1]}**: mean [bootstrap 95%]; test error is the "
+        "fraction of test examples classified wrong (the largest output, or the output's side of 0.5).",
+        "",
+    ]
+    for label, res in results["sets"].items():
+        times = ", ".join(f"{p} passes {at['budget_s']:.3g} s" for p, at in res["budgets"].items())
+        const = res["constant"]
+        guess = f"test loss {const['test_loss']:.4g}" + (f", test error {const['test_error']:.4g}"
+                                                          if const["test_error"] is not None else "")
+        body += [f"**{label}** ({res['examples']:,} training, {res['test_examples']:,} test examples; online's time "
+                 f"for {times}; predicting the training targets' mean for every example: {guess}):", "",
+                 set_table(label, res).markdown(), ""]
+    body += [f"![test loss against wall time](figures/{NAME}.png)", "",
+             f"Median test loss over the report seeds against wall time, the equal-time runs of online's "
+             f"{results['passes'][-1]} passes; dotted, the mean predictor's.", "",
+             "**Conclusion**, batch against online by rule, counted over the sets: "
+             + "; ".join(v.text for v in counted) + ". Set by set (\"batch higher\": online ahead): "
+             + "; ".join(v.text for v in per_set) + "."]
+    FOLDER.write_section(NAME, "\n".join(body))
+
+
+def main(argv: list[str] | None = None) -> int:
+    return FOLDER.cli(NAME, __doc__, argv, run, section)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
