@@ -381,3 +381,15 @@ def test_cg_family_names_the_method_with_most_targets_met_within_a_budget():
     assert cg.ecdf_at(ecdf, 100) == {("tanh", "SCG"): 0.5, ("tanh", "BP"): 0.3}
     text = cg.ecdf_text(ecdf, 1000)
     assert "within 100 cu, tanh: SCG 50%" in text and "within 1,000 cu, tanh: BP 90%" in text
+
+
+def test_online_batch_chooses_the_rate_on_the_tuning_seeds_and_reports_the_others():
+    ob = load("online_batch")
+    row = lambda seed, lr, passes: {"seed": seed, "lr": lr, "passes": passes, "epochs": passes}
+    # On the tuning seeds lr 1 is faster; on the reported seeds lr 2 would be: the held-out choice is 1.
+    rows = ([row(s, 1.0, 3.0) for s in ob.TUNE_SEEDS] + [row(s, 2.0, 5.0) for s in ob.TUNE_SEEDS]
+            + [row(s, 1.0, 4.0) for s in ob.SEEDS] + [row(s, 2.0, 2.0) for s in ob.SEEDS])
+    got = ob.choose(rows)
+    assert got["lr"] == 1.0 and got["passes"] == 4.0 and got["seeds"] == len(ob.SEEDS)
+    assert {r["seed"] for r in got["runs"]} == set(ob.SEEDS)
+    assert {r["seed"] for r in got["tuning"]} == set(ob.TUNE_SEEDS)
