@@ -101,8 +101,9 @@ def halves_text(rows: list[dict[str, str]], halves: list[dict[str, str]]) -> str
         for half in dict.fromkeys(h["half"] for h in halves):
             mine = [h for h in halves if h["half"] == half]
             b = pooled(mine, method=best, criterion=crit)
-            still = [m for m in behind if _apart(pooled(mine, method=m, criterion=crit), b)]
-            ahead = [m for m in still if _share(pooled(mine, method=m, criterion=crit)) > _share(b)]
+            count = {m: pooled(mine, method=m, criterion=crit) for m in behind}
+            still = [m for m in behind if _apart(count[m], b)]
+            ahead = [m for m in still if _share(count[m]) > _share(b)]
             contradicted += len(ahead)
             parts.append(f"{name}, seeds {mine[0]['seeds']}: {best} {study.rate(*b)}, {len(still)} of the "
                          f"{len(behind)} methods stated behind it still separated")

@@ -110,18 +110,25 @@ def load(problem: Problem) -> tuple[np.ndarray, ...]:
     return tuple(np.asarray(a, np.float32) for a in (d.x_train, d.y_train, d.x_test, d.y_test))
 
 
+def network(problem: Problem, arrays: tuple) -> Any:
+    """The set's MLP: its inputs, ``problem.hidden``, its outputs; sigmoid units throughout."""
+    from bpkit import MLP
+
+    x, y = arrays[0], arrays[1]
+    return MLP((x.shape[1], *problem.hidden, y.shape[1]), hidden="sigmoid", output="sigmoid")
+
+
 def train(problem: Problem, method: Method, arrays: tuple, seeds: list[int], values: list[float], epochs: int,
           max_cu: float | None = None) -> Any:
     """Every (seed, value) pair in one vmapped program: ``epochs`` epochs (or ``max_cu``), the test set as
     the validation set (its loss recorded every epoch)."""
     import jax
 
-    from bpkit import MLP
     from bpkit.lanes import train_many
     from bpkit.stopping import StopRules
 
     x, y, xt, yt = arrays
-    net = MLP((x.shape[1], *problem.hidden, y.shape[1]), hidden="sigmoid", output="sigmoid")
+    net = network(problem, arrays)
     pairs = [(s, v) for s in seeds for v in values]
     if len(pairs) > 1:  # padded with copies of the last run to LANES: one compiled program per budget
         pairs += [pairs[-1]] * (-len(pairs) % LANES)
@@ -142,10 +149,9 @@ def measures(problem: Problem, arrays: tuple, res: Any, i: int) -> dict[str, flo
     (or, test error, on a regression set)."""
     import jax
 
-    from bpkit import MLP
 
-    x, y, xt, yt = arrays
-    net = MLP((x.shape[1], *problem.hidden, y.shape[1]), hidden="sigmoid", output="sigmoid")
+    _, _, xt, yt = arrays
+    net = network(problem, arrays)
     params = jax.tree_util.tree_map(lambda a: a[i], res.params)
     out = np.asarray(net.apply(params, xt))
     test_loss = float(0.5 * np.mean(np.sum((out - yt) ** 2, axis=1)))
