@@ -7,7 +7,8 @@ hidden activations; 13 methods, each given eight settings on seeds 0-9 and its c
 10-59; every run until both criteria held or its 3,000 cu were spent) into ``results/cg_family.sqlite``,
 keeps the tuned answers (:func:`bpkit.compare.answers`) in ``experiments/results/cg_family_answers.csv``,
 each method's cost over the cheapest one's (:func:`bpkit.compare.ratios`, bootstrap 95%) in
-``cg_family_ratios.csv``, the runtime distributions in ``cg_family_ecdf.csv`` and L-BFGS's runs beside
+``cg_family_ratios.csv``, McNemar's test of every pair of methods on the runs from the same starts in
+``cg_family_paired.csv``, the three costs of every answer in ``cg_family_costs.csv``, the runtime distributions in ``cg_family_ecdf.csv`` and L-BFGS's runs beside
 their float64 twins in ``cg_family_lbfgs.csv``, and writes the README section.
 """
 
@@ -58,6 +59,8 @@ def run(args) -> None:
     FOLDER.save_csv(f"{NAME}_lbfgs", lbfgs_rows(answers))
     FOLDER.save_csv(f"{NAME}_ecdf", ecdf_rows(answers))
     FOLDER.save_csv(f"{NAME}_halves", halves_rows(answers))
+    FOLDER.save_csv(f"{NAME}_paired", paired_rows(answers))
+    FOLDER.save_csv(f"{NAME}_costs", cost_rows(answers))
     n_runs = _stored()
     wall = time.perf_counter() - t0
     if n_runs == before and (FOLDER.results / f"{NAME}_meta.json").exists():  # resumed, nothing new: the time
@@ -78,38 +81,82 @@ def halves_rows(answers: list) -> list[dict[str, object]]:
     return out
 
 
-def reliability(rows: list[dict[str, str]], crit: str) -> tuple[str, list[str], list[str]]:
+def paired_rows(answers: list) -> list[dict[str, object]]:
+    """McNemar's exact test of every ordered pair of methods, pooled over problems and activations: the two
+    methods' runs (at their chosen settings) from one start (problem, activation, init and seed: the same
+    initial weights) are one pair.  On all held-out seeds (``half`` "all") and on each half of them apart
+    (the reviewer's check), per criterion."""
+    from bpkit import stats
+
+    out: list[dict[str, object]] = []
+    seeds = sorted({s for a in answers for s in a.chosen.seeds})
+    halves = (("all", seeds), ("first", seeds[: len(seeds) // 2]), ("second", seeds[len(seeds) // 2:]))
+    for crit in CRITERIA:
+        won: dict[str, dict[tuple, bool]] = {}
+        for a in answers:
+            if a.criterion == crit:
+                mine = won.setdefault(a.method, {})
+                for seed, t in zip(a.chosen.seeds, a.chosen.attempts, strict=True):
+                    mine[(a.problem, a.activation, a.chosen.init, seed)] = t.success
+        for half, part in halves:
+            for m, v in ((m, v) for m in won for v in won if m != v):
+                starts = [k for k in won[m] if k in won[v] and k[-1] in set(part)]
+                test = stats.mcnemar([won[m][k] for k in starts], [won[v][k] for k in starts])
+                out.append({"half": half, "seeds": f"{part[0]}-{part[-1]}", "criterion": crit, "method": m,
+                            "versus": v, "starts": len(starts), "only_method": test.only_a,
+                            "only_versus": test.only_b, "p": test.p})
+    return out
+
+
+def cost_rows(answers: list) -> list[dict[str, object]]:
+    """The three costs of every answer (:class:`bpkit.compare.Answer`): expected cu with restarts at the
+    budget, at the best cutoff (and that cutoff), and the mean cu of the successful runs alone, with the
+    failed runs that last one leaves out."""
+    return [{"problem": a.problem, "criterion": a.criterion, "method": a.method, "activation": a.activation,
+             "restarts": a.cost_cu.value, "cutoff_cost": a.cutoff.cost, "cutoff": a.cutoff.cutoff,
+             "mean_success": a.mean_success_cu, "failed": a.runs - a.success} for a in answers]
+
+
+def reliability(rows: list[dict[str, str]], crit: str, paired: list[dict[str, str]],
+                half: str = "all") -> tuple[str, list[str], list[str]]:
     """Pooled over problems and activations at ``crit``: the most reliable method, those not separated from
-    it and those behind it (Wilson intervals apart)."""
+    it and those behind it (:func:`bpkit.verdict.rates`: McNemar's exact test at 5% on the runs from the
+    same starts, ``paired``'s rows of ``half``; ``rows``: the answers, or one half's rows of them)."""
     methods = list(dict.fromkeys(a["method"] for a in rows))
     rate = {m: pooled(rows, method=m, criterion=crit) for m in methods}
     best = max(methods, key=lambda m: rate[m][0] / rate[m][1])
-    behind = [m for m in methods if m != best and _apart(rate[m], rate[best])]
+    behind = [m for m in methods if m != best and verdict.rates(
+        m, *rate[m], best, *rate[best], paired=mcnemar(paired, crit, m, best, half)).word == verdict.BEHIND]
     return best, [m for m in methods if m != best and m not in behind], behind
 
 
-def _share(counts: tuple[int, int]) -> float:
-    return counts[0] / counts[1]
+def mcnemar(paired: list[dict[str, str]], crit: str, method: str, versus: str, half: str = "all"):
+    """The stored McNemar test of ``method`` against ``versus`` (:func:`paired_rows`)."""
+    from bpkit import stats
+
+    r = next(r for r in paired if (r["half"], r["criterion"], r["method"], r["versus"]) == (half, crit, method, versus))
+    return stats.McNemar(int(r["only_method"]), int(r["only_versus"]), float(r["p"]))
 
 
-def halves_text(rows: list[dict[str, str]], halves: list[dict[str, str]]) -> str:
+def halves_text(rows: list[dict[str, str]], halves: list[dict[str, str]], paired: list[dict[str, str]]) -> str:
     """Whether the reliability verdicts hold on each half of the held-out seeds: a method stated behind the
-    most reliable one is contradicted where, on a half, it is separated ahead of that method."""
+    most reliable one is contradicted where, on a half, it is separated ahead of that method (McNemar's test
+    on that half's paired runs)."""
     parts, contradicted = [], 0
     for crit, name in (("40-20-40", "loose"), ("goal", "tight")):
-        best, _, behind = reliability(rows, crit)
+        best, _, behind = reliability(rows, crit, paired)
         for half in dict.fromkeys(h["half"] for h in halves):
             mine = [h for h in halves if h["half"] == half]
             b = pooled(mine, method=best, criterion=crit)
-            count = {m: pooled(mine, method=m, criterion=crit) for m in behind}
-            still = [m for m in behind if _apart(count[m], b)]
-            ahead = [m for m in still if _share(count[m]) > _share(b)]
-            contradicted += len(ahead)
+            said = {m: verdict.rates(m, *pooled(mine, method=m, criterion=crit), best, *b,
+                                     paired=mcnemar(paired, crit, m, best, half)).word for m in behind}
+            still = [m for m in behind if said[m] == verdict.BEHIND]
+            contradicted += sum(w == verdict.AHEAD for w in said.values())
             parts.append(f"{name}, seeds {mine[0]['seeds']}: {best} {study.rate(*b)}, {len(still)} of the "
                          f"{len(behind)} methods stated behind it still separated")
     return ("**The reviewer's check**: the settings as chosen, each half of the held-out seeds apart; "
             + "; ".join(parts) + f"; a method separated ahead of the one it is stated behind: {contradicted} "
-            f"(`experiments/results/{NAME}_halves.csv`).")
+            f"(`experiments/results/{NAME}_halves.csv`, `{NAME}_paired.csv`).")
 
 
 ECDF_POINTS = 120  # budgets on the runtime distributions' log axis
@@ -253,14 +300,57 @@ def activation_table(rows: list[dict[str, str]], crit: str) -> list[str]:
     return tables.Table("activation", ["method", *acts], cells).markdown().splitlines()
 
 
-def problem_table(rows: list[dict[str, str]], crit: str, act: str) -> list[str]:
-    """Methods x problems at one activation: success, expected cu with restarts, the chosen setting."""
+def problem_table(rows: list[dict[str, str]], costs: list[dict[str, str]], crit: str, act: str) -> list[str]:
+    """Methods x problems at one activation: success, the three costs (:func:`three_costs`), the chosen setting."""
     rows = [a for a in rows if a["criterion"] == crit and a["activation"] == act]
     problems = list(dict.fromkeys(a["problem"] for a in rows))
     cell = {(a["problem"], a["method"]): study.answer_cells(a) for a in rows}
-    cells = [[m] + [f"{cell[p, m][0]}<br>{cell[p, m][2]} cu<br>{cell[p, m][3].split(' (of')[0]}" for p in problems]
+    three = {(c["problem"], c["method"]): three_costs(c) for c in costs
+             if c["criterion"] == crit and c["activation"] == act}
+    cells = [[m] + [f"{cell[p, m][0]}<br>{cell[p, m][2]} cu<br>{three[p, m]}<br>{cell[p, m][3].split(' (of')[0]}"
+                    for p in problems]
              for m in dict.fromkeys(a["method"] for a in rows)]
     return tables.Table("problem", ["method", *problems], cells).markdown().splitlines()
+
+
+def three_costs(c: dict[str, str]) -> str:
+    """The other two of a cost row's three costs: with restarts at the best cutoff (and the cutoff), and
+    the mean cu of the successes alone (with the failures it leaves out)."""
+    from bpkit import compare
+
+    cut, mean = float(c["cutoff_cost"]), float(c["mean_success"])
+    if not math.isfinite(cut):
+        return "no success"
+    return (f"cut at {compare.short(float(c['cutoff']))}: {compare.short(cut)} cu<br>successes alone: "
+            f"{compare.short(mean)} cu ({c['failed']} failed)")
+
+
+def cheapest_by(costs: list[dict[str, str]], field: str) -> dict[tuple[str, str, str], str]:
+    """Per (problem, criterion, activation) where some method succeeded: the method cheapest by ``field``."""
+    cells: dict[tuple[str, str, str], list[dict[str, str]]] = {}
+    for c in costs:
+        if math.isfinite(float(c[field])):
+            cells.setdefault((c["problem"], c["criterion"], c["activation"]), []).append(c)
+    return {k: min(cs, key=lambda c: float(c[field]))["method"] for k, cs in cells.items()}
+
+
+def papers_cost_text(costs: list[dict[str, str]]) -> str:
+    """How the cheapest method moves with the cost counted: with restarts (the tables), at the best cutoff,
+    and over the successful runs alone (as the papers report, the failures left out)."""
+    base = cheapest_by(costs, "restarts")
+    parts = []
+    for field, name in (("cutoff_cost", "at the best cutoff"), ("mean_success", "by the successes alone")):
+        other = cheapest_by(costs, field)
+        moved = sum(other[k] != base[k] for k in base)
+        wins: dict[str, int] = {}
+        for m in other.values():
+            wins[m] = wins.get(m, 0) + 1
+        top = sorted(wins, key=lambda m: (-wins[m], m))[:3]
+        parts.append(f"{name}, another method is cheapest in {moved} of the {len(base)} cells (cheapest counted so: "
+                     + ", ".join(f"{m} in {wins[m]}" for m in top) + ")")
+    return ("Counted as the papers count, the cheapest method moves: " + "; ".join(parts)
+            + f" (`experiments/results/{NAME}_costs.csv`; the three costs of every sigmoid cell are in the "
+            "table at the end).")
 
 
 def best_table(ratios: list[dict[str, str]], crit: str) -> list[str]:
@@ -300,12 +390,15 @@ def _apart(a: tuple[int, int], b: tuple[int, int]) -> bool:
     return stats.separated(*a, *b)
 
 
-def conclusion(rows: list[dict[str, str]], ratios: list[dict[str, str]]) -> str:
+def conclusion(rows: list[dict[str, str]], ratios: list[dict[str, str]], paired: list[dict[str, str]],
+               costs: list[dict[str, str]]) -> str:
     methods = list(dict.fromkeys(a["method"] for a in rows))
     acts = list(dict.fromkeys(a["activation"] for a in rows))
-    text = ["**Conclusion** (a difference counts only where the intervals do not overlap)."]
+    text = ["**Conclusion**. A difference in reliability counts only where McNemar's exact test on the runs from "
+            "the same starts separates it at 5%; in cost, only where the interval of the cost ratio excludes 1; "
+            "between activations (other chosen settings), only where the Wilson intervals do not overlap."]
     for crit, name in (("40-20-40", "loose"), ("goal", "tight")):
-        best, level, behind = reliability(rows, crit)
+        best, level, behind = reliability(rows, crit, paired)
         text.append(f"Reliability, {name} criterion, pooled over problems and activations: {best} "
                     f"{study.rate(*pooled(rows, method=best, criterion=crit))}; not separated from it: "
                     f"{', '.join(level) or 'none'}; behind it: {', '.join(behind) or 'none'}.")
@@ -314,10 +407,13 @@ def conclusion(rows: list[dict[str, str]], ratios: list[dict[str, str]]) -> str:
     text.append("Cost: of the " + str(wins[top[0]][1]) + " (problem, criterion, activation) cells where some "
                 "method succeeded, each method is the cheapest or within its interval in: "
                 + ", ".join(f"{m} {wins[m][0]}" for m in top) + ".")
+    text.append(papers_cost_text(costs))
     cg = [m for m in methods if m.startswith("CG ")]
     cg_rate = {m: pooled(rows, method=m, criterion="40-20-40") for m in cg}
     cg_best = max(cg, key=lambda m: cg_rate[m][0])
-    cg_apart = [m for m in cg if _apart(cg_rate[m], cg_rate[cg_best])]
+    cg_apart = [m for m in cg if m != cg_best and verdict.rates(
+        m, *cg_rate[m], cg_best, *cg_rate[cg_best], paired=mcnemar(paired, "40-20-40", m, cg_best)).word
+        == verdict.BEHIND]
     text.append(f"Among the CG betas (JetNet: PR or HS best), by 40-20-40 {cg_best} succeeds most "
                 f"({study.rate(*cg_rate[cg_best])}); separated from it: {', '.join(cg_apart) or 'none'}.")
     act_rate = {a: pooled(rows, activation=a, criterion="40-20-40") for a in acts}
@@ -367,6 +463,8 @@ def section() -> None:
     rows = FOLDER.load_csv(f"{NAME}_answers")
     lbfgs = FOLDER.load_csv(f"{NAME}_lbfgs")
     ratios = FOLDER.load_csv(f"{NAME}_ratios")
+    pairs = FOLDER.load_csv(f"{NAME}_paired")
+    costs = FOLDER.load_csv(f"{NAME}_costs")
     meta = FOLDER.load_json(f"{NAME}_meta")
     flat = study.load_config(FOLDER.root / f"{NAME}.toml")
     grids = [(m["label"], next(k for k, v in m.items() if isinstance(v, list))) for m in flat["axis"]["method"]]
@@ -386,7 +484,7 @@ def section() -> None:
         "",
         f"Command: `python3 experiments/{NAME}.py` (grid: `experiments/{NAME}.toml`; {meta['runs']:,} runs, "
         f"{meta['wall_s'] / 60:.0f} min on this machine's 2 cores; numbers from `experiments/results/{NAME}_answers.csv`, "
-        f"`{NAME}_ratios.csv` and `{NAME}_ecdf.csv`, computed by `bpkit.compare`, `bpkit.runtime` and `bpkit.stats` "
+        f"`{NAME}_ratios.csv`, `{NAME}_paired.csv`, `{NAME}_costs.csv` and `{NAME}_ecdf.csv`, computed by `bpkit.compare`, `bpkit.runtime` and `bpkit.stats` "
         "from the stored runs).",
         "",
         "Published (../shared/REFERENCES.md): CG with a line search runs best with PR or HS (JetNet); SCG is "
@@ -432,9 +530,9 @@ def section() -> None:
         "",
         *best_table(ratios, "goal"),
         "",
-        conclusion(rows, ratios),
+        conclusion(rows, ratios, pairs, costs),
         "",
-        halves_text(rows, FOLDER.load_csv(f"{NAME}_halves")),
+        halves_text(rows, FOLDER.load_csv(f"{NAME}_halves"), pairs),
         "",
         lbfgs_text(lbfgs),
         "",
@@ -448,15 +546,15 @@ def section() -> None:
         ecdf_text(ecdf, float(flat["training.max_cu"])),
         "",
         f"<details><summary>Every method on every problem with {REFERENCE} hidden units, as published: success, "
-        "expected cu, chosen setting</summary>",
+        "the three costs (expected cu with restarts; at the best cutoff; the successes alone), chosen setting</summary>",
         "",
         "40-20-40:",
         "",
-        *problem_table(rows, "40-20-40", REFERENCE),
+        *problem_table(rows, costs, "40-20-40", REFERENCE),
         "",
         "Tight criterion:",
         "",
-        *problem_table(rows, "goal", REFERENCE),
+        *problem_table(rows, costs, "goal", REFERENCE),
         "",
         f"Every activation: `experiments/results/{NAME}_answers.csv`; `python3 -m bpkit report "
         f"results/{NAME}.sqlite` prints the full report with learning curves.",

@@ -358,18 +358,78 @@ def test_online_batch_sets_judges_batch_against_online_by_its_rule():
     assert [t.word for t in ob.tallies([at_passes, at_time])] == ["higher", "not separated"]
 
 
+def _paired(cg, half, seeds, crit, a_only, b_only):
+    """Stored McNemar rows of A against B and B against A with the given discordant counts."""
+    from bpkit import stats
+
+    test = stats.mcnemar([True] * a_only + [False] * b_only, [False] * a_only + [True] * b_only)
+    row = lambda m, v, x, y: {"half": half, "seeds": seeds, "criterion": crit, "method": m, "versus": v,
+                              "starts": str(a_only + b_only), "only_method": str(x), "only_versus": str(y),
+                              "p": repr(test.p)}
+    return [row("A", "B", a_only, b_only), row("B", "A", b_only, a_only)]
+
+
 def test_cg_family_reviewers_check_finds_a_method_separated_ahead_on_one_half():
     cg = load("cg_family")
     row = lambda m, k, n, **kw: {"problem": "xor", "activation": "tanh", "method": m, "successes": str(k),
                                  "runs": str(n), **kw}
-    rows = [row(m, k, 100, criterion=c) for c in ("40-20-40", "goal") for m, k in (("A", 90), ("B", 40))]
+    crits = ("40-20-40", "goal")
+    rows = [row(m, k, 100, criterion=c) for c in crits for m, k in (("A", 90), ("B", 40))]
     half = lambda h, seeds, ka, kb: [row(m, k, 50, criterion=c, half=h, seeds=seeds)
-                                     for c in ("40-20-40", "goal") for m, k in (("A", ka), ("B", kb))]
+                                     for c in crits for m, k in (("A", ka), ("B", kb))]
     held = half("first", "10-34", 45, 20) + half("second", "35-59", 45, 20)
-    text = cg.halves_text(rows, held)
+    paired = [r for c in crits for r in (_paired(cg, "all", "10-59", c, 50, 0) + _paired(cg, "first", "10-34", c, 25, 0)
+                                         + _paired(cg, "second", "35-59", c, 25, 0))]
+    text = cg.halves_text(rows, held, paired)
     assert "1 of the 1 methods stated behind it still separated" in text and "stated behind: 0" in text
     flipped = half("first", "10-34", 45, 20) + half("second", "35-59", 10, 45)  # B ahead of A on one half
-    assert "stated behind: 2" in cg.halves_text(rows, flipped)
+    paired = [r for c in crits for r in (_paired(cg, "all", "10-59", c, 50, 0) + _paired(cg, "first", "10-34", c, 25, 0)
+                                         + _paired(cg, "second", "35-59", c, 0, 35))]
+    assert "stated behind: 2" in cg.halves_text(rows, flipped, paired)
+
+
+def test_cg_family_pairs_runs_by_start_and_counts_discordant_pairs_by_brute_force():
+    from types import SimpleNamespace as NS
+
+    from bpkit import compare
+
+    cg = load("cg_family")
+    rng = np.random.default_rng(0)
+    seeds = tuple(range(10, 20))
+    won = {(m, p): rng.random(len(seeds)) < 0.5 for m in ("A", "B") for p in ("xor", "parity3")}
+
+    def answer(m, p, crit, init="lecun"):
+        attempts = tuple(compare.Attempt(bool(w), 1, 1.0) for w in won[m, p])
+        return NS(method=m, problem=p, activation="tanh", criterion=crit,
+                  chosen=NS(seeds=seeds, attempts=attempts, init=(init,)))
+
+    answers = [answer(m, p, c) for m in ("A", "B") for p in ("xor", "parity3") for c in cg.CRITERIA]
+    got = {(r["half"], r["criterion"], r["method"]): r for r in cg.paired_rows(answers)}
+    for half, keep in (("all", slice(0, 10)), ("first", slice(0, 5)), ("second", slice(5, 10))):
+        a = np.concatenate([won["A", p][keep] for p in ("xor", "parity3")])
+        b = np.concatenate([won["B", p][keep] for p in ("xor", "parity3")])
+        r = got[half, "goal", "A"]
+        assert (r["versus"], r["starts"], r["only_method"], r["only_versus"]) == (
+            "B", len(a), int(np.sum(a & ~b)), int(np.sum(~a & b)))
+    other = [answer("A", "xor", "goal"), answer("B", "xor", "goal", init="glorot")]  # other weights: no pairs
+    assert all(r["starts"] == 0 for r in cg.paired_rows(other) if r["criterion"] == "goal")
+
+
+def test_cg_family_counts_cells_where_the_papers_cost_moves_the_cheapest_method():
+    cg = load("cg_family")
+    row = lambda p, m, restarts, cut, mean: {"problem": p, "criterion": "goal", "activation": "tanh", "method": m,
+                                             "restarts": str(restarts), "cutoff_cost": str(cut), "cutoff": "1",
+                                             "mean_success": str(mean), "failed": "0"}
+    # xor: A cheapest with restarts, B by its successes alone (rare but quick); parity: A by every cost;
+    # encoder: nobody succeeded (no cell).
+    costs = [row("xor", "A", 100, 90, 80), row("xor", "B", 900, 95, 10), row("parity", "A", 50, 50, 50),
+             row("parity", "B", 60, 60, 60), row("encoder", "A", "inf", "inf", "nan"),
+             row("encoder", "B", "inf", "inf", "nan")]
+    assert cg.cheapest_by(costs, "mean_success") == {("xor", "goal", "tanh"): "B", ("parity", "goal", "tanh"): "A"}
+    text = cg.papers_cost_text(costs)
+    assert "at the best cutoff, another method is cheapest in 0 of the 2 cells" in text
+    assert ("by the successes alone, another method is cheapest in 1 of the 2 cells (cheapest counted so: A in 1, "
+            "B in 1)") in text
 
 
 def test_cg_family_names_the_method_with_most_targets_met_within_a_budget():
