@@ -102,10 +102,12 @@ def online_batch() -> tuple[list[verdict.Verdict], list[list[str]]]:
             f"{at_best(b1)}, {b1['passes'] / o1['passes']:.0f}x; with every example copied 10 times, online "
             f"{at_best(o10)}, batch {at_best(b10)}, {b10['passes'] / o10['passes']:.0f}x (batch: the same epochs, each "
             f"{b10['epoch_seconds'] / b1['epoch_seconds']:.1f}x slower in wall time). Against LeCun's figures: "
-            f"{online.text}; {batch.text}. On FANN's real sets and digits, each method tuned on other seeds "
+            f"{online.text}; {batch.text}. At the tighter goal, half MSE <= {ob.TIGHT:g}: "
+            f"{'; '.join(ob.tight_said(res))}. On FANN's real sets and digits, each method tuned on other seeds "
             f"({STUDY5B}; test loss on the regression sets): "
             f"{'; '.join(v.text for v in counted)}.")
-    return [online, batch, *counted], [["Online or batch?", text, "Online is usually much faster on redundant data; 10 copies make batch "
+    tight = ob.redundancy_verdicts(res["redundancy_tight"], ob.TIGHT)  # their texts are in tight_said's
+    return [online, batch, *tight, *counted], [["Online or batch?", text, "Online is usually much faster on redundant data; 10 copies make batch "
              "10x slower, online unaffected (LeCun et al. 1998); often orders of magnitude (Wilson & Martinez "
              "2003)", f"{STUDY5}, {STUDY5B}"]]
 

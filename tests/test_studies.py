@@ -260,6 +260,34 @@ def test_online_batch_counts_epochs_to_the_goal_from_the_records_within_epochs()
     assert ob._to_goal(res, 0, 10, 3, 3) is None
 
 
+def test_online_batch_streams_to_every_goal_as_each_goal_alone_would():
+    # One stream on to the tighter goal meets the looser one where a stream stopping there would.
+    from bpkit import datasets
+
+    ob = load("online_batch")
+    d = datasets.load("digits")
+    x, y = d.x_train[:200], d.y_train[:200]
+    both = ob.stream_to_goal(x, y, 2, 20, 4.0, 0, 6, (0.3, 0.15))
+    alone = [ob.stream_to_goal(x, y, 2, 20, 4.0, 0, 6, (g,))[0] for g in (0.3, 0.15)]
+    assert both == alone and both[0] is not None and both[0] <= both[1]
+    assert ob.stream_to_goal(x, y, 2, 20, 4.0, 0, 0.5, (1e-6,)) == [None]  # not within the budget
+
+
+def test_online_batch_leaves_out_a_ratio_no_seed_measured_and_says_why():
+    ob = load("online_batch")
+    runs = lambda lr, passes: [{"seed": s, "lr": lr, "passes": passes, "epochs": passes} for s in ob.SEEDS]
+    cell = lambda data, m, passes, reached: {"data": data, "method": m, "lr": 1.0, "passes": passes,
+                                             "runs": runs(1.0, passes), "reached": reached, "seeds": len(ob.SEEDS),
+                                             "tuning": []}
+    tight = [cell("digits", "online", 4.0, 5), cell("digits x10", "online", 4.0, 5),
+             cell("digits", "batch", 700.0, 5), cell("digits x10", "batch", None, 0)]
+    made = ob.redundancy_verdicts(tight, ob.TIGHT)
+    assert [v.inputs["what"].split("'")[0] for v in made] == ["online"] and made[0].word == "agrees"
+    said = ob.tight_said({"redundancy_tight": tight})
+    assert said[1] == (f"batch on digits x10 reached it in 0 of {len(ob.SEEDS)} runs within its budget of "
+                       f"{ob.METHODS['batch'][2]:,} passes, so its x10 / x1 is not measured")
+
+
 def _sections():
     """Each generated section of experiments/README.md, the Answers table's included, by its study's name."""
     from bpkit import study
