@@ -9,8 +9,12 @@ takes (the last call padded), bounded by the memory an estimate gives each run
 (:func:`run_bytes`), and a number of *lanes* (:func:`group_lanes`).
 
 The plan depends only on the config and the machine, never on which runs are still
-to do: a resumed sweep compiles the programs of an uninterrupted one, and a run's
-numbers do not depend on how many runs its group has.
+to do: a resumed sweep compiles the programs of an uninterrupted one, so it gives the
+uninterrupted sweep's numbers.  Across configs a run's last bits may differ: on CPU the
+vmapped width (the chunk, or the lanes) changes the batched products' code path, and a
+line-search CG run amplifies that (parity-3 PR+ CG: 1 or 2 lanes against 4 or more ended
+apart in about half of 64 runs; 4, 8 and 64 lanes agreed bitwise).  Kernels whose
+results do not depend on the width are the speed issue's item 2.
 
 Example:
     >>> groups = plan(runs, chunk_size=64)   # doctest: +SKIP
