@@ -68,13 +68,18 @@ def run(args) -> None:
     FOLDER.save_json(f"{NAME}_meta", {"wall_s": wall, "runs": n_runs})
 
 
+def halves(seeds) -> tuple[tuple[str, list[int]], tuple[str, list[int]]]:
+    """The reviewer's split of held-out ``seeds``: ("first", the lower half), ("second", the rest), sorted."""
+    seeds = sorted(seeds)
+    return ("first", seeds[: len(seeds) // 2]), ("second", seeds[len(seeds) // 2:])
+
+
 def halves_rows(answers: list) -> list[dict[str, object]]:
     """The reviewer's check: every answer's successes on each half of its held-out seeds apart (the settings
     as chosen on the tuning seeds), per (half, problem, criterion, method, activation)."""
     out: list[dict[str, object]] = []
     for a in answers:
-        seeds = sorted(a.chosen.seeds)
-        for name, half in (("first", seeds[: len(seeds) // 2]), ("second", seeds[len(seeds) // 2:])):
+        for name, half in halves(a.chosen.seeds):
             c = a.chosen.on(set(half))
             out.append({"half": name, "seeds": f"{half[0]}-{half[-1]}", "problem": a.problem, "criterion": a.criterion,
                         "method": a.method, "activation": a.activation, "successes": c.successes, "runs": c.runs})
@@ -90,7 +95,7 @@ def paired_rows(answers: list) -> list[dict[str, object]]:
 
     out: list[dict[str, object]] = []
     seeds = sorted({s for a in answers for s in a.chosen.seeds})
-    halves = (("all", seeds), ("first", seeds[: len(seeds) // 2]), ("second", seeds[len(seeds) // 2:]))
+    parts = (("all", seeds), *halves(seeds))
     for crit in CRITERIA:
         won: dict[str, dict[tuple, bool]] = {}
         for a in answers:
@@ -98,7 +103,7 @@ def paired_rows(answers: list) -> list[dict[str, object]]:
                 mine = won.setdefault(a.method, {})
                 for seed, t in zip(a.chosen.seeds, a.chosen.attempts, strict=True):
                     mine[(a.problem, a.activation, a.chosen.init, seed)] = t.success
-        for half, part in halves:
+        for half, part in parts:
             for m, v in ((m, v) for m in won for v in won if m != v):
                 starts = [k for k in won[m] if k in won[v] and k[-1] in set(part)]
                 test = stats.mcnemar([won[m][k] for k in starts], [won[v][k] for k in starts])
@@ -392,7 +397,6 @@ def _apart(a: tuple[int, int], b: tuple[int, int]) -> bool:
 
 def conclusion(rows: list[dict[str, str]], ratios: list[dict[str, str]], paired: list[dict[str, str]],
                costs: list[dict[str, str]]) -> str:
-    methods = list(dict.fromkeys(a["method"] for a in rows))
     acts = list(dict.fromkeys(a["activation"] for a in rows))
     text = ["**Conclusion**. A difference in reliability counts only where McNemar's exact test on the runs from "
             "the same starts separates it at 5%; in cost, only where the interval of the cost ratio excludes 1; "
@@ -408,14 +412,11 @@ def conclusion(rows: list[dict[str, str]], ratios: list[dict[str, str]], paired:
                 "method succeeded, each method is the cheapest or within its interval in: "
                 + ", ".join(f"{m} {wins[m][0]}" for m in top) + ".")
     text.append(papers_cost_text(costs))
-    cg = [m for m in methods if m.startswith("CG ")]
-    cg_rate = {m: pooled(rows, method=m, criterion="40-20-40") for m in cg}
-    cg_best = max(cg, key=lambda m: cg_rate[m][0])
-    cg_apart = [m for m in cg if m != cg_best and verdict.rates(
-        m, *cg_rate[m], cg_best, *cg_rate[cg_best], paired=mcnemar(paired, "40-20-40", m, cg_best)).word
-        == verdict.BEHIND]
+    cg_rows = [a for a in rows if a["method"].startswith("CG ")]
+    cg_best, _, cg_apart = reliability(cg_rows, "40-20-40", paired)
     text.append(f"Among the CG betas (JetNet: PR or HS best), by 40-20-40 {cg_best} succeeds most "
-                f"({study.rate(*cg_rate[cg_best])}); separated from it: {', '.join(cg_apart) or 'none'}.")
+                f"({study.rate(*pooled(cg_rows, method=cg_best, criterion='40-20-40'))}); separated from it: "
+                f"{', '.join(cg_apart) or 'none'}.")
     act_rate = {a: pooled(rows, activation=a, criterion="40-20-40") for a in acts}
     best_act = max(acts, key=lambda a: act_rate[a][0])
     worst_act = min(acts, key=lambda a: act_rate[a][0])

@@ -390,6 +390,11 @@ def figure(res: dict) -> str:
     return name
 
 
+def _cell(red: list[dict], data: str, method: str) -> dict:
+    """The cell of ``method`` on ``data`` ("digits" or "digits x10") in a redundancy list."""
+    return next(c for c in red if c["data"] == data and c["method"] == method)
+
+
 def _lr(cell: dict) -> str:
     """The chosen learning rate, flagged where it is the end of its grid (the best may lie beyond); none
     where no tuning run reached the goal (nothing to choose by)."""
@@ -407,7 +412,7 @@ def _passes(cell: dict) -> str:
 
 def _batch_measured(red: list[dict]) -> str:
     """Batch on digits x10, measured rather than derived: its own epochs to the goal and its own seconds per epoch."""
-    b1, b10 = (next(c for c in red if c["data"] == d and c["method"] == "batch") for d in ("digits", "digits x10"))
+    b1, b10 = (_cell(red, d, "batch") for d in ("digits", "digits x10"))
     if "epoch_seconds" not in b1:
         return ""
     e1 = {(r["seed"], r["lr"]): r["epochs"] for r in b1["runs"]}
@@ -430,8 +435,7 @@ def redundancy_table(red: list[dict]) -> list[str]:
     """Per method: best learning rate, goal reached and passes on digits and on digits x10; and x10 / x1."""
     rows = []
     for m in METHODS:
-        a = next(c for c in red if c["data"] == "digits" and c["method"] == m)
-        b = next(c for c in red if c["data"] == "digits x10" and c["method"] == m)
+        a, b = _cell(red, "digits", m), _cell(red, "digits x10", m)
         ratio = b["passes"] / a["passes"] if a["passes"] and b["passes"] else None
         rows.append([m, _lr(a), f"{a['reached']}/{a['seeds']}", _passes(a), _lr(b), f"{b['reached']}/{b['seeds']}",
                      _passes(b), study.fmt(ratio, "{:.2f}")])
@@ -494,7 +498,7 @@ LINEAR_FROM = 16  # the smallest batch of the range tested against Wilson & Mart
 def _per_seed_ratio(red: list[dict], method: str) -> tuple[float, float, float] | None:
     """Passes to the goal on digits x10 over digits, seed by seed (the same initial weights), each data set at
     its chosen learning rate: (median, least, largest) over the seeds where both reached it (None: no seed)."""
-    a, b = (next(c for c in red if c["data"] == d and c["method"] == method) for d in ("digits", "digits x10"))
+    a, b = (_cell(red, d, method) for d in ("digits", "digits x10"))
     pa, pb = ({r["seed"]: r["passes"] for r in c["runs"] if r["lr"] == c["lr"]} for c in (a, b))
     ratios = [pb[k] / pa[k] for k in pa if pa[k] and pb.get(k)]
     return (float(np.median(ratios)), min(ratios), max(ratios)) if ratios else None
@@ -516,22 +520,22 @@ def _slopes(sw: list[dict]) -> tuple[float, float, float]:
 LECUN = " (LeCun et al. 1998)"
 
 
-def redundancy_verdicts(red: list[dict], goal: float) -> list[verdict.Verdict]:
+def redundancy_verdicts(red: list[dict], goal: float) -> dict[str, verdict.Verdict]:
     """LeCun's redundancy figures at ``goal``, each by a rule: online unaffected by 10 copies (within the
     measurement's grain), batch 10x slower; a method none of whose seeds reached the goal on both sets is
     left out (the table says so)."""
     seeds = f"median [range] over {len(SEEDS)} seeds"
-    online = next(c for c in red if c["data"] == "digits" and c["method"] == "online")
+    online = _cell(red, "digits", "online")
     grain = RESOLUTION / min(r["passes"] for r in online["runs"] if r["lr"] == online["lr"] and r["passes"])
     what = "the goal" if goal == GOAL else f"half MSE <= {goal:g}"
-    out = []
+    out = {}
     for method, published, tolerance, how in (
             ("online", 1.0, grain, f"; passes are measured to {RESOLUTION} pass, {100 * grain:.0f}% of online's fewest"),
             ("batch", 10.0, 0.0, "")):
         ratio = _per_seed_ratio(red, method)
         if ratio is not None:
-            out.append(verdict.against(f"{method}'s passes to {what}, digits x10 over digits ({seeds}{how})", ratio,
-                                       published, tolerance=tolerance, unit="x", source=LECUN))
+            out[method] = verdict.against(f"{method}'s passes to {what}, digits x10 over digits ({seeds}{how})",
+                                          ratio, published, tolerance=tolerance, unit="x", source=LECUN)
     return out
 
 
@@ -544,24 +548,20 @@ def verdicts(res: dict) -> list[verdict.Verdict]:
     outcome = {round(r["eta"], 3): "converges" if r["loss_last"] < r["loss_first"] else "diverges"
                for r in res["lms"]["runs"]}
     return [
-        *redundancy_verdicts(res["redundancy"], GOAL),
+        *redundancy_verdicts(res["redundancy"], GOAL).values(),
         verdict.against(f"the slope of log epochs to the goal against log batch size, batches {LINEAR_FROM} to "
                         f"{max(SWEEP_SIZES)} ({seeds}; 1 is linear, within 25% counts as roughly)",
                         _slopes(res["batch_sizes"]), 1.0, tolerance=0.25, source=wm),
         verdict.matches("the LMS example at eta = 1.5", outcome.get(1.5, "not run"), "converges", source=lecun),
         verdict.matches("the LMS example at eta = 2.5", outcome.get(2.5, "not run"), "diverges", source=lecun),
-        *redundancy_verdicts(res["redundancy_tight"], TIGHT),
+        *redundancy_verdicts(res["redundancy_tight"], TIGHT).values(),
     ]
-
-
-def _cell(red: list[dict], data: str, method: str) -> dict:
-    return next(c for c in red if c["data"] == data and c["method"] == method)
 
 
 def tight_said(res: dict) -> list[str]:
     """LeCun's figures at the tighter goal, by rule; where a method's x10 / x1 could not be measured, why."""
     tight = res["redundancy_tight"]
-    made = {v.inputs["what"].split("'")[0]: v for v in redundancy_verdicts(tight, TIGHT)}
+    made = redundancy_verdicts(tight, TIGHT)
     said = []
     for m in ("online", "batch"):
         if m in made:
@@ -576,10 +576,10 @@ def tight_said(res: dict) -> list[str]:
 def _tight(res: dict) -> str:
     """The redundancy table again at the tighter goal, with LeCun's figures tested there and how far batch
     trails online on digits at each goal (passes at each one's chosen rate)."""
-    tight, cell, said = res["redundancy_tight"], _cell, tight_said(res)
+    tight, said = res["redundancy_tight"], tight_said(res)
     trail = []
     for red, goal in ((res["redundancy"], GOAL), (tight, TIGHT)):
-        o, b = cell(red, "digits", "online"), cell(red, "digits", "batch")
+        o, b = _cell(red, "digits", "online"), _cell(red, "digits", "batch")
         if o["passes"] and b["passes"]:
             trail.append(f"{b['passes'] / o['passes']:.0f}x at half MSE <= {goal:g}")
     return "\n".join([
@@ -655,8 +655,7 @@ at lr 0.5, its params kept by the loop at each checkpoint epoch):
 
 {{conclusion}}
 """
-    on1 = next(c for c in red if c["data"] == "digits" and c["method"] == "online")
-    b1 = next(c for c in red if c["data"] == "digits" and c["method"] == "batch")
+    on1, b1 = _cell(red, "digits", "online"), _cell(red, "digits", "batch")
     first, last = sw[0], sw[-1]
     pe0 = float(np.median([r["ratio"] for r in pe if r["epoch"] == 0]))
     pe_late = float(np.median([r["ratio"] for r in pe if r["epoch"] == max(r["epoch"] for r in pe)]))

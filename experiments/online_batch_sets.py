@@ -153,12 +153,18 @@ def measures(problem: Problem, arrays: tuple, res: Any, i: int) -> dict[str, flo
     _, _, xt, yt = arrays
     net = network(problem, arrays)
     params = jax.tree_util.tree_map(lambda a: a[i], res.params)
-    out = np.asarray(net.apply(params, xt))
-    test_loss = float(0.5 * np.mean(np.sum((out - yt) ** 2, axis=1)))
-    wrong = np.mean(np.argmax(out, 1) != np.argmax(yt, 1)) if yt.shape[1] > 1 else np.mean((out > 0.5) != (yt > 0.5))
+    test_loss, wrong = scores(np.asarray(net.apply(params, xt)), yt)
     train_loss = final(res, i)
     return {"train_loss": _plain(train_loss), "test_loss": _plain(test_loss),
-            "test_error": float(wrong) if problem.classification and math.isfinite(train_loss) else None}
+            "test_error": wrong if problem.classification and math.isfinite(train_loss) else None}
+
+
+def scores(out: np.ndarray, yt: np.ndarray) -> tuple[float, float]:
+    """Outputs ``out`` (a row per test example) against targets ``yt``: the half MSE, and the fraction
+    wrong (the largest output's class, or one output thresholded at 0.5)."""
+    loss = float(0.5 * np.mean(np.sum((out - yt) ** 2, axis=1)))
+    wrong = np.mean(np.argmax(out, 1) != np.argmax(yt, 1)) if yt.shape[1] > 1 else np.mean((out > 0.5) != (yt > 0.5))
+    return loss, float(wrong)
 
 
 def _plain(v: float) -> float | None:
@@ -249,10 +255,8 @@ def constant(problem: Problem, arrays: tuple) -> dict[str, float | None]:
     """What predicting the training targets' mean for every test example scores: the test loss (half MSE)
     and, on a classification set, the test error (the majority class)."""
     _, y, _, yt = arrays
-    mean = y.mean(axis=0)
-    wrong = np.mean(np.argmax(yt, 1) != np.argmax(mean)) if yt.shape[1] > 1 else np.mean((yt > 0.5) != (mean > 0.5))
-    return {"test_loss": float(0.5 * np.mean(np.sum((yt - mean) ** 2, axis=1))),
-            "test_error": float(wrong) if problem.classification else None}
+    loss, wrong = scores(np.broadcast_to(y.mean(axis=0), yt.shape), yt)
+    return {"test_loss": loss, "test_error": wrong if problem.classification else None}
 
 
 def run(args) -> None:
