@@ -55,6 +55,8 @@ SWEEP_BUDGET = {1: 60, 4: 120, 16: 300, 64: 800, 256: 2000, 1078: 4000}
 # a few epochs, a whole epoch is too coarse a unit (2 epochs could be 1.1), so those sizes are measured
 # every 0.1 epoch; the larger sizes need tens to thousands of epochs and are measured at epoch ends.
 SWEEP_MEASURES = {1: 10, 4: 10, 16: 10}
+TIMING_EPOCHS = 100  # epochs per timed call of a batch epoch's cost (a call's fixed cost then weighs 1/100)
+TIMING_REPEATS = 10  # timed calls per data set, the median taken
 
 
 def _digits():
@@ -172,9 +174,9 @@ def stream_to_goal(x1, y1, replicas: int, batch_size: int, lr: float, seed: int,
     return met
 
 
-def _piece_trainer(batch_size: int, lr: float):
-    """One epoch of bpkit's loop over the examples it is given, in order, in batches of ``batch_size``
-    (a last, smaller batch averages over its own examples): jitted once per shape."""
+def _piece_trainer(batch_size: int, lr: float, epochs: int = 1):
+    """``epochs`` epochs of bpkit's loop over the examples it is given, in order, in batches of
+    ``batch_size`` (a last, smaller batch averages over its own examples): jitted once per shape."""
     import jax
     import optax
 
@@ -182,14 +184,17 @@ def _piece_trainer(batch_size: int, lr: float):
     from bpkit.stopping import StopRules
 
     return jax.jit(make_trainer(_net(), optax.sgd(lr), batch_size=batch_size, shuffle=False,
-                                rules=StopRules(max_epochs=1, stall_epochs=None)))
+                                rules=StopRules(max_epochs=epochs, stall_epochs=None)))
 
 
-def epoch_seconds(data: list[tuple[np.ndarray, np.ndarray]], repeats: int = 30) -> list[float]:
+def epoch_seconds(data: list[tuple[np.ndarray, np.ndarray]], repeats: int = TIMING_REPEATS,
+                  epochs: int = TIMING_EPOCHS) -> list[float]:
     """Measured wall time of one batch epoch (the loss and gradient over all of ``x``, then the update)
-    on each ``(x, y)`` of ``data``: what a batch epoch on replicated data really costs.  The data sets
-    are timed in alternation (A B A B ...), median of ``repeats`` each after a warm-up, so that other
-    work on a shared machine slows them alike and their ratio holds."""
+    on each ``(x, y)`` of ``data``: what a batch epoch on replicated data really costs.  Each timing is
+    one call of ``epochs`` epochs over ``epochs`` (a call's fixed cost and its start, one more loss and
+    gradient, then weigh 1/epochs: a call of one epoch would count them whole).  The data sets are timed
+    in alternation (A B A B ...), median of ``repeats`` each after a warm-up, so that other work on a
+    shared machine slows them alike and their ratio holds."""
     import time
 
     import jax
@@ -198,7 +203,7 @@ def epoch_seconds(data: list[tuple[np.ndarray, np.ndarray]], repeats: int = 30) 
     params = _net().init(jax.random.key(0))
     calls = []
     for x, y in data:
-        step = _piece_trainer(len(x), 1.0)
+        step = _piece_trainer(len(x), 1.0, epochs)
         x, y = jnp.asarray(x, jnp.float32), jnp.asarray(y, jnp.float32)
         calls.append(lambda step=step, x=x, y=y: jax.block_until_ready(step(params, x, y, jax.random.key(0)).params))
         calls[-1]()
@@ -207,7 +212,7 @@ def epoch_seconds(data: list[tuple[np.ndarray, np.ndarray]], repeats: int = 30) 
         for t, call in zip(times, calls, strict=True):
             t0 = time.perf_counter()
             call()
-            t.append(time.perf_counter() - t0)
+            t.append((time.perf_counter() - t0) / epochs)
     return [float(np.median(t)) for t in times]
 
 
@@ -424,10 +429,10 @@ def _batch_measured(red: list[dict]) -> str:
             f"the goal on both took the same number of epochs (float32 sums over 10x the examples round differently"
             f"{', but never enough to move the epoch at which the goal was met' if same == len(both) else ''}). "
             f"One batch epoch took {1e3 * b1['epoch_seconds']:.2f} ms on digits and {1e3 * b10['epoch_seconds']:.2f} ms on "
-            f"digits x10 (median of 30 on this machine): the same epochs, each "
+            f"digits x10 (median of {TIMING_REPEATS} calls of {TIMING_EPOCHS} epochs each, on this machine): the same epochs, each "
             f"{b10['epoch_seconds'] / b1['epoch_seconds']:.1f}x slower, so in wall time batch pays "
-            f"{b10['epoch_seconds'] / b1['epoch_seconds']:.1f}x rather than the 10x of the passes column (a 10x larger "
-            f"matrix product uses the machine better than 10 small ones), while online needs about the same passes as on "
+            f"{b10['epoch_seconds'] / b1['epoch_seconds']:.1f}x rather than the 10x of the passes column, while online "
+            f"needs about the same passes as on "
             f"digits (table).")
 
 

@@ -12,11 +12,15 @@ momentum 0.9 and batch PR+ conjugate gradient (LeCun et al. 1998: batch allows a
   example that many times (CG: its cu spent, a gradient 3 cu, within 3 per pass). Equal wall time: every
   method runs for the time online takes for those passes, its epochs that time over its own measured
   seconds per epoch (:func:`epoch_seconds`, one run alone on this machine, the methods timed in
-  alternation).
+  alternation); CG, whose iterations cost what its line searches take, within that time over its
+  seconds per cu, as a cu cap.
 * **Tuning on other seeds.** Each method's learning rate (CG: its Wolfe c2) is chosen per set and budget
-  on seeds :data:`TUNE_SEEDS` by the lowest mean final training loss, from a window of a ladder that is
-  widened a rung at a time while the choice sits at the window's end (:func:`tune`); every number is
-  from seeds :data:`REPORT_SEEDS`.
+  on seeds :data:`TUNE_SEEDS` by the lowest mean final training loss over every rung of its ladder
+  (:func:`choose`), so every method gets the same tuning runs; every number is from seeds
+  :data:`REPORT_SEEDS`.
+* **One run serves every budget**: each (seed, value) runs once to a method's largest budget, its params
+  kept at each smaller one (CG's cu-capped budgets apart), so the runs at 10 passes are the first epochs
+  of those at 100.
 * **Measured**: final training loss, test loss and (on the classification sets) test error, mean over
   the report seeds with a bootstrap 95% interval; and the test loss along each run (the test set as the
   loop's validation set), for the figure.
@@ -47,8 +51,8 @@ DATA = Path(os.environ.get("BPKIT_FANN_DATA", Path(__file__).resolve().parents[2
 PASSES = (10, 100)  # the budgets, in passes over the training set (and online's time for them)
 TUNE_SEEDS = (0, 1, 2)
 REPORT_SEEDS = tuple(range(3, 13))
-LANES = len(REPORT_SEEDS)  # runs per compiled program (the tuning runs padded to it)
 CURVE_POINTS = 60  # points of each stored median test-loss curve (log-spaced epochs)
+PROBE_EPOCHS = 200  # epochs of each timing call (its fixed cost, about 2 ms, then under 3% of the fastest)
 
 
 class Problem(NamedTuple):
@@ -76,19 +80,21 @@ class Method(NamedTuple):
     optimizer: str
     tuned: str  # the hyperparameter chosen on the tuning seeds
     ladder: tuple[float, ...]
-    start: tuple[float, ...]  # the first window: three consecutive rungs
+    probe: float  # the value the timing runs use
     fixed: tuple[tuple[str, float], ...] = ()  # other data hyperparameters
     static: tuple[tuple[str, Any], ...] = ()
+    lanes: int | None = None  # runs per compiled call (None: the ladder's length, a tuning seed's runs)
 
 
 METHODS = {
-    "online": Method(1, "sgd", "learning_rate", LR_LADDER, (0.03, 0.1, 0.3)),
-    "mini-batch 16": Method(16, "sgd", "learning_rate", LR_LADDER, (0.1, 0.3, 1.0)),
-    "mini-batch 64": Method(64, "sgd", "learning_rate", LR_LADDER, (0.3, 1.0, 3.0)),
-    "mini-batch 256": Method(256, "sgd", "learning_rate", LR_LADDER, (1.0, 3.0, 10.0)),
-    "batch": Method(None, "sgd", "learning_rate", LR_LADDER, (1.0, 3.0, 10.0)),
-    "batch, momentum 0.9": Method(None, "sgd", "learning_rate", LR_LADDER, (0.3, 1.0, 3.0), (("momentum", 0.9),)),
-    "batch PR+ CG": Method(None, "cg", "c2", C2_LADDER, (0.1, 0.4, 0.7), static=(("beta", "pr+"),)),
+    "online": Method(1, "sgd", "learning_rate", LR_LADDER, 0.1),
+    "mini-batch 16": Method(16, "sgd", "learning_rate", LR_LADDER, 0.3),
+    "mini-batch 64": Method(64, "sgd", "learning_rate", LR_LADDER, 1.0),
+    "mini-batch 256": Method(256, "sgd", "learning_rate", LR_LADDER, 3.0),
+    "batch": Method(None, "sgd", "learning_rate", LR_LADDER, 3.0),
+    "batch, momentum 0.9": Method(None, "sgd", "learning_rate", LR_LADDER, 1.0, (("momentum", 0.9),)),
+    "batch PR+ CG": Method(None, "cg", "c2", C2_LADDER, 0.4, static=(("beta", "pr+"),), lanes=1),
+    # CG one run at a time: vmapped, every lane steps through the longest line search of any lane (its c2).
 }
 ONLINE, BATCH = "online", "batch"
 
@@ -118,10 +124,39 @@ def network(problem: Problem, arrays: tuple) -> Any:
     return MLP((x.shape[1], *problem.hidden, y.shape[1]), hidden="sigmoid", output="sigmoid")
 
 
-def train(problem: Problem, method: Method, arrays: tuple, seeds: list[int], values: list[float], epochs: int,
-          max_cu: float | None = None) -> Any:
-    """Every (seed, value) pair in one vmapped program: ``epochs`` epochs (or ``max_cu``), the test set as
-    the validation set (its loss recorded every epoch)."""
+class Budget(NamedTuple):
+    """One budget of a method: ``epochs`` (CG: iterations), and a cu cap (CG at equal passes)."""
+
+    kind: str  # "passes" or "time"
+    passes: int
+    epochs: int
+    max_cu: float | None
+
+
+def budgets(name: str, timing: dict[str, dict[str, float]]) -> list[Budget]:
+    """Method ``name``'s budgets at every size of :data:`PASSES`: equal passes (CG: 3 cu a pass) and
+    online's wall time for them (online: the passes budget), over the method's own seconds per epoch;
+    CG's over its seconds per cu, as a cu cap (its iterations cost as many evaluations as its line
+    searches take, which depends on c2), with an epoch budget that cannot bind first (3 cu or more
+    an iteration)."""
+    cg = METHODS[name].optimizer == "cg"
+    out = []
+    for p in PASSES:
+        out.append(Budget("passes", p, 3 * p if cg else p, 3.0 * p if cg else None))
+        budget_s = p * timing["epoch"][ONLINE]
+        if cg:
+            cap = budget_s / timing["cu"][name]
+            out.append(Budget("time", p, math.ceil(cap / 3) + 1, cap))
+        elif name != ONLINE:
+            out.append(Budget("time", p, max(1, int(budget_s / timing["epoch"][name])), None))
+    return out
+
+
+def train(problem: Problem, method: Method, arrays: tuple, pairs: list[tuple[int, float]], epochs: int,
+          max_cu: float | None = None, checkpoints: tuple[int, ...] = (), lanes: int = 1) -> Any:
+    """Every (seed, value) pair in one vmapped program of ``lanes`` lanes (the pairs padded with copies of
+    the last): ``epochs`` epochs (or ``max_cu``), the params kept at ``checkpoints``, the test set as the
+    validation set (its loss recorded every epoch).  Results of the padding are dropped."""
     import jax
 
     from bpkit.lanes import train_many
@@ -129,42 +164,60 @@ def train(problem: Problem, method: Method, arrays: tuple, seeds: list[int], val
 
     x, y, xt, yt = arrays
     net = network(problem, arrays)
-    pairs = [(s, v) for s in seeds for v in values]
-    if len(pairs) > 1:  # padded with copies of the last run to LANES: one compiled program per budget
-        pairs += [pairs[-1]] * (-len(pairs) % LANES)
-    hyper = {method.tuned: [v for _, v in pairs], **{k: [f] * len(pairs) for k, f in method.fixed}}
+    padded = pairs + [pairs[-1]] * (lanes - len(pairs))
+    hyper = {method.tuned: [v for _, v in padded], **{k: [f] * len(padded) for k, f in method.fixed}}
     rules = StopRules(max_epochs=epochs, max_cu=max_cu, stall_epochs=None)
-    return jax.device_get(train_many(net, method.optimizer, [s for s, _ in pairs], x, y, xt, yt, hyper=hyper,
-                                     static_hyper=method.static, batch_size=method.batch, rules=rules))
+    res = train_many(net, method.optimizer, [s for s, _ in padded], x, y, xt, yt, hyper=hyper,
+                     static_hyper=method.static, batch_size=method.batch, rules=rules, checkpoints=checkpoints)
+    return jax.tree_util.tree_map(lambda a: a[: len(pairs)], jax.device_get(res))
 
 
-def final(res: Any, i: int) -> float:
-    """Run ``i``'s training loss after its last epoch (inf where it is not finite: diverged)."""
-    v = float(np.asarray(res.history.loss[i])[max(int(res.epochs[i]) - 1, 0)])
+def runs(problem: Problem, method: Method, arrays: tuple, pairs: list[tuple[int, float]], group: list[Budget]) -> Any:
+    """The (seed, value) pairs run once for every budget of ``group`` (budgets sharing a cu cap): each run
+    to the group's largest epochs, its params kept at each budget's epochs; in calls of one program as
+    wide as the ladder (a tuning seed's runs fill one call), results concatenated."""
+    import jax
+
+    epochs = sorted({b.epochs for b in group})
+    width = method.lanes or len(method.ladder)
+    parts = [train(problem, method, arrays, pairs[i:i + width], epochs[-1], group[0].max_cu, tuple(epochs), width)
+             for i in range(0, len(pairs), width)]
+    return jax.tree_util.tree_map(lambda *a: np.concatenate(a), *parts)
+
+
+def final(res: Any, i: int, epochs: int) -> float:
+    """Run ``i``'s training loss after epoch ``epochs`` (or its last, where it stopped before): inf where
+    it is not finite (diverged)."""
+    v = float(np.asarray(res.history.loss[i])[_last(res, i, epochs)])
     return v if math.isfinite(v) else math.inf
 
 
-def measures(problem: Problem, arrays: tuple, res: Any, i: int) -> dict[str, float]:
-    """Run ``i``'s final training loss, test loss and (classification) test error; None where it diverged
+def _last(res: Any, i: int, epochs: int) -> int:
+    """The history index of run ``i``'s last epoch within the first ``epochs``."""
+    return max(min(int(res.epochs[i]), epochs) - 1, 0)
+
+
+def measures(problem: Problem, arrays: tuple, res: Any, i: int, epochs: int, checkpoint: int) -> dict[str, Any]:
+    """Run ``i`` after ``epochs`` epochs (its params: checkpoint ``checkpoint``): its training loss and
+    test loss as the loop recorded them, and (classification) its test error; None where it diverged
     (or, test error, on a regression set)."""
     import jax
 
+    train_loss = final(res, i, epochs)
+    test_loss = float(np.asarray(res.history.val_loss[i])[_last(res, i, epochs)])
+    wrong = None
+    if problem.classification and math.isfinite(train_loss):
+        params = jax.tree_util.tree_map(lambda a: a[i, checkpoint], res.checkpoints)
+        wrong = error_rate(np.asarray(network(problem, arrays).apply(params, arrays[2])), arrays[3])
+    return {"train_loss": _plain(train_loss), "test_loss": _plain(test_loss) if math.isfinite(train_loss) else None,
+            "test_error": wrong}
 
-    _, _, xt, yt = arrays
-    net = network(problem, arrays)
-    params = jax.tree_util.tree_map(lambda a: a[i], res.params)
-    test_loss, wrong = scores(np.asarray(net.apply(params, xt)), yt)
-    train_loss = final(res, i)
-    return {"train_loss": _plain(train_loss), "test_loss": _plain(test_loss),
-            "test_error": wrong if problem.classification and math.isfinite(train_loss) else None}
 
-
-def scores(out: np.ndarray, yt: np.ndarray) -> tuple[float, float]:
-    """Outputs ``out`` (a row per test example) against targets ``yt``: the half MSE, and the fraction
-    wrong (the largest output's class, or one output thresholded at 0.5)."""
-    loss = float(0.5 * np.mean(np.sum((out - yt) ** 2, axis=1)))
-    wrong = np.mean(np.argmax(out, 1) != np.argmax(yt, 1)) if yt.shape[1] > 1 else np.mean((out > 0.5) != (yt > 0.5))
-    return loss, float(wrong)
+def error_rate(out: np.ndarray, yt: np.ndarray) -> float:
+    """The fraction of rows of ``out`` classified wrong against targets ``yt``: the largest output's
+    class, or one output thresholded at 0.5."""
+    wrong = np.argmax(out, 1) != np.argmax(yt, 1) if yt.shape[1] > 1 else (out[:, 0] > 0.5) != (yt[:, 0] > 0.5)
+    return float(np.mean(wrong))
 
 
 def _plain(v: float) -> float | None:
@@ -174,80 +227,90 @@ def _plain(v: float) -> float | None:
 
 # --- timing, tuning, reporting ---------------------------------------------------------------------
 
-def epoch_seconds(problem: Problem, arrays: tuple, repeats: int = 3) -> dict[str, float]:
-    """Each method's wall time per epoch (CG: per iteration), one run alone: a warm-up, then the median of
-    ``repeats`` timed runs of enough epochs to take about 0.3 s, the methods in alternation so that other
-    work on a shared machine slows them alike."""
-    one = {m: _timed(problem, arrays, METHODS[m], 1) for m in METHODS}
-    epochs = {m: max(2, min(3000, math.ceil(0.3 / max(one[m], 1e-6)))) for m in METHODS}
-    for m in METHODS:
-        _timed(problem, arrays, METHODS[m], epochs[m])  # compiled before timing
+def epoch_seconds(problem: Problem, arrays: tuple, repeats: int = 3) -> dict[str, dict[str, float]]:
+    """Each method's wall time per epoch (CG: per iteration) and per cu, one run alone: calls of a
+    program of :data:`PROBE_EPOCHS` epochs, enough of them to take about 0.3 s, after a warm-up; the
+    median of ``repeats`` such timings, the methods in alternation so that other work on a shared
+    machine slows them alike.  Returns ``{"epoch": {method: s}, "cu": {method: s}}``."""
+    spent = {m: _timed(problem, arrays, METHODS[m], 1)[1:] for m in METHODS}  # compiled (and run) once
+    calls = {m: max(1, math.ceil(0.3 / max(_timed(problem, arrays, METHODS[m], 1)[0], 1e-6))) for m in METHODS}
     times: dict[str, list[float]] = {m: [] for m in METHODS}
     for _ in range(repeats):
         for m in METHODS:
-            times[m].append(_timed(problem, arrays, METHODS[m], epochs[m]) / epochs[m])
-    return {m: float(np.median(t)) for m, t in times.items()}
+            times[m].append(_timed(problem, arrays, METHODS[m], calls[m])[0] / calls[m])
+    per_call = {m: float(np.median(t)) for m, t in times.items()}
+    return {"epoch": {m: t / spent[m][0] for m, t in per_call.items()},
+            "cu": {m: t / spent[m][1] for m, t in per_call.items()}}
 
 
-def _timed(problem: Problem, arrays: tuple, method: Method, epochs: int) -> float:
+def _timed(problem: Problem, arrays: tuple, method: Method, calls: int) -> tuple[float, int, float]:
+    """Seconds for ``calls`` calls of one run of :data:`PROBE_EPOCHS` epochs, and the epochs and cu one
+    run spent (a CG run may stop sooner: its line search failed)."""
     t0 = time.perf_counter()
-    train(problem, method, arrays, [0], [method.start[1]], epochs)
-    return time.perf_counter() - t0
+    for _ in range(calls):
+        res = train(problem, method, arrays, [(0, method.probe)], PROBE_EPOCHS)
+    last = int(res.epochs[0]) - 1
+    cu = float(res.history.loss_evals[0, last] + 3 * res.history.grad_evals[0, last])
+    return time.perf_counter() - t0, last + 1, cu
 
 
-def tune(problem: Problem, method: Method, arrays: tuple, epochs: int, max_cu: float | None) -> dict[str, Any]:
-    """The value of ``method.tuned`` with the lowest mean final training loss on :data:`TUNE_SEEDS`: from
-    the start window, widened one rung of the ladder at a time while the choice is at the window's end and
-    the ladder goes on.  Returns the choice, every value tried with its score, and whether it is an edge."""
-    scores: dict[float, float] = {}
-
-    def score(values: list[float]) -> None:
-        res = train(problem, method, arrays, list(TUNE_SEEDS), values, epochs, max_cu)
-        for j, v in enumerate(values):
-            scores[v] = float(np.mean([final(res, i * len(values) + j) for i in range(len(TUNE_SEEDS))]))
-
-    score(list(method.start))
-    while True:
-        tried = sorted(scores)
-        best = min(tried, key=lambda v: (scores[v], v))
-        k = method.ladder.index(best)
-        beyond = (k - 1 if best == tried[0] else k + 1 if best == tried[-1] else None)
-        if beyond is None or not 0 <= beyond < len(method.ladder) or not math.isfinite(scores[best]):
-            edge = best in (method.ladder[0], method.ladder[-1]) or not math.isfinite(scores[best])
-            return {"value": best, "tried": {f"{v:g}": _plain(scores[v]) for v in tried}, "edge": edge}
-        score([method.ladder[beyond]])
+def choose(method: Method, res: Any, epochs: int) -> dict[str, Any]:
+    """The rung of ``method.ladder`` with the lowest mean training loss after ``epochs`` over
+    :data:`TUNE_SEEDS` (the runs of ``res``: every seed at every rung, seed-major); ties go to the
+    smaller value.  Returns the choice, every rung with its score, and whether the choice is at the
+    ladder's end (or no rung stayed finite): an edge."""
+    n = len(method.ladder)
+    scores = {v: float(np.mean([final(res, i * n + j, epochs) for i in range(len(TUNE_SEEDS))]))
+              for j, v in enumerate(method.ladder)}
+    best = min(method.ladder, key=lambda v: (scores[v], v))
+    edge = best in (method.ladder[0], method.ladder[-1]) or not math.isfinite(scores[best])
+    return {"value": best, "tried": {f"{v:g}": _plain(scores[v]) for v in method.ladder}, "edge": edge}
 
 
-def cell(problem: Problem, method: Method, arrays: tuple, epochs: int, max_cu: float | None = None) -> dict:
-    """One method at one budget: tuned, then its measures on every report seed, and its median test-loss
-    curve (epochs log-spaced)."""
-    chosen = tune(problem, method, arrays, epochs, max_cu)
-    res = train(problem, method, arrays, list(REPORT_SEEDS), [chosen["value"]], epochs, max_cu)
-    runs = [measures(problem, arrays, res, i) for i in range(len(REPORT_SEEDS))]
-    at = np.unique(np.geomspace(1, epochs, CURVE_POINTS).astype(int)) - 1
-    losses = np.asarray(res.history.val_loss, float)[: len(REPORT_SEEDS), at]  # NaN past a run's stop
-    curve = [float(np.median(c[np.isfinite(c)])) if np.isfinite(c).any() else None for c in losses.T]
-    return {**chosen, "epochs": epochs, "epochs_run": [int(e) for e in res.epochs], "runs": runs,
-            "curve_epochs": [int(a) + 1 for a in at], "curve": curve}
+def cells(problem: Problem, method: Method, arrays: tuple, group: list[Budget]) -> dict[Budget, dict]:
+    """A method at each budget of ``group``: tuned over its whole ladder on :data:`TUNE_SEEDS`, then
+    run on every report seed at the value chosen for each budget; its measures there and its median
+    test-loss curve (epochs log-spaced).  One run per (seed, value) serves every budget of the group."""
+    tuning = runs(problem, method, arrays, [(s, v) for s in TUNE_SEEDS for v in method.ladder], group)
+    chosen = {b: choose(method, tuning, b.epochs) for b in group}
+    values = list(dict.fromkeys(c["value"] for c in chosen.values()))
+    res = runs(problem, method, arrays, [(s, v) for v in values for s in REPORT_SEEDS], group)
+    checkpoints = sorted({b.epochs for b in group})
+    out = {}
+    for b in group:
+        lanes = [values.index(chosen[b]["value"]) * len(REPORT_SEEDS) + k for k in range(len(REPORT_SEEDS))]
+        at = np.unique(np.geomspace(1, b.epochs, CURVE_POINTS).astype(int)) - 1
+        losses = np.asarray(res.history.val_loss, float)[lanes][:, at]  # NaN past a run's stop
+        cu = (np.asarray(res.history.loss_evals, float) + 3 * np.asarray(res.history.grad_evals, float))[lanes][:, at]
+        curve, curve_cu = ([float(np.median(c[np.isfinite(c)])) if np.isfinite(c).any() else None for c in a.T]
+                           for a in (losses, cu))
+        out[b] = {**chosen[b], "epochs": b.epochs, "max_cu": b.max_cu,
+                  "epochs_run": [_last(res, i, b.epochs) + 1 for i in lanes],
+                  "runs": [measures(problem, arrays, res, i, b.epochs, checkpoints.index(b.epochs)) for i in lanes],
+                  "curve_epochs": [int(a) + 1 for a in at], "curve_cu": curve_cu, "curve": curve}
+    return out
 
 
 def run_set(label: str) -> dict:
-    """One set: every method timed, then run at equal passes and at equal wall time."""
+    """One set: every method timed, then run at equal passes and at equal wall time (the budgets that
+    share a cu cap from one run per seed and value)."""
     problem = SETS[label]
     arrays = load(problem)
-    seconds = epoch_seconds(problem, arrays)
+    timing = epoch_seconds(problem, arrays)
     out: dict[str, Any] = {"examples": int(arrays[0].shape[0]), "test_examples": int(arrays[2].shape[0]),
-                           "seconds_per_epoch": seconds, "constant": constant(problem, arrays), "budgets": {}}
-    for passes in PASSES:
-        budget_s = passes * seconds[ONLINE]
-        at: dict[str, Any] = {"budget_s": budget_s, "passes": {}, "time": {}}
-        for m, method in METHODS.items():
-            cg = method.optimizer == "cg"
-            at["passes"][m] = cell(problem, method, arrays, 3 * passes if cg else passes, 3.0 * passes if cg else None)
-            epochs = max(1, int(budget_s / seconds[m]))
-            at["time"][m] = at["passes"][m] if m == ONLINE else cell(problem, method, arrays, epochs)
-            print(f"{label}, {passes} passes: {m} done", flush=True)
-        out["budgets"][str(passes)] = at
+                           "seconds_per_epoch": timing["epoch"], "seconds_per_cu": timing["cu"],
+                           "constant": constant(problem, arrays),
+                           "budgets": {str(p): {"budget_s": p * timing["epoch"][ONLINE], "passes": {}, "time": {}}
+                                       for p in PASSES}}
+    for m, method in METHODS.items():
+        mine = budgets(m, timing)
+        for cap in dict.fromkeys(b.max_cu for b in mine):
+            for b, c in cells(problem, method, arrays, [b for b in mine if b.max_cu == cap]).items():
+                out["budgets"][str(b.passes)][b.kind][m] = c
+        if m == ONLINE:
+            for p in PASSES:
+                out["budgets"][str(p)]["time"][m] = out["budgets"][str(p)]["passes"][m]
+        print(f"{label}: {m} done", flush=True)
     return out
 
 
@@ -255,8 +318,11 @@ def constant(problem: Problem, arrays: tuple) -> dict[str, float | None]:
     """What predicting the training targets' mean for every test example scores: the test loss (half MSE)
     and, on a classification set, the test error (the majority class)."""
     _, y, _, yt = arrays
-    loss, wrong = scores(np.broadcast_to(y.mean(axis=0), yt.shape), yt)
-    return {"test_loss": loss, "test_error": wrong if problem.classification else None}
+    from bpkit import losses
+
+    guess = np.broadcast_to(y.mean(axis=0), yt.shape)
+    loss = float(losses.get("mse").value(None, guess, yt))
+    return {"test_loss": loss, "test_error": error_rate(guess, yt) if problem.classification else None}
 
 
 def run(args) -> None:
@@ -320,11 +386,18 @@ def set_table(label: str, res: dict) -> Table:
             p, t = at["passes"][m], at["time"][m]
             rows.append([m, passes, f"{res['seconds_per_epoch'][m] * 1e3:.3g}", _setting(m, p),
                          _est(p["runs"], "test_loss"), *([_est(p["runs"], "test_error")] if cls else []),
-                         f"{t['epochs']:,}", _setting(m, t), _est(t["runs"], "test_loss"),
+                         _time_budget(t), _setting(m, t), _est(t["runs"], "test_loss"),
                          *([_est(t["runs"], "test_error")] if cls else [])])
     cols = ["method", "passes", "ms per epoch", "setting", "test loss", *(["test error"] if cls else []),
-            "equal time: epochs", "setting", "test loss", *(["test error"] if cls else [])]
+            "equal time: epochs (CG: median run, its cu cap)", "setting", "test loss", *(["test error"] if cls else [])]
     return Table(label, cols, rows)
+
+
+def _time_budget(cell: dict) -> str:
+    """An equal-time cell's budget: its epochs, or (CG) the median epochs its runs took within its cu cap."""
+    if cell.get("max_cu") is None:
+        return f"{cell['epochs']:,}"
+    return f"{np.median(cell['epochs_run']):,.0f} ({cell['max_cu']:,.0f} cu)"
 
 
 def verdicts(results: dict) -> list[verdict.Verdict]:
@@ -367,7 +440,8 @@ def curve_figure(results: dict) -> None:
         at = res["budgets"][str(results["passes"][-1])]
         for m in METHODS:
             c = at["time"][m]
-            t = np.asarray(c["curve_epochs"], float) * res["seconds_per_epoch"][m]
+            t = (np.asarray(c["curve_epochs"], float) * res["seconds_per_epoch"][m] if c.get("max_cu") is None else
+                 np.asarray([math.nan if v is None else v for v in c["curve_cu"]]) * res["seconds_per_cu"][m])
             ax.plot(t, [math.nan if v is None else v for v in c["curve"]], color=colors[m], lw=1.2, label=m)
         ax.axhline(res["constant"]["test_loss"], color="0.6", lw=0.8, ls=":")
         ax.set(xscale="log", yscale="log", title=label)
@@ -404,11 +478,13 @@ def section() -> None:
         "sigmoid units, half MSE, LeCun-normal init, float32. Two kinds of budget, each at "
         f"{' and '.join(map(str, results['passes']))} passes: **equal passes** over the training set (CG: 3 cu "
         "per pass, a gradient 3 cu); **equal wall time**, the time online takes for those passes, each method's "
-        "epochs that time over its own measured time per epoch (one run alone on this machine, the methods timed "
-        "in alternation). Each method's learning rate (CG: c2) is chosen per set and budget on seeds "
-        f"{tune[0]}-{tune[-1]} by the lowest mean final training loss, from three rungs of the ladder "
-        f"{', '.join(f'{v:g}' for v in LR_LADDER)} (c2: {', '.join(f'{v:g}' for v in C2_LADDER)}), widened a "
-        "rung at a time while the choice sat at an end; \"(edge)\" marks a choice at the end of the ladder. "
+        "epochs that time over its own measured time per epoch (one run alone on this machine, in calls of "
+        f"{PROBE_EPOCHS} epochs, the methods timed in alternation); CG, whose iterations cost what its line searches "
+        "take, within that time over its measured seconds per cu, as a cu cap. Each method's learning rate (CG: c2) is chosen per set and budget on seeds "
+        f"{tune[0]}-{tune[-1]} by the lowest mean final training loss over every rung of the ladder "
+        f"{', '.join(f'{v:g}' for v in LR_LADDER)} (c2: {', '.join(f'{v:g}' for v in C2_LADDER)}); "
+        "\"(edge)\" marks a choice at the end of the ladder. Each seed and value runs once to the method's "
+        "largest budget, its params kept at each smaller one (CG's cu-capped budgets apart). "
         f"**Every number comes from seeds {rep[0]}-{rep[-1]}**: mean [bootstrap 95%]; test error is the "
         "fraction of test examples classified wrong (the largest output, or the output's side of 0.5).",
         "",

@@ -350,28 +350,54 @@ def test_each_section_rebuilds_byte_for_byte_from_the_committed_results(tmp_path
         assert not (same.diff_files or same.left_only), (sub, same.diff_files, same.left_only)
 
 
-def _fake_train(score):
-    """A stand-in for online_batch_sets.train: each run's final training loss is ``score(value)``."""
-    from types import SimpleNamespace
+def _fake_train(loss_at):
+    """A stand-in for online_batch_sets.train: run (seed, value)'s training loss after epoch e is
+    ``loss_at(seed, value, e)`` (NaN from where it is not finite: the run stopped there, diverged); its
+    test loss is twice that; it keeps no params."""
+    from bpkit.loop import History, TrainResult
 
-    def train(problem, method, arrays, seeds, values, epochs, max_cu=None):
-        loss = np.array([[score(v)] for _ in seeds for v in values])
-        return SimpleNamespace(history=SimpleNamespace(loss=loss), epochs=np.ones(len(loss), int))
+    def train(problem, method, arrays, pairs, epochs, max_cu=None, checkpoints=(), lanes=1):
+        assert len(pairs) <= lanes and (lanes == len(method.ladder) or len(pairs) == 1)
+        loss = np.array([[loss_at(s, v, e) for e in range(1, epochs + 1)] for s, v in pairs])
+        ran = np.array([next((e for e in range(epochs) if not np.isfinite(row[e])), epochs) for row in loss])
+        loss[~np.isfinite(loss)] = np.nan
+        h = History(loss, loss, 2 * loss, np.zeros(loss.shape, int), loss, loss)
+        return TrainResult({}, {}, h, ran + (ran < epochs), np.zeros(len(pairs), int), loss[:, 0], checkpoints={})
     return train
 
 
-def test_online_batch_sets_widens_a_grid_until_the_choice_is_inside_it(monkeypatch):
+def test_online_batch_sets_chooses_each_budgets_value_over_the_whole_ladder_from_one_run_each(monkeypatch):
     ob = load("online_batch_sets")
-    method = ob.METHODS["online"]  # starts at 0.03, 0.1, 0.3 of the ladder 0.001 ... 100
-    monkeypatch.setattr(ob, "train", _fake_train(lambda v: abs(math.log(v / 3.0))))  # best at 3
-    got = ob.tune(None, method, None, 10, None)
-    assert got["value"] == 3.0 and not got["edge"] and list(got["tried"]) == ["0.03", "0.1", "0.3", "1", "3", "10"]
-    monkeypatch.setattr(ob, "train", _fake_train(lambda v: -v))  # better the larger: the ladder's end
-    got = ob.tune(None, method, None, 10, None)
-    assert got["value"] == 100.0 and got["edge"]
-    monkeypatch.setattr(ob, "train", _fake_train(lambda v: math.inf if v > 0.05 else v))  # diverged above 0.05
-    got = ob.tune(None, method, None, 10, None)
-    assert got["value"] == 0.001 and got["edge"] and got["tried"]["0.1"] is None  # JSON's null: diverged
+    method = ob.METHODS["batch"]  # ladder 0.001 ... 100
+    best = {10: 3.0, 40: 0.3}  # the best value moves with the budget: one run per value serves both
+    loss_at = lambda s, v, e: (math.inf if v == 100.0 and e > 5 else
+                               abs(math.log(v / (3.0 if e <= 10 else 0.3))) + 1 / e + 0.001 * s)
+    monkeypatch.setattr(ob, "train", _fake_train(loss_at))
+    group = [ob.Budget("passes", 10, 10, None), ob.Budget("time", 10, 40, None)]
+    got = ob.cells(ob.Problem("x", (2,), False), method, None, group)
+    for b in group:
+        c = got[b]
+        brute = min(method.ladder, key=lambda v: (np.mean([loss_at(s, v, b.epochs) for s in ob.TUNE_SEEDS]), v))
+        assert c["value"] == brute == best[b.epochs] and not c["edge"] and c["epochs"] == b.epochs
+        assert list(c["tried"]) == [f"{v:g}" for v in method.ladder] and c["tried"]["100"] is None  # diverged
+        assert [r["train_loss"] for r in c["runs"]] == [loss_at(s, brute, b.epochs) for s in ob.REPORT_SEEDS]
+        assert [r["test_loss"] for r in c["runs"]] == [2 * loss_at(s, brute, b.epochs) for s in ob.REPORT_SEEDS]
+        assert c["epochs_run"] == [b.epochs] * len(ob.REPORT_SEEDS)
+    monkeypatch.setattr(ob, "train", _fake_train(lambda s, v, e: -v))  # better the larger: the ladder's end
+    assert all(c["value"] == 100.0 and c["edge"] for c in ob.cells(ob.Problem("x", (2,), False), method, None,
+                                                                      group).values())
+
+
+def test_online_batch_sets_budgets_equal_passes_and_online_time():
+    ob = load("online_batch_sets")
+    timing = {"epoch": {m: 0.002 for m in ob.METHODS} | {"online": 0.01}, "cu": {m: 0.0005 for m in ob.METHODS}}
+    online, batch, cg = (ob.budgets(m, timing) for m in ("online", "batch", "batch PR+ CG"))
+    assert [(b.kind, b.epochs, b.max_cu) for b in online] == [("passes", p, None) for p in ob.PASSES]
+    assert [(b.kind, b.passes, b.epochs, b.max_cu) for b in batch] == [
+        x for p in ob.PASSES for x in (("passes", p, p, None), ("time", p, 5 * p, None))]
+    # CG at online's time: 0.01 p s over 0.0005 s per cu, a cu cap, and epochs that cannot bind first
+    assert [(b.kind, b.passes, b.epochs, b.max_cu) for b in cg] == [
+        x for p in ob.PASSES for x in (("passes", p, 3 * p, 3.0 * p), ("time", p, math.ceil(20 * p / 3) + 1, 20.0 * p))]
 
 
 def test_online_batch_sets_judges_batch_against_online_by_its_rule():
