@@ -11,10 +11,13 @@ takes (the last call padded), bounded by the memory an estimate gives each run
 The plan depends only on the config and the machine, never on which runs are still
 to do: a resumed sweep compiles the programs of an uninterrupted one, so it gives the
 uninterrupted sweep's numbers.  Across configs a run's last bits may differ: on CPU the
-vmapped width (the chunk, or the lanes) changes the batched products' code path, and a
-line-search CG run amplifies that (parity-3 PR+ CG: 1 or 2 lanes against 4 or more ended
-apart in about half of 64 runs; 4, 8 and 64 lanes agreed bitwise).  Kernels whose
-results do not depend on the width are the speed issue's item 2.
+vmapped width (the chunk, or the lanes) changes how XLA compiles the program, and a
+line-search CG run amplifies that (parity-3 PR+ CG against 64 lanes: 2, 4, 8, 16, 20, 24,
+32 and 48 lanes agreed bitwise, 1, 3, 5, 6, 7, 10, 12, 14, 33 and 62 did not; on digits
+every width tried differed in the last bits, SGD too).  One CG step from the same state
+differs between widths although the loss, its gradient and the tree dot products alone do
+not: the cause is in how the whole step is fused.  Kernels whose results do not depend on
+the width are the speed issue's item 2.
 
 Example:
     >>> groups = plan(runs, chunk_size=64)   # doctest: +SKIP
