@@ -373,8 +373,31 @@ def _est(runs: list[dict], key: str) -> str:
     return text + (f" ({diverged} diverged)" if diverged else "")
 
 
+FLAT = 0.01  # an edge choice whose neighbouring rungs score within this fraction of it sits on a plateau
+
+
 def _setting(method: str, c: dict) -> str:
-    return f"{METHODS[method].tuned.split('_')[-1]} {c['value']:g}" + (" (edge)" if c["edge"] else "")
+    """The chosen value; at the ladder's end marked "(edge)", with how many rungs in a row from that end
+    score within :data:`FLAT` of the choice (a plateau: a longer ladder would not move the scores)."""
+    text = f"{METHODS[method].tuned.split('_')[-1]} {c['value']:g}"
+    if not c["edge"]:
+        return text
+    flat = plateau(c["tried"], c["value"])
+    return text + (f" (edge; {flat} rungs within {FLAT:.0%} of it)" if flat > 1 else " (edge)")
+
+
+def plateau(tried: dict[str, float | None], value: float) -> int:
+    """How many rungs in a row, from ``value`` (an end of the ladder) inward, score within :data:`FLAT`
+    of its score (a diverged rung, null, ends the row)."""
+    rungs = sorted(tried, key=float)
+    if float(rungs[-1]) == value:
+        rungs.reverse()
+    best, count = tried[rungs[0]], 0
+    for r in rungs:
+        if best is None or tried[r] is None or abs(tried[r] - best) > FLAT * abs(best):
+            break
+        count += 1
+    return count
 
 
 def set_table(label: str, res: dict) -> Table:
@@ -483,7 +506,8 @@ def section() -> None:
         "take, within that time over its measured seconds per cu, as a cu cap. Each method's learning rate (CG: c2) is chosen per set and budget on seeds "
         f"{tune[0]}-{tune[-1]} by the lowest mean final training loss over every rung of the ladder "
         f"{', '.join(f'{v:g}' for v in LR_LADDER)} (c2: {', '.join(f'{v:g}' for v in C2_LADDER)}); "
-        "\"(edge)\" marks a choice at the end of the ladder. Each seed and value runs once to the method's "
+        f"\"(edge)\" marks a choice at the end of the ladder, with the rungs in a row from it that score within "
+        f"{FLAT:.0%} of it (a plateau). Each seed and value runs once to the method's "
         "largest budget, its params kept at each smaller one (CG's cu-capped budgets apart). "
         f"**Every number comes from seeds {rep[0]}-{rep[-1]}**: mean [bootstrap 95%]; test error is the "
         "fraction of test examples classified wrong (the largest output, or the output's side of 0.5).",

@@ -388,6 +388,17 @@ def test_online_batch_sets_chooses_each_budgets_value_over_the_whole_ladder_from
                                                                       group).values())
 
 
+def test_online_batch_sets_counts_the_plateau_at_an_edge_choice():
+    ob = load("online_batch_sets")
+    tried = {"0.001": 1.000, "0.003": 1.005, "0.01": 1.009, "0.03": 1.02, "0.1": None}
+    assert ob.plateau(tried, 0.001) == 3  # 1.02 is 2% off
+    assert ob.plateau({"0.01": 2.0, "0.1": 1.0, "1": 1.0}, 1.0) == 2  # from the upper end inward
+    assert ob.plateau({"0.01": None, "0.1": 1.0}, 0.01) == 0  # a diverged edge: no plateau
+    edge = {"value": 0.001, "edge": True, "tried": tried}
+    assert ob._setting("online", edge) == "rate 0.001 (edge; 3 rungs within 1% of it)"
+    assert ob._setting("online", {**edge, "tried": {"0.001": 1.0, "0.003": 2.0}}) == "rate 0.001 (edge)"
+
+
 def test_online_batch_sets_budgets_equal_passes_and_online_time():
     ob = load("online_batch_sets")
     timing = {"epoch": {m: 0.002 for m in ob.METHODS} | {"online": 0.01}, "cu": {m: 0.0005 for m in ob.METHODS}}
