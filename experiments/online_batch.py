@@ -424,16 +424,15 @@ def _batch_measured(red: list[dict]) -> str:
     e10 = {(r["seed"], r["lr"]): r["epochs"] for r in b10["runs"]}
     both = [k for k in e1 if e1[k] is not None and e10.get(k) is not None]
     same = sum(e1[k] == e10[k] for k in both)
+    slower = b10["epoch_seconds"] / b1["epoch_seconds"]
     return (f"Batch on digits x10 is run, not derived: the mean gradient over 10 copies is the mean gradient over the "
             f"originals, so it should need the same epochs. Measured: {same} of {len(both)} (seed, lr) runs that reached "
             f"the goal on both took the same number of epochs (float32 sums over 10x the examples round differently"
             f"{', but never enough to move the epoch at which the goal was met' if same == len(both) else ''}). "
             f"One batch epoch took {1e3 * b1['epoch_seconds']:.2f} ms on digits and {1e3 * b10['epoch_seconds']:.2f} ms on "
-            f"digits x10 (median of {TIMING_REPEATS} calls of {TIMING_EPOCHS} epochs each, on this machine): the same epochs, each "
-            f"{b10['epoch_seconds'] / b1['epoch_seconds']:.1f}x slower, so in wall time batch pays "
-            f"{b10['epoch_seconds'] / b1['epoch_seconds']:.1f}x rather than the 10x of the passes column, while online "
-            f"needs about the same passes as on "
-            f"digits (table).")
+            f"digits x10 (median of {TIMING_REPEATS} calls of {TIMING_EPOCHS} epochs each, on this machine): the same "
+            f"epochs, each {slower:.1f}x slower, so in wall time batch pays {slower:.1f}x rather than the 10x of the "
+            f"passes column, while online needs about the same passes as on digits (table).")
 
 
 def redundancy_table(red: list[dict]) -> list[str]:

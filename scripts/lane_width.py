@@ -18,17 +18,15 @@ import numpy as np
 REFERENCE = 64
 
 
-def histories(data: str, sizes: tuple[int, ...], optimizer: str, batch: int | None, epochs: int, width: int):
-    """Seeds 0..width-1 in one vmapped program: each run's loss after every epoch (width, epochs)."""
+def histories(x, y, sizes: tuple[int, ...], optimizer: str, batch: int | None, epochs: int, width: int):
+    """Seeds 0..width-1 trained on ``(x, y)`` in one vmapped program: each run's loss after every epoch
+    (width, epochs)."""
     import jax
-    import jax.numpy as jnp
 
-    from bpkit import MLP, datasets
+    from bpkit import MLP
     from bpkit.lanes import train_many
     from bpkit.stopping import StopRules
 
-    d = datasets.load(data)
-    x, y = jnp.asarray(d.x_train, jnp.float32), jnp.asarray(d.y_train, jnp.float32)
     hyper = {"learning_rate": [0.5] * width} if optimizer == "sgd" else {}
     static = (("beta", "pr+"),) if optimizer == "cg" else ()
     r = train_many(MLP(sizes), optimizer, list(range(width)), x, y, hyper=hyper, static_hyper=static,
@@ -45,10 +43,16 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=300)
     p.add_argument("--widths", default="1,2,3,4,5,6,7,8,10,12,14,16,20,24,32,33,48,62")
     a = p.parse_args()
+    import jax.numpy as jnp
+
+    from bpkit import datasets
+
     sizes = tuple(int(s) for s in a.sizes.split(","))
-    ref = histories(a.data, sizes, a.optimizer, a.batch, a.epochs, REFERENCE)
+    d = datasets.load(a.data)
+    x, y = jnp.asarray(d.x_train, jnp.float32), jnp.asarray(d.y_train, jnp.float32)
+    ref = histories(x, y, sizes, a.optimizer, a.batch, a.epochs, REFERENCE)
     for w in (int(s) for s in a.widths.split(",")):
-        h = histories(a.data, sizes, a.optimizer, a.batch, a.epochs, w)
+        h = histories(x, y, sizes, a.optimizer, a.batch, a.epochs, w)
         apart = [i for i in range(w) if not np.array_equal(h[i], ref[i], equal_nan=True)]
         gap = max((abs(final(h[i]) - final(ref[i])) / abs(final(ref[i])) for i in apart), default=0.0)
         print(f"{w:3d} lanes: {len(apart)} differ from {REFERENCE} lanes {apart[:12]}, "
