@@ -47,11 +47,15 @@ def main() -> None:
 
     from bpkit import datasets
 
-    sizes = tuple(int(s) for s in a.sizes.split(","))
-    d = datasets.load(a.data)
+    try:
+        sizes = tuple(int(s) for s in a.sizes.split(","))
+        widths = [int(s) for s in a.widths.split(",")]
+        d = datasets.load(a.data)
+    except ValueError as e:  # a one-line error naming what is valid, exit code 2
+        p.error(f"{e}; sizes and widths are integers separated by commas, e.g. 3,3,1")
     x, y = jnp.asarray(d.x_train, jnp.float32), jnp.asarray(d.y_train, jnp.float32)
     ref = histories(x, y, sizes, a.optimizer, a.batch, a.epochs, REFERENCE)
-    for w in (int(s) for s in a.widths.split(",")):
+    for w in widths:
         h = histories(x, y, sizes, a.optimizer, a.batch, a.epochs, w)
         apart = [i for i in range(w) if not np.array_equal(h[i], ref[i], equal_nan=True)]
         gap = max((abs(final(h[i]) - final(ref[i])) / abs(final(ref[i])) for i in apart), default=0.0)
