@@ -173,7 +173,19 @@ class Options:
     ``floor(j B / m)``, ``j = 1..m-1``, of an epoch's ``B`` batches, into ``TrainResult.within``
     (``within.loss[e, j]``: after ``floor((j + 1) B / m)`` batches of epoch ``e + 1``;
     ``[e, m - 1]`` is the epoch-end record).  It records only: params, history and stops
-    are bitwise those of ``m = 1``.
+    are bitwise those of ``m = 1``.  A record within an epoch is a forward pass over the data:
+    its ``grad_norm`` is NaN (the epoch-end record's is measured).
+
+    ``grad_norm = False`` (online and mini-batch): the measurements leave out the gradient, a
+    forward pass over the data instead of a forward and a backward one, and record its norm as
+    NaN; not with the ``min_grad_norm`` rule.  (Batch mode measures the gradient whatever this
+    says: it is the next step's.)
+
+    ``replicas = r`` (online and mini-batch): an epoch presents every example ``r`` times, in one
+    order drawn over all ``r N`` places: training on ``r`` stacked copies of the data (LeCun et
+    al. 1998, section 4.1's redundant training set) without storing them.  The measurements are on
+    the data itself (the copies' mean loss is the same number, summed in another order), so a
+    measurement costs what it costs at ``r = 1``; an epoch counts ``r`` gradients.
     """
 
     loss: str = "mse"
@@ -184,9 +196,11 @@ class Options:
     checkpoints: tuple[int, ...] = ()
     measure_every: int = 1
     measures_per_epoch: int = 1
+    replicas: int = 1
+    grad_norm: bool = True
 
     def __post_init__(self) -> None:
-        every, m = self.measure_every, self.measures_per_epoch
+        every, m, r = self.measure_every, self.measures_per_epoch, self.replicas
         if not (isinstance(every, int) and every >= 1):
             raise ValueError(f"measure_every must be a positive integer, got {every!r}")
         if not (isinstance(m, int) and not isinstance(m, bool) and m >= 1):
@@ -194,6 +208,16 @@ class Options:
         if m > 1 and self.batch_size is None:
             raise ValueError("measures_per_epoch > 1 needs online or mini-batch training (a batch_size): "
                              "a batch epoch is one step, measured at its end")
+        if not (isinstance(r, int) and not isinstance(r, bool) and r >= 1):
+            raise ValueError(f"replicas must be a positive integer, got {r!r}")
+        if r > 1 and self.batch_size is None:
+            raise ValueError("replicas > 1 needs online or mini-batch training (a batch_size): a batch epoch "
+                             "over copies of the data is a batch epoch over the data")
+        if not self.grad_norm and self.batch_size is None:
+            raise ValueError("grad_norm=False needs online or mini-batch training (a batch_size): a batch epoch "
+                             "measures the gradient, its next step's")
+        if not self.grad_norm and self.rules.min_grad_norm is not None:
+            raise ValueError("the min_grad_norm rule needs the gradient norm measured: grad_norm=True")
         if m > 1 and every != 1:
             raise ValueError(f"give measure_every (got {every}) or measures_per_epoch (got {m}), not both")
         cps = self.checkpoints
@@ -208,14 +232,15 @@ class Plan(NamedTuple):
     optimizer: optax.GradientTransformationExtraArgs
     f: Callable  # the objective whose gradient trains: f(params, x, y, weights)
     measure_vg: Callable  # the epoch-end measurement: loss (and outputs) and jax.grad
+    measure_v: Callable  # a measurement within an epoch: loss and outputs (no gradient)
     n: int  # training examples
-    b: int  # batch size
+    b: int  # batch size (n in batch mode)
     n_batches: int
     pad: int  # zero-weight examples padding the last batch
     dt: Any
     counts_itself: bool  # the optimizer reports its evaluations (else one gradient per batch)
     slots: np.ndarray | None  # measures_per_epoch > 1: record slot after each batch (-1: none)
-    seen: Array | None  # ... and the fraction of the epoch's examples seen after each batch
+    seen: Array | None  # ... and the passes over the examples made after each batch of the epoch
 
     @property
     def full(self) -> bool:
@@ -225,6 +250,11 @@ class Plan(NamedTuple):
     def reuse(self) -> bool:
         """Batch mode: the epoch-end measurement is the next step's loss and gradient."""
         return self.options.batch_size is None and self.options.source == "autodiff"
+
+    @property
+    def gradient(self) -> bool:
+        """Whether a measurement includes the gradient: always in batch mode (the next step's)."""
+        return self.options.grad_norm or self.full
 
     @property
     def sparse(self) -> bool:
@@ -258,16 +288,18 @@ def bind(net: MLP, optimizer: optax.GradientTransformationExtraArgs, options: Op
     """The plan and the data of a run on ``(x, y)`` (``params`` fixes the dtype).
 
     Raises:
-        ValueError: more measurements per epoch than batches.
+        ValueError: more measurements per epoch than batches; replicas with a batch of all the examples.
     """
-    n = x.shape[0]
+    n, r = x.shape[0], options.replicas
     b = n if options.batch_size is None else options.batch_size
-    n_batches = math.ceil(n / b)
-    pad = n_batches * b - n
+    if r > 1 and b >= n:
+        raise ValueError(f"replicas > 1 needs a batch_size below the {n} examples, got {b}")
+    n_batches = math.ceil(r * n / b)
+    pad = n_batches * b - r * n
     dt = jax.tree_util.tree_leaves(params)[0].dtype
     y = jnp.asarray(y, dt)
     lo, hi = jnp.min(y), jnp.max(y)
-    mask = (jnp.arange(n_batches * b) < n).reshape(n_batches, b).astype(dt)
+    mask = (jnp.arange(n_batches * b) < r * n).reshape(n_batches, b).astype(dt)
     # An optimizer whose state reports no evaluations (plain optax: SGD, RPROP, ...) costs
     # exactly the caller's gradient per batch; in full batch a known point may spare it.
     counts_itself = b == n or contract.reports(optimizer.init(params))
@@ -282,22 +314,22 @@ def bind(net: MLP, optimizer: optax.GradientTransformationExtraArgs, options: Op
         out, cache = net.forward(p, x)
         return loss_obj.value(cache.zs[-1], out, y), out
 
-    slots, seen = _record_slots(m, n_batches, b, n, dt)
-    plan = Plan(options, optimizer, f, jax.value_and_grad(loss_and_outputs, has_aux=True), n, b, n_batches, pad, dt,
-                counts_itself, slots, seen)
+    slots, seen = _record_slots(m, n_batches, b, n, r, dt)
+    plan = Plan(options, optimizer, f, jax.value_and_grad(loss_and_outputs, has_aux=True), loss_and_outputs, n, b,
+                n_batches, pad, dt, counts_itself, slots, seen)
     return plan, Data(x, y, mask, lo, hi, x_val, y_val)
 
 
-def _record_slots(m: int, n_batches: int, b: int, n: int, dt: Any) -> tuple[np.ndarray | None, Array | None]:
+def _record_slots(m: int, n_batches: int, b: int, n: int, r: int, dt: Any) -> tuple[np.ndarray | None, Array | None]:
     """With ``m`` measurements per epoch: after batch ``floor(j B / m)``, ``j = 1..m-1``, the
-    measurement goes in slot ``j - 1`` (slot -1: none after this batch); and the fraction of the
-    epoch's examples seen after each batch."""
+    measurement goes in slot ``j - 1`` (slot -1: none after this batch); and the passes over the
+    ``n`` examples made after each batch (of the epoch's ``r`` passes)."""
     if m == 1:
         return None, None
     after = np.arange(1, n_batches + 1)  # batches done
     slots = np.full(n_batches, -1, np.int32)
     slots[np.arange(1, m) * n_batches // m - 1] = np.arange(m - 1)
-    return slots, jnp.asarray(np.minimum(after * b, n) / n, dt)
+    return slots, jnp.asarray(np.minimum(after * b, r * n) / n, dt)
 
 
 def batch_step(plan: Plan, carry: tuple, batch: tuple, measured: Point | None = None) -> tuple[tuple, None]:
@@ -335,10 +367,15 @@ def batch_step(plan: Plan, carry: tuple, batch: tuple, measured: Point | None = 
     return (params, opt_state, evals, failed | own.failed), None
 
 
-def measure(plan: Plan, data: Data, params: Params) -> Measurement:
-    """The run measured on all the data at ``params`` (:class:`Measurement`)."""
-    (value, out), grads = plan.measure_vg(params, data.x, data.y)
-    gnorm = optax.tree.norm(grads)
+def measure(plan: Plan, data: Data, params: Params, gradient: bool = True) -> Measurement:
+    """The run measured on all the data at ``params`` (:class:`Measurement`); ``gradient=False``
+    (the records within an epoch) leaves out the gradient, a third of the cost: its point's
+    gradient is None and its norm NaN."""
+    if gradient:
+        (value, out), grads = plan.measure_vg(params, data.x, data.y)
+        gnorm = optax.tree.norm(grads)
+    else:
+        (value, out), grads, gnorm = plan.measure_v(params, data.x, data.y), None, jnp.asarray(jnp.nan, plan.dt)
     wrong = stopping.count_wrong(plan.options.rules, out, data.y, data.lo, data.hi)
     if data.x_val is not None:
         val = plan.f(params, data.x_val, jnp.asarray(data.y_val, plan.dt))
@@ -354,7 +391,7 @@ def _measured_step(plan: Plan, data: Data, carry: tuple, batch: tuple) -> tuple[
     params, _, evals, _ = inner_carry
 
     def record_here(rec):
-        (value, _), gnorm, wrong, val = measure(plan, data, params)
+        (value, _), gnorm, wrong, val = measure(plan, data, params, gradient=False)
         ev = evals if plan.counts_itself else evals + jnp.stack([jnp.zeros((), plan.dt), frac])
         return write(rec, slot, (value, gnorm, val, wrong, ev[0], ev[1]))
 
@@ -381,12 +418,12 @@ def _batches(plan: Plan, data: Data, s: TrainState, order: Array) -> tuple[tuple
 def _measure_epoch(plan: Plan, data: Data, s: TrainState, params: Params, ep: Array) -> tuple[Any, Measurement]:
     """Whether epoch ``ep`` is measured, and its measurement (NaN and -1 where it is not)."""
     if not plan.sparse:
-        return True, measure(plan, data, params)
+        return True, measure(plan, data, params, plan.gradient)
     rules = plan.options.rules
     on = (ep % plan.options.measure_every == 0) | (ep >= rules.max_epochs)
     nan_ = jnp.asarray(jnp.nan, plan.dt)
     skipped = lambda p: Measurement(Point(nan_, s.measured[1]), nan_, jnp.int32(-1), nan_)
-    return on, jax.lax.cond(on, lambda p: measure(plan, data, p), skipped, params)
+    return on, jax.lax.cond(on, lambda p: measure(plan, data, p, plan.gradient), skipped, params)
 
 
 def epoch(plan: Plan, data: Data, s: TrainState) -> TrainState:
@@ -394,10 +431,14 @@ def epoch(plan: Plan, data: Data, s: TrainState) -> TrainState:
     comes back unchanged (so many runs can share one loop: :mod:`bpkit.lanes`)."""
     running = s.reason == stopping.RUNNING
     key, sub = jax.random.split(s.key)
-    order = jax.random.permutation(sub, plan.n) if (plan.options.shuffle and not plan.full) else jnp.arange(plan.n)
+    r = plan.options.replicas
+    order = jax.random.permutation(sub, r * plan.n) if (plan.options.shuffle and not plan.full) else jnp.arange(
+        r * plan.n)
+    if r > 1:  # place i of the r stacked copies holds example i mod n
+        order = order % plan.n
     (params, opt_state, evals, failed), inner = _batches(plan, data, s, order)
-    if not plan.counts_itself:  # the batches of an epoch hold every example once: one gradient
-        evals = evals + jnp.asarray([0, 1], plan.dt)
+    if not plan.counts_itself:  # the batches of an epoch hold every example r times: r gradients
+        evals = evals + jnp.asarray([0, r], plan.dt)
     ep = s.epoch + 1
     on, measured = _measure_epoch(plan, data, s, params, ep)
     stepped = s._replace(params=params, opt_state=opt_state, key=key, epoch=ep, evals=evals)
@@ -460,7 +501,7 @@ def start(plan: Plan, data: Data, params: Params, key: Array) -> TrainState:
     """The state before the first epoch: the initial measurement, nothing recorded yet."""
     rules, cps = plan.options.rules, plan.options.checkpoints
     history = blank((rules.max_epochs,), plan.dt)
-    measured = measure(plan, data, params).point
+    measured = measure(plan, data, params, plan.gradient).point
     zero = jnp.zeros((), jnp.int32)
     return TrainState(
         params=params, opt_state=plan.optimizer.init(params), key=key, epoch=zero,

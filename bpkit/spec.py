@@ -300,7 +300,8 @@ class Training:
     measure_every: int = field(1, (int,), "online and mini-batch: measure the full-data loss every k epochs and at "
                                "the last (NaN between; the stop rules are judged when measured)", _positive, Role.LATER)
     measures_per_epoch: int = field(1, (int,), "online and mini-batch: m measurements per epoch, stored as "
-                                    "curves['within'] (m x epochs; the stop rules are judged at epoch ends)",
+                                    "curves['within'] (m x epochs; the stop rules are judged at epoch ends; "
+                                    "grad_norm only at epoch ends)",
                                     _positive, Role.LATER)
     stop_on: str = field("first", (str,), "'first': the first success criterion met ends the run; 'all': run until "
                          "goal and 40-20-40 both held", choices(*STOP_ON), Role.LATER)

@@ -76,10 +76,12 @@ def train(
     checkpoints: tuple[int, ...] = (),
     measure_every: int = 1,
     measures_per_epoch: int = 1,
+    replicas: int = 1,
+    grad_norm: bool = True,
 ) -> TrainResult:
     """Train ``net`` from ``params`` on ``(x, y)``: :func:`bpkit.loop.run_trainer`, jitted.
 
-    ``checkpoints``, ``measure_every``, ``measures_per_epoch`` and the rest: see
+    ``checkpoints``, ``measure_every``, ``measures_per_epoch``, ``replicas``, ``grad_norm`` and the rest: see
     :class:`bpkit.loop.Options`.  Compiles once per (net, optimizer, options) and data shapes.
     An optimizer from :func:`bpkit.optim.make` counts by name and its static hyperparameters
     only: its learning rate, momentum and the other numbers of :data:`bpkit.spec.OPTIMIZER_DATA`
@@ -94,8 +96,9 @@ def train(
     if batch_size is not None and not (isinstance(batch_size, int) and 1 <= batch_size <= n):
         raise ValueError(f"batch_size must be an integer in 1..{n} (the number of examples) or None, "
                          f"got {batch_size!r}")
+    # A full batch_size is the batch-mode program.
     options = Options(loss, source, None if batch_size == n else batch_size, shuffle, rules, tuple(checkpoints),
-                      measure_every, measures_per_epoch)  # a full batch_size is the batch-mode program
+                      measure_every, measures_per_epoch, replicas, grad_norm)
     _check(net, optimizer, params, x, y, x_val, y_val, options)
     dtype = jax.tree_util.tree_leaves(params)[0].dtype
     static, hyper = _split(optimizer, dtype)

@@ -260,17 +260,24 @@ def test_online_batch_counts_epochs_to_the_goal_from_the_records_within_epochs()
     assert ob._to_goal(res, 0, 10, 3, 3) is None
 
 
-def test_online_batch_streams_to_every_goal_as_each_goal_alone_would():
-    # One stream on to the tighter goal meets the looser one where a stream stopping there would.
+def test_online_batch_counts_every_goal_from_one_run_as_each_goal_alone_would():
+    # Runs on to the tighter goal meet the looser one where runs stopping there would; on 2 copies an
+    # epoch is 2 passes, measured every batch of 20 (20 batches an epoch).
     from bpkit import datasets
 
     ob = load("online_batch")
     d = datasets.load("digits")
     x, y = d.x_train[:200], d.y_train[:200]
-    both = ob.stream_to_goal(x, y, 2, 20, 4.0, 0, 6, (0.3, 0.15))
-    alone = [ob.stream_to_goal(x, y, 2, 20, 4.0, 0, 6, (g,))[0] for g in (0.3, 0.15)]
-    assert both == alone and both[0] is not None and both[0] <= both[1]
-    assert ob.stream_to_goal(x, y, 2, 20, 4.0, 0, 0.5, (1e-6,)) == [None]  # not within the budget
+    run = lambda goals: ob.runs_to_goal(x, y, 20, (4.0,), 3, replicas=2, measures=20, goals=goals)
+    both = run((0.3, 0.15))
+    alone = [run((g,))[0] for g in (0.3, 0.15)]
+    met = lambda rows: [(r["seed"], r["epochs"], r["passes"]) for r in rows]
+    assert [met(rows) for rows in both] == [met(rows) for rows in alone]
+    passes = [[r["passes"] for r in rows] for rows in both]
+    assert all(p is not None and p == 2 * r["epochs"] for p, r in zip(passes[0], both[0], strict=True))
+    assert all(a <= b for a, b in zip(*passes, strict=True))
+    assert all(p * 20 == round(p * 20) for p in passes[0])  # a whole number of batches of 20 of the 200
+    assert all(r["passes"] is None for r in run((1e-6,))[0])  # not within the budget
 
 
 def test_online_batch_leaves_out_a_ratio_no_seed_measured_and_says_why():

@@ -324,6 +324,7 @@ def test_measures_within_an_epoch_record_the_run_a_plain_loop_gives_and_change_n
     chex.assert_trees_all_equal((plain.params, plain.history, plain.epochs), (fine.params, fine.history, fine.epochs))
     assert plain.within is None and fine.within.loss.shape == (epochs, m)
     chex.assert_trees_all_equal(jax.tree.map(lambda a: a[:, -1], fine.within), fine.history)
+    assert np.all(np.isnan(fine.within.grad_norm[:, :-1]))  # within an epoch: a forward pass, no gradient
 
     def half_mse(p, xb, yb):  # the loss by hand: a sigmoid output, half the squared error, mean over examples
         h = jnp.tanh(xb @ p[0]["w"] + p[0]["b"][None, :])
@@ -379,6 +380,50 @@ def test_measures_per_epoch_refuses_what_it_cannot_do(kw, message):
     kw = {"batch_size": 1, **kw}
     with pytest.raises(ValueError) as e:
         train(NET, optax.sgd(0.5), P0, XOR_X, XOR_Y, key=KEY, rules=StopRules(max_epochs=3), **kw)
+    assert str(e.value).startswith(message)
+
+
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_replicas_train_as_the_stacked_copies_do_and_measure_on_the_data(shuffle):
+    # r copies of 10 examples in mini-batches of 4: 30 places, the last batch holds 2.  The stacked
+    # copies' row i is example i mod 10, so with the same key (one permutation of 30 places) every
+    # batch, and so every update, is the same: the params agree bitwise.  The loss is measured on
+    # the 10 examples instead of the 30 rows, the same mean summed another way.
+    net, (x, y), r = NET3, data(), 3
+    kw = dict(key=KEY, batch_size=4, shuffle=shuffle, rules=StopRules(max_epochs=5, stall_epochs=None),
+              measures_per_epoch=3)
+    sgd = optim.make("sgd", learning_rate=0.3)
+    copies = train(net, sgd, P3, jnp.tile(x, (r, 1)), jnp.tile(y, (r, 1)), **kw)
+    replicated = train(net, sgd, P3, x, y, replicas=r, **kw)
+    chex.assert_trees_all_equal(copies.params, replicated.params)
+    np.testing.assert_allclose(replicated.within.loss, copies.within.loss, rtol=1e-13)
+    # An epoch is r passes over the data: r gradients, and within it the passes made so far.
+    np.testing.assert_array_equal(replicated.history.grad_evals, r * np.arange(1, 6))
+    np.testing.assert_allclose(replicated.within.grad_evals, copies.within.grad_evals * r, rtol=1e-15)
+
+
+def test_without_the_gradient_norm_a_run_trains_the_same_and_records_it_as_nan():
+    sgd = optim.make("sgd", learning_rate=0.3)
+    kw = dict(key=KEY, batch_size=3, rules=StopRules(max_epochs=6, stall_epochs=None), measures_per_epoch=2)
+    full, lean = (train(NET3, sgd, P3, *data(), grad_norm=g, **kw) for g in (True, False))
+    chex.assert_trees_all_equal(full.params, lean.params)
+    np.testing.assert_allclose(lean.history.loss, full.history.loss, rtol=1e-14)
+    np.testing.assert_array_equal(lean.history.wrong, full.history.wrong)
+    assert np.all(np.isfinite(full.history.grad_norm)) and np.all(np.isnan(lean.history.grad_norm))
+
+
+@pytest.mark.parametrize("kw, message", [
+    (dict(replicas=0), "replicas must be a positive integer, got 0"),
+    (dict(replicas=2.0), "replicas must be a positive integer, got 2.0"),
+    (dict(replicas=2, batch_size=None), "replicas > 1 needs online or mini-batch training"),
+    (dict(replicas=2, batch_size=4), "replicas > 1 needs online or mini-batch training"),
+    (dict(grad_norm=False, batch_size=None), "grad_norm=False needs online or mini-batch training"),
+    (dict(grad_norm=False, rules=StopRules(max_epochs=3, min_grad_norm=1e-3)), "the min_grad_norm rule needs"),
+])
+def test_replicas_and_grad_norm_refuse_what_they_cannot_do(kw, message):
+    kw = {"batch_size": 1, "rules": StopRules(max_epochs=3), **kw}
+    with pytest.raises(ValueError) as e:
+        train(NET, optax.sgd(0.5), P0, XOR_X, XOR_Y, key=KEY, **kw)
     assert str(e.value).startswith(message)
 
 
