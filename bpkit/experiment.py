@@ -148,7 +148,8 @@ def build(run: Run, data: datasets.Dataset, plain_momentum: bool = False) -> Exp
     require_reachable_targets(net.activations[-1], net.sizes[-1], y_tr, data.name)
     options = dict(loss=run.loss, source=run.source, batch_size=batch_size, shuffle=run.training.shuffle,
                    rules=stop_rules(run), measure_every=run.training.measure_every,
-                   measures_per_epoch=run.training.measures_per_epoch)
+                   measures_per_epoch=run.training.measures_per_epoch,
+                   grad_norm=run.training.grad_norm or batch_size is None)  # batch mode measures its next step's
     static, data_hyper = _hyper(run, plain_momentum)
     used = {"seed", "network.init_scale"} | {f for _, f in data_hyper}
     columns = tuple(k for k in VMAPPED if k in used)

@@ -303,6 +303,9 @@ class Training:
                                     "curves['within'] (m x epochs; the stop rules are judged at epoch ends; "
                                     "grad_norm only at epoch ends)",
                                     _positive, Role.LATER)
+    grad_norm: bool = field(True, (bool,), "record the gradient norm at each measurement; false: online and "
+                            "mini-batch measure the loss alone, a forward pass (batch mode keeps it: its measurement "
+                            "is its next step's gradient)", roles=Role.LATER)
     stop_on: str = field("first", (str,), "'first': the first success criterion met ends the run; 'all': run until "
                          "goal and 40-20-40 both held", choices(*STOP_ON), Role.LATER)
     max_cu: float | None = field(None, _NUMBER, "compute budget: stop once a run has spent this many cu (loss "
@@ -317,6 +320,9 @@ class Training:
         if every > 1 and m > 1:
             raise ValueError(f"training.measure_every = {every} and training.measures_per_epoch = {m}: give one "
                              f"of them (measurements every k epochs, or m per epoch), not both")
+        if not self.grad_norm and self.min_grad_norm is not None:
+            raise ValueError(f"training.grad_norm = false and training.min_grad_norm = {self.min_grad_norm}: the rule "
+                             f"needs the gradient norm measured (drop one of them)")
         if m > 1 and self.batch_size == "full":
             raise ValueError(f"training.measures_per_epoch = {m} needs online or mini-batch training; with "
                              f"training.batch_size = 'full' an epoch is one step, measured at its end (use 1)")

@@ -56,6 +56,7 @@ def test_float64_without_64_bit_mode_is_refused_before_any_work(config_file, tmp
      "is more than the 2 batch(es) of an epoch of xor at training.batch_size = 2; use 1..2"),
     ("measures_per_epoch = 0\n", "training.measures_per_epoch = 0 is out of range"),
     ("measure_every = -1\n", "training.measure_every = -1 is out of range"),
+    ("grad_norm = false\nmin_grad_norm = 0.001\n", "the rule needs the gradient norm measured"),
 ])
 def test_bad_measurement_settings_are_one_line_before_any_work(tmp_path, body, message):
     from bpkit.plan import plan

@@ -96,6 +96,22 @@ def test_budgeted_sweep_killed_and_resumed_is_bitwise_the_same(tmp_path, config_
     assert stored_table(part) == stored_table(full)
 
 
+def test_a_sweep_without_the_gradient_norm_stores_the_same_runs_with_none_recorded(tmp_path):
+    # Online XOR: the loss alone is measured (a forward pass), and nothing else about the runs moves.
+    stored = {}
+    for lean in (False, True):
+        p = tmp_path / f"g{lean}.toml"
+        p.write_text(MEASURED + ("grad_norm = false\n" if lean else ""))
+        store = Store(tmp_path / f"g{lean}.sqlite")
+        run_sweep(cfg.load(p), store, progress=False)
+        stored[lean] = sorted(store.runs()[0], key=lambda r: (r["seed"], r["config"]["optimizer.learning_rate"]))
+    for full, lean in zip(stored[False], stored[True], strict=True):
+        assert (lean["epochs"], lean["stop_reason"]) == (full["epochs"], full["stop_reason"])
+        np.testing.assert_allclose(lean["curves"]["loss"], full["curves"]["loss"], rtol=1e-12)
+        assert all(v is not None and v > 0 for v in full["curves"]["grad_norm"])
+        assert all(v is None for v in lean["curves"]["grad_norm"])
+
+
 @pytest.mark.parametrize("lanes", [None, 3])  # a lane per run, and a queue whose lanes take new runs
 def test_a_sweep_stores_measures_within_epochs_and_they_are_the_single_runs(tmp_path, lanes):
     p = tmp_path / "m.toml"

@@ -36,6 +36,7 @@ NET3 = MLP((3, 4, 2), hidden="tanh", output="sigmoid")
 P3 = NET3.init(jax.random.key(2), dtype=jnp.float64)
 
 
+@pytest.mark.filterwarnings("ignore:bpkit.train compiles the run again")  # every case is its own transform
 @pytest.mark.parametrize(
     "name, opt, batch_size",
     [
