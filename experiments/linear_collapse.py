@@ -79,12 +79,13 @@ def dynamics() -> dict:
     data = datasets.load("sine")
     x, y = np.asarray(data.x_train), np.asarray(data.y_train)
     net = MLP((1, 4, 4, 1), hidden="identity", output="identity")
+    sgd = optax.sgd(0.05)  # one object: a new one would compile every run again
     out = {}
     for scale in (0.05, 1.0):
         curves = []
         for seed in SEEDS:
             p0 = net.init(jax.random.key(seed), scale=scale, dtype=jnp.float64)
-            r = train(net, optax.sgd(0.05), p0, x, y, key=jax.random.key(seed),
+            r = train(net, sgd, p0, x, y, key=jax.random.key(seed),
                       rules=StopRules(max_epochs=3000, stall_epochs=None))
             curves.append(np.asarray(r.history.loss).tolist())
         out[str(scale)] = curves
