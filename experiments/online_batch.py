@@ -102,7 +102,7 @@ def runs_to_goal(x, y, batch_size, lrs, budget, replicas=1, measures=1, goals=(G
     lean = {} if batch_size is None else {"replicas": replicas, "grad_norm": False}
     res = study.train_many(_net(), x, y, SEEDS + TUNE_SEEDS, lrs, batch_size=batch_size, measures_per_epoch=measures,
                            rules=StopRules(max_epochs=budget, goal=min(goals), stall_epochs=None), **lean)
-    n = len(x) * (replicas if lean else 1)  # the examples of an epoch
+    n = len(x) if batch_size is None else len(x) * replicas  # the examples of an epoch
     out = []
     for goal in goals:
         rows = []
@@ -140,16 +140,16 @@ def best(rows: list[dict]) -> dict:
     return stats[0]
 
 
-def _piece_trainer(batch_size: int, lr: float, epochs: int = 1):
-    """``epochs`` epochs of bpkit's loop over the examples it is given, in order, in batches of
-    ``batch_size`` (a last, smaller batch averages over its own examples): jitted once per shape."""
+def _batch_trainer(n: int, epochs: int):
+    """``epochs`` epochs of bpkit's loop at learning rate 1 over ``n`` examples in one batch of ``n``:
+    jitted once per shape."""
     import jax
     import optax
 
     from bpkit.loop import make_trainer
     from bpkit.stopping import StopRules
 
-    return jax.jit(make_trainer(_net(), optax.sgd(lr), batch_size=batch_size, shuffle=False,
+    return jax.jit(make_trainer(_net(), optax.sgd(1.0), batch_size=n, shuffle=False,
                                 rules=StopRules(max_epochs=epochs, stall_epochs=None)))
 
 
@@ -169,7 +169,7 @@ def epoch_seconds(data: list[tuple[np.ndarray, np.ndarray]], repeats: int = TIMI
     params = _net().init(jax.random.key(0))
     calls = []
     for x, y in data:
-        step = _piece_trainer(len(x), 1.0, epochs)
+        step = _batch_trainer(len(x), epochs)
         x, y = jnp.asarray(x, jnp.float32), jnp.asarray(y, jnp.float32)
         calls.append(lambda step=step, x=x, y=y: jax.block_until_ready(step(params, x, y, jax.random.key(0)).params))
         calls[-1]()
