@@ -123,17 +123,6 @@ def group_program(ex: Experiment, width: int | None = None) -> Callable:
     return jax.jit(program)
 
 
-def _shard(a: np.ndarray) -> jax.Array:
-    """``a`` laid out along its first axis over every device, of every process (each process holds
-    the whole host array and places the rows of its own devices)."""
-    devices = jax.devices()
-    if len(devices) == 1:
-        return jnp.asarray(a)
-    mesh = jax.sharding.Mesh(np.array(devices), ("runs",))
-    sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("runs"))
-    return jax.make_array_from_callback(a.shape, sharding, lambda index: a[index])
-
-
 def chunk_args(part: list[Run], chunk: int, columns: tuple[str, ...]) -> list[jax.Array]:
     """The program's arguments for ``part`` (runs of one group) padded to ``chunk`` runs and
     sharded over the devices: the number of real runs, then one column per field of ``columns``
@@ -143,7 +132,7 @@ def chunk_args(part: list[Run], chunk: int, columns: tuple[str, ...]) -> list[ja
     float32 state), discrete ones as int32 codes; seeds are 0..2^32-1, one uint32 word.
     """
     padded = part + [part[-1]] * (chunk - len(part))
-    return [jnp.int32(len(part))] + [_shard(c) for c in column_values(padded, columns)]
+    return [jnp.int32(len(part))] + [lanes.shard(c) for c in column_values(padded, columns)]
 
 
 def column_values(runs: list[Run], columns: tuple[str, ...]) -> list[np.ndarray]:

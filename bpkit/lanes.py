@@ -14,12 +14,13 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from bpkit import optim, stopping
 from bpkit.loop import History, Trainer, TrainResult, TrainState, run_trainer, trainer_parts, x64_mode
@@ -200,25 +201,54 @@ def train_queue(make_lane: Callable[..., Lane], runs: tuple, count: Array | int,
                                           for h in out.history)))
 
 
+def shard(a: Any, devices: Sequence[Any] | None = None) -> jax.Array:
+    """``a`` (a host array) laid out along its first axis over ``devices`` (default: every device, of
+    every process; each process holds the whole array and places the rows of its own devices); on
+    one device, as it is.  Its length must be a multiple of the device count."""
+    a = np.asarray(a)
+    devices = jax.devices() if devices is None else list(devices)
+    if len(devices) == 1:
+        return jax.device_put(jnp.asarray(a), devices[0])
+    mesh = jax.sharding.Mesh(np.array(devices), ("runs",))
+    sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("runs"))
+    return jax.make_array_from_callback(a.shape, sharding, lambda index: a[index])
+
+
 def train_many(net: MLP, optimizer: str, seeds: Any, x: Array, y: Array, x_val: Array | None = None,
                y_val: Array | None = None, *, hyper: dict[str, Any] | None = None, init_scale: Any = 1.0,
-               dtype: Any = jnp.float32, **kwargs: Any) -> TrainResult:
+               dtype: Any = jnp.float32, devices: Sequence[Any] | None = None, **kwargs: Any) -> TrainResult:
     """Many runs in one compiled, vmapped program: run ``i`` is ``seeds[i]`` with
     ``hyper[k][i]`` (and ``init_scale[i]`` if a sequence); returns the stacked results.
+
+    The runs are laid out over ``devices`` (default: every device; :func:`shard`), padded with
+    copies of the last to a multiple of their count (the copies' results dropped): on CPU,
+    ``jax_num_cpu_devices = d`` (:func:`bpkit.machine.cpu_devices`) steps them on d cores at once.
+    Each device steps its share as one vmapped program of that width, and a run's last bits depend
+    on that width (not on which device runs it): 2k runs on 2 devices give each run the bits of k
+    runs on one.
 
     Example:
         >>> r = train_many(net, "sgd", [0, 1, 2], x, y, hyper={"learning_rate": [0.5, 0.5, 1.0]})  # doctest: +SKIP
     """
     dt = jnp.dtype(dtype)
+    devices = jax.devices() if devices is None else list(devices)
+    n = len(np.asarray(seeds))
+    pad = -n % len(devices)
+
+    def column(v: Any, kind: Any) -> jax.Array:
+        v = np.broadcast_to(np.asarray(v, kind), (n,))
+        return shard(np.concatenate([v, np.repeat(v[-1:], pad)]), devices)
+
     with x64_mode(dt):
-        seeds = jnp.asarray(seeds, jnp.uint32)
-        cols = {k: jnp.broadcast_to(jnp.asarray(v, dt), seeds.shape) for k, v in (hyper or {}).items()}
-        scales = jnp.broadcast_to(jnp.asarray(init_scale, dt), seeds.shape)
+        seeds = column(seeds, np.uint32)
+        cols = {k: column(v, dt) for k, v in (hyper or {}).items()}
+        scales = column(init_scale, dt)
         x, y = jnp.asarray(x, dt), jnp.asarray(y, dt)
         xv = None if x_val is None else jnp.asarray(x_val, dt)
         yv = None if y_val is None else jnp.asarray(y_val, dt)
-        return _train_many_jit(seeds, cols, scales, x, y, xv, yv, net=net, optimizer=optimizer, dtype=dt,
-                               kwargs=tuple(sorted(kwargs.items())))
+        res = _train_many_jit(seeds, cols, scales, x, y, xv, yv, net=net, optimizer=optimizer, dtype=dt,
+                              kwargs=tuple(sorted(kwargs.items())))
+    return res if not pad else jax.tree_util.tree_map(lambda a: a[:n], res)
 
 
 @partial(jax.jit, static_argnames=("net", "optimizer", "dtype", "kwargs"))

@@ -57,3 +57,23 @@ def check_platform() -> None:
         raise ValueError(f"JAX could not start a platform from JAX_PLATFORMS="
                          f"{os.environ.get('JAX_PLATFORMS', '')!r}: {why}; unset "
                          f"JAX_PLATFORMS to let JAX choose, or name one this machine has (cpu everywhere)") from None
+
+
+def cpu_devices(n: int) -> bool:
+    """Split JAX's CPU platform into ``n`` devices (JAX's ``jax_num_cpu_devices``), so that runs laid
+    out over the devices (:func:`bpkit.lanes.shard`, the sweep engine's chunks) step on ``n`` cores at
+    once.  Only before the platform starts: returns False, and changes nothing, once it has (or where
+    ``XLA_FLAGS`` sets a count of its own); True otherwise.  Accelerators are not affected.
+
+    Example:
+        >>> cpu_devices(2)  # doctest: +SKIP
+        True
+    """
+    import jax
+    from jax._src import xla_bridge
+
+    flags = os.environ.get("XLA_FLAGS", "")
+    if xla_bridge.backends_are_initialized() or "xla_force_host_platform_device_count" in flags:
+        return False
+    jax.config.update("jax_num_cpu_devices", n)
+    return True

@@ -41,6 +41,8 @@ import numpy as np
 from bpkit import report, tables, verdict
 from bpkit.figures import pyplot  # noqa: F401  (the studies draw with it)
 
+CPU_DEVICES = 2  # a study's CPU devices on any machine: a run's last bits depend on its device's lane count
+
 
 class Folder:
     """A study folder: ``results/``, ``figures/``, ``README.md`` and the section order of ``studies.txt``.
@@ -133,9 +135,10 @@ class Folder:
         if options:
             options(ap)
         args = ap.parse_args(argv)
-        from bpkit import cache
+        from bpkit import cache, machine
 
         cache.enable()
+        machine.cpu_devices(CPU_DEVICES)  # its runs on two cores (bpkit.lanes.train_many, the sweep engine)
         if not args.report_only and run(args) is False:
             return 0
         write()

@@ -140,16 +140,16 @@ def best(rows: list[dict]) -> dict:
     return stats[0]
 
 
-def _batch_trainer(n: int, epochs: int):
-    """``epochs`` epochs of bpkit's loop at learning rate 1 over ``n`` examples in one batch of ``n``:
-    jitted once per shape."""
+def _batch_trainer(epochs: int):
+    """``epochs`` epochs of bpkit's loop in full batch (``batch_size=None``, as the batch runs train: each
+    epoch's loss and gradient are the next step's) at learning rate 1: jitted once per data shape."""
     import jax
     import optax
 
     from bpkit.loop import make_trainer
     from bpkit.stopping import StopRules
 
-    return jax.jit(make_trainer(_net(), optax.sgd(1.0), batch_size=n, shuffle=False,
+    return jax.jit(make_trainer(_net(), optax.sgd(1.0), batch_size=None,
                                 rules=StopRules(max_epochs=epochs, stall_epochs=None)))
 
 
@@ -159,27 +159,21 @@ def epoch_seconds(data: list[tuple[np.ndarray, np.ndarray]], repeats: int = TIMI
     on each ``(x, y)`` of ``data``: what a batch epoch on replicated data really costs.  Each timing is
     one call of ``epochs`` epochs over ``epochs`` (a call's fixed cost and its start, one more loss and
     gradient, then weigh 1/epochs: a call of one epoch would count them whole).  The data sets are timed
-    in alternation (A B A B ...), median of ``repeats`` each after a warm-up, so that other work on a
-    shared machine slows them alike and their ratio holds."""
-    import time
-
+    in alternation (:func:`bpkit.timing.interleaved`), median of ``repeats`` each after a warm-up, so
+    that other work on a shared machine slows them alike and their ratio holds."""
     import jax
     import jax.numpy as jnp
 
+    from bpkit import timing
+
     params = _net().init(jax.random.key(0))
-    calls = []
-    for x, y in data:
-        step = _batch_trainer(len(x), epochs)
+    step = _batch_trainer(epochs)
+    calls = {}
+    for i, (x, y) in enumerate(data):
         x, y = jnp.asarray(x, jnp.float32), jnp.asarray(y, jnp.float32)
-        calls.append(lambda step=step, x=x, y=y: jax.block_until_ready(step(params, x, y, jax.random.key(0)).params))
-        calls[-1]()
-    times = [[] for _ in data]
-    for _ in range(repeats):
-        for t, call in zip(times, calls, strict=True):
-            t0 = time.perf_counter()
-            call()
-            t.append((time.perf_counter() - t0) / epochs)
-    return [float(np.median(t)) for t in times]
+        calls[i] = lambda x=x, y=y: step(params, x, y, jax.random.key(0)).params
+    times = timing.interleaved(calls, repeats)
+    return [float(np.median(times[i])) / epochs for i in range(len(data))]
 
 
 def redundancy() -> tuple[list[dict], list[dict]]:

@@ -11,8 +11,8 @@ momentum 0.9 and batch PR+ conjugate gradient (LeCun et al. 1998: batch allows a
 * **Two kinds of budget**, each at every size of :data:`PASSES`. Equal passes: every method sees each
   example that many times (CG: its cu spent, a gradient 3 cu, within 3 per pass). Equal wall time: every
   method runs for the time online takes for those passes, its epochs that time over its own measured
-  seconds per epoch (:func:`epoch_seconds`, one run alone on this machine, the methods timed in
-  alternation); CG, whose iterations cost what its line searches take, within that time over its
+  seconds per epoch (:func:`epoch_seconds`, one run alone on one device of this machine, the methods
+  timed in alternation); CG, whose iterations cost what its line searches take, within that time over its
   seconds per cu, as a cu cap.
 * **Tuning on other seeds.** Each method's learning rate (CG: its Wolfe c2) is chosen per set and budget
   on seeds :data:`TUNE_SEEDS` by the lowest mean final training loss over every rung of its ladder
@@ -153,10 +153,12 @@ def budgets(name: str, timing: dict[str, dict[str, float]]) -> list[Budget]:
 
 
 def train(problem: Problem, method: Method, arrays: tuple, pairs: list[tuple[int, float]], epochs: int,
-          max_cu: float | None = None, checkpoints: tuple[int, ...] = (), lanes: int = 1) -> Any:
+          max_cu: float | None = None, checkpoints: tuple[int, ...] = (), lanes: int = 1,
+          devices: list[Any] | None = None) -> Any:
     """Every (seed, value) pair in one vmapped program of ``lanes`` lanes (the pairs padded with copies of
-    the last): ``epochs`` epochs (or ``max_cu``), the params kept at ``checkpoints``, the test set as the
-    validation set (its loss recorded every epoch).  Results of the padding are dropped."""
+    the last), laid out over ``devices`` (default: every device): ``epochs`` epochs (or ``max_cu``), the
+    params kept at ``checkpoints``, the test set as the validation set (its loss recorded every epoch).
+    Results of the padding are dropped."""
     import jax
 
     from bpkit.lanes import train_many
@@ -171,18 +173,20 @@ def train(problem: Problem, method: Method, arrays: tuple, pairs: list[tuple[int
     # epochs, and so their timings, hold no backward pass over the whole set that training does not need.
     lean = {} if method.batch is None else {"grad_norm": False}
     res = train_many(net, method.optimizer, [s for s, _ in padded], x, y, xt, yt, hyper=hyper,
-                     static_hyper=method.static, batch_size=method.batch, rules=rules, checkpoints=checkpoints, **lean)
+                     static_hyper=method.static, batch_size=method.batch, rules=rules, checkpoints=checkpoints,
+                     devices=devices, **lean)
     return jax.tree_util.tree_map(lambda a: a[: len(pairs)], jax.device_get(res))
 
 
 def runs(problem: Problem, method: Method, arrays: tuple, pairs: list[tuple[int, float]], group: list[Budget]) -> Any:
     """The (seed, value) pairs run once for every budget of ``group`` (budgets sharing a cu cap): each run
     to the group's largest epochs, its params kept at each budget's epochs; in calls of one program as
-    wide as the ladder (a tuning seed's runs fill one call), results concatenated."""
+    wide as the ladder on each device (a tuning seed's runs fill one device's share; a run's last bits
+    depend on that width, not on the device count), results concatenated."""
     import jax
 
     epochs = sorted({b.epochs for b in group})
-    width = method.lanes or len(method.ladder)
+    width = (method.lanes or len(method.ladder)) * jax.device_count()
     parts = [train(problem, method, arrays, pairs[i:i + width], epochs[-1], group[0].max_cu, tuple(epochs), width)
              for i in range(0, len(pairs), width)]
     return jax.tree_util.tree_map(lambda *a: np.concatenate(a), *parts)
@@ -231,30 +235,30 @@ def _plain(v: float) -> float | None:
 # --- timing, tuning, reporting ---------------------------------------------------------------------
 
 def epoch_seconds(problem: Problem, arrays: tuple, repeats: int = 3) -> dict[str, dict[str, float]]:
-    """Each method's wall time per epoch (CG: per iteration) and per cu, one run alone: calls of a
-    program of :data:`PROBE_EPOCHS` epochs, enough of them to take about 0.3 s, after a warm-up; the
-    median of ``repeats`` such timings, the methods in alternation so that other work on a shared
-    machine slows them alike.  Returns ``{"epoch": {method: s}, "cu": {method: s}}``."""
-    spent = {m: _timed(problem, arrays, METHODS[m], 1)[1:] for m in METHODS}  # compiled (and run) once
-    calls = {m: max(1, math.ceil(0.3 / max(_timed(problem, arrays, METHODS[m], 1)[0], 1e-6))) for m in METHODS}
-    times: dict[str, list[float]] = {m: [] for m in METHODS}
-    for _ in range(repeats):
-        for m in METHODS:
-            times[m].append(_timed(problem, arrays, METHODS[m], calls[m])[0] / calls[m])
-    per_call = {m: float(np.median(t)) for m, t in times.items()}
+    """Each method's wall time per epoch (CG: per iteration) and per cu, one run alone on one device:
+    samples of enough calls of a program of :data:`PROBE_EPOCHS` epochs to take about 0.3 s, the
+    median of ``repeats`` samples, the methods in alternation (:func:`bpkit.timing.interleaved`) so that
+    other work on a shared machine slows them alike.  Returns ``{"epoch": {method: s}, "cu": {method: s}}``."""
+    import jax
+
+    from bpkit import timing
+
+    one = jax.devices()[:1]
+    probe = {m: (lambda m=m: train(problem, METHODS[m], arrays, [(0, METHODS[m].probe)], PROBE_EPOCHS, devices=one))
+             for m in METHODS}
+    single = timing.interleaved(probe, 1)  # compiled, warmed up, then one call each timed
+    calls = {m: max(1, math.ceil(0.3 / max(single[m][0], 1e-6))) for m in METHODS}
+    many = {m: (lambda m=m: [probe[m]() for _ in range(calls[m])][-1]) for m in METHODS}
+    per_call = {m: float(np.median(t)) / calls[m] for m, t in timing.interleaved(many, repeats).items()}
+    spent = {m: _spent(probe[m]()) for m in METHODS}
     return {"epoch": {m: t / spent[m][0] for m, t in per_call.items()},
             "cu": {m: t / spent[m][1] for m, t in per_call.items()}}
 
 
-def _timed(problem: Problem, arrays: tuple, method: Method, calls: int) -> tuple[float, int, float]:
-    """Seconds for ``calls`` calls of one run of :data:`PROBE_EPOCHS` epochs, and the epochs and cu one
-    run spent (a CG run may stop sooner: its line search failed)."""
-    t0 = time.perf_counter()
-    for _ in range(calls):
-        res = train(problem, method, arrays, [(0, method.probe)], PROBE_EPOCHS)
+def _spent(res: Any) -> tuple[int, float]:
+    """The epochs and cu a probe run spent (a CG run may stop sooner: its line search failed)."""
     last = int(res.epochs[0]) - 1
-    cu = float(res.history.loss_evals[0, last] + 3 * res.history.grad_evals[0, last])
-    return time.perf_counter() - t0, last + 1, cu
+    return last + 1, float(res.history.loss_evals[0, last] + 3 * res.history.grad_evals[0, last])
 
 
 def choose(method: Method, res: Any, epochs: int) -> dict[str, Any]:
@@ -507,8 +511,8 @@ def section() -> None:
         "sigmoid units, half MSE, LeCun-normal init, float32. Two kinds of budget, each at "
         f"{' and '.join(map(str, results['passes']))} passes: **equal passes** over the training set (CG: 3 cu "
         "per pass, a gradient 3 cu); **equal wall time**, the time online takes for those passes, each method's "
-        "epochs that time over its own measured time per epoch (one run alone on this machine, in calls of "
-        f"{PROBE_EPOCHS} epochs, the methods timed in alternation; an epoch of online or mini-batch ends with its "
+        "epochs that time over its own measured time per epoch (one run alone on one of the "
+        f"{study.CPU_DEVICES} CPU devices the study runs on, in calls of {PROBE_EPOCHS} epochs, the methods timed in alternation; an epoch of online or mini-batch ends with its "
         "training and test loss, a forward pass over each set, batch's with its loss and gradient, its next step's); "
         "CG, whose iterations cost what its line searches "
         "take, within that time over its measured seconds per cu, as a cu cap. Each method's learning rate (CG: c2) is chosen per set and budget on seeds "

@@ -71,7 +71,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from bpkit import MLP, autodiff, backprop
+from bpkit import MLP, autodiff, backprop, timing
 
 
 def digits(dtype) -> tuple[jax.Array, jax.Array, str]:
@@ -93,25 +93,9 @@ def digits(dtype) -> tuple[jax.Array, jax.Array, str]:
 
 
 def interleaved(fns: dict[str, callable], rounds: int, inner: int) -> dict[str, list[float]]:
-    """Seconds per call for each fn, measured in alternation, ``rounds`` samples each.
-
-    Each sample follows an untimed call of the same fn: whatever ran after a pause of about
-    a second (a slow peer such as FANN's batch epochs, or a plain sleep) ran 25-30% slower,
-    which made bpkit's batch loop 0.67x the minimal one when it came after FANN and 0.92x
-    without FANN in the round (measured; the order of the others made no such difference).
-    """
-    for f in fns.values():  # compile and warm up
-        jax.block_until_ready(f())
-    times = {k: [] for k in fns}
-    for _ in range(rounds):
-        for k, f in fns.items():
-            jax.block_until_ready(f())  # untimed: the sample below does not pay for the pause before it
-            t = time.perf_counter()
-            for _ in range(inner):
-                out = f()
-            jax.block_until_ready(out)
-            times[k].append((time.perf_counter() - t) / inner)
-    return times
+    """Seconds per call of each fn, in alternation, each sample after an untimed call of the same fn
+    (:func:`bpkit.timing.interleaved` with ``settle``: a call after a pause runs slower)."""
+    return timing.interleaved(fns, rounds, inner, settle=True)
 
 
 def bench_grad(rounds: int, dtype) -> dict:

@@ -181,7 +181,7 @@ run_sweep(cfg.load(sys.argv[1]), Store(sys.argv[2]), chunk_size=4, lanes=2, prog
 @pytest.mark.skipif(jax.default_backend() != "cpu", reason="compares this process's sweep with CPU devices forced "
                     f"in a subprocess, and this process runs on {jax.default_backend()}: other last bits")
 def test_a_queue_sharded_over_two_devices_equals_one_device_bitwise(tmp_path):
-    # The queue's columns are sharded over the devices (engine._shard) and its lanes gather from
+    # The queue's columns are sharded over the devices (bpkit.lanes.shard) and its lanes gather from
     # them: two CPU devices in a subprocess must store exactly the runs of one device.
     path = tmp_path / "q.toml"
     path.write_text(CONFIG)
@@ -194,3 +194,37 @@ def test_a_queue_sharded_over_two_devices_equals_one_device_bitwise(tmp_path):
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
     assert _table(Store(tmp_path / "two.sqlite")) == _table(one)
+
+
+MANY_ON_DEVICES = """
+import jax, numpy as np
+from bpkit import MLP, datasets, machine
+from bpkit.lanes import train_many
+from bpkit.stopping import StopRules
+assert machine.cpu_devices(2) and jax.device_count() == 2, jax.devices()
+assert not machine.cpu_devices(3) and jax.device_count() == 2  # the platform has started: no change
+d = datasets.load("digits")
+def many(seeds, **kw):
+    r = train_many(MLP((64, 30, 10)), "sgd", seeds, d.x_train, d.y_train, hyper={"learning_rate": 0.5},
+                   batch_size=10, rules=StopRules(max_epochs=3, stall_epochs=None), **kw)
+    return r.history.loss, r.params[0]["w"]
+both = many([0, 1, 2, 3, 4])  # padded to 6: seeds 0-2 on one device, 3, 4 and the copy on the other
+assert [len(a.sharding.device_set) for a in both] == [2, 2] and both[0].shape == (5, 3), both[0].sharding
+one = [many(s, devices=jax.devices()[:1]) for s in ([0, 1, 2], [3, 4, 4])]  # width 3 on one device
+for i in range(2):
+    assert np.array_equal(both[i], np.concatenate([one[0][i], one[1][i][:2]])), i
+print("ok")
+"""
+
+
+@pytest.mark.skipif(jax.default_backend() != "cpu", reason=f"forces CPU devices in a subprocess, and this process runs "
+                    f"on {jax.default_backend()}")
+def test_train_many_over_two_cpu_devices_equals_its_shares_run_on_one_bitwise():
+    # train_many lays its runs over the devices (padded to a multiple of their count; the results
+    # show both devices); each device steps its share as a vmapped program of that width, so each
+    # run has the bits of its share run on one device (devices=...), and the padding is dropped.
+    env = {**os.environ, "JAX_ENABLE_X64": "0", "JAX_PLATFORMS": "cpu"}
+    env.pop("XLA_FLAGS", None)
+    done = subprocess.run([sys.executable, "-c", MANY_ON_DEVICES], env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
