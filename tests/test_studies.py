@@ -411,8 +411,10 @@ def test_online_batch_sets_budgets_equal_passes_and_online_time():
     timing = {"epoch": {m: 0.002 for m in ob.METHODS} | {"online": 0.01}, "cu": {m: 0.0005 for m in ob.METHODS}}
     online, batch, cg = (ob.budgets(m, timing) for m in ("online", "batch", "batch PR+ CG"))
     assert [(b.kind, b.epochs, b.max_cu) for b in online] == [("passes", p, None) for p in ob.PASSES]
-    assert [(b.kind, b.passes, b.epochs, b.max_cu) for b in batch] == [
-        x for p in ob.PASSES for x in (("passes", p, p, None), ("time", p, 5 * p, None))]
+    assert [(b.kind, b.passes, b.epochs, b.max_cu) for b in batch] == [  # and 0.8 and 1.2 times its time
+        x for p in ob.PASSES for x in (("passes", p, p, None), ("time", p, 5 * p, None), ("time x0.8", p, 4 * p, None),
+                                       ("time x1.2", p, 6 * p, None))]
+    assert [b.kind for b in ob.budgets("mini-batch 16", timing)] == ["passes", "time"] * len(ob.PASSES)
     # CG at online's time: 0.01 p s over 0.0005 s per cu, a cu cap, and epochs that cannot bind first
     assert [(b.kind, b.passes, b.epochs, b.max_cu) for b in cg] == [
         x for p in ob.PASSES for x in (("passes", p, 3 * p, 3.0 * p), ("time", p, math.ceil(20 * p / 3) + 1, 20.0 * p))]
@@ -422,12 +424,21 @@ def test_online_batch_sets_judges_batch_against_online_by_its_rule():
     ob = load("online_batch_sets")
     runs = lambda *errors: [{"train_loss": 0.1, "test_loss": 0.2, "test_error": e} for e in errors]
     cell = lambda *errors: {"runs": runs(*errors)}
-    results = {"passes": [10], "sets": {"digits 64-32-10": {"budgets": {"10": {
-        "passes": {"batch": cell(0.5, 0.52, 0.51, 0.5), "online": cell(0.1, 0.11, 0.1, 0.12)},
-        "time": {"batch": cell(0.1, 0.12, 0.1, 0.11), "online": cell(0.1, 0.11, 0.1, 0.12)}}}}}}
-    at_passes, at_time = ob.verdicts(results)
-    assert at_passes.word == "higher" and at_time.word == "not separated"
-    assert [t.word for t in ob.tallies([at_passes, at_time])] == ["higher", "not separated"]
+    low, high = cell(0.1, 0.12, 0.1, 0.11), cell(0.5, 0.52, 0.51, 0.5)
+    at = lambda x12: {"passes": {"batch": high, "online": cell(0.1, 0.11, 0.1, 0.12)},
+                      "time": {"batch": low, "online": cell(0.1, 0.11, 0.1, 0.12)},
+                      "time x0.8": {"batch": low}, "time x1.2": {"batch": x12}}
+    results = {"passes": [10], "sets": {"digits 64-32-10": {"budgets": {"10": at(low)}},
+                                        "thyroid 21-16-8-3": {"budgets": {"10": at(high)}}}}
+    made = ob.verdicts(results)
+    assert list(made) == ["10 passes", "online's time for 10 passes"]
+    assert [v.word for v in made["10 passes"]] == ["higher", "higher"]
+    # At equal time batch is judged at x0.8, x1 and x1.2 of its budget: one word only where all three agree.
+    steady, moved = made["online's time for 10 passes"]
+    assert [m["word"] for m in steady.inputs["members"]] == ["not separated"] * 3 and steady.word == "not separated"
+    assert [m["word"] for m in moved.inputs["members"]] == ["not separated", "not separated", "higher"]
+    assert moved.word == "mixed" and "x1.2" in moved.inputs["members"][2]["inputs"]["quantity"]
+    assert [t.word for t in ob.tallies(made)] == ["higher", "mixed"]
 
 
 def _paired(cg, half, seeds, crit, a_only, b_only):
