@@ -533,7 +533,7 @@ def section() -> None:
         f"{FLAT:.0%} of it (a plateau). At equal wall time batch also runs "
         f"{' and '.join(f'{f:g}' for f in SPREAD.values())} times its budget (as if its measured time per epoch "
         "were that far off), each budget with its own tuned rate, and batch against online at equal time is "
-        "judged at all three: one word where the three agree, \"mixed\" where they do not. "
+        "judged at all three: one word where the three give the same, \"mixed\" where they do not. "
         "Each seed and value runs once to the method's "
         "largest budget, its params kept at each smaller one (CG's cu-capped budgets apart). "
         f"**Every number comes from seeds {rep[0]}-{rep[-1]}**: mean [bootstrap 95%]; test error is the "
