@@ -149,7 +149,8 @@ def build(run: Run, data: datasets.Dataset, plain_momentum: bool = False) -> Exp
     options = dict(loss=run.loss, source=run.source, batch_size=batch_size, shuffle=run.training.shuffle,
                    rules=stop_rules(run), measure_every=run.training.measure_every,
                    measures_per_epoch=run.training.measures_per_epoch,
-                   grad_norm=run.training.grad_norm or batch_size is None)  # batch mode measures its next step's
+                   # batch mode with autodiff measures the gradient anyway: its next step's, its norm free
+                   grad_norm=run.training.grad_norm or (batch_size is None and run.source == "autodiff"))
     static, data_hyper = _hyper(run, plain_momentum)
     used = {"seed", "network.init_scale"} | {f for _, f in data_hyper}
     columns = tuple(k for k in VMAPPED if k in used)

@@ -219,6 +219,33 @@ def value_and_backprop(
     return value, backward(net, params, cache, y, loss_obj, rule, constant, weights)
 
 
+def measure_with_rule(
+    net: MLP, params: Params, x: Array, y: Array, loss: str = "mse", rule: str = "exact", autodiff: bool = True
+) -> tuple[Array, Array, Params, Params | None]:
+    """``(loss, outputs, rule's gradients, jax.grad's gradients)`` of the whole of ``(x, y)`` from one
+    forward pass: the hand-written backward pass from its cache, and ``jax.grad``'s (a VJP of the same
+    pass; None where ``autodiff`` is False).  The training loop's batch-mode measurement with a
+    hand-written source: the rule's gradient is the next step's, jax.grad's gives the true norm.
+
+    Example:
+        >>> v, out, g, true = measure_with_rule(net, params, x, y, "mse", "no_derivative")  # doctest: +SKIP
+    """
+    loss_obj = check_targets(net, x, y, loss)
+    _pullback(rule, None)  # validate the rule name before tracing further
+
+    def forward(p: Params) -> tuple[Array, tuple[Array, Cache]]:
+        out, cache = net.forward(p, x)
+        return loss_obj.value(cache.zs[-1], out, jnp.asarray(y, out.dtype)), (out, cache)
+
+    if autodiff:
+        value, pull, (out, cache) = jax.vjp(forward, params, has_aux=True)
+        true = pull(jnp.ones_like(value))[0]
+    else:
+        value, (out, cache) = forward(params)
+        true = None
+    return value, out, backward(net, params, cache, y, loss_obj, rule), true
+
+
 def backprop(
     net: MLP,
     params: Params,

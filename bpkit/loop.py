@@ -50,7 +50,7 @@ import optax
 
 from bpkit import losses as losses_
 from bpkit import stopping
-from bpkit.gradients import objective
+from bpkit.gradients import measure_with_rule, objective
 from bpkit.network import MLP, Params
 from bpkit.optim import contract
 
@@ -176,10 +176,12 @@ class Options:
     are bitwise those of ``m = 1``.  A record within an epoch is a forward pass over the data:
     its ``grad_norm`` is NaN (the epoch-end record's is measured).
 
-    ``grad_norm = False`` (online and mini-batch): the measurements leave out the gradient, a
-    forward pass over the data instead of a forward and a backward one, and record its norm as
-    NaN; not with the ``min_grad_norm`` rule.  (Batch mode measures the gradient whatever this
-    says: it is the next step's.)
+    ``grad_norm = False``: the measurements leave out the true gradient and record its norm as
+    NaN; not with the ``min_grad_norm`` rule.  Online and mini-batch then measure with a forward
+    pass over the data instead of a forward and a backward one; batch mode with a hand-written
+    ``source`` with the rule's backward pass alone (the next step's gradient), not jax.grad's too.
+    Batch mode with ``autodiff`` measures the gradient whatever this says (it is the next step's,
+    its norm free), so there it is refused.
 
     ``replicas = r`` (online and mini-batch): an epoch presents every example ``r`` times, in one
     order drawn over all ``r N`` places: training on ``r`` stacked copies of the data (LeCun et
@@ -213,9 +215,9 @@ class Options:
         if r > 1 and self.batch_size is None:
             raise ValueError("replicas > 1 needs online or mini-batch training (a batch_size): a batch epoch "
                              "over copies of the data is a batch epoch over the data")
-        if not self.grad_norm and self.batch_size is None:
-            raise ValueError("grad_norm=False needs online or mini-batch training (a batch_size): a batch epoch "
-                             "measures the gradient, its next step's")
+        if not self.grad_norm and self.batch_size is None and self.source == "autodiff":
+            raise ValueError("grad_norm=False needs online or mini-batch training (a batch_size) or a hand-written "
+                             "gradient source: a batch epoch with autodiff measures the gradient, its next step's")
         if not self.grad_norm and self.rules.min_grad_norm is not None:
             raise ValueError("the min_grad_norm rule needs the gradient norm measured: grad_norm=True")
         if m > 1 and every != 1:
@@ -233,6 +235,7 @@ class Plan(NamedTuple):
     f: Callable  # the objective whose gradient trains: f(params, x, y, weights)
     measure_vg: Callable  # the epoch-end measurement: loss (and outputs) and jax.grad
     measure_v: Callable  # a measurement within an epoch: loss and outputs (no gradient)
+    measure_rule: Callable | None  # batch mode with a hand-written source: gradients.measure_with_rule
     n: int  # training examples
     b: int  # batch size (n in batch mode)
     n_batches: int
@@ -248,8 +251,8 @@ class Plan(NamedTuple):
 
     @property
     def reuse(self) -> bool:
-        """Batch mode: the epoch-end measurement is the next step's loss and gradient."""
-        return self.options.batch_size is None and self.options.source == "autodiff"
+        """Batch mode: the epoch-end measurement is the next step's loss and gradient (the source's)."""
+        return self.options.batch_size is None
 
     @property
     def gradient(self) -> bool:
@@ -315,8 +318,11 @@ def bind(net: MLP, optimizer: optax.GradientTransformationExtraArgs, options: Op
         return loss_obj.value(cache.zs[-1], out, y), out
 
     slots, seen = _record_slots(m, n_batches, b, n, r, dt)
-    plan = Plan(options, optimizer, f, jax.value_and_grad(loss_and_outputs, has_aux=True), loss_and_outputs, n, b,
-                n_batches, pad, dt, counts_itself, slots, seen)
+    by_rule = None
+    if options.batch_size is None and options.source != "autodiff":  # the step's gradient is the rule's
+        by_rule = lambda p, x, y: measure_with_rule(net, p, x, y, options.loss, options.source, options.grad_norm)
+    plan = Plan(options, optimizer, f, jax.value_and_grad(loss_and_outputs, has_aux=True), loss_and_outputs, by_rule,
+                n, b, n_batches, pad, dt, counts_itself, slots, seen)
     return plan, Data(x, y, mask, lo, hi, x_val, y_val)
 
 
@@ -370,12 +376,18 @@ def batch_step(plan: Plan, carry: tuple, batch: tuple, measured: Point | None = 
 def measure(plan: Plan, data: Data, params: Params, gradient: bool = True) -> Measurement:
     """The run measured on all the data at ``params`` (:class:`Measurement`); ``gradient=False``
     (the records within an epoch) leaves out the gradient, a third of the cost: its point's
-    gradient is None and its norm NaN."""
-    if gradient:
+    gradient is None and its norm NaN.  In batch mode with a hand-written source the point's
+    gradient is the rule's (the next step's) and the norm jax.grad's, from the same forward pass
+    (NaN with ``grad_norm=False``)."""
+    nan = jnp.asarray(jnp.nan, plan.dt)
+    if gradient and plan.measure_rule is not None:
+        value, out, grads, true = plan.measure_rule(params, data.x, data.y)
+        gnorm = nan if true is None else optax.tree.norm(true)
+    elif gradient:
         (value, out), grads = plan.measure_vg(params, data.x, data.y)
         gnorm = optax.tree.norm(grads)
     else:
-        (value, out), grads, gnorm = plan.measure_v(params, data.x, data.y), None, jnp.asarray(jnp.nan, plan.dt)
+        (value, out), grads, gnorm = plan.measure_v(params, data.x, data.y), None, nan
     wrong = stopping.count_wrong(plan.options.rules, out, data.y, data.lo, data.hi)
     if data.x_val is not None:
         val = plan.f(params, data.x_val, jnp.asarray(data.y_val, plan.dt))

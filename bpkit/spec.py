@@ -304,8 +304,9 @@ class Training:
                                     "grad_norm only at epoch ends)",
                                     _positive, Role.LATER)
     grad_norm: bool = field(True, (bool,), "record the gradient norm at each measurement; false: online and "
-                            "mini-batch measure the loss alone, a forward pass (batch mode keeps it: its measurement "
-                            "is its next step's gradient)", roles=Role.LATER)
+                            "mini-batch measure the loss alone, a forward pass, and batch mode with a hand-written "
+                            "source the rule's gradient alone (batch mode with autodiff keeps it: its measurement is "
+                            "its next step's gradient)", roles=Role.LATER)
     stop_on: str = field("first", (str,), "'first': the first success criterion met ends the run; 'all': run until "
                          "goal and 40-20-40 both held", choices(*STOP_ON), Role.LATER)
     max_cu: float | None = field(None, _NUMBER, "compute budget: stop once a run has spent this many cu (loss "

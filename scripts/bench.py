@@ -454,8 +454,11 @@ def _fann_and_bpkit(sizes, algorithm, x, y, params, epochs, precision, dtype, me
     fann_run.net = ref
     weakref.finalize(fann_run, ref.lib.fann_destroy_train, data)
     net = MLP(sizes, hidden="sigmoid", output="sigmoid", sum_limit=600.0)
+    # No gradient norm (FANN computes none): a batch epoch is then one forward and one backward pass
+    # (FANN's rule's, measured at the epoch's end and taken by the next step), an online one measures a loss.
     run = jax.jit(make_trainer(net, opt, batch_size=batch_size, shuffle=False, source="fann_clipped", loss=loss,
-                               measure_every=measure_every, rules=StopRules(max_epochs=epochs, stall_epochs=None)))
+                               measure_every=measure_every, grad_norm=False,
+                               rules=StopRules(max_epochs=epochs, stall_epochs=None)))
     p = jax.tree.map(lambda v: jnp.asarray(v, dtype), params)
     xj, yj, key = jnp.asarray(x, dtype), jnp.asarray(y, dtype), jax.random.key(0)
     return fann_run, lambda: run(p, xj, yj, key).params

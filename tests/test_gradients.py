@@ -220,3 +220,25 @@ def test_a_clipped_sum_is_differentiated_by_hand_as_by_jax_grad(loss, output, st
     report = check_gradient(lambda p, x, y: loss_value(net, p, x, y, loss),
                             lambda p, x, y: jit_backprop(net, p, x, y, loss), params, x, y)
     assert report.passed, str(report)
+
+
+@pytest.mark.parametrize("rule", ["exact", "no_derivative", "fann_clipped"])
+def test_measure_with_rule_is_the_rule_and_jax_grad_from_one_forward_pass(rule):
+    # The loop's batch-mode measurement with a hand-written source: the loss, the outputs, the rule's
+    # gradient and jax.grad's, each equal to the function that computes it alone.
+    from bpkit.gradients import measure_with_rule
+
+    net = MLP((3, 5, 4, 2), hidden=("tanh", "sigmoid"), output="sigmoid")
+    params = net.init(jax.random.key(3), dtype=jnp.float64)
+    x = jax.random.normal(jax.random.key(4), (7, 3), jnp.float64)
+    y = (jax.random.uniform(jax.random.key(5), (7, 2)) > 0.5).astype(jnp.float64)
+    value, out, grads, true = jax.jit(measure_with_rule, static_argnums=(0, 4, 5))(net, params, x, y, "mse", rule)
+    np.testing.assert_allclose(value, loss_value(net, params, x, y, "mse"), rtol=1e-15)
+    np.testing.assert_allclose(out, net.apply(params, x), rtol=1e-15)
+    chex.assert_trees_all_close(grads, backprop(net, params, x, y, "mse", rule), rtol=1e-14, atol=1e-16)
+    chex.assert_trees_all_close(true, autodiff(net, params, x, y, "mse"), rtol=1e-14, atol=1e-16)
+    if rule == "no_derivative":  # an ablation: not the gradient, so the two must differ
+        assert not np.allclose(grads[0]["w"], true[0]["w"])
+    lean = measure_with_rule(net, params, x, y, "mse", rule, autodiff=False)
+    assert lean[3] is None
+    chex.assert_trees_all_close(lean[2], grads, rtol=1e-14, atol=1e-16)

@@ -96,12 +96,18 @@ def test_budgeted_sweep_killed_and_resumed_is_bitwise_the_same(tmp_path, config_
     assert stored_table(part) == stored_table(full)
 
 
-def test_a_sweep_without_the_gradient_norm_stores_the_same_runs_with_none_recorded(tmp_path):
-    # Online XOR: the loss alone is measured (a forward pass), and nothing else about the runs moves.
+BATCH_RULE = MEASURED.replace('dtype = "float64"', 'dtype = "float64"\nsource = "exact"').replace(
+    "batch_size = 1", 'batch_size = "full"').replace("[1.0, 3.0]", "[3.0, 10.0]")
+
+
+@pytest.mark.parametrize("config", [MEASURED, BATCH_RULE], ids=["online", "batch, hand-written rule"])
+def test_a_sweep_without_the_gradient_norm_stores_the_same_runs_with_none_recorded(tmp_path, config):
+    # Online XOR: the loss alone is measured (a forward pass); batch with the exact rule: the rule's
+    # gradient alone (its next step's), not jax.grad's too.  Nothing else about the runs moves.
     stored = {}
     for lean in (False, True):
         p = tmp_path / f"g{lean}.toml"
-        p.write_text(MEASURED + ("grad_norm = false\n" if lean else ""))
+        p.write_text(config + ("grad_norm = false\n" if lean else ""))
         store = Store(tmp_path / f"g{lean}.sqlite")
         run_sweep(cfg.load(p), store, progress=False)
         stored[lean] = sorted(store.runs()[0], key=lambda r: (r["seed"], r["config"]["optimizer.learning_rate"]))

@@ -12,7 +12,7 @@ import optax
 import pytest
 
 from bpkit import MLP, autodiff, optim
-from bpkit.gradients import objective
+from bpkit.gradients import loss_value, objective
 from bpkit.lanes import train_many
 from bpkit.loop import make_trainer
 from bpkit.stopping import StopRules
@@ -413,12 +413,41 @@ def test_without_the_gradient_norm_a_run_trains_the_same_and_records_it_as_nan()
     assert np.all(np.isfinite(full.history.grad_norm)) and np.all(np.isnan(lean.history.grad_norm))
 
 
+@pytest.mark.parametrize("source", ["exact", "no_derivative", "fann_clipped"])
+def test_batch_mode_with_a_hand_written_rule_takes_the_measured_rule_gradient_as_its_step(source):
+    # Batch mode measures the rule's gradient at the epoch's end and the next step takes it (one
+    # forward pass serves the measurement, the rule's backward pass and jax.grad's norm).  Against a
+    # loop written out here: the rule's gradient (bpkit.backprop) and w - lr g, epoch by epoch.
+    from bpkit import backprop
+
+    x, y = data()
+    epochs, lr = 8, 0.7
+    kw = dict(key=KEY, batch_size=None, source=source, rules=StopRules(max_epochs=epochs, stall_epochs=None))
+    got = train(NET3, optim.make("sgd", learning_rate=lr), P3, x, y, **kw)
+    lean = train(NET3, optim.make("sgd", learning_rate=lr), P3, x, y, grad_norm=False, **kw)
+    p, norms, losses = P3, [], []
+    for _ in range(epochs):
+        g = backprop(NET3, p, x, y, "mse", source)
+        p = jax.tree_util.tree_map(lambda w, d: w - lr * d, p, g)
+        losses.append(float(loss_value(NET3, p, x, y)))
+        norms.append(float(optax.tree.norm(autodiff(NET3, p, x, y))))  # the true gradient's norm
+    chex.assert_trees_all_close(got.params, p, rtol=1e-13, atol=1e-15)
+    np.testing.assert_allclose(got.history.loss, losses, rtol=1e-13)
+    np.testing.assert_allclose(got.history.grad_norm, norms, rtol=1e-12)
+    np.testing.assert_array_equal(got.history.grad_evals, np.arange(1, epochs + 1))  # one gradient an epoch
+    # Without the norm: the same steps bitwise, the norm NaN.
+    chex.assert_trees_all_equal(lean.params, got.params)
+    np.testing.assert_array_equal(lean.history.loss, got.history.loss)
+    assert np.all(np.isnan(lean.history.grad_norm))
+
+
 @pytest.mark.parametrize("kw, message", [
     (dict(replicas=0), "replicas must be a positive integer, got 0"),
     (dict(replicas=2.0), "replicas must be a positive integer, got 2.0"),
     (dict(replicas=2, batch_size=None), "replicas > 1 needs online or mini-batch training"),
     (dict(replicas=2, batch_size=4), "replicas > 1 needs online or mini-batch training"),
-    (dict(grad_norm=False, batch_size=None), "grad_norm=False needs online or mini-batch training"),
+    (dict(grad_norm=False, batch_size=None), "grad_norm=False needs online or mini-batch training (a batch_size) "
+                                             "or a hand-written gradient source"),
     (dict(grad_norm=False, rules=StopRules(max_epochs=3, min_grad_norm=1e-3)), "the min_grad_norm rule needs"),
 ])
 def test_replicas_and_grad_norm_refuse_what_they_cannot_do(kw, message):
