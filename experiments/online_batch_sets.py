@@ -100,6 +100,7 @@ ONLINE, BATCH = "online", "batch"
 # Batch's equal-time budget also at these fractions of it (its measured time per epoch 20% off either
 # way): a verdict at equal time is stated only where it is the same at all three.
 SPREAD = {"time x0.8": 0.8, "time x1.2": 1.2}
+TIMES = dict(sorted({"time": 1.0, **SPREAD}.items(), key=lambda kv: kv[1]))  # batch's equal-time budgets, in order
 
 
 # --- data and runs ---------------------------------------------------------------------------------
@@ -450,13 +451,19 @@ def verdicts(results: dict) -> dict[str, list[verdict.Verdict]]:
                 at = res["budgets"][str(passes)]
                 what = f"{label}, {name}, test {key.split('_')[1]}"
                 o = estimate(at[kind][ONLINE]["runs"], key)
-                kinds = [kind] if kind == "passes" else ["time x0.8", "time", "time x1.2"]
+                kinds = [kind] if kind == "passes" else list(TIMES)
                 made = [verdict.higher("batch", b, "online", o, f"{what}{_spread(k)}")
                         for k in kinds if o is not None and (b := estimate(at[k][BATCH]["runs"], key)) is not None]
                 if made:
                     out.setdefault(name, []).append(made[0] if kind == "passes" else verdict.tally(
-                        f"{what}, batch's budget x0.8, x1 and x1.2", made))
+                        f"{what}, batch's budget {_factors()}", made))
     return out
+
+
+def _factors() -> str:
+    """Batch's equal-time budgets as factors: "x0.8, x1 and x1.2"."""
+    xs = [f"x{f:g}" for f in TIMES.values()]
+    return ", ".join(xs[:-1]) + " and " + xs[-1]
 
 
 def _spread(kind: str) -> str:
