@@ -211,31 +211,31 @@ def value_and_backprop(
     constant: float | None = None,
     weights: Array | None = None,
 ) -> tuple[Array, Params]:
-    """Loss and hand-written gradients from one forward pass."""
-    loss_obj = check_targets(net, x, y, loss, weights)
-    _pullback(rule, constant)  # validate the rule name before tracing further
-    out, cache = net.forward(params, x)
-    value = loss_obj.value(cache.zs[-1], out, jnp.asarray(y, out.dtype), weights)
-    return value, backward(net, params, cache, y, loss_obj, rule, constant, weights)
+    """Loss and hand-written gradients from one forward pass (:func:`measure_with_rule` without
+    jax.grad's)."""
+    value, _, grads, _ = measure_with_rule(net, params, x, y, loss, rule, False, constant, weights)
+    return value, grads
 
 
 def measure_with_rule(
-    net: MLP, params: Params, x: Array, y: Array, loss: str = "mse", rule: str = "exact", autodiff: bool = True
+    net: MLP, params: Params, x: Array, y: Array, loss: str = "mse", rule: str = "exact", autodiff: bool = True,
+    constant: float | None = None, weights: Array | None = None,
 ) -> tuple[Array, Array, Params, Params | None]:
-    """``(loss, outputs, rule's gradients, jax.grad's gradients)`` of the whole of ``(x, y)`` from one
-    forward pass: the hand-written backward pass from its cache, and ``jax.grad``'s (a VJP of the same
-    pass; None where ``autodiff`` is False).  The training loop's batch-mode measurement with a
-    hand-written source: the rule's gradient is the next step's, jax.grad's gives the true norm.
+    """``(loss, outputs, rule's gradients, jax.grad's gradients)`` of ``(x, y)`` (examples weighted
+    1/N unless ``weights``) from one forward pass: the hand-written backward pass from its cache, and
+    ``jax.grad``'s (a VJP of the same pass; None where ``autodiff`` is False).  The training loop's
+    batch-mode measurement with a hand-written source: the rule's gradient is the next step's,
+    jax.grad's gives the true norm.
 
     Example:
         >>> v, out, g, true = measure_with_rule(net, params, x, y, "mse", "no_derivative")  # doctest: +SKIP
     """
-    loss_obj = check_targets(net, x, y, loss)
-    _pullback(rule, None)  # validate the rule name before tracing further
+    loss_obj = check_targets(net, x, y, loss, weights)
+    _pullback(rule, constant)  # validate the rule name before tracing further
 
     def forward(p: Params) -> tuple[Array, tuple[Array, Cache]]:
         out, cache = net.forward(p, x)
-        return loss_obj.value(cache.zs[-1], out, jnp.asarray(y, out.dtype)), (out, cache)
+        return loss_obj.value(cache.zs[-1], out, jnp.asarray(y, out.dtype), weights), (out, cache)
 
     if autodiff:
         value, pull, (out, cache) = jax.vjp(forward, params, has_aux=True)
@@ -243,7 +243,7 @@ def measure_with_rule(
     else:
         value, (out, cache) = forward(params)
         true = None
-    return value, out, backward(net, params, cache, y, loss_obj, rule), true
+    return value, out, backward(net, params, cache, y, loss_obj, rule, constant, weights), true
 
 
 def backprop(

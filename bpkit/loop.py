@@ -233,9 +233,8 @@ class Plan(NamedTuple):
     options: Options
     optimizer: optax.GradientTransformationExtraArgs
     f: Callable  # the objective whose gradient trains: f(params, x, y, weights)
-    measure_vg: Callable  # the epoch-end measurement: loss (and outputs) and jax.grad
+    measure_vg: Callable  # the epoch-end measurement: (loss, outputs, the step's gradient, the true norm)
     measure_v: Callable  # a measurement within an epoch: loss and outputs (no gradient)
-    measure_rule: Callable | None  # batch mode with a hand-written source: gradients.measure_with_rule
     n: int  # training examples
     b: int  # batch size (n in batch mode)
     n_batches: int
@@ -318,12 +317,28 @@ def bind(net: MLP, optimizer: optax.GradientTransformationExtraArgs, options: Op
         return loss_obj.value(cache.zs[-1], out, y), out
 
     slots, seen = _record_slots(m, n_batches, b, n, r, dt)
-    by_rule = None
-    if options.batch_size is None and options.source != "autodiff":  # the step's gradient is the rule's
-        by_rule = lambda p, x, y: measure_with_rule(net, p, x, y, options.loss, options.source, options.grad_norm)
-    plan = Plan(options, optimizer, f, jax.value_and_grad(loss_and_outputs, has_aux=True), loss_and_outputs, by_rule,
-                n, b, n_batches, pad, dt, counts_itself, slots, seen)
+    plan = Plan(options, optimizer, f, _measure_vg(net, options, loss_and_outputs), loss_and_outputs, n, b,
+                n_batches, pad, dt, counts_itself, slots, seen)
     return plan, Data(x, y, mask, lo, hi, x_val, y_val)
+
+
+def _measure_vg(net: MLP, options: Options, loss_and_outputs: Callable) -> Callable:
+    """The epoch-end measurement ``(p, x, y) -> (loss, outputs, gradient, norm)``: jax.grad's gradient
+    and its norm; in batch mode with a hand-written source the rule's gradient (the next step's) from
+    the same forward pass, the norm jax.grad's (NaN with ``grad_norm=False``)."""
+    if options.batch_size is None and options.source != "autodiff":
+        def by_rule(p, x, y):
+            value, out, grads, true = measure_with_rule(net, p, x, y, options.loss, options.source, options.grad_norm)
+            return value, out, grads, jnp.full((), jnp.nan, value.dtype) if true is None else optax.tree.norm(true)
+
+        return by_rule
+    vg = jax.value_and_grad(loss_and_outputs, has_aux=True)
+
+    def by_autodiff(p, x, y):
+        (value, out), grads = vg(p, x, y)
+        return value, out, grads, optax.tree.norm(grads)
+
+    return by_autodiff
 
 
 def _record_slots(m: int, n_batches: int, b: int, n: int, r: int, dt: Any) -> tuple[np.ndarray | None, Array | None]:
@@ -379,15 +394,10 @@ def measure(plan: Plan, data: Data, params: Params, gradient: bool = True) -> Me
     gradient is None and its norm NaN.  In batch mode with a hand-written source the point's
     gradient is the rule's (the next step's) and the norm jax.grad's, from the same forward pass
     (NaN with ``grad_norm=False``)."""
-    nan = jnp.asarray(jnp.nan, plan.dt)
-    if gradient and plan.measure_rule is not None:
-        value, out, grads, true = plan.measure_rule(params, data.x, data.y)
-        gnorm = nan if true is None else optax.tree.norm(true)
-    elif gradient:
-        (value, out), grads = plan.measure_vg(params, data.x, data.y)
-        gnorm = optax.tree.norm(grads)
+    if gradient:
+        value, out, grads, gnorm = plan.measure_vg(params, data.x, data.y)
     else:
-        (value, out), grads, gnorm = plan.measure_v(params, data.x, data.y), None, nan
+        (value, out), grads, gnorm = plan.measure_v(params, data.x, data.y), None, jnp.asarray(jnp.nan, plan.dt)
     wrong = stopping.count_wrong(plan.options.rules, out, data.y, data.lo, data.hi)
     if data.x_val is not None:
         val = plan.f(params, data.x_val, jnp.asarray(data.y_val, plan.dt))
