@@ -58,7 +58,9 @@ def run_sweep(
     the other seeds only the setting each (problem, criterion, method, activation) chose there
     (:func:`tuned_configs`).  So a comparison reports on many held-out seeds at the cost of one
     setting per method, and chooses by the rule :func:`bpkit.compare.tune` applies to a sweep of every
-    setting on every seed, which reads the tuning seeds' runs alone; ``runs`` counts both stages.
+    setting on every seed, which reads the tuning seeds' runs alone; ``runs`` counts both stages.  The
+    second stage's groups keep the first stage's chunks, so each compiled program serves both stages
+    (the persistent cache hands the second its programs) and the chunks depend on the config alone.
     """
     how: dict[str, Any] = dict(chunk_size=chunk_size, progress=progress, after_chunk=after_chunk,
                                memory_budget_mb=memory_budget_mb, compile_ahead=compile_ahead, lanes=lanes)
@@ -73,7 +75,7 @@ def run_sweep(
     counts = run_runs(first, store, tune, **how)
     keep = tuned_configs(store, cfg.unique_ids(first))
     rest = cfg.expand({**flat, "seeds": [s for s in flat["seeds"] if s not in tune]})
-    second = run_runs([r for r in rest if config_hash(r.as_dict()) in keep], store, tune, **how)
+    second = run_runs([r for r in rest if config_hash(r.as_dict()) in keep], store, tune, sized_by=first, **how)
     return {k: counts[k] + second[k] for k in counts}
 
 
@@ -105,14 +107,18 @@ def _check_criteria(runs: list[Run]) -> None:
 def run_runs(runs: list[Run], store: Store, tune_seeds: list[int] | tuple[int, ...] = (), *,
              chunk_size: int | None = CHUNK_SIZE, progress: bool = True,
              after_chunk: Callable[[int], None] | None = None, memory_budget_mb: float | None = MEMORY_BUDGET_MB,
-             compile_ahead: int | None = None, lanes: Lanes = "auto") -> dict[str, int]:
+             compile_ahead: int | None = None, lanes: Lanes = "auto",
+             sized_by: list[Run] | None = None) -> dict[str, int]:
     """:func:`run_sweep` of runs already expanded (:class:`bpkit.spec.Run`, e.g. a stored run's config
-    changed by :meth:`~bpkit.spec.Run.replace`); ``tune_seeds`` is recorded as the comparison's."""
+    changed by :meth:`~bpkit.spec.Run.replace`); ``tune_seeds`` is recorded as the comparison's.
+    ``sized_by``: the runs whose groups' sizes fix the chunks (default ``runs``; every run's group must
+    be among theirs)."""
     ids = cfg.unique_ids(runs)
     done = store.run_ids()
     todo = [r for r, i in zip(runs, ids, strict=True) if i not in done]
     writer = distributed.is_writer()
-    chunks = run_grid(todo, runs, chunk_size, memory_budget_mb, compile_ahead=compile_ahead, lanes=lanes)
+    chunks = run_grid(todo, runs if sized_by is None else sized_by, chunk_size, memory_budget_mb,
+                      compile_ahead=compile_ahead, lanes=lanes)
     if writer:
         store.add_grid(ids)  # a report reads the runs in this order
         store.set_compare({"tune_seeds": list(tune_seeds)})

@@ -290,6 +290,23 @@ def test_tuning_first_runs_the_chosen_settings_alone_and_chooses_as_the_whole_gr
                          progress=False)["written"] == 0
 
 
+def test_tuning_first_compiles_each_program_once_for_both_stages(tmp_path, monkeypatch):
+    # The chunks sweep defaults give (each group whole): the second stage, fewer runs per group, keeps the first
+    # stage's chunk, so the program it needs is the one the first compiled (the persistent cache hands it over).
+    from bpkit import engine
+
+    compiled = []
+    real = engine._compile
+    monkeypatch.setattr(engine, "_compile", lambda g: compiled.append((g.members[0].static_key(), g.chunk)) or real(g))
+    config = tmp_path / "s.toml"
+    config.write_text(TUNED_GRID)
+    with Store(tmp_path / "s.sqlite") as store:
+        counts = run_sweep({**cfg.load(config), "compare.tune_first": True}, store, progress=False)
+    assert counts["runs"] == 5 * 3 + 2 * 5
+    first, second = compiled[:2], compiled[2:]
+    assert [c for _, c in first] == [3 * 3, 2 * 3] and second and set(second) <= set(first)
+
+
 def test_tuning_first_needs_tuning_seeds_and_a_criterion(tmp_path):
     with pytest.raises(ValueError, match="needs compare.tune_seeds"):
         cfg.validate({"seeds": [0, 1], "compare.tune_first": True})
