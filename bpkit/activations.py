@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -294,3 +294,30 @@ def get(name: str | Activation) -> Activation:
             f"(aliases: {', '.join(ALIASES)})"
         )
     return REGISTRY[key]
+
+
+def switched(code: Array | int, choices: Sequence[str]) -> Activation:
+    """The activation ``choices[code]``, where the int32 ``code`` may be traced: one compiled program serves
+    runs whose hidden units differ (a sweep's program takes the code as data, one per run).
+
+    ``fn``, ``deriv`` and ``output_deriv`` each ``jax.lax.switch`` on ``code`` among the choices' own;
+    under ``jax.vmap`` with one code per run, every choice is computed and each run's own selected, so a
+    run's numbers are those of its own activation.  Its name joins the choices' with "|".
+
+    Example:
+        >>> act = switched(1, ("sigmoid", "tanh"))
+        >>> float(act(0.5)) == float(get("tanh")(0.5))
+        True
+    """
+    picked = tuple(get(n) for n in choices)
+    if not picked or not all(a.elementwise for a in picked):
+        raise ValueError(f"switched needs one or more elementwise activations, got {list(choices)!r}")
+
+    def pick(fns: Sequence[Elementwise]) -> Elementwise:
+        return lambda z: jax.lax.switch(code, fns, z)
+
+    outs = [a.output_deriv for a in picked]
+    return Activation("|".join(a.name for a in picked), pick([a.fn for a in picked]),
+                      pick([a.deriv for a in picked]),
+                      pick(outs) if all(o is not None for o in outs) else None,  # type: ignore[arg-type]
+                      description=f"one of {', '.join(a.name for a in picked)}, chosen by a code")

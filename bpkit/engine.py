@@ -94,36 +94,38 @@ def group_program(ex: Experiment, width: int | None = None) -> Callable:
     a = ex.arrays
     limit = ex.bit_fail_limit
 
-    def evaluate(p, x, y):
+    def evaluate(net, p, x, y):
         if x is None:
             return jnp.asarray(jnp.nan, ex.dtype), jnp.asarray(jnp.nan, ex.dtype), jnp.int32(-1)
-        out, cache = ex.net.forward(p, x)
+        out, cache = net.forward(p, x)
         fails = jnp.int32(-1) if limit is None else stopping.count_bit_fails(out, y, lo, hi, limit)
         return loss_obj.value(cache.zs[-1], out, y), accuracy(out, y, lo, hi), fails
 
     def one(*vmapped):
         return lane(ex, dict(zip(ex.columns, vmapped, strict=True)))
 
-    def outcome(r, start):
+    def outcome(r, start, *vmapped):
+        net = ex.net_for(dict(zip(ex.columns, vmapped, strict=True)))
         metrics = {}
         for split, (x, y) in {"train": ("x", "y"), "val": ("xv", "yv"), "test": ("xt", "yt")}.items():
             metrics[f"{split}_loss"], metrics[f"{split}_acc"], metrics[f"{split}_bit_fails"] = evaluate(
-                r.params, a[x], a[y])
+                net, r.params, a[x], a[y])
         if ex.dead_units:
-            metrics["dead_units"] = jnp.stack([analysis.dead_units(ex.net, p, a["x"]) for p in (start, r.params)])
+            metrics["dead_units"] = jnp.stack([analysis.dead_units(net, p, a["x"]) for p in (start, r.params)])
         return r.history, r.epochs, r.stop_reason, metrics, r.met, r.within
 
     def program(count, *columns):
         data = (a["x"], a["y"], a["xv"], a["yv"])
         starts = jax.vmap(lambda *c: one(*c).params)(*columns) if ex.dead_units else None
         if width is None:
-            return jax.vmap(outcome)(lanes.train_lanes(one, columns, *data), starts)
-        return jax.vmap(outcome)(lanes.train_queue(one, columns, count, width, *data), starts)
+            return jax.vmap(outcome)(lanes.train_lanes(one, columns, *data), starts, *columns)
+        return jax.vmap(outcome)(lanes.train_queue(one, columns, count, width, *data), starts, *columns)
 
     return jax.jit(program)
 
 
-def chunk_args(part: list[Run], chunk: int, columns: tuple[str, ...]) -> list[jax.Array]:
+def chunk_args(part: list[Run], chunk: int, columns: tuple[str, ...],
+               codes: dict[str, Callable[[Any], int]] = DISCRETE) -> list[jax.Array]:
     """The program's arguments for ``part`` (runs of one group) padded to ``chunk`` runs and
     sharded over the devices: the number of real runs, then one column per field of ``columns``
     (:data:`bpkit.spec.VMAPPED` fields; the padding never runs).
@@ -132,50 +134,54 @@ def chunk_args(part: list[Run], chunk: int, columns: tuple[str, ...]) -> list[ja
     float32 state), discrete ones as int32 codes; seeds are 0..2^32-1, one uint32 word.
     """
     padded = part + [part[-1]] * (chunk - len(part))
-    return [jnp.int32(len(part))] + [lanes.shard(c) for c in column_values(padded, columns)]
+    return [jnp.int32(len(part))] + [lanes.shard(c) for c in column_values(padded, columns, codes)]
 
 
-def column_values(runs: list[Run], columns: tuple[str, ...]) -> list[np.ndarray]:
+def column_values(runs: list[Run], columns: tuple[str, ...],
+                  codes: dict[str, Callable[[Any], int]] = DISCRETE) -> list[np.ndarray]:
     """One array per field of ``columns``, one entry per run, as a group's program takes them
-    (:func:`chunk_args`)."""
+    (:func:`chunk_args`); a discrete field as its int32 code (``codes``: the group's,
+    :attr:`bpkit.experiment.Experiment.codes`)."""
     dt = np.dtype(runs[0].dtype)
     items = [dict(r.items()) for r in runs]
-    return [np.array([DISCRETE.get(k, lambda v: v)(r[k]) for r in items],
-                     np.uint32 if k == "seed" else np.int32 if k in DISCRETE else dt) for k in columns]
+    return [np.array([codes.get(k, lambda v: v)(r[k]) for r in items],
+                     np.uint32 if k == "seed" else np.int32 if k in codes else dt) for k in columns]
 
 
 def lane(ex: Experiment, values: dict[str, Any]) -> lanes.Lane:
     """One run of ``ex``'s group before it starts, from its column values (``ex.columns``: the seed, the init
     scale, the optimizer's data hyperparameters; traced inside a group's program)."""
     hyper = {k: values[f] for k, f in ex.data_hyper}
-    return lanes.seed_lane(ex.net, ex.optimizer, values["seed"], hyper, static_hyper=ex.static_hyper, init=ex.init,
-                           init_scale=values["network.init_scale"], init_bias=ex.bias_init, dtype=ex.dtype,
-                           **ex.options)
+    return lanes.seed_lane(ex.net_for(values), ex.optimizer, values["seed"], hyper, static_hyper=ex.static_hyper,
+                           init=ex.init, init_scale=values["network.init_scale"], init_bias=ex.bias_init,
+                           dtype=ex.dtype, **ex.options)
 
 
 def lane_alone(ex: Experiment, run: Run) -> lanes.Lane:
     """:func:`lane` of ``run``, a member of ``ex``'s group, by itself: its values as the sweep passes them
     (the same initial weights; call inside ``x64_mode(run.dtype)`` for a float64 run)."""
-    return lane(ex, {k: jnp.asarray(c[0]) for k, c in zip(ex.columns, column_values([run], ex.columns),
+    return lane(ex, {k: jnp.asarray(c[0]) for k, c in zip(ex.columns, column_values([run], ex.columns, ex.codes),
                                                            strict=True)})
 
 
-def compile_group(program: Any, part: list[Run], chunk: int, columns: tuple[str, ...]) -> Callable:
+def compile_group(program: Any, part: list[Run], chunk: int, columns: tuple[str, ...],
+                  codes: dict[str, Callable[[Any], int]] = DISCRETE) -> Callable:
     """``program`` compiled ahead of time for chunks of ``chunk`` runs (XLA compiles without the GIL,
     so several groups can compile at once in threads).  Callable like ``program`` on such chunks."""
     try:
         with x64_mode(part[0].dtype):  # in the compiling thread: JAX's mode is per thread
-            return program.lower(*chunk_args(part, chunk, columns)).compile()
+            return program.lower(*chunk_args(part, chunk, columns, codes)).compile()
     except jax.errors.JaxRuntimeError as e:
         raise _out_of_memory(e, chunk) from None
 
 
-def run_chunk(program: Callable, part: list[Run], chunk: int, columns: tuple[str, ...]) -> tuple:
+def run_chunk(program: Callable, part: list[Run], chunk: int, columns: tuple[str, ...],
+              codes: dict[str, Callable[[Any], int]] = DISCRETE) -> tuple:
     """Run ``part`` (runs of one group) through its ``program`` (jitted or compiled) at shape ``chunk``:
     ``(history, epochs, stop_reasons, metrics, met, within)`` as host arrays, one row per padded run."""
     try:
         with x64_mode(part[0].dtype):
-            return distributed.gather(jax.block_until_ready(program(*chunk_args(part, chunk, columns))))
+            return distributed.gather(jax.block_until_ready(program(*chunk_args(part, chunk, columns, codes))))
     except jax.errors.JaxRuntimeError as e:
         raise _out_of_memory(e, chunk) from None
 
@@ -252,7 +258,8 @@ def execute(groups: list[Group], compile_ahead: int) -> Iterator[list[tuple[Run,
 
 def _compile(g: Group | None) -> Callable:
     assert g is not None
-    return compile_group(group_program(g.experiment, g.lanes), g.members[:g.chunk], g.chunk, g.experiment.columns)
+    ex = g.experiment
+    return compile_group(group_program(ex, g.lanes), g.members[:g.chunk], g.chunk, ex.columns, ex.codes)
 
 
 def _run_group(program: Callable, g: Group | None) -> Iterator[list[tuple[Run, Outcome]]]:
@@ -260,7 +267,7 @@ def _run_group(program: Callable, g: Group | None) -> Iterator[list[tuple[Run, O
     for start in range(0, len(g.members), g.chunk):
         part = g.members[start:start + g.chunk]
         t0 = time.perf_counter()
-        result = run_chunk(program, part, g.chunk, g.experiment.columns)
+        result = run_chunk(program, part, g.chunk, g.experiment.columns, g.experiment.codes)
         wall = (time.perf_counter() - t0) / len(part)
         yield list(zip(part, outcomes(result, len(part), wall), strict=True))
 

@@ -16,16 +16,23 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax.numpy as jnp
 import numpy as np
 
+from bpkit import activations as acts
 from bpkit import datasets, losses, optim, stopping
 from bpkit._validate import require_reachable_targets
 from bpkit.network import MLP
-from bpkit.spec import VMAPPED, Run
+from bpkit.spec import DISCRETE, VMAPPED, Run
+
+ACTIVATION = "network.activation"
+MERGE_WORK = 10_000  # examples x weights of an epoch below which merges_activation holds
+MERGEABLE_SOURCES = ("autodiff", "exact", "output_form", "no_derivative", "fahlman_offset")
 
 
 def load_data(run: Run) -> datasets.Dataset:
@@ -71,6 +78,21 @@ class Experiment(NamedTuple):
     target_range: tuple[float, float]  # (lo, hi) of the training targets
     bit_fail_limit: float | None = None  # count each run's final bit fails at this limit (None: not counted)
     dead_units: bool = False  # count each run's dead hidden units at its start and at its end
+    hidden_choices: tuple[str, ...] = ()  # two or more: the hidden activation is data, a code into these
+
+    def net_for(self, values: dict[str, Any]) -> MLP:
+        """The net of the run with column ``values`` (traced in a group's program): ``net``, or with merged
+        hidden activations, ``net`` with the run's own (:func:`bpkit.activations.switched` on its code)."""
+        if not self.hidden_choices:
+            return self.net
+        layers = len(self.net.sizes) - 2
+        return dataclasses.replace(self.net, hidden=(acts.switched(values[ACTIVATION], self.hidden_choices),) * layers)
+
+    @property
+    def codes(self) -> dict[str, Callable[[Any], int]]:
+        """Each discrete column's int32 code of a value: :data:`bpkit.spec.DISCRETE`, and with merged hidden
+        activations the activation's place among ``hidden_choices``."""
+        return {**DISCRETE, ACTIVATION: self.hidden_choices.index} if self.hidden_choices else DISCRETE
 
 
 def _targets(y: np.ndarray | None, run: Run, task: str) -> np.ndarray | None:
@@ -122,11 +144,14 @@ def _hyper(run: Run, plain_momentum: bool) -> tuple[tuple, tuple]:
     return static, data
 
 
-def build(run: Run, data: datasets.Dataset, plain_momentum: bool = False) -> Experiment:
+def build(run: Run, data: datasets.Dataset, plain_momentum: bool = False,
+          hidden_choices: tuple[str, ...] = ()) -> Experiment:
     """The pieces of ``run`` on ``data``, every check that needs the data made first.
 
     ``plain_momentum``: momentum is 0 in every run sharing the program, so it is plain
-    gradient descent, without a velocity buffer.
+    gradient descent, without a velocity buffer.  ``hidden_choices``: the hidden activations
+    of the runs sharing the program, where there are several (:func:`merges_activation`): the
+    activation is then a column, its code the choice's place.
 
     Raises:
         ValueError: the run cannot train on these data (one line).
@@ -153,7 +178,16 @@ def build(run: Run, data: datasets.Dataset, plain_momentum: bool = False) -> Exp
                    grad_norm=run.training.grad_norm or (batch_size is None and run.source == "autodiff"))
     static, data_hyper = _hyper(run, plain_momentum)
     used = {"seed", "network.init_scale"} | {f for _, f in data_hyper}
-    columns = tuple(k for k in VMAPPED if k in used)
+    columns = tuple(k for k in VMAPPED if k in used) + ((ACTIVATION,) if len(hidden_choices) > 1 else ())
     return Experiment(net, run.optimizer.name, static, data_hyper, columns, options, run.network.init,
                       run.network.bias_init, dtype, arrays, (lo, hi), run.training.measure_bit_fails,
-                      run.training.measure_dead_units)
+                      run.training.measure_dead_units, hidden_choices if len(hidden_choices) > 1 else ())
+
+
+def merges_activation(run: Run, data: datasets.Dataset) -> bool:
+    """Whether runs like ``run`` that differ in their hidden activation alone share one compiled program, the
+    activation a code (:func:`bpkit.activations.switched`): where a program's compile costs more than its
+    runs, i.e. a tiny epoch (:data:`MERGE_WORK`), and the gradient source reads no activation's name or
+    compile-time constant (FANN's clips, f'(0))."""
+    work = len(data.x_train) * network(run, data).num_params
+    return work < MERGE_WORK and run.source in MERGEABLE_SOURCES and acts.get(run.network.activation).elementwise

@@ -234,7 +234,7 @@ def summary_table(results: Sequence[CaseResult]) -> str:
     groups: dict[tuple, list[CaseResult]] = {}
     for r in results:
         c = r.case
-        hidden = "/".join(dict.fromkeys(c.net.hidden)) or "-"
+        hidden = "/".join(dict.fromkeys(c.net.hidden_names)) or "-"
         key = (hidden, c.net.output, c.loss, c.rule + (" flax" if c.flax else ""))
         groups.setdefault(key, []).append(r)
     cols = ("hidden", "output", "loss", "rule", "cases", "f64 vs grad", "f64 vs fd", "f32 vs grad", "f32 vs fd",

@@ -68,7 +68,8 @@ class MLP:
 
     Args:
         sizes: layer widths, inputs first, e.g. ``(2, 2, 1)`` for XOR's 2-2-1.
-        hidden: one activation name for all hidden layers, or one per hidden layer.
+        hidden: one activation (a name, or an :class:`~bpkit.activations.Activation` such as
+            :func:`~bpkit.activations.switched`) for all hidden layers, or one per hidden layer.
         output: the output layer's activation.
         shortcuts: every layer takes the input and every earlier layer's output,
             not only the layer below (see the module docstring).
@@ -84,7 +85,7 @@ class MLP:
     """
 
     sizes: tuple[int, ...]
-    hidden: str | tuple[str, ...] = "sigmoid"
+    hidden: str | tuple[str | acts.Activation, ...] = "sigmoid"
     output: str = "sigmoid"
     shortcuts: bool = False
     sum_limit: float | None = None
@@ -101,7 +102,9 @@ class MLP:
                 f"sizes must be at least two positive integers (inputs, ..., outputs), got {self.sizes!r}"
             )
         n_hidden = len(sizes) - 2
-        hidden = (self.hidden,) * n_hidden if isinstance(self.hidden, str) else tuple(self.hidden)
+        h = self.hidden
+        hidden: tuple[str | acts.Activation, ...] = (h,) * n_hidden if isinstance(h, (str, acts.Activation)) \
+            else tuple(h)
         if len(hidden) != n_hidden:
             raise ValueError(
                 f"hidden names {len(hidden)} activation(s) but sizes {sizes} has "
@@ -147,6 +150,11 @@ class MLP:
         return tuple(acts.get(n) for n in (*self.hidden, self.output))
 
     @property
+    def hidden_names(self) -> tuple[str, ...]:
+        """Each hidden layer's activation name, as given (an :class:`~bpkit.activations.Activation` by its name)."""
+        return tuple(h if isinstance(h, str) else h.name for h in self.hidden)
+
+    @property
     def fan_ins(self) -> tuple[int, ...]:
         """Rows of each ``W_l``: ``n_{l-1}``, or ``n_0 + ... + n_{l-1}`` with shortcuts."""
         if self.shortcuts:
@@ -164,7 +172,7 @@ class MLP:
         return activations[l]
 
     def __str__(self) -> str:
-        names = "/".join(dict.fromkeys(self.hidden)) or "-"
+        names = "/".join(dict.fromkeys(self.hidden_names)) or "-"
         return f"{'-'.join(map(str, self.sizes))}{' shortcut' if self.shortcuts else ''} {names}->{self.output}"
 
     # -- pure functions ------------------------------------------------------------

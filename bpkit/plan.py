@@ -4,9 +4,13 @@ Runs are grouped by everything that shapes the compiled program (data set, sizes
 activations, loss, source, optimizer kind and its static settings, batch size,
 stopping rules): :meth:`bpkit.spec.Run.static_key`.  Inside a group the vmapped
 fields (:data:`bpkit.spec.VMAPPED`: the seed, learning rate, momentum, ...) are
-data.  Each group gets a *chunk*, the number of runs one call of its program
-takes (the last call padded), bounded by the memory an estimate gives each run
-(:func:`run_bytes`), and a number of *lanes* (:func:`group_lanes`).
+data.  Where an epoch is tiny (:func:`bpkit.experiment.merges_activation`), compiling
+a program costs more than running its runs, and runs that differ in their hidden
+activation alone share a program too, the activation a code among the group's
+(``Experiment.hidden_choices``).  Each group gets a *chunk*, the number of runs one call
+of its program takes (the last call padded): the runs of one activation, bounded by the
+memory an estimate gives each run (:func:`run_bytes`), and a number of *lanes*
+(:func:`group_lanes`).
 
 The plan depends only on the config and the machine, never on which runs are still
 to do: a resumed sweep compiles the programs of an uninterrupted one, so it gives the
@@ -17,7 +21,10 @@ line-search CG run amplifies that (parity-3 PR+ CG against 64 lanes: 2, 4, 8, 16
 every width tried differed in the last bits, SGD too).  One CG step from the same state
 differs between widths although the loss, its gradient and the tree dot products alone do
 not: the cause is in how the whole step is fused.  Kernels whose results do not depend on
-the width are the speed issue's item 2.
+the width are the speed issue's item 2.  For the same reason a run in a program shared by
+several activations differs in its last bits from the same run in a program of its own
+(each activation's values are bitwise its own; the program around them fuses otherwise),
+and so a run's bits depend on the activations its sweep holds beside its own.
 
 Example:
     >>> groups = plan(runs, chunk_size=64)   # doctest: +SKIP
@@ -28,7 +35,7 @@ Example:
 from __future__ import annotations
 
 import math
-from typing import Literal, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import jax
 import numpy as np
@@ -55,10 +62,21 @@ class Group(NamedTuple):
 
 
 def group_runs(runs: list[Run]) -> dict[tuple, list[Run]]:
-    """Runs by compiled program: one group per static key (all but the vmapped fields), in order."""
+    """Runs by compiled program, in order: one group per static key (all but the vmapped fields), less
+    the hidden activation where :func:`bpkit.experiment.merges_activation` holds (a tiny epoch: the
+    compile costs more than the runs, so runs that differ in their activation alone share a program)."""
     groups: dict[tuple, list[Run]] = {}
+    merges: dict[tuple, bool] = {}
+    data: dict[Any, datasets.Dataset] = {}
     for r in runs:
-        groups.setdefault(r.static_key(), []).append(r)
+        key = r.static_key()
+        if key not in merges:
+            if r.data not in data:
+                data[r.data] = experiment.load_data(r)
+            merges[key] = experiment.merges_activation(r, data[r.data])
+        if merges[key]:
+            key = tuple(kv for kv in key if kv[0] != experiment.ACTIVATION)
+        groups.setdefault(key, []).append(r)
     return groups
 
 
@@ -196,10 +214,11 @@ def plan(runs: list[Run], all_runs: list[Run] | None = None, chunk_size: int | N
     groups = []
     for key, members in group_runs(runs).items():
         first, data = members[0], experiment.load_data(members[0])
-        size = len(full[key])
+        choices = tuple(dict.fromkeys(r.network.activation for r in full[key]))
+        size = max(sum(r.network.activation == c for r in full[key]) for c in choices)  # as if not merged
         want = size if chunk_size is None else min(chunk_size, size) if fit else chunk_size
         chunk = device_chunk(min(want, chunk_for_budget(first, data, memory_budget_mb)))
         plain = all(r.optimizer.momentum == 0 for r in full[key])
-        groups.append(Group(members, data, experiment.build(first, data, plain), chunk,
+        groups.append(Group(members, data, experiment.build(first, data, plain, choices), chunk,
                             run_bytes(first, data) / 2**20, group_lanes(first, data, chunk, lanes)))
     return groups

@@ -5,46 +5,57 @@ import textwrap
 
 import numpy as np
 import pytest
-from grids import stored_table
+from grids import CONFIG, stored_table
 
 from bpkit import config as cfg
 from bpkit.store import Store
 from bpkit.sweep import run_sweep
 
+# grids.CONFIG with two programs: its two activations would share one (a tiny epoch), two batch sizes cannot.
+TWO_PROGRAMS = CONFIG.replace('activation = ["tanh", "sigmoid"]', 'activation = "tanh"').replace(
+    "batch_size = 2", "batch_size = [2, 4]")
 
-def test_each_finished_group_hands_its_freed_memory_back(tmp_path, config_file, monkeypatch):
+
+@pytest.fixture
+def two_programs(tmp_path):
+    p = tmp_path / "two.toml"
+    p.write_text(TWO_PROGRAMS)
+    return p
+
+
+def test_each_finished_group_hands_its_freed_memory_back(tmp_path, two_programs, monkeypatch):
     from bpkit import engine
 
     assert engine._malloc_trim() is not None or not sys.platform.startswith("linux")  # glibc has it
     trims = []
     monkeypatch.setattr(engine, "_malloc_trim", lambda: trims.append)
     chunks = 0
-    for _ in engine.run_grid(cfg.expand(cfg.load(config_file)), chunk_size=4):
+    for _ in engine.run_grid(cfg.expand(cfg.load(two_programs)), chunk_size=4):
         chunks += 1
         assert len(trims) == (chunks - 1) // 2  # 6 runs a group, in chunks of 4 and 2: trimmed after its last
     assert chunks == 4 and trims == [0, 0]  # two groups, each trimmed once it is done
 
 
 @pytest.mark.parametrize("ahead", [0, 2])
-def test_one_compile_per_static_group(tmp_path, config_file, monkeypatch, ahead):
+def test_one_compile_per_static_group(tmp_path, two_programs, monkeypatch, ahead):
     from bpkit import engine
 
     compiled, keep, calls = {}, [], []
     real_compile, real_chunk = engine.compile_group, engine.run_chunk
 
-    def compiling(program, part, chunk, columns):  # may run in a worker thread, in any order
-        made = real_compile(program, part, chunk, columns)
+    def compiling(program, part, chunk, columns, codes):  # may run in a worker thread, in any order
+        made = real_compile(program, part, chunk, columns, codes)
         keep.append(made)  # kept alive, so no two programs share an id; keep[-1] may be another thread's
         compiled[id(made)] = part[0].static_key()
         return made
 
-    def chunk_recording(program, part, chunk, columns):
+    def chunk_recording(program, part, chunk, columns, codes):
         calls.append((compiled[id(program)], part[0].static_key()))
-        return real_chunk(program, part, chunk, columns)
+        return real_chunk(program, part, chunk, columns, codes)
 
     monkeypatch.setattr(engine, "compile_group", compiling)
     monkeypatch.setattr(engine, "run_chunk", chunk_recording)
-    flat = cfg.load(config_file)
+    flat = cfg.load(two_programs)
     runs = cfg.expand(flat)
     out = [o for chunk in engine.run_grid(runs, chunk_size=2, compile_ahead=ahead) for _, o in chunk]
     assert len(compiled) == 2 and len(set(compiled.values())) == 2  # one program per group, compiled once...

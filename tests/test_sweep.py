@@ -19,15 +19,46 @@ def test_vmapped_sweep_equals_runs_one_by_one(tmp_path, config_file):
     flat = cfg.load(config_file)
     together = Store(tmp_path / "a.sqlite")
     stats = run_sweep(flat, together, chunk_size=64, progress=False)
-    assert stats == {"runs": 12, "skipped": 0, "written": 12, "meanwhile": 0, "groups": 2}
+    assert stats == {"runs": 12, "skipped": 0, "written": 12, "meanwhile": 0, "groups": 1}  # activation is data
     alone = Store(tmp_path / "b.sqlite")
     for r in cfg.expand(flat):
-        d = r.as_dict()
-        one = {**flat, **{k: d[k] for k in ("network.activation", "optimizer.learning_rate")}, "seeds": [d["seed"]]}
-        run_sweep(one, alone, chunk_size=64, progress=False)  # alone, padded to the same program shape
+        if r.network.activation == "tanh":  # with both activations, as the program takes both
+            one = {**flat, "optimizer.learning_rate": r.optimizer.learning_rate, "seeds": [r.seed]}
+            run_sweep(one, alone, chunk_size=64, progress=False)  # alone, padded to the same program shape
     # Bitwise on CPU: a run's numbers do not depend on which runs share its chunk
     # (what makes a resumed sweep, which regroups runs, reproduce the uninterrupted one).
     assert stored_table(together) == stored_table(alone)
+
+
+def test_runs_differing_in_activation_alone_share_a_program_and_each_trains_with_its_own(config_file, monkeypatch):
+    # A tiny epoch: one program for tanh and sigmoid, the activation a code; each run as its own program would
+    # train it, to rounding (the merged program fuses otherwise), and unlike the other activation's run.
+    from bpkit import engine, experiment, plan
+
+    runs = cfg.expand(cfg.load(config_file))
+    (merged,) = plan.plan(runs, chunk_size=64)
+    assert merged.experiment.hidden_choices == ("tanh", "sigmoid") and len(merged.members) == 12
+    together = {id(r): o.curves["loss"] for chunk in engine.run_grid(runs, chunk_size=64) for r, o in chunk}
+    monkeypatch.setattr(experiment, "merges_activation", lambda run, data: False)
+    assert len(plan.plan(runs, chunk_size=64)) == 2
+    apart = {id(r): o.curves["loss"] for chunk in engine.run_grid(runs, chunk_size=64) for r, o in chunk}
+    twin = {(r.network.activation, r.optimizer.learning_rate, r.seed): id(r) for r in runs}
+    for r in runs:
+        other = twin[("sigmoid" if r.network.activation == "tanh" else "tanh", r.optimizer.learning_rate, r.seed)]
+        np.testing.assert_allclose(together[id(r)], apart[id(r)], rtol=1e-5)
+        assert np.max(np.abs(together[id(r)] - apart[other])) > 1e-5  # 100 times the rounding allowed
+
+
+def test_only_tiny_epochs_with_a_name_free_gradient_merge_activations():
+    from bpkit import experiment, spec
+
+    def merges(**changes):
+        run = spec.from_flat({**spec.Run().as_dict(), "data.name": "xor", "network.hidden": [2], **changes})
+        return experiment.merges_activation(run, experiment.load_data(run))
+
+    assert merges() and merges(source="exact") and merges(source="fahlman_offset")
+    assert not merges(source="fann_clipped") and not merges(source="constant_derivative")  # FANN's clips, f'(0)
+    assert not merges(**{"data.name": "digits", "network.hidden": [32]})  # 1,797 examples x 2,410 weights
 
 
 class Killed(Exception):
