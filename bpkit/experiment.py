@@ -30,9 +30,7 @@ from bpkit._validate import require_reachable_targets
 from bpkit.network import MLP
 from bpkit.spec import DISCRETE, VMAPPED, Run
 
-ACTIVATION = "network.activation"
-MERGE_WORK = 10_000  # examples x weights of an epoch below which merges_activation holds
-MERGEABLE_SOURCES = ("autodiff", "exact", "output_form", "no_derivative", "fahlman_offset")
+ACTIVATION = "network.activation"  # the column of a program shared by several hidden activations
 
 
 def load_data(run: Run) -> datasets.Dataset:
@@ -85,8 +83,8 @@ class Experiment(NamedTuple):
         hidden activations, ``net`` with the run's own (:func:`bpkit.activations.switched` on its code)."""
         if not self.hidden_choices:
             return self.net
-        layers = len(self.net.sizes) - 2
-        return dataclasses.replace(self.net, hidden=(acts.switched(values[ACTIVATION], self.hidden_choices),) * layers)
+        chosen = acts.switched(values[ACTIVATION], self.hidden_choices)
+        return dataclasses.replace(self.net, hidden=(chosen,) * len(self.net.hidden))
 
     @property
     def codes(self) -> dict[str, Callable[[Any], int]]:
@@ -150,7 +148,7 @@ def build(run: Run, data: datasets.Dataset, plain_momentum: bool = False,
 
     ``plain_momentum``: momentum is 0 in every run sharing the program, so it is plain
     gradient descent, without a velocity buffer.  ``hidden_choices``: the hidden activations
-    of the runs sharing the program, where there are several (:func:`merges_activation`): the
+    of the runs sharing the program, where there are several (:func:`bpkit.plan.merges_activation`): the
     activation is then a column, its code the choice's place.
 
     Raises:
@@ -183,11 +181,3 @@ def build(run: Run, data: datasets.Dataset, plain_momentum: bool = False,
                       run.network.bias_init, dtype, arrays, (lo, hi), run.training.measure_bit_fails,
                       run.training.measure_dead_units, hidden_choices if len(hidden_choices) > 1 else ())
 
-
-def merges_activation(run: Run, data: datasets.Dataset) -> bool:
-    """Whether runs like ``run`` that differ in their hidden activation alone share one compiled program, the
-    activation a code (:func:`bpkit.activations.switched`): where a program's compile costs more than its
-    runs, i.e. a tiny epoch (:data:`MERGE_WORK`), and the gradient source reads no activation's name or
-    compile-time constant (FANN's clips, f'(0))."""
-    work = len(data.x_train) * network(run, data).num_params
-    return work < MERGE_WORK and run.source in MERGEABLE_SOURCES and acts.get(run.network.activation).elementwise

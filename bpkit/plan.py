@@ -4,7 +4,7 @@ Runs are grouped by everything that shapes the compiled program (data set, sizes
 activations, loss, source, optimizer kind and its static settings, batch size,
 stopping rules): :meth:`bpkit.spec.Run.static_key`.  Inside a group the vmapped
 fields (:data:`bpkit.spec.VMAPPED`: the seed, learning rate, momentum, ...) are
-data.  Where an epoch is tiny (:func:`bpkit.experiment.merges_activation`), compiling
+data.  Where an epoch is tiny (:func:`merges_activation`), compiling
 a program costs more than running its runs, and runs that differ in their hidden
 activation alone share a program too, the activation a code among the group's
 (``Experiment.hidden_choices``).  Each group gets a *chunk*, the number of runs one call
@@ -40,6 +40,7 @@ from typing import Any, Literal, NamedTuple
 import jax
 import numpy as np
 
+from bpkit import activations as acts
 from bpkit import datasets, experiment
 from bpkit.spec import Run
 
@@ -47,6 +48,8 @@ Lanes = int | Literal["auto"] | None
 AUTO_LANES = 8  # lanes of a queued group on CPU under lanes="auto"
 AUTO_LANES_HEAVY_SEARCH = 4  # ... of a CG or L-BFGS group whose epoch is heavy
 AUTO_WORK = 10**6  # examples x weights per epoch from which lanes="auto" queues every optimizer on CPU
+MERGE_WORK = 10_000  # examples x weights per epoch below which merges_activation holds
+MERGEABLE_SOURCES = ("autodiff", "exact", "output_form", "no_derivative", "fahlman_offset")
 
 
 class Group(NamedTuple):
@@ -61,23 +64,43 @@ class Group(NamedTuple):
     lanes: int | None = None
 
 
-def group_runs(runs: list[Run]) -> dict[tuple, list[Run]]:
+def group_runs(runs: list[Run], loaded: dict[Any, datasets.Dataset] | None = None) -> dict[tuple, list[Run]]:
     """Runs by compiled program, in order: one group per static key (all but the vmapped fields), less
-    the hidden activation where :func:`bpkit.experiment.merges_activation` holds (a tiny epoch: the
-    compile costs more than the runs, so runs that differ in their activation alone share a program)."""
+    the hidden activation where :func:`merges_activation` holds (a tiny epoch: the compile costs more
+    than the runs, so runs that differ in their activation alone share a program).  ``loaded``: the
+    data sets read so far, by ``run.data`` (each read once; filled here)."""
+    loaded = {} if loaded is None else loaded
     groups: dict[tuple, list[Run]] = {}
     merges: dict[tuple, bool] = {}
-    data: dict[Any, datasets.Dataset] = {}
     for r in runs:
         key = r.static_key()
         if key not in merges:
-            if r.data not in data:
-                data[r.data] = experiment.load_data(r)
-            merges[key] = experiment.merges_activation(r, data[r.data])
+            merges[key] = merges_activation(r, data_of(r, loaded))
         if merges[key]:
             key = tuple(kv for kv in key if kv[0] != experiment.ACTIVATION)
         groups.setdefault(key, []).append(r)
     return groups
+
+
+def data_of(run: Run, loaded: dict[Any, datasets.Dataset]) -> datasets.Dataset:
+    """``run``'s data set (:func:`bpkit.experiment.load_data`), read once per ``run.data`` into ``loaded``."""
+    if run.data not in loaded:
+        loaded[run.data] = experiment.load_data(run)
+    return loaded[run.data]
+
+
+def merges_activation(run: Run, data: datasets.Dataset) -> bool:
+    """Whether runs like ``run`` that differ in their hidden activation alone share one compiled program, the
+    activation a code (:func:`bpkit.activations.switched`): where a program's compile costs more than its
+    runs, i.e. a tiny epoch (:func:`epoch_work` below :data:`MERGE_WORK`), and the gradient source reads
+    no activation's name or compile-time constant (FANN's clips, f'(0)).
+
+    Example:
+        >>> merges_activation(xor_run, experiment.load_data(xor_run))   # doctest: +SKIP
+        True
+    """
+    return (epoch_work(run, data) < MERGE_WORK and run.source in MERGEABLE_SOURCES
+            and acts.get(run.network.activation).elementwise)
 
 
 def num_params(run: Run, data: datasets.Dataset) -> int:
@@ -210,10 +233,12 @@ def plan(runs: list[Run], all_runs: list[Run] | None = None, chunk_size: int | N
         raise ValueError("give a chunk size, a memory budget, or both")
     check_lanes(lanes)
     check_dtypes(runs)
-    full = group_runs(all_runs if all_runs is not None else runs)
+    loaded: dict[Any, datasets.Dataset] = {}
+    full = group_runs(all_runs if all_runs is not None else runs, loaded)
     groups = []
-    for key, members in group_runs(runs).items():
-        first, data = members[0], experiment.load_data(members[0])
+    for key, members in group_runs(runs, loaded).items():
+        first = members[0]
+        data = data_of(first, loaded)
         choices = tuple(dict.fromkeys(r.network.activation for r in full[key]))
         size = max(sum(r.network.activation == c for r in full[key]) for c in choices)  # as if not merged
         want = size if chunk_size is None else min(chunk_size, size) if fit else chunk_size

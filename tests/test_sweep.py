@@ -33,13 +33,13 @@ def test_vmapped_sweep_equals_runs_one_by_one(tmp_path, config_file):
 def test_runs_differing_in_activation_alone_share_a_program_and_each_trains_with_its_own(config_file, monkeypatch):
     # A tiny epoch: one program for tanh and sigmoid, the activation a code; each run as its own program would
     # train it, to rounding (the merged program fuses otherwise), and unlike the other activation's run.
-    from bpkit import engine, experiment, plan
+    from bpkit import engine, plan
 
     runs = cfg.expand(cfg.load(config_file))
     (merged,) = plan.plan(runs, chunk_size=64)
     assert merged.experiment.hidden_choices == ("tanh", "sigmoid") and len(merged.members) == 12
     together = {id(r): o.curves["loss"] for chunk in engine.run_grid(runs, chunk_size=64) for r, o in chunk}
-    monkeypatch.setattr(experiment, "merges_activation", lambda run, data: False)
+    monkeypatch.setattr(plan, "merges_activation", lambda run, data: False)
     assert len(plan.plan(runs, chunk_size=64)) == 2
     apart = {id(r): o.curves["loss"] for chunk in engine.run_grid(runs, chunk_size=64) for r, o in chunk}
     twin = {(r.network.activation, r.optimizer.learning_rate, r.seed): id(r) for r in runs}
@@ -50,11 +50,11 @@ def test_runs_differing_in_activation_alone_share_a_program_and_each_trains_with
 
 
 def test_only_tiny_epochs_with_a_name_free_gradient_merge_activations():
-    from bpkit import experiment, spec
+    from bpkit import experiment, plan, spec
 
     def merges(**changes):
         run = spec.from_flat({**spec.Run().as_dict(), "data.name": "xor", "network.hidden": [2], **changes})
-        return experiment.merges_activation(run, experiment.load_data(run))
+        return plan.merges_activation(run, experiment.load_data(run))
 
     assert merges() and merges(source="exact") and merges(source="fahlman_offset")
     assert not merges(source="fann_clipped") and not merges(source="constant_derivative")  # FANN's clips, f'(0)
