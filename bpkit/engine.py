@@ -217,7 +217,7 @@ def outcomes(result: tuple, count: int, wall: float) -> list[Outcome]:
     return out
 
 
-def run_grid(runs: list[Run], all_runs: list[Run] | None = None, chunk_size: int | None = 64,
+def run_grid(runs: list[Run], all_runs: list[Run] | tuple[list[Run], ...] | None = None, chunk_size: int | None = 64,
              memory_budget_mb: float | None = None, fit: bool = False, compile_ahead: int | None = None,
              lanes: Lanes = "auto") -> Iterator[list[tuple[Run, Outcome]]]:
     """Every run of ``runs``, one chunk per compiled call: ``(run, outcome)`` pairs, chunk by chunk.

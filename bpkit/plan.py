@@ -215,7 +215,7 @@ def check_dtypes(runs: list[Run]) -> None:
                          '(or use dtype "float32")')
 
 
-def plan(runs: list[Run], all_runs: list[Run] | None = None, chunk_size: int | None = 64,
+def plan(runs: list[Run], all_runs: list[Run] | tuple[list[Run], ...] | None = None, chunk_size: int | None = 64,
          memory_budget_mb: float | None = None, fit: bool = False, lanes: Lanes = "auto") -> list[Group]:
     """Group ``runs`` by program and check every group before anything is compiled.
 
@@ -223,8 +223,11 @@ def plan(runs: list[Run], all_runs: list[Run] | None = None, chunk_size: int | N
     every check that needs the data), and fixes each group's chunk: ``chunk_size`` (with
     ``fit``, at most the group's size in ``all_runs``, so a small group is not padded), or
     without it the group's size in ``all_runs`` (the whole sweep), capped by what fits
-    ``memory_budget_mb`` and the memory available.  Whether a group's momentum is fixed at
-    0 is read from ``all_runs`` too.
+    ``memory_budget_mb`` and the memory available.  A group's size counts each hidden
+    activation's runs apart (as if not merged).  ``all_runs`` may be a tuple of run lists, a
+    staged sweep's stages (:func:`bpkit.sweep.run_sweep`): a group's size is then its largest in
+    any stage, so a stage whose group fits one chunk of an earlier stage's runs it with that
+    stage's program.  Whether a group's momentum is fixed at 0 is read from ``all_runs`` too.
 
     Raises:
         ValueError: bad input, or a run too large for the memory (one line each).
@@ -234,16 +237,18 @@ def plan(runs: list[Run], all_runs: list[Run] | None = None, chunk_size: int | N
     check_lanes(lanes)
     check_dtypes(runs)
     loaded: dict[Any, datasets.Dataset] = {}
-    full = group_runs(all_runs if all_runs is not None else runs, loaded)
+    stages = all_runs if isinstance(all_runs, tuple) else (runs if all_runs is None else all_runs,)
+    grouped = [group_runs(s, loaded) for s in stages]
     groups = []
     for key, members in group_runs(runs, loaded).items():
         first = members[0]
         data = data_of(first, loaded)
-        choices = tuple(dict.fromkeys(r.network.activation for r in full[key]))
-        size = max(sum(r.network.activation == c for r in full[key]) for c in choices)  # as if not merged
+        full = [g.get(key, []) for g in grouped]
+        choices = tuple(dict.fromkeys(r.network.activation for f in full for r in f))
+        size = max(sum(r.network.activation == c for r in f) for c in choices for f in full)
         want = size if chunk_size is None else min(chunk_size, size) if fit else chunk_size
         chunk = device_chunk(min(want, chunk_for_budget(first, data, memory_budget_mb)))
-        plain = all(r.optimizer.momentum == 0 for r in full[key])
+        plain = all(r.optimizer.momentum == 0 for f in full for r in f)
         groups.append(Group(members, data, experiment.build(first, data, plain, choices), chunk,
                             run_bytes(first, data) / 2**20, group_lanes(first, data, chunk, lanes)))
     return groups

@@ -58,9 +58,11 @@ def run_sweep(
     the other seeds only the setting each (problem, criterion, method, activation) chose there
     (:func:`tuned_configs`).  So a comparison reports on many held-out seeds at the cost of one
     setting per method, and chooses by the rule :func:`bpkit.compare.tune` applies to a sweep of every
-    setting on every seed, which reads the tuning seeds' runs alone; ``runs`` counts both stages.  The
-    second stage's groups keep the first stage's chunks, so each compiled program serves both stages
-    (the persistent cache hands the second its programs) and the chunks depend on the config alone.
+    setting on every seed, which reads the tuning seeds' runs alone; ``runs`` counts both stages.  A
+    second-stage group that fits one chunk of the first stage's keeps that chunk, so one compiled
+    program serves both stages (the persistent cache hands it over); a larger one gets a chunk of its
+    own size (one more compile, against chunks of the first stage's size run one after another).
+    Either way the chunks depend on the config alone.
     """
     how: dict[str, Any] = dict(chunk_size=chunk_size, progress=progress, after_chunk=after_chunk,
                                memory_budget_mb=memory_budget_mb, compile_ahead=compile_ahead, lanes=lanes)
@@ -111,13 +113,13 @@ def run_runs(runs: list[Run], store: Store, tune_seeds: list[int] | tuple[int, .
              sized_by: list[Run] | None = None) -> dict[str, int]:
     """:func:`run_sweep` of runs already expanded (:class:`bpkit.spec.Run`, e.g. a stored run's config
     changed by :meth:`~bpkit.spec.Run.replace`); ``tune_seeds`` is recorded as the comparison's.
-    ``sized_by``: the runs whose groups' sizes fix the chunks (default ``runs``; every run's group must
-    be among theirs)."""
+    ``sized_by``: an earlier stage's runs, whose programs serve these runs where a group fits one
+    of its chunks (:func:`bpkit.plan.plan`'s stages)."""
     ids = cfg.unique_ids(runs)
     done = store.run_ids()
     todo = [r for r, i in zip(runs, ids, strict=True) if i not in done]
     writer = distributed.is_writer()
-    chunks = run_grid(todo, runs if sized_by is None else sized_by, chunk_size, memory_budget_mb,
+    chunks = run_grid(todo, runs if sized_by is None else (sized_by, runs), chunk_size, memory_budget_mb,
                       compile_ahead=compile_ahead, lanes=lanes)
     if writer:
         store.add_grid(ids)  # a report reads the runs in this order

@@ -321,21 +321,32 @@ def test_tuning_first_runs_the_chosen_settings_alone_and_chooses_as_the_whole_gr
                          progress=False)["written"] == 0
 
 
-def test_tuning_first_compiles_each_program_once_for_both_stages(tmp_path, monkeypatch):
-    # The chunks sweep defaults give (each group whole): the second stage, fewer runs per group, keeps the first
-    # stage's chunk, so the program it needs is the one the first compiled (the persistent cache hands it over).
+@pytest.mark.parametrize("seeds", [8, 14])
+def test_tuning_first_compiles_each_program_once_for_both_stages(tmp_path, monkeypatch, seeds):
+    # The chunks sweep defaults give (each group whole): a second-stage group that fits one chunk of the first
+    # stage's keeps that chunk, so the program it needs is the one the first compiled (the persistent cache hands
+    # it over); a larger one (11 held-out seeds against the first stage's 9 and 6 runs) gets a chunk of its own
+    # size, and so runs in one call, not in chunks of the first stage's size one after another.
     from bpkit import engine
 
-    compiled = []
-    real = engine._compile
-    monkeypatch.setattr(engine, "_compile", lambda g: compiled.append((g.members[0].static_key(), g.chunk)) or real(g))
+    compiled, calls = [], []
+    real_compile, real_run = engine._compile, engine.run_chunk
+    monkeypatch.setattr(engine, "_compile", lambda g: compiled.append((g.members[0].static_key(), g.chunk))
+                        or real_compile(g))
+    monkeypatch.setattr(engine, "run_chunk", lambda *a: calls.append(a[2]) or real_run(*a))
     config = tmp_path / "s.toml"
-    config.write_text(TUNED_GRID)
+    config.write_text(TUNED_GRID.replace("seeds = [0, 1, 2, 3, 4, 5, 6, 7]", f"seeds = {list(range(seeds))}"))
     with Store(tmp_path / "s.sqlite") as store:
         counts = run_sweep({**cfg.load(config), "compare.tune_first": True}, store, progress=False)
-    assert counts["runs"] == 5 * 3 + 2 * 5
+    held_out = seeds - 3
+    assert counts["runs"] == 5 * 3 + 2 * held_out
     first, second = compiled[:2], compiled[2:]
-    assert [c for _, c in first] == [3 * 3, 2 * 3] and second and set(second) <= set(first)
+    assert [c for _, c in first] == [3 * 3, 2 * 3] and len(second) == 2
+    if held_out <= 2 * 3:
+        assert set(second) <= set(first)
+    else:
+        assert [c for _, c in second] == [held_out, held_out] and not set(second) & set(first)
+    assert len(calls) == 4  # every group in one call
 
 
 def test_tuning_first_needs_tuning_seeds_and_a_criterion(tmp_path):
