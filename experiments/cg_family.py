@@ -135,6 +135,20 @@ def reliability(rows: list[dict[str, str]], crit: str, paired: list[dict[str, st
     return best, [m for m in methods if m != best and m not in behind], behind
 
 
+def leaders_text(rows: list[dict[str, str]], crit: str, paired: list[dict[str, str]]) -> str:
+    """The leaders in reliability at ``crit`` (:func:`reliability`), each with its rate: the method that succeeds
+    most and every method McNemar's test does not separate from it, so that no name leads by rounding alone."""
+    best, level, _ = reliability(rows, crit, paired)
+
+    def said(m: str) -> str:
+        return f"{m} {study.rate(*pooled(rows, method=m, criterion=crit))}"
+
+    if not level:
+        return f"{said(best)} leads alone, every other method separated behind it"
+    return (f"no single method leads: {said(best)} succeeds most, and McNemar's test on the runs from the same "
+            f"starts does not separate from it {', '.join(said(m) for m in level)}")
+
+
 def mcnemar(paired: list[dict[str, str]], crit: str, method: str, versus: str, half: str = "all"):
     """The stored McNemar test of ``method`` against ``versus`` (:func:`paired_rows`)."""
     from bpkit import stats
@@ -402,10 +416,9 @@ def conclusion(rows: list[dict[str, str]], ratios: list[dict[str, str]], paired:
             "the same starts separates it at 5%; in cost, only where the interval of the cost ratio excludes 1; "
             "between activations (other chosen settings), only where the Wilson intervals do not overlap."]
     for crit, name in (("40-20-40", "loose"), ("goal", "tight")):
-        best, level, behind = reliability(rows, crit, paired)
-        text.append(f"Reliability, {name} criterion, pooled over problems and activations: {best} "
-                    f"{study.rate(*pooled(rows, method=best, criterion=crit))}; not separated from it: "
-                    f"{', '.join(level) or 'none'}; behind it: {', '.join(behind) or 'none'}.")
+        best, _, behind = reliability(rows, crit, paired)
+        text.append(f"Reliability, {name} criterion, pooled over problems and activations: "
+                    f"{leaders_text(rows, crit, paired)}; behind {best}: {', '.join(behind) or 'none'}.")
     wins = separated_wins(ratios)
     top = sorted(wins, key=lambda m: -wins[m][0])
     text.append("Cost: of the " + str(wins[top[0]][1]) + " (problem, criterion, activation) cells where some "
