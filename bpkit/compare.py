@@ -317,6 +317,24 @@ def _answer(problem: str, crit: str, method: str, act: str, chosen: Cell, tuned:
         tuple(sorted(ended.items())))
 
 
+def halves(seeds: Iterable[int]) -> tuple[tuple[str, list[int]], tuple[str, list[int]]]:
+    """The reviewer's split of held-out ``seeds``: ("first", the lower half), ("second", the rest), sorted.
+
+    Example:
+        >>> halves([13, 10, 12, 11, 14])
+        (('first', [10, 11]), ('second', [12, 13, 14]))
+    """
+    seeds = sorted(seeds)
+    return ("first", seeds[: len(seeds) // 2]), ("second", seeds[len(seeds) // 2:])
+
+
+def on_seeds(answers_: Iterable[Answer], seeds: Container[int], *, seed: int = 0) -> list[Answer]:
+    """Each answer's numbers again from its chosen setting's runs of ``seeds`` alone, the setting as chosen
+    (its budget and edge as they were): the reviewer's check reads each half of the held-out seeds so."""
+    return [_answer(a.problem, a.criterion, a.method, a.activation, a.chosen.on(seeds), a.tuned, [], seed,
+                    a.held_out)._replace(budget=a.budget, edge=a.edge) for a in answers_]
+
+
 class Ratio(NamedTuple):
     """A method's expected cost over the cheapest method's, in one (problem, criterion, activation)."""
 

@@ -49,6 +49,11 @@ AUTO_LANES = 8  # lanes of a queued group on CPU under lanes="auto"
 AUTO_LANES_HEAVY_SEARCH = 4  # ... of a CG or L-BFGS group whose epoch is heavy
 AUTO_WORK = 10**6  # examples x weights per epoch from which lanes="auto" queues every optimizer on CPU
 MERGE_WORK = 10_000  # examples x weights per epoch below which merges_activation holds
+# A run's work to its epoch budget (examples x weights x max_epochs) below which a later stage of a staged sweep
+# runs a group larger than the first stage's chunk through the first stage's program, in several chunks: a pass
+# then costs less than a compile.  Study 6's groups lie at or below 5e6 (a pass 0.03-0.3 s, a compile 2-8 s),
+# two spirals' at 8e8 (a pass of 30,000 epochs takes tens of seconds).
+STAGE_PASS_WORK = 10**8
 MERGEABLE_SOURCES = ("autodiff", "exact", "output_form", "no_derivative", "fahlman_offset")
 
 
@@ -181,6 +186,11 @@ def epoch_work(run: Run, data: datasets.Dataset) -> int:
     return len(data.x_train) * num_params(run, data)
 
 
+def pass_work(run: Run, data: datasets.Dataset) -> int:
+    """A run's work to its epoch budget: :func:`epoch_work` x ``training.max_epochs``."""
+    return epoch_work(run, data) * run.training.max_epochs
+
+
 def group_lanes(run: Run, data: datasets.Dataset, chunk: int, lanes: Lanes) -> int | None:
     """How many lanes a group's chunk of ``chunk`` runs steps through (None: one per run).
 
@@ -225,9 +235,11 @@ def plan(runs: list[Run], all_runs: list[Run] | tuple[list[Run], ...] | None = N
     without it the group's size in ``all_runs`` (the whole sweep), capped by what fits
     ``memory_budget_mb`` and the memory available.  A group's size counts each hidden
     activation's runs apart (as if not merged).  ``all_runs`` may be a tuple of run lists, a
-    staged sweep's stages (:func:`bpkit.sweep.run_sweep`): a group's size is then its largest in
-    any stage, so a stage whose group fits one chunk of an earlier stage's runs it with that
-    stage's program.  Whether a group's momentum is fixed at 0 is read from ``all_runs`` too.
+    staged sweep's stages (:func:`bpkit.sweep.run_sweep`), so that one program serves every stage:
+    a group's size is then its size in the first stage, where a later stage runs it in several
+    chunks cheaply (:func:`pass_work` below :data:`STAGE_PASS_WORK`), else its largest in any
+    stage (one pass per stage; a larger later stage costs one more compile).  Whether a group's
+    momentum is fixed at 0 is read from ``all_runs`` too.
 
     Raises:
         ValueError: bad input, or a run too large for the memory (one line each).
@@ -245,7 +257,8 @@ def plan(runs: list[Run], all_runs: list[Run] | tuple[list[Run], ...] | None = N
         data = data_of(first, loaded)
         full = [g.get(key, []) for g in grouped]
         choices = tuple(dict.fromkeys(r.network.activation for f in full for r in f))
-        size = max(sum(r.network.activation == c for r in f) for c in choices for f in full)
+        sizes = [max(sum(r.network.activation == c for r in f) for c in choices) for f in full if f]
+        size = sizes[0] if pass_work(first, data) < STAGE_PASS_WORK else max(sizes)
         want = size if chunk_size is None else min(chunk_size, size) if fit else chunk_size
         chunk = device_chunk(min(want, chunk_for_budget(first, data, memory_budget_mb)))
         plain = all(r.optimizer.momentum == 0 for f in full for r in f)

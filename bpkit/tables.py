@@ -178,18 +178,25 @@ def comparison_table(a: Sequence[compare.Answer], b: Sequence[compare.Answer], p
                                                    f"cu {na}", f"cu {nb}", f"cu {na} / {nb}"], rows)
 
 
-def answers_csv(answers: Sequence[compare.Answer]) -> str:
-    """Every answer in long form, one row per (problem, criterion, method, activation), numbers unrounded."""
+ANSWER_FIELDS = ("problem", "criterion", "method", "activation", "setting", "tuned", "budget", "edge", "successes",
+                 "runs", "success_lo", "success_hi", "cu", "cu_lo", "cu_hi", "epochs", "epochs_lo", "epochs_hi",
+                 "success_epochs_mean", "success_epochs_median")
+
+
+def answers_csv(answers: Sequence[compare.Answer], parts: Sequence[tuple[str, Sequence[compare.Answer]]] = ()) -> str:
+    """Every answer in long form, one row per (problem, criterion, method, activation), numbers unrounded.
+    With ``parts`` instead, ``(name, answers)`` pairs (each half of the held-out seeds), every part's rows
+    under a first column ``half`` holding its name."""
     buf = io.StringIO(newline="")
     w = csv.writer(buf)
-    w.writerow(["problem", "criterion", "method", "activation", "setting", "tuned", "budget", "edge", "successes",
-                "runs", "success_lo", "success_hi", "cu", "cu_lo", "cu_hi", "epochs", "epochs_lo", "epochs_hi",
-                "success_epochs_mean", "success_epochs_median"])
-    for a in answers:
-        won = [t.epochs for t in a.chosen.attempts if t.success]  # the published convention: successes only
-        w.writerow([a.problem, a.criterion, a.method, a.activation, a.setting_text, a.tuned, a.budget,
-                    " ".join(a.edge), a.success, a.runs, *a.success_ci, *a.cost_cu, *a.cost_epochs,
-                    statistics.fmean(won) if won else "", statistics.median(won) if won else ""])
+    w.writerow((("half",) if parts else ()) + ANSWER_FIELDS)
+    for name, mine in parts or [("", answers)]:
+        for a in mine:
+            won = [t.epochs for t in a.chosen.attempts if t.success]  # the published convention: successes only
+            w.writerow(([name] if parts else []) + [
+                a.problem, a.criterion, a.method, a.activation, a.setting_text, a.tuned, a.budget, " ".join(a.edge),
+                a.success, a.runs, *a.success_ci, *a.cost_cu, *a.cost_epochs,
+                statistics.fmean(won) if won else "", statistics.median(won) if won else ""])
     return buf.getvalue()
 
 

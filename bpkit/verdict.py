@@ -24,6 +24,8 @@ opposite when the data do.
 * :func:`cause`: a cause is stated only beside the measurement that tests it, and only when
   that test supports it.
 * :func:`tally`: one claim tested on many problems, its verdicts counted by word.
+* :func:`halves`: the reviewer's check, every stated verdict again on each half of the held-out seeds:
+  "fails" where a half turns one to the opposite word.
 
 :func:`unproduced` finds the sentences of a text that compare with a published figure or name
 a cause (by the words such sentences use, :data:`CLAIM`) and that no stored verdict produced:
@@ -203,9 +205,70 @@ def tally(what: str, members: Sequence[Verdict | dict[str, Any]]) -> Verdict:
     return Verdict("tally", inputs, word, text)
 
 
+# Each definite word and the one that says the opposite; the rest ("cannot tell", "not separated") decide nothing.
+OPPOSITE = {AGREES: DISAGREES, DISAGREES: AGREES, HOLDS: FAILS, FAILS: HOLDS, AHEAD: BEHIND, BEHIND: AHEAD,
+            CHEAPER: DEARER, DEARER: CHEAPER, HIGHER: LOWER, LOWER: HIGHER}
+
+
+def leaves(v: Verdict | dict[str, Any]) -> list[Verdict]:
+    """The verdicts ``v`` rests on, each a measurement against its rule: a tally's members and a cause's test,
+    each in turn down to its own; ``v`` itself otherwise."""
+    v = v if isinstance(v, Verdict) else recompute(v)
+    if v.rule == "tally":
+        return [leaf for m in v.inputs["members"] for leaf in leaves(m)]
+    if v.rule == "cause":
+        return leaves(v.inputs["test"])
+    return [v]
+
+
+def _name(v: Verdict) -> str:
+    i = v.inputs
+    return i["what"] if "what" in i else f"{i['a']} against {i['b']}"
+
+
+def halves(what: str, stated: Sequence[Verdict | dict[str, Any]],
+           on_halves: Sequence[Sequence[Verdict | dict[str, Any] | None]]) -> Verdict:
+    """The reviewer's check: every verdict of ``stated`` again on each half of the held-out seeds apart
+    (``on_halves[h][i]``: verdict ``i`` recomputed from half ``h``'s runs alone, None where that half
+    gives it no measurement), compared leaf by leaf (:func:`leaves`).  "holds" where no half turns a
+    definite word into its opposite (:data:`OPPOSITE`), "fails" where one does.  A half that decides
+    nothing ("cannot tell", "not separated": half the runs, wider intervals) weakens a verdict, and is
+    counted so, but does not turn it.
+
+    Example:
+        >>> ahead, level = rates("a", 40, 50, "b", 10, 50), rates("a", 12, 25, "b", 8, 25)
+        >>> halves("a against b", [ahead], [[level], [ahead]]).word
+        'holds'
+    """
+    told = [leaves(v) for v in stated]
+    halves_ = [[None if v is None else leaves(v) for v in h] for h in on_halves]
+    inputs = {"what": what, "stated": [v if isinstance(v, dict) else v._asdict() for v in stated],
+              "on_halves": [[v if v is None or isinstance(v, dict) else v._asdict() for v in h] for h in on_halves]}
+    kept = undecided = decided = 0
+    turned: list[str] = []
+    for i, mine in enumerate(told):
+        for j, leaf in enumerate(mine):
+            words = [None if (got := h[i]) is None or j >= len(got) else got[j].word for h in halves_]
+            if leaf.word in OPPOSITE and OPPOSITE[leaf.word] in words:
+                turned.append(f"{_name(leaf)} ({leaf.word}; on a half {OPPOSITE[leaf.word]})")
+            elif all(w == leaf.word for w in words):
+                kept += 1
+            elif leaf.word in OPPOSITE:
+                undecided += 1
+            else:
+                decided += 1
+    n = sum(map(len, told))
+    text = (f"{what}: of {n} verdicts, each again on {len(on_halves)} halves of the held-out seeds apart, {kept} "
+            f"keep their word on every half, {undecided} are left undecided on a half (half the runs), {decided} "
+            f"undecided on all seeds are decided on a half, {len(turned)} turn to the opposite word on a half")
+    if turned:
+        return Verdict("halves", inputs, FAILS, f"{text} ({'; '.join(turned)}): fails")
+    return Verdict("halves", inputs, HOLDS, f"{text}: holds")
+
+
 RULES: dict[str, Callable[..., Verdict]] = {"against": against, "at_least": at_least, "rates": rates,
                                             "cost_ratio": cost_ratio, "higher": higher, "order": order,
-                                            "matches": matches, "cause": cause, "tally": tally}
+                                            "matches": matches, "cause": cause, "tally": tally, "halves": halves}
 
 
 def recompute(v: Verdict | dict[str, Any]) -> Verdict:

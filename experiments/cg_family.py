@@ -19,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from bpkit import study, tables, verdict
+from bpkit import compare, study, tables, verdict
 
 FOLDER = study.Folder(Path(__file__).resolve().parent)
 
@@ -30,8 +30,6 @@ REFERENCE = "sigmoid"  # the hidden units of the published runs (Fahlman, Moelle
 
 def ratio_rows(answers: list) -> list[dict]:
     """Each method's expected cu over the cheapest method's in its (problem, criterion, activation)."""
-    from bpkit import compare
-
     out = []
     for (problem, crit, act), rows in compare.ratios(answers).items():
         for r in rows:
@@ -68,18 +66,12 @@ def run(args) -> None:
     FOLDER.save_json(f"{NAME}_meta", {"wall_s": wall, "runs": n_runs})
 
 
-def halves(seeds) -> tuple[tuple[str, list[int]], tuple[str, list[int]]]:
-    """The reviewer's split of held-out ``seeds``: ("first", the lower half), ("second", the rest), sorted."""
-    seeds = sorted(seeds)
-    return ("first", seeds[: len(seeds) // 2]), ("second", seeds[len(seeds) // 2:])
-
-
 def halves_rows(answers: list) -> list[dict[str, object]]:
     """The reviewer's check: every answer's successes on each half of its held-out seeds apart (the settings
     as chosen on the tuning seeds), per (half, problem, criterion, method, activation)."""
     out: list[dict[str, object]] = []
     for a in answers:
-        for name, half in halves(a.chosen.seeds):
+        for name, half in compare.halves(a.chosen.seeds):
             c = a.chosen.on(set(half))
             out.append({"half": name, "seeds": f"{half[0]}-{half[-1]}", "problem": a.problem, "criterion": a.criterion,
                         "method": a.method, "activation": a.activation, "successes": c.successes, "runs": c.runs})
@@ -95,7 +87,7 @@ def paired_rows(answers: list) -> list[dict[str, object]]:
 
     out: list[dict[str, object]] = []
     seeds = sorted({s for a in answers for s in a.chosen.seeds})
-    parts = (("all", seeds), *halves(seeds))
+    parts = (("all", seeds), *compare.halves(seeds))
     for crit in CRITERIA:
         won: dict[str, dict[tuple, bool]] = {}
         for a in answers:
@@ -264,15 +256,11 @@ def lbfgs_rows(answers: list) -> list[dict[str, object]]:
 
 
 def _problems(runs: list[dict]) -> list[str]:
-    from bpkit import compare
-
     names = compare.names(runs)
     return [names[r["run_id"]][0] for r in runs]
 
 
 def _lbfgs_row(r: dict, problem: str) -> dict[str, object]:
-    from bpkit import compare
-
     grads = [g for g in r["curves"]["grad_norm"] if g is not None and math.isfinite(g)]
     return {"problem": problem, "activation": r["config"]["network.activation"], "seed": r["seed"],
             "dtype": r["config"]["dtype"], "success": int(compare.attempt(r, "40-20-40").success),
@@ -335,7 +323,6 @@ def problem_table(rows: list[dict[str, str]], costs: list[dict[str, str]], crit:
 def three_costs(c: dict[str, str]) -> str:
     """The other two of a cost row's three costs: with restarts at the best cutoff (and the cutoff), and
     the mean cu of the successes alone (with the failures it leaves out)."""
-    from bpkit import compare
 
     cut, mean = float(c["cutoff_cost"]), float(c["mean_success"])
     if not math.isfinite(cut):

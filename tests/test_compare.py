@@ -16,7 +16,7 @@ import optax
 import pytest
 from grids import MEASURED
 
-from bpkit import MLP, compare, datasets, engine, report, stats, sweep
+from bpkit import MLP, compare, datasets, engine, report, stats, sweep, tables
 from bpkit import config as cfg
 from bpkit.spec import Run
 from bpkit.stopping import StopRules
@@ -339,6 +339,32 @@ def test_a_setting_that_won_only_on_lucky_seeds_is_caught_by_held_out_tuning(tmp
         store.set_compare({"tune_seeds": list(range(10))})
     md, _, _ = report.write(tmp_path / "lucky.sqlite", tmp_path / "rep")
     assert "chosen on seeds 0-9 and **every number below comes from the other seeds**, 10-19" in md.read_text()
+
+
+def test_an_answer_on_half_its_seeds_keeps_its_setting_and_recounts_from_those_runs_alone(tmp_path):
+    # The reviewer's check: A's setting stays the one chosen on seeds 0-9 (lr 0.5); on seeds 10-14 its numbers
+    # are those of a sweep that ran that setting alone on those seeds.  A's lr 0.5 fails on odd seeds here.
+    rows = [_stored("A", 0.5, s, 10.0 if s < 10 else 120.0) for s in range(20)]
+    rows += [_stored("A", lr, s, 150.0) for lr in (0.1, 1.0) for s in range(20)]
+    for r in rows[10:20:2]:
+        r["curves"]["loss"], r["stop_reason"] = [0.5], "max_epochs"
+    with Store(tmp_path / "h.sqlite") as store:
+        store.add(rows)
+        runs, _ = store.runs()
+    held = [a for a in compare.answers(runs, tune_seeds=range(10)) if a.criterion == "goal"]
+    (first, part), (second, rest) = compare.halves(held[0].chosen.seeds)
+    assert (first, part, second, rest) == ("first", [10, 11, 12, 13, 14], "second", [15, 16, 17, 18, 19])
+    half = compare.on_seeds(held, set(part))[0]
+    alone = [r for r in runs if r["seed"] in part and r["config"]["optimizer.learning_rate"] == 0.5]
+    again = [a for a in compare.answers(alone) if a.criterion == "goal"][0]
+    assert half.chosen.setting == held[0].chosen.setting and half.budget == 3 and half.chosen.seeds == tuple(part)
+    assert (half.success, half.runs, half.success_ci, half.cost_cu) == \
+           (again.success, again.runs, again.success_ci, again.cost_cu) == (2, 5, stats.wilson(2, 5), again.cost_cu)
+    assert half.cost_cu.value == 600.0 / 2  # 5 runs of 120 cu, 2 successes
+    text = tables.answers_csv([], [("first", [half]), ("second", compare.on_seeds(held, set(rest)))])
+    lines = text.splitlines()
+    assert lines[0].startswith("half,problem,criterion") and len(lines) == 3
+    assert lines[1].startswith("first,") and lines[2].startswith("second,") and ",2,5," in lines[1]
 
 
 def test_held_out_tuning_ranks_honestly_where_choosing_on_the_same_seeds_flatters_the_method_with_more_settings():

@@ -321,14 +321,17 @@ def test_tuning_first_runs_the_chosen_settings_alone_and_chooses_as_the_whole_gr
                          progress=False)["written"] == 0
 
 
-@pytest.mark.parametrize("seeds", [8, 14])
-def test_tuning_first_compiles_each_program_once_for_both_stages(tmp_path, monkeypatch, seeds):
+@pytest.mark.parametrize("seeds, dear", [(8, False), (14, False), (14, True)])
+def test_tuning_first_compiles_each_program_once_for_both_stages(tmp_path, monkeypatch, seeds, dear):
     # The chunks sweep defaults give (each group whole): a second-stage group that fits one chunk of the first
     # stage's keeps that chunk, so the program it needs is the one the first compiled (the persistent cache hands
-    # it over); a larger one (11 held-out seeds against the first stage's 9 and 6 runs) gets a chunk of its own
-    # size, and so runs in one call, not in chunks of the first stage's size one after another.
-    from bpkit import engine
+    # it over).  A larger one (11 held-out seeds against the first stage's 9 and 6 runs) goes through that program
+    # in several chunks where a pass is cheap (XOR, 300 epochs), and gets a chunk of its own size, one call, where
+    # a pass is dear (here: every pass).
+    from bpkit import engine, plan
 
+    if dear:
+        monkeypatch.setattr(plan, "STAGE_PASS_WORK", 0)
     compiled, calls = [], []
     real_compile, real_run = engine._compile, engine.run_chunk
     monkeypatch.setattr(engine, "_compile", lambda g: compiled.append((g.members[0].static_key(), g.chunk))
@@ -342,11 +345,12 @@ def test_tuning_first_compiles_each_program_once_for_both_stages(tmp_path, monke
     assert counts["runs"] == 5 * 3 + 2 * held_out
     first, second = compiled[:2], compiled[2:]
     assert [c for _, c in first] == [3 * 3, 2 * 3] and len(second) == 2
-    if held_out <= 2 * 3:
-        assert set(second) <= set(first)
-    else:
+    if dear:
         assert [c for _, c in second] == [held_out, held_out] and not set(second) & set(first)
-    assert len(calls) == 4  # every group in one call
+        assert calls == [9, 6, held_out, held_out]  # every group in one call
+    else:
+        assert set(second) <= set(first)
+        assert calls == [9, 6] + [9] * -(-held_out // 9) + [6] * -(-held_out // 6)
 
 
 def test_tuning_first_needs_tuning_seeds_and_a_criterion(tmp_path):

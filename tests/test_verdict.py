@@ -116,3 +116,30 @@ def test_higher_reads_two_intervals():
     touching = verdict.higher("a", (96.6, 95.3, 98.3), "b", (95.3, 94.7, 95.8), "test accuracy", "%")
     assert touching.word == verdict.NOT_SEPARATED  # 95.3 lies inside both intervals
     assert verdict.recompute(apart._asdict()) == apart
+
+
+def test_the_reviewers_check_fails_only_where_a_half_turns_a_verdict_to_its_opposite():
+    ahead = verdict.rates("A", 40, 50, "B", 10, 50)
+    level = verdict.rates("A", 12, 25, "B", 8, 25)  # half the runs: not separated
+    behind = verdict.rates("A", 3, 25, "B", 20, 25)
+    open_ = verdict.at_least("speed-up", (9, 6, 13), 10)  # cannot tell on all seeds ...
+    holds = verdict.at_least("speed-up", (12, 11, 13), 10)  # ... decided on a half
+    kept = verdict.cost_ratio("A", "B", (0.5, 0.3, 0.9))
+    check = verdict.halves("the study", [ahead, open_, kept], [[level, holds, kept], [ahead, open_, kept]])
+    assert check.word == verdict.HOLDS
+    assert "of 3 verdicts" in check.text and "1 keep" in check.text and "1 are left undecided" in check.text
+    assert "1 undecided on all seeds are decided" in check.text and "0 turn" in check.text
+    turned = verdict.halves("the study", [ahead, kept], [[behind, kept], [ahead, None]])  # None: not measured
+    assert turned.word == verdict.FAILS and "A against B (ahead; on a half behind)" in turned.text
+    assert "1 turn" in turned.text and "0 keep" in turned.text  # kept lacks a measurement on the second half
+    # A cause and a tally are checked leaf by leaf: their tests and members.
+    cause = verdict.cause("dead units hold A back", ahead, [verdict.AHEAD])
+    tally = verdict.tally("at least 10x", [holds, verdict.at_least("x", (2, 1, 3), 10)])
+    flipped = verdict.tally("at least 10x", [verdict.at_least("s", (4, 2, 6), 10),
+                                             verdict.at_least("x", (2, 1, 3), 10)])
+    nested = verdict.halves("nested", [cause, tally], [[verdict.cause("dead units hold A back", behind,
+                                                                      [verdict.AHEAD]), flipped]])
+    assert nested.word == verdict.FAILS and "of 3 verdicts" in nested.text and "2 turn" in nested.text
+    for v in (check, turned, nested):
+        stored = json.loads(json.dumps(v._asdict()))
+        assert verdict.recompute(stored) == verdict.recompute(v) and verdict.recompute(stored).text == v.text
