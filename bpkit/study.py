@@ -94,13 +94,6 @@ class Folder:
         with open(self.results / f"{name}.csv", newline="") as f:
             return list(csv.DictReader(f))
 
-    def load_halves(self, name: str) -> dict[str, list[dict[str, str]]]:
-        """The rows of ``results/<name>.csv`` by their ``half`` column (the reviewer's check), in file order."""
-        out: dict[str, list[dict[str, str]]] = {}
-        for r in self.load_csv(name):
-            out.setdefault(r["half"], []).append(r)
-        return out
-
     def save_figure(self, fig: Any, name: str) -> Path:
         self.figures.mkdir(parents=True, exist_ok=True)
         return report.save_figure(fig, self.figures / name, formats=("png",))[0]
@@ -172,8 +165,7 @@ def _placed(text: str, name: str, block: str, order: tuple[str, ...]) -> str:
 
 def sweep_and_answer(folder: Folder, name: str, title: str, chunk_size: int | None = 64) -> list:
     """Run ``<folder>/<name>.toml`` into ``<stores>/<name>.sqlite`` (resumable), keep its tuned answers
-    (:func:`bpkit.compare.answers`) in ``results/<name>_answers.csv`` (with held-out seeds, each half of
-    them apart in ``<name>_answers_halves.csv``: :func:`reviewers_check`) and draw the report's success and
+    (:func:`bpkit.compare.answers`) in ``results/<name>_answers.csv`` and draw the report's success and
     cost figures, ``<name>_success_<i>.png`` and ``<name>_cost_<i>.png`` for the i-th problem.
     ``chunk_size``: 64 runs per chunk, small groups padded to 64, as the studies not yet redone were
     computed (a run's last bits depend on its chunk); None: the sweep's defaults (``bpkit sweep``'s, each
@@ -194,24 +186,12 @@ def sweep_and_answer(folder: Folder, name: str, title: str, chunk_size: int | No
         raise SystemExit(f"{store}: {len(errors)} unreadable runs, e.g. {errors[0]}")
     answers = compare.answers(runs, tune_seeds=flat["compare.tune_seeds"])
     report.write_text(folder.results / f"{name}_answers.csv", tables.answers_csv(answers))
-    if flat["compare.tune_seeds"]:  # the reviewer's check: every answer again on each half of its held-out seeds
-        parts = [(half, compare.on_seeds(answers, set(seeds)))
-                 for half, seeds in compare.halves({s for a in answers for s in a.chosen.seeds})]
-        report.write_text(folder.results / f"{name}_answers_halves.csv", tables.answers_csv([], parts))
     folder.figures.mkdir(parents=True, exist_ok=True)
     for i, problem in enumerate(dict.fromkeys(a.problem for a in answers)):  # one figure per problem, as the report
         mine = [a for a in answers if a.problem == problem]
         figures.success_heatmap(mine, f"{title}: {problem}", folder.figures / f"{name}_success_{i + 1}")
         figures.cost_figure(mine, f"{title}: {problem}", folder.figures / f"{name}_cost_{i + 1}")
     return answers
-
-
-def reviewers_check(what: str, stated: dict[Any, verdict.Verdict],
-                    on_halves: Iterable[dict[Any, verdict.Verdict]]) -> verdict.Verdict:
-    """:func:`bpkit.verdict.halves` of the verdicts ``stated`` and the same verdicts from each half of the
-    held-out seeds, matched by key (a key a half lacks: that half measures nothing for it)."""
-    keys = list(stated)
-    return verdict.halves(what, [stated[k] for k in keys], [[h.get(k) for k in keys] for h in on_halves])
 
 
 def load_config(path: Path, **overrides: Any) -> dict[str, Any]:

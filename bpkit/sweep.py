@@ -59,10 +59,10 @@ def run_sweep(
     (:func:`tuned_configs`).  So a comparison reports on many held-out seeds at the cost of one
     setting per method, and chooses by the rule :func:`bpkit.compare.tune` applies to a sweep of every
     setting on every seed, which reads the tuning seeds' runs alone; ``runs`` counts both stages.  A
-    second-stage group that fits one chunk of the first stage's keeps that chunk, so one compiled
-    program serves both stages (the persistent cache hands it over); a larger one gets a chunk of its
-    own size (one more compile, against chunks of the first stage's size run one after another).
-    Either way the chunks depend on the config alone.
+    second-stage group keeps the first stage's chunk, so one compiled program serves both stages (the
+    persistent cache hands it over), unless it is larger than that chunk and a pass over it is dear
+    (:func:`bpkit.plan.plan`'s stages): then it gets a chunk of its own size, one more compile against
+    chunks run one after another.  Either way the chunks depend on the config alone.
     """
     how: dict[str, Any] = dict(chunk_size=chunk_size, progress=progress, after_chunk=after_chunk,
                                memory_budget_mb=memory_budget_mb, compile_ahead=compile_ahead, lanes=lanes)
@@ -114,7 +114,7 @@ def run_runs(runs: list[Run], store: Store, tune_seeds: list[int] | tuple[int, .
     """:func:`run_sweep` of runs already expanded (:class:`bpkit.spec.Run`, e.g. a stored run's config
     changed by :meth:`~bpkit.spec.Run.replace`); ``tune_seeds`` is recorded as the comparison's.
     ``sized_by``: an earlier stage's runs, whose programs serve these runs where a group fits one
-    of its chunks (:func:`bpkit.plan.plan`'s stages)."""
+    of its chunks or a pass is cheap (:func:`bpkit.plan.plan`'s stages)."""
     ids = cfg.unique_ids(runs)
     done = store.run_ids()
     todo = [r for r, i in zip(runs, ids, strict=True) if i not in done]

@@ -123,6 +123,7 @@ def optimizers() -> tuple[list[verdict.Verdict], list[list[str]]]:
     rows = FOLDER.load_csv("cg_family_answers")
     wins = cg.separated_wins(FOLDER.load_csv("cg_family_ratios"))
     acts = list(dict.fromkeys(a["activation"] for a in rows))
+    best, level, _ = cg.reliability(rows, "40-20-40", FOLDER.load_csv("cg_family_paired"))
     cheap = sorted(wins, key=lambda m: -wins[m][0])[:3]
     act = {a: cg.pooled(rows, activation=a, criterion="40-20-40") for a in acts}
     ratios = FOLDER.load_csv("moeller_ratios")
@@ -150,7 +151,7 @@ def optimizers() -> tuple[list[verdict.Verdict], list[list[str]]]:
     held = [s for s in flat["seeds"] if s not in flat["compare.tune_seeds"]]
     best_text = (f"On XOR, parity and the encoders, every method given {rows[0]['budget']} settings and "
                  f"{flat['training.max_cu']:,.0f} cu a run, 40-20-40 on {len(held)} held-out seeds pooled over "
-                 f"problems and activations: {cg.leaders_text(rows, '40-20-40', FOLDER.load_csv('cg_family_paired'))}"
+                 f"problems and activations: {cg.leaders_text(rows, '40-20-40', best, level)}"
                  f". Cheapest (or within the interval of the cheapest) in most of the "
                  f"{wins[cheap[0]][1]} (problem, criterion, activation) cells: "
                  f"{', '.join(f'{m} ({wins[m][0]})' for m in cheap)}. Hidden units over all methods: "

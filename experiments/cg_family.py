@@ -127,10 +127,10 @@ def reliability(rows: list[dict[str, str]], crit: str, paired: list[dict[str, st
     return best, [m for m in methods if m != best and m not in behind], behind
 
 
-def leaders_text(rows: list[dict[str, str]], crit: str, paired: list[dict[str, str]]) -> str:
-    """The leaders in reliability at ``crit`` (:func:`reliability`), each with its rate: the method that succeeds
-    most and every method McNemar's test does not separate from it, so that no name leads by rounding alone."""
-    best, level, _ = reliability(rows, crit, paired)
+def leaders_text(rows: list[dict[str, str]], crit: str, best: str, level: list[str]) -> str:
+    """The leaders in reliability at ``crit``, each with its rate: ``best``, the method that succeeds most, and
+    ``level``, every method McNemar's test does not separate from it (:func:`reliability`), so that no name
+    leads by rounding alone."""
 
     def said(m: str) -> str:
         return f"{m} {study.rate(*pooled(rows, method=m, criterion=crit))}"
@@ -403,9 +403,9 @@ def conclusion(rows: list[dict[str, str]], ratios: list[dict[str, str]], paired:
             "the same starts separates it at 5%; in cost, only where the interval of the cost ratio excludes 1; "
             "between activations (other chosen settings), only where the Wilson intervals do not overlap."]
     for crit, name in (("40-20-40", "loose"), ("goal", "tight")):
-        best, _, behind = reliability(rows, crit, paired)
+        best, level, behind = reliability(rows, crit, paired)
         text.append(f"Reliability, {name} criterion, pooled over problems and activations: "
-                    f"{leaders_text(rows, crit, paired)}; behind {best}: {', '.join(behind) or 'none'}.")
+                    f"{leaders_text(rows, crit, best, level)}; behind {best}: {', '.join(behind) or 'none'}.")
     wins = separated_wins(ratios)
     top = sorted(wins, key=lambda m: -wins[m][0])
     text.append("Cost: of the " + str(wins[top[0]][1]) + " (problem, criterion, activation) cells where some "
